@@ -1,0 +1,298 @@
+//! The ciphertext v1 codec and the symmetric encrypt/decrypt built on it.
+//!
+//! Specification: `docs/formats/ciphertext-v1.md`. Golden vectors:
+//! `tests/golden/ciphertext-v1/`. Any change here that alters a byte of output is a format
+//! change and needs a new format version.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::hkdf;
+
+use crate::context::EncryptionContext;
+use crate::key_id::KeyId;
+use crate::secret::{KeyMaterial, Plaintext};
+use crate::{Error, rand};
+
+const MAGIC: [u8; 2] = *b"SR";
+/// The format version byte this module writes.
+pub const FORMAT_V1: u8 = 0x01;
+/// Suite 1: AES-256-GCM under an HKDF-SHA-256 per-message key.
+pub const SUITE_AES256GCM_HKDF: u8 = 0x01;
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 52;
+const SALT_LEN: usize = 16;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+/// Bytes a ciphertext adds to its plaintext.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// Length of the symmetric key material of a version.
+pub const KEY_LEN: usize = 32;
+const INFO_LABEL: &[u8] = b"strongroom/ciphertext/v1";
+
+/// The parsed header of a ciphertext: what decrypt needs to find the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The key that made the ciphertext.
+    pub key_id: KeyId,
+    /// The version of that key.
+    pub version: u32,
+    salt: [u8; SALT_LEN],
+    nonce: [u8; NONCE_LEN],
+}
+
+impl Header {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..2].copy_from_slice(&MAGIC);
+        h[2] = FORMAT_V1;
+        h[3] = SUITE_AES256GCM_HKDF;
+        h[4..20].copy_from_slice(self.key_id.as_bytes());
+        h[20..24].copy_from_slice(&self.version.to_be_bytes());
+        h[24..40].copy_from_slice(&self.salt);
+        h[40..52].copy_from_slice(&self.nonce);
+        h
+    }
+}
+
+/// Reads the header without decrypting. Fails with [`Error::InvalidCiphertext`] for anything
+/// that is not a well-formed v1 ciphertext.
+pub fn parse_header(ct: &[u8]) -> Result<Header, Error> {
+    if ct.len() < OVERHEAD
+        || ct[0..2] != MAGIC
+        || ct[2] != FORMAT_V1
+        || ct[3] != SUITE_AES256GCM_HKDF
+    {
+        return Err(Error::InvalidCiphertext);
+    }
+    let mut key_id = [0u8; 16];
+    key_id.copy_from_slice(&ct[4..20]);
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&ct[20..24]);
+    let version = u32::from_be_bytes(v);
+    if version == 0 {
+        return Err(Error::InvalidCiphertext);
+    }
+    let mut salt = [0u8; SALT_LEN];
+    salt.copy_from_slice(&ct[24..40]);
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&ct[40..52]);
+    Ok(Header {
+        key_id: KeyId::from_bytes(key_id),
+        version,
+        salt,
+        nonce,
+    })
+}
+
+fn message_key(key: &KeyMaterial, header: &Header) -> Result<LessSafeKey, Error> {
+    // Exposed to derive the per-message key; the derived key lives only in aws-lc.
+    let ikm = key.expose_secret();
+    if ikm.len() != KEY_LEN {
+        return Err(Error::InvalidKeyMaterial);
+    }
+    let mut info = Vec::with_capacity(INFO_LABEL.len() + 20);
+    info.extend_from_slice(INFO_LABEL);
+    info.extend_from_slice(header.key_id.as_bytes());
+    info.extend_from_slice(&header.version.to_be_bytes());
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &header.salt).extract(ikm);
+    let info_parts = [info.as_slice()];
+    let okm = prk
+        .expand(&info_parts, &AES_256_GCM)
+        .map_err(|_| Error::Internal("hkdf expand"))?;
+    let unbound = UnboundKey::from(okm);
+    Ok(LessSafeKey::new(unbound))
+}
+
+fn aad(header_bytes: &[u8; HEADER_LEN], context: &EncryptionContext) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(HEADER_LEN + 64);
+    aad.extend_from_slice(header_bytes);
+    context.encode_into(&mut aad);
+    aad
+}
+
+/// Encrypts `plaintext` under version `version` of key `key_id`, whose material is `key`.
+pub fn encrypt(
+    key: &KeyMaterial,
+    key_id: KeyId,
+    version: u32,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let salt = rand::array::<SALT_LEN>()?;
+    let nonce = rand::array::<NONCE_LEN>()?;
+    encrypt_with(key, key_id, version, context, plaintext, salt, nonce)
+}
+
+/// Encrypt with caller-chosen salt and nonce. Only for golden-vector generation and tests:
+/// reusing a salt and nonce pair under one key breaks confidentiality.
+#[doc(hidden)]
+pub fn dangerous_encrypt_with_fixed_randomness(
+    key: &KeyMaterial,
+    key_id: KeyId,
+    version: u32,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    salt: [u8; 16],
+    nonce: [u8; 12],
+) -> Result<Vec<u8>, Error> {
+    encrypt_with(key, key_id, version, context, plaintext, salt, nonce)
+}
+
+fn encrypt_with(
+    key: &KeyMaterial,
+    key_id: KeyId,
+    version: u32,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    salt: [u8; SALT_LEN],
+    nonce: [u8; NONCE_LEN],
+) -> Result<Vec<u8>, Error> {
+    if version == 0 {
+        return Err(Error::Internal("key versions start at 1"));
+    }
+    let header = Header {
+        key_id,
+        version,
+        salt,
+        nonce,
+    };
+    let hb = header.encode();
+    let mk = message_key(key, &header)?;
+    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
+    out.extend_from_slice(&hb);
+    let mut body = plaintext.to_vec();
+    mk.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad(&hb, context)),
+        &mut body,
+    )
+    .map_err(|_| Error::Internal("aes-gcm seal"))?;
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decrypts a ciphertext whose header has already been parsed (to find `key`).
+pub fn decrypt(
+    key: &KeyMaterial,
+    header: &Header,
+    context: &EncryptionContext,
+    ciphertext: &[u8],
+) -> Result<Plaintext, Error> {
+    if ciphertext.len() < OVERHEAD {
+        return Err(Error::InvalidCiphertext);
+    }
+    let hb = header.encode();
+    if ciphertext[..HEADER_LEN] != hb {
+        return Err(Error::InvalidCiphertext);
+    }
+    let mk = message_key(key, header)?;
+    let mut body = ciphertext[HEADER_LEN..].to_vec();
+    let opened = mk.open_in_place(
+        Nonce::assume_unique_for_key(header.nonce),
+        Aad::from(aad(&hb, context)),
+        &mut body,
+    );
+    let result = match opened {
+        Ok(pt) => Ok(Plaintext::copy_from(pt)),
+        Err(_) => Err(Error::InvalidCiphertext),
+    };
+    // The buffer held plaintext on success (and nothing useful on failure); wipe it either way.
+    zeroize::Zeroize::zeroize(&mut body);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn key() -> KeyMaterial {
+        KeyMaterial::new(vec![7u8; 32])
+    }
+
+    fn ctx() -> EncryptionContext {
+        EncryptionContext::try_new(BTreeMap::from([("tenant".to_string(), "acme".to_string())]))
+            .unwrap()
+    }
+
+    fn id() -> KeyId {
+        KeyId::from_bytes([9u8; 16])
+    }
+
+    #[test]
+    fn round_trip_and_header() {
+        let ct = encrypt(&key(), id(), 3, &ctx(), b"hello").unwrap();
+        assert_eq!(ct.len(), OVERHEAD + 5);
+        let h = parse_header(&ct).unwrap();
+        assert_eq!((h.key_id, h.version), (id(), 3));
+        let pt = decrypt(&key(), &h, &ctx(), &ct).unwrap();
+        assert_eq!(pt.expose_secret(), b"hello");
+    }
+
+    #[test]
+    fn fresh_randomness_per_message() {
+        let a = encrypt(&key(), id(), 1, &ctx(), b"x").unwrap();
+        let b = encrypt(&key(), id(), 1, &ctx(), b"x").unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn wrong_context_or_key_fails() {
+        let ct = encrypt(&key(), id(), 1, &ctx(), b"hello").unwrap();
+        let h = parse_header(&ct).unwrap();
+        assert!(matches!(
+            decrypt(&key(), &h, &EncryptionContext::empty(), &ct),
+            Err(Error::InvalidCiphertext)
+        ));
+        let other = KeyMaterial::new(vec![8u8; 32]);
+        assert!(matches!(
+            decrypt(&other, &h, &ctx(), &ct),
+            Err(Error::InvalidCiphertext)
+        ));
+    }
+
+    #[test]
+    fn short_and_foreign_inputs_are_invalid() {
+        let ct = encrypt(&key(), id(), 1, &ctx(), b"").unwrap();
+        for n in 0..ct.len() {
+            assert!(parse_header(&ct[..n]).is_err(), "len {n}");
+        }
+        let mut bad = ct.clone();
+        bad[2] = 2;
+        assert!(parse_header(&bad).is_err());
+        let mut zero_version = ct.clone();
+        zero_version[20..24].copy_from_slice(&[0, 0, 0, 0]);
+        assert!(parse_header(&zero_version).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_single_byte_change_fails(pt in proptest::collection::vec(any::<u8>(), 0..200), idx in any::<proptest::sample::Index>(), delta in 1u8..=255) {
+            let ct = encrypt(&key(), id(), 1, &ctx(), &pt).unwrap();
+            let h = parse_header(&ct).unwrap();
+            let opened = decrypt(&key(), &h, &ctx(), &ct).unwrap();
+            prop_assert_eq!(opened.expose_secret(), &pt[..]);
+            let i = idx.index(ct.len());
+            let mut bad = ct.clone();
+            bad[i] = bad[i].wrapping_add(delta);
+            // Either the header no longer parses, or it parses to something that fails to open
+            // (a changed key id or version would select other material; here the key is fixed,
+            // so authentication must fail).
+            let res = parse_header(&bad).and_then(|h2| decrypt(&key(), &h2, &ctx(), &bad));
+            prop_assert!(matches!(res, Err(Error::InvalidCiphertext)));
+        }
+
+        #[test]
+        fn header_round_trip(version in 1u32.., idb in any::<[u8; 16]>(), pt in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let kid = KeyId::from_bytes(idb);
+            let ct = encrypt(&key(), kid, version, &EncryptionContext::empty(), &pt).unwrap();
+            let h = parse_header(&ct).unwrap();
+            prop_assert_eq!(h.key_id, kid);
+            prop_assert_eq!(h.version, version);
+            let encoded = h.encode();
+            prop_assert_eq!(encoded.as_slice(), &ct[..HEADER_LEN]);
+        }
+    }
+}
