@@ -1,1 +1,127 @@
-//! placeholder
+//! The `Store` trait and its SQLite implementation (the embedded default).
+//!
+//! The store persists records and sealed bytes; it never sees plaintext key material (core
+//! seals before writing) and makes no lifecycle decisions (core's state machine does). What it
+//! owns is atomicity: each write method is one transaction, and key updates use optimistic
+//! concurrency on `KeyRecord::revision`, so two writers racing on one key cannot both win.
+//! PostgreSQL will implement the same trait and run the same test suite.
+
+#![warn(missing_docs)]
+
+pub mod model;
+mod sqlite;
+
+use async_trait::async_trait;
+use strongroom_crypto::KeyId;
+
+pub use model::*;
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// Store failures. Messages name what failed, never the data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name is taken.
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    /// The record to change does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The key changed since it was read; re-read and try again.
+    #[error("concurrent modification")]
+    Conflict,
+    /// The store cannot serve now (busy, I/O failure, disk full). After an I/O failure on
+    /// write the store stops accepting operations: an fsync error is never retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value could not be decoded.
+    #[error("store record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How `put_alias` treats an existing alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasWrite {
+    /// Fail with `AlreadyExists` if the name is taken.
+    Create,
+    /// Fail with `NotFound` if the name is free.
+    Update,
+}
+
+/// Persistence for key rings, keys, versions, aliases, tokens and a few settings.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads a setting.
+    async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Writes a setting if it is not set yet; returns whether it was written.
+    async fn put_meta_if_absent(&self, name: &str, value: &[u8]) -> Result<bool>;
+
+    /// Creates a key ring.
+    async fn create_key_ring(&self, ring: &KeyRingRecord) -> Result<()>;
+    /// Reads a key ring.
+    async fn key_ring(&self, name: &RingName) -> Result<Option<KeyRingRecord>>;
+    /// Lists key rings by name.
+    async fn list_key_rings(&self, page: &PageRequest) -> Result<Page<KeyRingRecord>>;
+
+    /// Creates a key and its first versions in one transaction. The ring must exist.
+    async fn create_key(&self, key: &KeyRecord, versions: &[VersionRecord]) -> Result<()>;
+    /// Reads a key by ring and name.
+    async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<KeyRecord>>;
+    /// Reads a key by id.
+    async fn key_by_id(&self, id: KeyId) -> Result<Option<KeyRecord>>;
+    /// Lists a ring's keys by name.
+    async fn list_keys(&self, ring: &RingName, page: &PageRequest) -> Result<Page<KeyRecord>>;
+    /// Replaces a key record and inserts or replaces the given versions, in one
+    /// transaction, if the stored revision is still `expected_revision`; otherwise
+    /// `Conflict`. The caller sets `key.revision` to `expected_revision + 1`.
+    async fn update_key(
+        &self,
+        expected_revision: i64,
+        key: &KeyRecord,
+        versions: &[VersionRecord],
+    ) -> Result<()>;
+
+    /// Reads one version.
+    async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<VersionRecord>>;
+    /// Lists a key's versions by number.
+    async fn list_versions(&self, key_id: KeyId, page: &PageRequest)
+    -> Result<Page<VersionRecord>>;
+
+    /// Keys whose `next_rotation_time` is at or before `now`.
+    async fn keys_due_for_rotation(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>>;
+    /// Versions scheduled for destruction whose `destroy_time` is at or before `now`.
+    async fn versions_due_for_destruction(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(KeyId, u32)>>;
+
+    /// Creates or re-points an alias. The key must exist.
+    async fn put_alias(&self, alias: &AliasRecord, mode: AliasWrite) -> Result<()>;
+    /// Reads an alias.
+    async fn alias(&self, name: &AliasName) -> Result<Option<AliasRecord>>;
+    /// Deletes an alias.
+    async fn delete_alias(&self, name: &AliasName) -> Result<()>;
+    /// Lists aliases by name, optionally only those of one key.
+    async fn list_aliases(
+        &self,
+        key_id: Option<KeyId>,
+        page: &PageRequest,
+    ) -> Result<Page<AliasRecord>>;
+
+    /// Stores a new token.
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    /// Finds a token by the hash of its secret.
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
+    /// Finds a token by id.
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>>;
+    /// Marks a token revoked (idempotent: the first revocation time is kept).
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()>;
+    /// Lists tokens by id.
+    async fn list_tokens(&self, page: &PageRequest) -> Result<Page<TokenRecord>>;
+
+    /// Whether the store is still accepting operations (false after a fatal I/O error).
+    fn is_healthy(&self) -> bool;
+}

@@ -1,0 +1,359 @@
+//! The records the store keeps. Core gives them meaning (the state machine lives in
+//! `strongroom-core`); the store only persists them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use strongroom_crypto::{Algorithm, KeyId, Purpose};
+
+/// Seconds since the Unix epoch, UTC. Strongroom keeps times to the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// RFC 3339 text in UTC, e.g. `2026-11-22T18:00:00Z`.
+    pub fn to_rfc3339(self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| self.0.to_string())
+    }
+
+    /// Parses RFC 3339 text (any offset); sub-second digits are dropped.
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| Timestamp(t.unix_timestamp()))
+    }
+
+    /// This time plus `secs` seconds, saturating.
+    pub fn plus_secs(self, secs: i64) -> Self {
+        Timestamp(self.0.saturating_add(secs))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// Labels: short key/value strings for grouping and filtering (not secret).
+pub type Labels = BTreeMap<String, String>;
+
+macro_rules! name_type {
+    ($(#[$meta:meta])* $name:ident, $max:expr, $extra:expr, $what:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Longest name, in bytes.
+            pub const MAX_LEN: usize = $max;
+
+            /// Validates a name: 1 to `MAX_LEN` characters from `A-Z a-z 0-9 _ -` (plus the
+            /// type's extra characters), starting with a letter or digit.
+            pub fn try_new(s: &str) -> Result<Self, InvalidName> {
+                let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || $extra.contains(c);
+                let first_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+                if s.is_empty() || s.len() > $max || !first_ok || !s.chars().all(ok_char) || s.contains("//") || s.ends_with('/') {
+                    return Err(InvalidName { what: $what, max: $max });
+                }
+                Ok(Self(s.to_string()))
+            }
+
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::try_new(s)
+            }
+        }
+    };
+}
+
+/// A name that breaks the naming rules. The message does not echo the name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} names are 1 to {max} characters of A-Z a-z 0-9 _ - and start with a letter or digit"
+)]
+pub struct InvalidName {
+    what: &'static str,
+    max: usize,
+}
+
+name_type!(
+    /// A key ring's name.
+    RingName, 63, "", "key ring"
+);
+name_type!(
+    /// A key's name, unique within its key ring.
+    KeyName, 63, "", "key"
+);
+name_type!(
+    /// An alias name (may contain `/`, as in `team/payments`).
+    AliasName, 250, "/", "alias"
+);
+
+/// A key ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRingRecord {
+    /// Unique name.
+    pub name: RingName,
+    /// Free text.
+    pub description: String,
+    /// Labels.
+    pub labels: Labels,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// Whether a key (as a whole) may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Usable, subject to the state of the version used.
+    Enabled,
+    /// No version may be used until the key is enabled again.
+    Disabled,
+}
+
+/// Where a key's material lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// In Strongroom, sealed under the root key.
+    Software,
+}
+
+/// The state of one key version. See `docs/key-states.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionState {
+    /// Usable.
+    Enabled,
+    /// Kept, not usable.
+    Disabled,
+    /// Will be destroyed at `destroy_time` unless restored; not usable.
+    DestroyScheduled,
+    /// Material wiped; the record remains so old ciphertexts fail clearly.
+    Destroyed,
+}
+
+macro_rules! str_enum {
+    ($ty:ident { $($var:ident => $s:literal),* $(,)? }) => {
+        impl $ty {
+            /// The wire and storage name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$var => $s),* }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = strongroom_crypto::algorithm::UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s { $($s => Ok($ty::$var),)* _ => Err(strongroom_crypto::algorithm::UnknownName) }
+            }
+        }
+    };
+}
+
+str_enum!(KeyState { Enabled => "enabled", Disabled => "disabled" });
+str_enum!(Protection { Software => "software" });
+str_enum!(VersionState {
+    Enabled => "enabled",
+    Disabled => "disabled",
+    DestroyScheduled => "destroy_scheduled",
+    Destroyed => "destroyed",
+});
+
+/// A key: its settings and lifecycle bookkeeping. Versions are separate records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Immutable id, carried in ciphertexts.
+    pub id: KeyId,
+    /// The key ring.
+    pub ring: RingName,
+    /// Name within the ring.
+    pub name: KeyName,
+    /// Fixed at creation.
+    pub purpose: Purpose,
+    /// Fixed at creation.
+    pub algorithm: Algorithm,
+    /// Where the material lives.
+    pub protection: Protection,
+    /// Whether material may ever be exported. Default false; can only go from true to false.
+    pub exportable: bool,
+    /// Free text.
+    pub description: String,
+    /// Labels.
+    pub labels: Labels,
+    /// Enabled or disabled as a whole.
+    pub state: KeyState,
+    /// The version new encryptions, signatures and MACs use. `None` only when every version
+    /// is destroyed or scheduled for destruction.
+    pub primary_version: Option<u32>,
+    /// How many versions have been created (the next one is `version_count + 1`).
+    pub version_count: u32,
+    /// Automatic rotation period, in seconds.
+    pub rotation_period_secs: Option<i64>,
+    /// When the scheduler next rotates the key.
+    pub next_rotation_time: Option<Timestamp>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Bumped by every update; updates name the revision they read (optimistic concurrency).
+    pub revision: i64,
+}
+
+/// One immutable version of a key. Only its state and the destruction bookkeeping change.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// The key.
+    pub key_id: KeyId,
+    /// 1, 2, 3, …
+    pub version: u32,
+    /// Lifecycle state.
+    pub state: VersionState,
+    /// The key material sealed under the root key; `None` once destroyed.
+    pub sealed_material: Option<Vec<u8>>,
+    /// SubjectPublicKeyInfo DER for asymmetric keys.
+    pub public_key: Option<Vec<u8>>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// When a scheduled destruction happens.
+    pub destroy_time: Option<Timestamp>,
+    /// When the material was wiped.
+    pub destroyed_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for VersionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VersionRecord")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .field("state", &self.state)
+            .field(
+                "sealed_material",
+                &self
+                    .sealed_material
+                    .as_ref()
+                    .map(|m| format!("[sealed {} bytes]", m.len())),
+            )
+            .field("created_at", &self.created_at)
+            .field("destroy_time", &self.destroy_time)
+            .field("destroyed_at", &self.destroyed_at)
+            .finish()
+    }
+}
+
+/// An alias: a stable, re-pointable name for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    /// Unique name.
+    pub name: AliasName,
+    /// The key it points to.
+    pub key_id: KeyId,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last re-point.
+    pub updated_at: Timestamp,
+}
+
+/// An API token. Only the SHA-256 of the secret is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Public id (an accessor), safe to log.
+    pub id: String,
+    /// SHA-256 of the token secret.
+    pub hash: [u8; 32],
+    /// Who the token acts as.
+    pub principal: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Expiry; `None` never expires (the root token).
+    pub expires_at: Option<Timestamp>,
+    /// When revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which page of a listing to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Return items strictly after this cursor (from a previous page's `next`).
+    pub after: Option<String>,
+    /// Most items to return (the store caps it).
+    pub limit: u32,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, in listing order.
+    pub items: Vec<T>,
+    /// Cursor for the next page, if there may be more.
+    pub next: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(RingName::try_new("payments-prod_1").is_ok());
+        for bad in [
+            "",
+            "-x",
+            "a b",
+            "a/b",
+            "../x",
+            "%2e",
+            "x\0",
+            &"a".repeat(64),
+        ] {
+            assert!(RingName::try_new(bad).is_err(), "{bad:?}");
+        }
+        assert!(AliasName::try_new("team/payments").is_ok());
+        for bad in ["/x", "x/", "a//b", "../a", "a/../b"] {
+            assert!(AliasName::try_new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = Timestamp(1_800_000_000);
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(t.to_rfc3339(), "2027-01-15T08:00:00Z");
+    }
+}

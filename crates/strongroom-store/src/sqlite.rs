@@ -1,0 +1,877 @@
+//! The SQLite store: one file in the data dir, WAL mode, `synchronous=FULL` (an acknowledged
+//! write survives power loss), `secure_delete=ON` (freed pages are zeroed, so destroyed key
+//! material does not linger), and a TRUNCATE checkpoint after every destruction so the old
+//! pages leave the WAL too.
+//!
+//! Writes go through a pool of exactly one connection, so they are serialised in-process and
+//! never meet `SQLITE_BUSY` from each other; reads use a separate pool. An I/O error, a full
+//! disk or corruption reported by SQLite marks the store failed: every later call returns
+//! `Unavailable` until restart. An fsync failure is never retried.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use strongroom_crypto::{Algorithm, KeyId, Purpose};
+
+use crate::model::*;
+use crate::{AliasWrite, Result, Store, StoreError};
+
+const MAX_PAGE: u32 = 1000;
+const DEFAULT_PAGE: u32 = 100;
+
+/// Migrations, applied in order, each once, in a transaction. Never edit a released entry:
+/// append a new one.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE key_rings (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE keys (
+    id BLOB PRIMARY KEY,
+    ring TEXT NOT NULL REFERENCES key_rings(name),
+    name TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    protection TEXT NOT NULL,
+    exportable INTEGER NOT NULL,
+    description TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    state TEXT NOT NULL,
+    primary_version INTEGER,
+    version_count INTEGER NOT NULL,
+    rotation_period_secs INTEGER,
+    next_rotation_time INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    UNIQUE (ring, name)
+);
+CREATE INDEX keys_next_rotation ON keys (next_rotation_time) WHERE next_rotation_time IS NOT NULL;
+CREATE TABLE key_versions (
+    key_id BLOB NOT NULL REFERENCES keys(id),
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    sealed_material BLOB,
+    public_key BLOB,
+    created_at INTEGER NOT NULL,
+    destroy_time INTEGER,
+    destroyed_at INTEGER,
+    PRIMARY KEY (key_id, version)
+);
+CREATE INDEX key_versions_destroy ON key_versions (destroy_time) WHERE state = 'destroy_scheduled';
+CREATE TABLE aliases (
+    name TEXT PRIMARY KEY,
+    key_id BLOB NOT NULL REFERENCES keys(id),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX aliases_key ON aliases (key_id);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    principal TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+);
+"#,
+)];
+
+/// How to open a SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// Create the file if it does not exist. When false, a missing file is an error.
+    pub create_if_missing: bool,
+}
+
+/// The SQLite implementation of [`Store`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    failed: Arc<AtomicBool>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn connect_options(path: &Path, create: bool) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5))
+        .pragma("secure_delete", "ON")
+}
+
+impl SqliteStore {
+    /// Opens (and if allowed creates) the database and applies pending migrations.
+    pub async fn open(opts: &SqliteOptions) -> Result<Self> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect_options(&opts.path, opts.create_if_missing))
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", opts.path.display()))
+            })?;
+        let store_for_migrate = Self {
+            reader: writer.clone(),
+            writer,
+            failed: failed.clone(),
+            path: opts.path.clone(),
+        };
+        store_for_migrate.migrate().await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect_options(&opts.path, false))
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", opts.path.display()))
+            })?;
+        Ok(Self {
+            reader,
+            ..store_for_migrate
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes both pools, waiting for in-flight work.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e, "schema"))?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "schema"))?;
+        let newest_known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if let Some(newer) = applied.iter().find(|v| **v > newest_known) {
+            return Err(StoreError::Unavailable(format!(
+                "the database has schema version {newer}, newer than this strongroom knows ({newest_known}); upgrade strongroom"
+            )));
+        }
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "schema"))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, unixepoch())",
+            )
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "schema"))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e, "schema"))?;
+        Ok(())
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(format!(
+                "the store at {} failed after an I/O error; restart strongroom once the cause is fixed",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.check()?;
+        self.writer
+            .begin()
+            .await
+            .map_err(|e| self.err(e, "transaction"))
+    }
+
+    /// Maps a sqlx error; fatal I/O conditions mark the store failed.
+    fn err(&self, e: sqlx::Error, what: &'static str) -> StoreError {
+        match &e {
+            sqlx::Error::Database(db) => {
+                if db.is_unique_violation() {
+                    return StoreError::AlreadyExists(what);
+                }
+                if db.is_foreign_key_violation() {
+                    return StoreError::NotFound(what);
+                }
+                let code = db.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0);
+                match code & 0xff {
+                    // SQLITE_BUSY, SQLITE_LOCKED: transient.
+                    5 | 6 => StoreError::Unavailable("database is busy".into()),
+                    // SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB.
+                    10 | 11 | 13 | 14 | 26 => self.fail(&e),
+                    _ => StoreError::Unavailable(format!("database error on {what}")),
+                }
+            }
+            sqlx::Error::Io(_) => self.fail(&e),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                StoreError::Unavailable("database connection pool exhausted or closed".into())
+            }
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(format!("{what}: {e}"))
+            }
+            _ => StoreError::Unavailable(format!("database error on {what}")),
+        }
+    }
+
+    fn fail(&self, e: &sqlx::Error) -> StoreError {
+        self.failed.store(true, Ordering::SeqCst);
+        tracing::error!(path = %self.path.display(), error = %e, "store I/O failure; refusing further operations until restart");
+        StoreError::Unavailable(format!(
+            "I/O failure on {}; strongroom stopped using the store",
+            self.path.display()
+        ))
+    }
+
+    async fn checkpoint(&self) {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await
+        {
+            let _ = self.err(e, "checkpoint");
+        }
+    }
+}
+
+fn limit_of(page: &PageRequest) -> u32 {
+    match page.limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+fn paginate<T>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(&cursor)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn key_id_of(b: &[u8]) -> Result<KeyId> {
+    let a: [u8; 16] = b.try_into().map_err(|_| corrupt("key id"))?;
+    Ok(KeyId::from_bytes(a))
+}
+
+fn labels_of(s: &str) -> Result<Labels> {
+    serde_json::from_str(s).map_err(|_| corrupt("labels"))
+}
+
+fn labels_text(l: &Labels) -> String {
+    // Invariant: a map of strings always serialises.
+    serde_json::to_string(l).unwrap_or_else(|_| "{}".into())
+}
+
+fn parse<T: FromStr>(s: &str, what: &str) -> Result<T> {
+    s.parse().map_err(|_| corrupt(what))
+}
+
+fn ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp)
+}
+
+fn ring_of(r: &SqliteRow) -> Result<KeyRingRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("key ring row: {e}"));
+    Ok(KeyRingRecord {
+        name: parse(r.try_get::<&str, _>("name").map_err(g)?, "ring name")?,
+        description: r.try_get("description").map_err(g)?,
+        labels: labels_of(r.try_get("labels").map_err(g)?)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(g)?),
+    })
+}
+
+fn key_of(r: &SqliteRow) -> Result<KeyRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("key row: {e}"));
+    Ok(KeyRecord {
+        id: key_id_of(r.try_get("id").map_err(g)?)?,
+        ring: parse(r.try_get::<&str, _>("ring").map_err(g)?, "ring name")?,
+        name: parse(r.try_get::<&str, _>("name").map_err(g)?, "key name")?,
+        purpose: parse::<Purpose>(r.try_get::<&str, _>("purpose").map_err(g)?, "purpose")?,
+        algorithm: parse::<Algorithm>(r.try_get::<&str, _>("algorithm").map_err(g)?, "algorithm")?,
+        protection: parse(r.try_get::<&str, _>("protection").map_err(g)?, "protection")?,
+        exportable: r.try_get("exportable").map_err(g)?,
+        description: r.try_get("description").map_err(g)?,
+        labels: labels_of(r.try_get("labels").map_err(g)?)?,
+        state: parse(r.try_get::<&str, _>("state").map_err(g)?, "key state")?,
+        primary_version: r
+            .try_get::<Option<i64>, _>("primary_version")
+            .map_err(g)?
+            .map(|v| u32::try_from(v).map_err(|_| corrupt("primary version")))
+            .transpose()?,
+        version_count: u32::try_from(r.try_get::<i64, _>("version_count").map_err(g)?)
+            .map_err(|_| corrupt("version count"))?,
+        rotation_period_secs: r.try_get("rotation_period_secs").map_err(g)?,
+        next_rotation_time: ts(r.try_get("next_rotation_time").map_err(g)?),
+        created_at: Timestamp(r.try_get("created_at").map_err(g)?),
+        updated_at: Timestamp(r.try_get("updated_at").map_err(g)?),
+        revision: r.try_get("revision").map_err(g)?,
+    })
+}
+
+fn version_of(r: &SqliteRow) -> Result<VersionRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("version row: {e}"));
+    Ok(VersionRecord {
+        key_id: key_id_of(r.try_get("key_id").map_err(g)?)?,
+        version: u32::try_from(r.try_get::<i64, _>("version").map_err(g)?)
+            .map_err(|_| corrupt("version"))?,
+        state: parse(r.try_get::<&str, _>("state").map_err(g)?, "version state")?,
+        sealed_material: r.try_get("sealed_material").map_err(g)?,
+        public_key: r.try_get("public_key").map_err(g)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(g)?),
+        destroy_time: ts(r.try_get("destroy_time").map_err(g)?),
+        destroyed_at: ts(r.try_get("destroyed_at").map_err(g)?),
+    })
+}
+
+fn alias_of(r: &SqliteRow) -> Result<AliasRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("alias row: {e}"));
+    Ok(AliasRecord {
+        name: parse(r.try_get::<&str, _>("name").map_err(g)?, "alias name")?,
+        key_id: key_id_of(r.try_get("key_id").map_err(g)?)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(g)?),
+        updated_at: Timestamp(r.try_get("updated_at").map_err(g)?),
+    })
+}
+
+fn token_of(r: &SqliteRow) -> Result<TokenRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("token row: {e}"));
+    let hash: Vec<u8> = r.try_get("hash").map_err(g)?;
+    Ok(TokenRecord {
+        id: r.try_get("id").map_err(g)?,
+        hash: hash.try_into().map_err(|_| corrupt("token hash"))?,
+        principal: r.try_get("principal").map_err(g)?,
+        description: r.try_get("description").map_err(g)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(g)?),
+        expires_at: ts(r.try_get("expires_at").map_err(g)?),
+        revoked_at: ts(r.try_get("revoked_at").map_err(g)?),
+    })
+}
+
+async fn upsert_version(
+    tx: &mut Transaction<'static, Sqlite>,
+    v: &VersionRecord,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO key_versions (key_id, version, state, sealed_material, public_key, created_at, destroy_time, destroyed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (key_id, version) DO UPDATE SET
+           state = excluded.state,
+           sealed_material = excluded.sealed_material,
+           public_key = excluded.public_key,
+           destroy_time = excluded.destroy_time,
+           destroyed_at = excluded.destroyed_at",
+    )
+    .bind(v.key_id.as_bytes().as_slice())
+    .bind(i64::from(v.version))
+    .bind(v.state.as_str())
+    .bind(v.sealed_material.as_deref())
+    .bind(v.public_key.as_deref())
+    .bind(v.created_at.0)
+    .bind(v.destroy_time.map(|t| t.0))
+    .bind(v.destroyed_at.map(|t| t.0))
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.check()?;
+        sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "setting"))
+    }
+
+    async fn put_meta_if_absent(&self, name: &str, value: &[u8]) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e, "setting"))?;
+        tx.commit().await.map_err(|e| self.err(e, "setting"))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn create_key_ring(&self, ring: &KeyRingRecord) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO key_rings (name, description, labels, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(ring.name.as_str())
+        .bind(&ring.description)
+        .bind(labels_text(&ring.labels))
+        .bind(ring.created_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e, "key ring"))?;
+        tx.commit().await.map_err(|e| self.err(e, "key ring"))
+    }
+
+    async fn key_ring(&self, name: &RingName) -> Result<Option<KeyRingRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM key_rings WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "key ring"))?
+            .as_ref()
+            .map(ring_of)
+            .transpose()
+    }
+
+    async fn list_key_rings(&self, page: &PageRequest) -> Result<Page<KeyRingRecord>> {
+        self.check()?;
+        let limit = limit_of(page);
+        let rows = sqlx::query("SELECT * FROM key_rings WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(page.after.as_deref().unwrap_or(""))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "key rings"))?;
+        let items = rows.iter().map(ring_of).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |r| r.name.to_string()))
+    }
+
+    async fn create_key(&self, key: &KeyRecord, versions: &[VersionRecord]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM key_rings WHERE name = $1")
+            .bind(key.ring.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "key ring"))?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("key ring"));
+        }
+        sqlx::query(
+            "INSERT INTO keys (id, ring, name, purpose, algorithm, protection, exportable, description, labels, state,
+                               primary_version, version_count, rotation_period_secs, next_rotation_time, created_at, updated_at, revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(key.id.as_bytes().as_slice())
+        .bind(key.ring.as_str())
+        .bind(key.name.as_str())
+        .bind(key.purpose.as_str())
+        .bind(key.algorithm.name())
+        .bind(key.protection.as_str())
+        .bind(key.exportable)
+        .bind(&key.description)
+        .bind(labels_text(&key.labels))
+        .bind(key.state.as_str())
+        .bind(key.primary_version.map(i64::from))
+        .bind(i64::from(key.version_count))
+        .bind(key.rotation_period_secs)
+        .bind(key.next_rotation_time.map(|t| t.0))
+        .bind(key.created_at.0)
+        .bind(key.updated_at.0)
+        .bind(key.revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e, "key"))?;
+        for v in versions {
+            if v.key_id != key.id {
+                return Err(StoreError::Corrupt("version of another key".into()));
+            }
+            upsert_version(&mut tx, v)
+                .await
+                .map_err(|e| self.err(e, "key version"))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e, "key"))
+    }
+
+    async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<KeyRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM keys WHERE ring = $1 AND name = $2")
+            .bind(ring.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "key"))?
+            .as_ref()
+            .map(key_of)
+            .transpose()
+    }
+
+    async fn key_by_id(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM keys WHERE id = $1")
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "key"))?
+            .as_ref()
+            .map(key_of)
+            .transpose()
+    }
+
+    async fn list_keys(&self, ring: &RingName, page: &PageRequest) -> Result<Page<KeyRecord>> {
+        self.check()?;
+        let limit = limit_of(page);
+        let rows =
+            sqlx::query("SELECT * FROM keys WHERE ring = $1 AND name > $2 ORDER BY name LIMIT $3")
+                .bind(ring.as_str())
+                .bind(page.after.as_deref().unwrap_or(""))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(|e| self.err(e, "keys"))?;
+        let items = rows.iter().map(key_of).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |k| k.name.to_string()))
+    }
+
+    async fn update_key(
+        &self,
+        expected_revision: i64,
+        key: &KeyRecord,
+        versions: &[VersionRecord],
+    ) -> Result<()> {
+        if key.revision != expected_revision + 1 {
+            return Err(StoreError::Corrupt(
+                "update must bump the revision by one".into(),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE keys SET exportable = $1, description = $2, labels = $3, state = $4, primary_version = $5,
+                             version_count = $6, rotation_period_secs = $7, next_rotation_time = $8, updated_at = $9, revision = $10
+             WHERE id = $11 AND revision = $12",
+        )
+        .bind(key.exportable)
+        .bind(&key.description)
+        .bind(labels_text(&key.labels))
+        .bind(key.state.as_str())
+        .bind(key.primary_version.map(i64::from))
+        .bind(i64::from(key.version_count))
+        .bind(key.rotation_period_secs)
+        .bind(key.next_rotation_time.map(|t| t.0))
+        .bind(key.updated_at.0)
+        .bind(key.revision)
+        .bind(key.id.as_bytes().as_slice())
+        .bind(expected_revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e, "key"))?;
+        if r.rows_affected() != 1 {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM keys WHERE id = $1")
+                .bind(key.id.as_bytes().as_slice())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "key"))?;
+            return Err(if exists.is_some() {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound("key")
+            });
+        }
+        for v in versions {
+            if v.key_id != key.id {
+                return Err(StoreError::Corrupt("version of another key".into()));
+            }
+            upsert_version(&mut tx, v)
+                .await
+                .map_err(|e| self.err(e, "key version"))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e, "key"))?;
+        if versions.iter().any(|v| v.state == VersionState::Destroyed) {
+            self.checkpoint().await;
+        }
+        Ok(())
+    }
+
+    async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<VersionRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM key_versions WHERE key_id = $1 AND version = $2")
+            .bind(key_id.as_bytes().as_slice())
+            .bind(i64::from(version))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "key version"))?
+            .as_ref()
+            .map(version_of)
+            .transpose()
+    }
+
+    async fn list_versions(
+        &self,
+        key_id: KeyId,
+        page: &PageRequest,
+    ) -> Result<Page<VersionRecord>> {
+        self.check()?;
+        let limit = limit_of(page);
+        let after: i64 = match &page.after {
+            None => 0,
+            Some(s) => s.parse().map_err(|_| StoreError::NotFound("page cursor"))?,
+        };
+        let rows = sqlx::query("SELECT * FROM key_versions WHERE key_id = $1 AND version > $2 ORDER BY version LIMIT $3")
+            .bind(key_id.as_bytes().as_slice())
+            .bind(after)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "key versions"))?;
+        let items = rows.iter().map(version_of).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |v| v.version.to_string()))
+    }
+
+    async fn keys_due_for_rotation(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>> {
+        self.check()?;
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT id FROM keys WHERE next_rotation_time IS NOT NULL AND next_rotation_time <= $1 ORDER BY next_rotation_time LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| self.err(e, "keys"))?;
+        rows.iter().map(|b| key_id_of(b)).collect()
+    }
+
+    async fn versions_due_for_destruction(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(KeyId, u32)>> {
+        self.check()?;
+        let rows = sqlx::query(
+            "SELECT key_id, version FROM key_versions WHERE state = 'destroy_scheduled' AND destroy_time <= $1 ORDER BY destroy_time LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| self.err(e, "key versions"))?;
+        rows.iter()
+            .map(|r| {
+                let id = key_id_of(r.try_get("key_id").map_err(|_| corrupt("key id"))?)?;
+                let v: i64 = r.try_get("version").map_err(|_| corrupt("version"))?;
+                Ok((id, u32::try_from(v).map_err(|_| corrupt("version"))?))
+            })
+            .collect()
+    }
+
+    async fn put_alias(&self, alias: &AliasRecord, mode: AliasWrite) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let key_exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM keys WHERE id = $1")
+            .bind(alias.key_id.as_bytes().as_slice())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "key"))?;
+        if key_exists.is_none() {
+            return Err(StoreError::NotFound("key"));
+        }
+        match mode {
+            AliasWrite::Create => {
+                sqlx::query("INSERT INTO aliases (name, key_id, created_at, updated_at) VALUES ($1, $2, $3, $4)")
+                    .bind(alias.name.as_str())
+                    .bind(alias.key_id.as_bytes().as_slice())
+                    .bind(alias.created_at.0)
+                    .bind(alias.updated_at.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e, "alias"))?;
+            }
+            AliasWrite::Update => {
+                let r =
+                    sqlx::query("UPDATE aliases SET key_id = $1, updated_at = $2 WHERE name = $3")
+                        .bind(alias.key_id.as_bytes().as_slice())
+                        .bind(alias.updated_at.0)
+                        .bind(alias.name.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| self.err(e, "alias"))?;
+                if r.rows_affected() != 1 {
+                    return Err(StoreError::NotFound("alias"));
+                }
+            }
+        }
+        tx.commit().await.map_err(|e| self.err(e, "alias"))
+    }
+
+    async fn alias(&self, name: &AliasName) -> Result<Option<AliasRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM aliases WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "alias"))?
+            .as_ref()
+            .map(alias_of)
+            .transpose()
+    }
+
+    async fn delete_alias(&self, name: &AliasName) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("DELETE FROM aliases WHERE name = $1")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "alias"))?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound("alias"));
+        }
+        tx.commit().await.map_err(|e| self.err(e, "alias"))
+    }
+
+    async fn list_aliases(
+        &self,
+        key_id: Option<KeyId>,
+        page: &PageRequest,
+    ) -> Result<Page<AliasRecord>> {
+        self.check()?;
+        let limit = limit_of(page);
+        let after = page.after.as_deref().unwrap_or("");
+        let rows =
+            match key_id {
+                Some(id) => sqlx::query(
+                    "SELECT * FROM aliases WHERE key_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+                )
+                .bind(id.as_bytes().as_slice())
+                .bind(after)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(&self.reader)
+                .await,
+                None => {
+                    sqlx::query("SELECT * FROM aliases WHERE name > $1 ORDER BY name LIMIT $2")
+                        .bind(after)
+                        .bind(i64::from(limit) + 1)
+                        .fetch_all(&self.reader)
+                        .await
+                }
+            }
+            .map_err(|e| self.err(e, "aliases"))?;
+        let items = rows.iter().map(alias_of).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |a| a.name.to_string()))
+    }
+
+    async fn insert_token(&self, t: &TokenRecord) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO tokens (id, hash, principal, description, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&t.id)
+        .bind(t.hash.as_slice())
+        .bind(&t.principal)
+        .bind(&t.description)
+        .bind(t.created_at.0)
+        .bind(t.expires_at.map(|x| x.0))
+        .bind(t.revoked_at.map(|x| x.0))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e, "token"))?;
+        tx.commit().await.map_err(|e| self.err(e, "token"))
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM tokens WHERE hash = $1")
+            .bind(hash.as_slice())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "token"))?
+            .as_ref()
+            .map(token_of)
+            .transpose()
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "token"))?
+            .as_ref()
+            .map(token_of)
+            .transpose()
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r =
+            sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+                .bind(at.0)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "token"))?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound("token"));
+        }
+        tx.commit().await.map_err(|e| self.err(e, "token"))
+    }
+
+    async fn list_tokens(&self, page: &PageRequest) -> Result<Page<TokenRecord>> {
+        self.check()?;
+        let limit = limit_of(page);
+        let rows = sqlx::query("SELECT * FROM tokens WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(page.after.as_deref().unwrap_or(""))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "tokens"))?;
+        let items = rows.iter().map(token_of).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |t| t.id.clone()))
+    }
+
+    fn is_healthy(&self) -> bool {
+        !self.failed.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,119 @@
+//! The store's behaviour, written against `&dyn Store` so every backend runs the same suite.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod suite;
+
+use strongroom_store::{SqliteOptions, SqliteStore};
+
+async fn sqlite(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&SqliteOptions {
+        path: dir.path().join("strongroom.db"),
+        create_if_missing: true,
+    })
+    .await
+    .unwrap()
+}
+
+macro_rules! sqlite_suite {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = sqlite(&dir).await;
+                suite::$name(&store).await;
+            }
+        )*
+    };
+}
+
+sqlite_suite!(
+    key_rings,
+    keys_and_versions,
+    optimistic_concurrency,
+    pagination,
+    due_lists,
+    aliases,
+    tokens,
+    meta
+);
+
+#[tokio::test]
+async fn data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let (key, versions) = suite::sample_key("ring", "k", 1);
+    suite::ensure_ring(&store, "ring").await;
+    use strongroom_store::Store;
+    store.create_key(&key, &versions).await.unwrap();
+    store.close().await;
+    drop(store);
+    let store = sqlite(&dir).await;
+    assert_eq!(store.key_by_id(key.id).await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        store.version(key.id, 1).await.unwrap(),
+        Some(versions[0].clone())
+    );
+}
+
+#[tokio::test]
+async fn missing_file_is_not_created_when_not_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.db");
+    let err = SqliteStore::open(&SqliteOptions {
+        path: path.clone(),
+        create_if_missing: false,
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("cannot open"), "{err}");
+    assert!(!path.exists());
+}
+
+/// Destroyed material must not linger in the database file, its WAL or its shared memory
+/// file (RELIABILITY L2).
+#[tokio::test]
+async fn destroyed_material_leaves_no_trace_on_disk() {
+    use strongroom_store::{Store, Timestamp, VersionState};
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    suite::ensure_ring(&store, "ring").await;
+    let canary: Vec<u8> = b"CANARY-SEALED-MATERIAL-7f3a9c"
+        .iter()
+        .cycle()
+        .take(600)
+        .copied()
+        .collect();
+    let (key, mut versions) = suite::sample_key("ring", "k", 1);
+    versions[0].sealed_material = Some(canary.clone());
+    store.create_key(&key, &versions).await.unwrap();
+
+    let files = |dir: &std::path::Path| -> Vec<u8> {
+        let mut all = Vec::new();
+        for f in ["strongroom.db", "strongroom.db-wal", "strongroom.db-shm"] {
+            if let Ok(b) = std::fs::read(dir.join(f)) {
+                all.extend(b);
+            }
+        }
+        all
+    };
+    let contains = |hay: &[u8]| hay.windows(29).any(|w| w == &canary[..29]);
+    assert!(
+        contains(&files(dir.path())),
+        "the canary should be on disk before destruction"
+    );
+
+    let mut v = versions[0].clone();
+    v.state = VersionState::Destroyed;
+    v.sealed_material = None;
+    v.destroyed_at = Some(Timestamp(1));
+    let mut k2 = key.clone();
+    k2.revision += 1;
+    k2.primary_version = None;
+    store.update_key(key.revision, &k2, &[v]).await.unwrap();
+    assert!(
+        !contains(&files(dir.path())),
+        "destroyed material is still on disk"
+    );
+}

@@ -1,0 +1,360 @@
+//! Backend-independent store tests. Each takes `&dyn Store` on an empty database.
+
+use std::collections::BTreeMap;
+
+use strongroom_crypto::{Algorithm, KeyId, Purpose};
+use strongroom_store::*;
+
+pub(crate) async fn ensure_ring(s: &dyn Store, name: &str) {
+    s.create_key_ring(&KeyRingRecord {
+        name: RingName::try_new(name).unwrap(),
+        description: String::new(),
+        labels: Labels::new(),
+        created_at: Timestamp(100),
+    })
+    .await
+    .unwrap();
+}
+
+pub(crate) fn sample_key(ring: &str, name: &str, versions: u32) -> (KeyRecord, Vec<VersionRecord>) {
+    let id = KeyId::generate().unwrap();
+    let key = KeyRecord {
+        id,
+        ring: RingName::try_new(ring).unwrap(),
+        name: KeyName::try_new(name).unwrap(),
+        purpose: Purpose::EncryptDecrypt,
+        algorithm: Algorithm::Aes256Gcm,
+        protection: Protection::Software,
+        exportable: false,
+        description: "d".into(),
+        labels: BTreeMap::from([("team".into(), "payments".into())]),
+        state: KeyState::Enabled,
+        primary_version: Some(versions),
+        version_count: versions,
+        rotation_period_secs: None,
+        next_rotation_time: None,
+        created_at: Timestamp(100),
+        updated_at: Timestamp(100),
+        revision: 1,
+    };
+    let vs = (1..=versions)
+        .map(|n| VersionRecord {
+            key_id: id,
+            version: n,
+            state: VersionState::Enabled,
+            sealed_material: Some(vec![n as u8; 45]),
+            public_key: None,
+            created_at: Timestamp(100),
+            destroy_time: None,
+            destroyed_at: None,
+        })
+        .collect();
+    (key, vs)
+}
+
+pub(crate) async fn key_rings(s: &dyn Store) {
+    ensure_ring(s, "a").await;
+    let dup = s
+        .create_key_ring(&KeyRingRecord {
+            name: RingName::try_new("a").unwrap(),
+            description: "other".into(),
+            labels: Labels::new(),
+            created_at: Timestamp(1),
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::AlreadyExists(_))), "{dup:?}");
+    let got = s
+        .key_ring(&RingName::try_new("a").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.description, "", "the duplicate must not overwrite");
+    assert!(
+        s.key_ring(&RingName::try_new("b").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub(crate) async fn keys_and_versions(s: &dyn Store) {
+    let (key, versions) = sample_key("r", "k", 2);
+    let missing_ring = s.create_key(&key, &versions).await;
+    assert!(
+        matches!(missing_ring, Err(StoreError::NotFound("key ring"))),
+        "{missing_ring:?}"
+    );
+    assert!(
+        s.key_by_id(key.id).await.unwrap().is_none(),
+        "nothing written on failure"
+    );
+
+    ensure_ring(s, "r").await;
+    s.create_key(&key, &versions).await.unwrap();
+    assert_eq!(
+        s.key(&key.ring, &key.name).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(s.key_by_id(key.id).await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        s.version(key.id, 2).await.unwrap(),
+        Some(versions[1].clone())
+    );
+    assert!(s.version(key.id, 3).await.unwrap().is_none());
+
+    let (mut same_name, v2) = sample_key("r", "k", 1);
+    same_name.name = key.name.clone();
+    let dup = s.create_key(&same_name, &v2).await;
+    assert!(matches!(dup, Err(StoreError::AlreadyExists(_))), "{dup:?}");
+    assert!(
+        s.version(same_name.id, 1).await.unwrap().is_none(),
+        "no orphan versions"
+    );
+
+    // Add a version and change state in one update.
+    let mut k = key.clone();
+    k.revision += 1;
+    k.version_count = 3;
+    k.primary_version = Some(3);
+    k.state = KeyState::Disabled;
+    let mut v1 = versions[0].clone();
+    v1.state = VersionState::DestroyScheduled;
+    v1.destroy_time = Some(Timestamp(5000));
+    let mut v3 = versions[0].clone();
+    v3.version = 3;
+    v3.sealed_material = Some(vec![3; 45]);
+    s.update_key(key.revision, &k, &[v1.clone(), v3.clone()])
+        .await
+        .unwrap();
+    assert_eq!(s.key_by_id(key.id).await.unwrap(), Some(k.clone()));
+    assert_eq!(s.version(key.id, 1).await.unwrap(), Some(v1));
+    assert_eq!(s.version(key.id, 3).await.unwrap(), Some(v3));
+    let page = s
+        .list_versions(key.id, &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+}
+
+pub(crate) async fn optimistic_concurrency(s: &dyn Store) {
+    ensure_ring(s, "r").await;
+    let (key, versions) = sample_key("r", "k", 1);
+    s.create_key(&key, &versions).await.unwrap();
+    let mut a = key.clone();
+    a.revision += 1;
+    a.description = "a".into();
+    let mut b = key.clone();
+    b.revision += 1;
+    b.description = "b".into();
+    s.update_key(key.revision, &a, &[]).await.unwrap();
+    let lost = s.update_key(key.revision, &b, &[]).await;
+    assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+    assert_eq!(s.key_by_id(key.id).await.unwrap().unwrap().description, "a");
+
+    // A conflicting update writes none of its versions.
+    let mut v2 = versions[0].clone();
+    v2.version = 2;
+    let lost = s.update_key(key.revision, &b, &[v2]).await;
+    assert!(matches!(lost, Err(StoreError::Conflict)));
+    assert!(s.version(key.id, 2).await.unwrap().is_none());
+
+    let (ghost, _) = sample_key("r", "ghost", 1);
+    let mut g = ghost.clone();
+    g.revision += 1;
+    assert!(matches!(
+        s.update_key(ghost.revision, &g, &[]).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(crate) async fn pagination(s: &dyn Store) {
+    ensure_ring(s, "r").await;
+    for i in 0..25 {
+        let (k, v) = sample_key("r", &format!("k{i:02}"), 1);
+        s.create_key(&k, &v).await.unwrap();
+    }
+    let ring = RingName::try_new("r").unwrap();
+    let mut seen = Vec::new();
+    let mut page = PageRequest {
+        after: None,
+        limit: 10,
+    };
+    loop {
+        let p = s.list_keys(&ring, &page).await.unwrap();
+        assert!(p.items.len() <= 10);
+        seen.extend(p.items.iter().map(|k| k.name.to_string()));
+        match p.next {
+            Some(n) => page.after = Some(n),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("k{i:02}")).collect();
+    assert_eq!(seen, expected);
+    let other = s
+        .list_keys(&RingName::try_new("zz").unwrap(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(other.items.is_empty() && other.next.is_none());
+}
+
+pub(crate) async fn due_lists(s: &dyn Store) {
+    ensure_ring(s, "r").await;
+    let (mut a, av) = sample_key("r", "a", 1);
+    a.rotation_period_secs = Some(86400);
+    a.next_rotation_time = Some(Timestamp(1000));
+    let (mut b, mut bv) = sample_key("r", "b", 1);
+    b.rotation_period_secs = Some(86400);
+    b.next_rotation_time = Some(Timestamp(3000));
+    bv[0].state = VersionState::DestroyScheduled;
+    bv[0].destroy_time = Some(Timestamp(2000));
+    s.create_key(&a, &av).await.unwrap();
+    s.create_key(&b, &bv).await.unwrap();
+    assert_eq!(
+        s.keys_due_for_rotation(Timestamp(999), 10).await.unwrap(),
+        Vec::<KeyId>::new()
+    );
+    assert_eq!(
+        s.keys_due_for_rotation(Timestamp(1000), 10).await.unwrap(),
+        vec![a.id]
+    );
+    assert_eq!(
+        s.keys_due_for_rotation(Timestamp(5000), 10).await.unwrap(),
+        vec![a.id, b.id]
+    );
+    assert_eq!(
+        s.keys_due_for_rotation(Timestamp(5000), 1).await.unwrap(),
+        vec![a.id]
+    );
+    assert!(
+        s.versions_due_for_destruction(Timestamp(1999), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.versions_due_for_destruction(Timestamp(2000), 10)
+            .await
+            .unwrap(),
+        vec![(b.id, 1)]
+    );
+}
+
+pub(crate) async fn aliases(s: &dyn Store) {
+    ensure_ring(s, "r").await;
+    let (a, av) = sample_key("r", "a", 1);
+    let (b, bv) = sample_key("r", "b", 1);
+    s.create_key(&a, &av).await.unwrap();
+    s.create_key(&b, &bv).await.unwrap();
+    let name = AliasName::try_new("team/payments").unwrap();
+    let rec = AliasRecord {
+        name: name.clone(),
+        key_id: a.id,
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+    };
+    assert!(matches!(
+        s.put_alias(&rec, AliasWrite::Update).await,
+        Err(StoreError::NotFound("alias"))
+    ));
+    s.put_alias(&rec, AliasWrite::Create).await.unwrap();
+    assert!(matches!(
+        s.put_alias(&rec, AliasWrite::Create).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let moved = AliasRecord {
+        key_id: b.id,
+        updated_at: Timestamp(2),
+        ..rec.clone()
+    };
+    s.put_alias(&moved, AliasWrite::Update).await.unwrap();
+    let got = s.alias(&name).await.unwrap().unwrap();
+    assert_eq!(
+        (got.key_id, got.created_at, got.updated_at),
+        (b.id, Timestamp(1), Timestamp(2))
+    );
+    let ghost = AliasRecord {
+        key_id: KeyId::generate().unwrap(),
+        ..rec.clone()
+    };
+    assert!(matches!(
+        s.put_alias(&ghost, AliasWrite::Update).await,
+        Err(StoreError::NotFound("key"))
+    ));
+    assert_eq!(
+        s.list_aliases(Some(a.id), &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        0
+    );
+    assert_eq!(
+        s.list_aliases(Some(b.id), &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    s.delete_alias(&name).await.unwrap();
+    assert!(matches!(
+        s.delete_alias(&name).await,
+        Err(StoreError::NotFound("alias"))
+    ));
+    assert!(s.alias(&name).await.unwrap().is_none());
+}
+
+pub(crate) async fn tokens(s: &dyn Store) {
+    let t = TokenRecord {
+        id: "tok1".into(),
+        hash: [7; 32],
+        principal: "root".into(),
+        description: "d".into(),
+        created_at: Timestamp(1),
+        expires_at: Some(Timestamp(100)),
+        revoked_at: None,
+    };
+    s.insert_token(&t).await.unwrap();
+    let dup = TokenRecord {
+        id: "tok2".into(),
+        ..t.clone()
+    };
+    assert!(
+        matches!(
+            s.insert_token(&dup).await,
+            Err(StoreError::AlreadyExists(_))
+        ),
+        "hashes are unique"
+    );
+    assert_eq!(s.token_by_hash(&[7; 32]).await.unwrap(), Some(t.clone()));
+    assert!(s.token_by_hash(&[8; 32]).await.unwrap().is_none());
+    s.revoke_token("tok1", Timestamp(50)).await.unwrap();
+    s.revoke_token("tok1", Timestamp(60)).await.unwrap();
+    assert_eq!(
+        s.token("tok1").await.unwrap().unwrap().revoked_at,
+        Some(Timestamp(50))
+    );
+    assert!(matches!(
+        s.revoke_token("nope", Timestamp(1)).await,
+        Err(StoreError::NotFound("token"))
+    ));
+    assert_eq!(
+        s.list_tokens(&PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+pub(crate) async fn meta(s: &dyn Store) {
+    assert_eq!(s.meta("x").await.unwrap(), None);
+    assert!(s.put_meta_if_absent("x", b"1").await.unwrap());
+    assert!(!s.put_meta_if_absent("x", b"2").await.unwrap());
+    assert_eq!(s.meta("x").await.unwrap(), Some(b"1".to_vec()));
+    assert!(s.is_healthy());
+}
