@@ -1,1 +1,46 @@
-//! placeholder
+//! The domain of Strongroom: key rings, keys, immutable versions, their lifecycle state
+//! machine, and `KeyService`, the one door every front-end calls.
+//!
+//! No HTTP and no wire types here: front-ends convert their requests into the inputs in
+//! [`types`] and map [`Error`] to their protocol. Authentication, state checks, sealing and
+//! audit all happen inside `KeyService`, so no front-end can skip them.
+//! Specs: `docs/key-states.md` (state machine), `docs/sealing.md` (root key and sealing),
+//! `docs/audit.md` (events).
+
+#![warn(missing_docs)]
+
+pub mod bootstrap;
+pub mod clock;
+mod crypto_ops;
+pub mod error;
+mod lifecycle;
+pub mod request;
+mod service;
+pub mod states;
+pub mod tokens;
+pub mod types;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use lifecycle::{AliasInfo, JobReport};
+pub use request::{Authorized, BearerToken, Operation, Principal, Protocol, RequestContext};
+pub use service::{Health, KeyService};
+pub use strongroom_crypto::{Algorithm, EncryptionContext, KeyId, Plaintext, Purpose};
+pub use strongroom_store::{
+    AliasName, KeyName, KeyRecord, KeyRingRecord, KeyState, Labels, Page, PageRequest, Protection,
+    RingName, Timestamp, VersionState,
+};
+
+/// The principal named in audit events for scheduled jobs.
+pub const SCHEDULER_PRINCIPAL: &str = "strongroom-scheduler";
+
+/// A fresh request id: `req_` and 24 hex digits.
+pub fn new_request_id() -> String {
+    let b = strongroom_crypto::rand::array::<12>().unwrap_or_default();
+    let mut s = String::with_capacity(28);
+    s.push_str("req_");
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}

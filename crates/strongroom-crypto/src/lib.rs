@@ -9,6 +9,7 @@
 pub mod algorithm;
 pub mod ciphertext;
 pub mod context;
+pub mod hash;
 pub mod key_id;
 pub mod keys;
 pub mod rand;

@@ -1,0 +1,261 @@
+//! Opening a data dir: the root key file, the store, the audit log, and on first start the
+//! root token. Specified in `docs/sealing.md` ("Root key") and `docs/operations.md`.
+//!
+//! **Invariant:** an existing data dir is never re-initialised. A missing, unreadable,
+//! world-readable or wrong root key refuses to start, names the file, and writes nothing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strongroom_audit::FileSink;
+use strongroom_crypto::RootKey;
+use strongroom_store::{SqliteOptions, SqliteStore, Store};
+
+use crate::clock::Clock;
+use crate::request::BearerToken;
+use crate::service::KeyService;
+
+const DB_FILE: &str = "strongroom.db";
+const ROOT_KEY_FILE: &str = "root.key";
+const AUDIT_FILE: &str = "audit.log";
+const LOCK_FILE: &str = "strongroom.lock";
+const CHECK_META: &str = "root_key_check";
+const INITIALIZED_META: &str = "initialized";
+const CHECK_BINDING: &[u8] = b"root-key-check";
+const CHECK_VALUE: &[u8] = b"strongroom root key check v1";
+
+/// How to open a data dir.
+#[derive(Clone)]
+pub struct DataDirOptions {
+    /// The data dir (created if missing).
+    pub data_dir: PathBuf,
+    /// Where the root key lives; `<data dir>/root.key` when `None`.
+    pub root_key_file: Option<PathBuf>,
+    /// On first start, use this root token instead of a random one (dev mode).
+    pub initial_root_token: Option<String>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// An opened data dir.
+#[derive(Debug)]
+pub struct Opened {
+    /// The service.
+    pub service: Arc<KeyService>,
+    /// Set on first start: the root token, to be shown once. `None` on later starts and when
+    /// the token was supplied by the caller.
+    pub new_root_token: Option<BearerToken>,
+    /// Set on first start when the root key file was written into the data dir.
+    pub wrote_root_key: Option<PathBuf>,
+    /// The audit log.
+    pub audit_path: PathBuf,
+    /// Keeps the data dir locked against a second process while alive.
+    pub lock: File,
+}
+
+/// Why a data dir could not be opened. Messages name files, never secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// A clear, user-facing refusal.
+    #[error("{0}")]
+    Refused(String),
+    /// Filesystem trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
+    move |source| BootstrapError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn refused(s: impl Into<String>) -> BootstrapError {
+    BootstrapError::Refused(s.into())
+}
+
+fn read_root_key(path: &Path) -> Result<RootKey, BootstrapError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::metadata(path).map_err(io(path))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(refused(format!(
+                "root key file {} is accessible by other users (mode {mode:o}); run `chmod 600 {}` and start again",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    RootKey::from_file_text(&text)
+        .map_err(|e| refused(format!("root key file {}: {e}", path.display())))
+}
+
+fn write_root_key(path: &Path, key: &RootKey) -> Result<(), BootstrapError> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io(path))?;
+    // Exposed to write the root key file, the one place it is meant to live.
+    f.write_all(key.to_file_text().expose_secret())
+        .map_err(io(path))?;
+    f.sync_all().map_err(io(path))?;
+    Ok(())
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, BootstrapError> {
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    f.try_lock().map_err(|_| {
+        refused(format!(
+            "data dir {} is in use by another strongroom process (lock {} is held)",
+            dir.display(),
+            path.display()
+        ))
+    })?;
+    Ok(f)
+}
+
+/// Opens a data dir, initialising it on first start.
+pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
+    let dir = &opts.data_dir;
+    if !dir.exists() {
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(dir).map_err(io(dir))?;
+    }
+    let lock = lock_data_dir(dir)?;
+    let db_path = dir.join(DB_FILE);
+    let key_path = opts
+        .root_key_file
+        .clone()
+        .unwrap_or_else(|| dir.join(ROOT_KEY_FILE));
+    let existing = db_path.exists();
+
+    let mut wrote_root_key = None;
+    let root = if existing {
+        if !key_path.exists() {
+            return Err(refused(format!(
+                "data dir {} is initialised but its root key file {} does not exist; refusing to start (nothing was changed). \
+                 Point --root-key-file at the root key this data dir was created with",
+                dir.display(),
+                key_path.display()
+            )));
+        }
+        let root = read_root_key(&key_path)?;
+        let check = SqliteStore::peek_meta(&db_path, CHECK_META)
+            .await
+            .map_err(|e| refused(format!("cannot read {}: {e}", db_path.display())))?;
+        let initialized = SqliteStore::peek_meta(&db_path, INITIALIZED_META)
+            .await
+            .map_err(|e| refused(format!("cannot read {}: {e}", db_path.display())))?;
+        match (check, initialized) {
+            (Some(c), Some(_)) => match root.unseal(CHECK_BINDING, &c) {
+                Ok(v) if v.expose_secret() == CHECK_VALUE => {}
+                _ => {
+                    return Err(refused(format!(
+                        "the root key in {} does not match data dir {}; refusing to start (nothing was changed)",
+                        key_path.display(),
+                        dir.display()
+                    )));
+                }
+            },
+            _ => {
+                return Err(refused(format!(
+                    "data dir {} holds an interrupted first start (no root token was ever issued, so it holds no keys); \
+                     move it aside and start again",
+                    dir.display()
+                )));
+            }
+        }
+        root
+    } else if key_path.exists() {
+        read_root_key(&key_path)?
+    } else {
+        let root =
+            RootKey::generate().map_err(|e| refused(format!("cannot generate a root key: {e}")))?;
+        write_root_key(&key_path, &root)?;
+        wrote_root_key = Some(key_path.clone());
+        root
+    };
+
+    let store = SqliteStore::open(&SqliteOptions {
+        path: db_path.clone(),
+        create_if_missing: !existing,
+    })
+    .await
+    .map_err(|e| refused(e.to_string()))?;
+    let audit_path = dir.join(AUDIT_FILE);
+    let audit = FileSink::open(&audit_path).map_err(|e| refused(e.to_string()))?;
+
+    let mut new_root_token = None;
+    if !existing {
+        let check = root
+            .seal(CHECK_BINDING, CHECK_VALUE)
+            .map_err(|e| refused(e.to_string()))?;
+        store
+            .put_meta_if_absent(CHECK_META, &check)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+    }
+    // Root key verified (or just created): the service may unseal from here on.
+    let store: Arc<dyn Store> = Arc::new(store);
+    let service = Arc::new(KeyService::new(
+        store.clone(),
+        root,
+        Arc::new(audit),
+        opts.clock.clone(),
+    ));
+    if !existing {
+        let (secret, show) = match &opts.initial_root_token {
+            Some(t) => (BearerToken::new(t.clone()), false),
+            None => (
+                crate::tokens::new_secret().map_err(|e| refused(e.to_string()))?,
+                true,
+            ),
+        };
+        service
+            .insert_root_token(&secret)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        store
+            .put_meta_if_absent(INITIALIZED_META, b"1")
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        if show {
+            new_root_token = Some(secret);
+        }
+    }
+    Ok(Opened {
+        service,
+        new_root_token,
+        wrote_root_key,
+        audit_path,
+        lock,
+    })
+}

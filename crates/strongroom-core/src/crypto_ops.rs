@@ -1,0 +1,477 @@
+//! Cryptographic operations: encrypt, decrypt, data keys, re-encrypt, asymmetric decrypt,
+//! public keys, sign/verify, MAC, random.
+
+use strongroom_audit::AuditEvent;
+use strongroom_crypto::keys::{self, SignInput};
+use strongroom_crypto::{EncryptionContext, Plaintext, Purpose, ciphertext, rand};
+use strongroom_store::{KeyRecord, VersionRecord};
+
+use crate::error::{Error, Result};
+use crate::request::{Operation, RequestContext};
+use crate::service::{KeyService, note_key, require_purpose, require_version_enabled};
+use crate::types::*;
+
+fn check_len(field: &str, len: usize, max: usize) -> Result<()> {
+    if len > max {
+        return Err(Error::invalid(field, format!("at most {max} bytes")));
+    }
+    Ok(())
+}
+
+fn random_len(field: &str, n: usize) -> Result<()> {
+    if n == 0 || n > MAX_RANDOM {
+        return Err(Error::invalid(
+            field,
+            format!("must be between 1 and {MAX_RANDOM}"),
+        ));
+    }
+    Ok(())
+}
+
+impl KeyService {
+    async fn seal_under_primary(
+        &self,
+        key: &KeyRecord,
+        op: Operation,
+        ev: &mut AuditEvent,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<EncryptOutput> {
+        require_purpose(key, Purpose::EncryptDecrypt, op)?;
+        let v = self.usable_version(key, None, op, ev).await?;
+        let m = self.material(key, &v)?;
+        let ct = ciphertext::encrypt(&m, key.id, v.version, context, plaintext)?;
+        Ok(EncryptOutput {
+            key: KeyIdentity::from(key),
+            version: v.version,
+            ciphertext: ct,
+        })
+    }
+
+    /// Opens a ciphertext v1. An unknown key id, a malformed ciphertext and a failed
+    /// authentication all give `InvalidCiphertext`; a known but unusable version gives
+    /// `InvalidState`.
+    async fn open_ciphertext(
+        &self,
+        ct: &[u8],
+        context: &EncryptionContext,
+        expected: Option<&KeyRecord>,
+        op: Operation,
+        ev: &mut AuditEvent,
+    ) -> Result<(KeyRecord, VersionRecord, Plaintext)> {
+        check_len("ciphertext", ct.len(), MAX_CIPHERTEXT)?;
+        let header = ciphertext::parse_header(ct)?;
+        let key = match expected {
+            Some(k) if k.id != header.key_id => return Err(Error::InvalidCiphertext),
+            Some(k) => k.clone(),
+            None => {
+                let k = self
+                    .store
+                    .key_by_id(header.key_id)
+                    .await?
+                    .ok_or(Error::InvalidCiphertext)?;
+                note_key(ev, &k);
+                k
+            }
+        };
+        if key.purpose != Purpose::EncryptDecrypt {
+            return Err(Error::InvalidCiphertext);
+        }
+        ev.version = Some(header.version);
+        let v = self
+            .store
+            .version(key.id, header.version)
+            .await?
+            .ok_or(Error::InvalidCiphertext)?;
+        if key.state != strongroom_store::KeyState::Enabled {
+            return Err(Error::InvalidState {
+                resource: format!("key {}/{}", key.ring, key.name),
+                state: key.state.as_str(),
+                operation: op.as_str(),
+                requirement: "needs it enabled",
+            });
+        }
+        require_version_enabled(&key, &v, op)?;
+        let m = self.material(&key, &v)?;
+        let pt = ciphertext::decrypt(&m, &header, context, ct)?;
+        Ok((key, v, pt))
+    }
+
+    /// Encrypts up to 64 KiB under the key's primary version.
+    pub async fn encrypt(
+        &self,
+        ctx: &RequestContext,
+        input: EncryptInput,
+    ) -> Result<EncryptOutput> {
+        let mut ev = self.event(ctx, Operation::Encrypt);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let key = self.resolve(&input.key, &mut ev).await?;
+            check_len("plaintext", input.plaintext.len(), MAX_PLAINTEXT)?;
+            // Exposed to encrypt it.
+            self.seal_under_primary(
+                &key,
+                Operation::Encrypt,
+                &mut ev,
+                &input.context,
+                input.plaintext.expose_secret(),
+            )
+            .await
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Decrypts a ciphertext made by `encrypt`, `generate_data_key` or `re_encrypt`.
+    pub async fn decrypt(
+        &self,
+        ctx: &RequestContext,
+        input: DecryptInput,
+    ) -> Result<DecryptOutput> {
+        let mut ev = self.event(ctx, Operation::Decrypt);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let expected = match &input.key {
+                Some(r) => Some(self.resolve(r, &mut ev).await?),
+                None => None,
+            };
+            if let Some(k) = &expected {
+                require_purpose(k, Purpose::EncryptDecrypt, Operation::Decrypt)?;
+            }
+            let (key, v, plaintext) = self
+                .open_ciphertext(
+                    &input.ciphertext,
+                    &input.context,
+                    expected.as_ref(),
+                    Operation::Decrypt,
+                    &mut ev,
+                )
+                .await?;
+            Ok(DecryptOutput {
+                key: KeyIdentity::from(&key),
+                version: v.version,
+                plaintext,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Generates a random data key and returns it wrapped under the key's primary version
+    /// (and in plaintext when asked).
+    pub async fn generate_data_key(
+        &self,
+        ctx: &RequestContext,
+        input: GenerateDataKeyInput,
+    ) -> Result<GenerateDataKeyOutput> {
+        let mut ev = self.event(ctx, Operation::GenerateDataKey);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let key = self.resolve(&input.key, &mut ev).await?;
+            random_len("length", input.length)?;
+            let dk = Plaintext::new(rand::bytes(input.length)?);
+            // Exposed to wrap it.
+            let wrapped = self
+                .seal_under_primary(
+                    &key,
+                    Operation::GenerateDataKey,
+                    &mut ev,
+                    &input.context,
+                    dk.expose_secret(),
+                )
+                .await?;
+            Ok(GenerateDataKeyOutput {
+                wrapped,
+                plaintext: input.include_plaintext.then_some(dk),
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Decrypts and re-encrypts inside Strongroom: the plaintext never reaches the caller.
+    pub async fn re_encrypt(
+        &self,
+        ctx: &RequestContext,
+        input: ReEncryptInput,
+    ) -> Result<ReEncryptOutput> {
+        let mut ev = self.event(ctx, Operation::ReEncrypt);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let dest = match &input.destination {
+                Some(r) => Some(self.resolve(r, &mut ev).await?),
+                None => None,
+            };
+            let mut src_ev = ev.clone();
+            let (src, src_v, pt) = self
+                .open_ciphertext(
+                    &input.ciphertext,
+                    &input.source_context,
+                    None,
+                    Operation::ReEncrypt,
+                    &mut src_ev,
+                )
+                .await?;
+            ev.target = Some(format!(
+                "source {}/{} version {}",
+                src.ring, src.name, src_v.version
+            ));
+            let dest = dest.unwrap_or_else(|| src.clone());
+            note_key(&mut ev, &dest);
+            // Exposed to encrypt it under the destination, inside this call.
+            let output = self
+                .seal_under_primary(
+                    &dest,
+                    Operation::ReEncrypt,
+                    &mut ev,
+                    &input.destination_context,
+                    pt.expose_secret(),
+                )
+                .await?;
+            Ok(ReEncryptOutput {
+                source_key: KeyIdentity::from(&src),
+                source_version: src_v.version,
+                output,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Decrypts an RSA-OAEP-SHA-256 ciphertext with the given version (default: primary).
+    pub async fn asymmetric_decrypt(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: Option<u32>,
+        ct: &[u8],
+    ) -> Result<DecryptOutput> {
+        let mut ev = self.event(ctx, Operation::AsymmetricDecrypt);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            require_purpose(&k, Purpose::AsymmetricDecrypt, Operation::AsymmetricDecrypt)?;
+            check_len("ciphertext", ct.len(), 1024)?;
+            let v = self
+                .usable_version(&k, version, Operation::AsymmetricDecrypt, &mut ev)
+                .await?;
+            let m = self.material(&k, &v)?;
+            let plaintext =
+                tokio::task::block_in_place(|| keys::rsa_oaep_decrypt(k.algorithm, &m, ct))?;
+            Ok(DecryptOutput {
+                key: KeyIdentity::from(&k),
+                version: v.version,
+                plaintext,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// The public key of an asymmetric key's version (default: primary). Disabled versions
+    /// still give their public key (verification of old signatures keeps working);
+    /// destroyed ones do not.
+    pub async fn get_public_key(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: Option<u32>,
+    ) -> Result<PublicKeyOutput> {
+        let mut ev = self.event(ctx, Operation::GetPublicKey);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            if !k.algorithm.is_asymmetric() {
+                return Err(Error::InvalidKeyUsage {
+                    key: format!("{}/{}", k.ring, k.name),
+                    purpose: k.purpose,
+                    operation: Operation::GetPublicKey.as_str(),
+                    required: "sign-verify or asymmetric-decrypt",
+                });
+            }
+            let n = version.or(k.primary_version).ok_or_else(|| {
+                Error::invalid("version", "the key has no primary version; name one")
+            })?;
+            ev.version = Some(n);
+            let v = self.version_record(&k, n).await?;
+            let der = match (&v.public_key, v.state) {
+                (_, strongroom_store::VersionState::Destroyed) | (None, _) => {
+                    return Err(Error::InvalidState {
+                        resource: format!("key {}/{} version {n}", k.ring, k.name),
+                        state: v.state.as_str(),
+                        operation: Operation::GetPublicKey.as_str(),
+                        requirement: "needs it not destroyed",
+                    });
+                }
+                (Some(d), _) => d.clone(),
+            };
+            Ok(PublicKeyOutput {
+                key: KeyIdentity::from(&k),
+                version: n,
+                algorithm: k.algorithm,
+                der,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Signs a message or digest with the given version (default: primary).
+    pub async fn sign(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: Option<u32>,
+        data: SignData,
+    ) -> Result<SignOutput> {
+        let mut ev = self.event(ctx, Operation::Sign);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            require_purpose(&k, Purpose::SignVerify, Operation::Sign)?;
+            let v = self
+                .usable_version(&k, version, Operation::Sign, &mut ev)
+                .await?;
+            let m = self.material(&k, &v)?;
+            let signature = match &data {
+                SignData::Message(msg) => {
+                    check_len("message", msg.len(), MAX_PLAINTEXT)?;
+                    // Exposed to sign it.
+                    tokio::task::block_in_place(|| {
+                        keys::sign(k.algorithm, &m, SignInput::Message(msg.expose_secret()))
+                    })?
+                }
+                SignData::Digest(d) => keys::sign(k.algorithm, &m, SignInput::Digest(d))?,
+            };
+            Ok(SignOutput {
+                key: KeyIdentity::from(&k),
+                version: v.version,
+                algorithm: k.algorithm,
+                signature,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Verifies a signature with the given version's public key (default: primary). The
+    /// version must be enabled; anyone holding the public key can also verify offline.
+    pub async fn verify(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: Option<u32>,
+        data: SignData,
+        signature: &[u8],
+    ) -> Result<VerifyOutput> {
+        let mut ev = self.event(ctx, Operation::Verify);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            require_purpose(&k, Purpose::SignVerify, Operation::Verify)?;
+            let v = self
+                .usable_version(&k, version, Operation::Verify, &mut ev)
+                .await?;
+            let der = v
+                .public_key
+                .as_deref()
+                .ok_or_else(|| Error::Internal("signing version without public key".into()))?;
+            check_len("signature", signature.len(), 1024)?;
+            let valid = match &data {
+                SignData::Message(msg) => {
+                    check_len("message", msg.len(), MAX_PLAINTEXT)?;
+                    keys::verify(
+                        k.algorithm,
+                        der,
+                        SignInput::Message(msg.expose_secret()),
+                        signature,
+                    )?
+                }
+                SignData::Digest(d) => {
+                    keys::verify(k.algorithm, der, SignInput::Digest(d), signature)?
+                }
+            };
+            Ok(VerifyOutput {
+                key: KeyIdentity::from(&k),
+                version: v.version,
+                valid,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Computes an HMAC with the given version (default: primary).
+    pub async fn mac(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: Option<u32>,
+        message: &Plaintext,
+    ) -> Result<MacOutput> {
+        let mut ev = self.event(ctx, Operation::Mac);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            require_purpose(&k, Purpose::Mac, Operation::Mac)?;
+            check_len("message", message.len(), MAX_PLAINTEXT)?;
+            let v = self
+                .usable_version(&k, version, Operation::Mac, &mut ev)
+                .await?;
+            let m = self.material(&k, &v)?;
+            // Exposed to MAC it.
+            let mac = keys::mac(k.algorithm, &m, message.expose_secret())?;
+            Ok(MacOutput {
+                key: KeyIdentity::from(&k),
+                version: v.version,
+                mac,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Verifies an HMAC in constant time with the given version (default: primary).
+    pub async fn mac_verify(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: Option<u32>,
+        message: &Plaintext,
+        mac: &[u8],
+    ) -> Result<VerifyOutput> {
+        let mut ev = self.event(ctx, Operation::MacVerify);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            require_purpose(&k, Purpose::Mac, Operation::MacVerify)?;
+            check_len("message", message.len(), MAX_PLAINTEXT)?;
+            check_len("mac", mac.len(), 64)?;
+            let v = self
+                .usable_version(&k, version, Operation::MacVerify, &mut ev)
+                .await?;
+            let m = self.material(&k, &v)?;
+            // Exposed to recompute the MAC, compared in constant time inside aws-lc.
+            let valid = keys::mac_verify(k.algorithm, &m, message.expose_secret(), mac)?;
+            Ok(VerifyOutput {
+                key: KeyIdentity::from(&k),
+                version: v.version,
+                valid,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Returns `length` (1 to 1024) random bytes.
+    pub async fn generate_random(&self, ctx: &RequestContext, length: usize) -> Result<Plaintext> {
+        let mut ev = self.event(ctx, Operation::GenerateRandom);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            random_len("length", length)?;
+            Ok(Plaintext::new(rand::bytes(length)?))
+        }
+        .await;
+        self.finish(ev, res)
+    }
+}

@@ -1,0 +1,838 @@
+//! Management operations: key rings, keys, versions, aliases, and the scheduled jobs.
+
+use strongroom_crypto::{KeyId, Purpose};
+use strongroom_store::{
+    AliasName, AliasRecord, AliasWrite, KeyRecord, KeyRingRecord, KeyState, Page, PageRequest,
+    Protection, RingName, StoreError, VersionRecord,
+};
+
+use crate::error::{Error, Result};
+use crate::request::{Operation, Protocol, RequestContext};
+use crate::service::{KeyService, note_key};
+use crate::states::{self, VersionAction};
+use crate::types::*;
+
+/// An alias and the key it points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasInfo {
+    /// The alias.
+    pub name: AliasName,
+    /// The key.
+    pub key: KeyIdentity,
+    /// Creation time.
+    pub created_at: strongroom_store::Timestamp,
+    /// Last re-point.
+    pub updated_at: strongroom_store::Timestamp,
+}
+
+/// What one run of the scheduled jobs did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobReport {
+    /// Keys rotated.
+    pub rotated: u32,
+    /// Versions destroyed.
+    pub destroyed: u32,
+    /// Jobs that failed (logged and audited; retried on the next run).
+    pub failed: u32,
+}
+
+fn validate_rotation(purpose: Purpose, period: Option<i64>) -> Result<()> {
+    let Some(p) = period else { return Ok(()) };
+    if purpose != Purpose::EncryptDecrypt {
+        return Err(Error::invalid(
+            "rotation_period",
+            "automatic rotation is only for encrypt-decrypt keys (rotating a public key silently breaks its users); create versions by hand",
+        ));
+    }
+    if !(MIN_ROTATION_PERIOD_SECS..=MAX_ROTATION_PERIOD_SECS).contains(&p) {
+        return Err(Error::invalid(
+            "rotation_period",
+            "must be between 1d and 36500d",
+        ));
+    }
+    Ok(())
+}
+
+impl KeyService {
+    /// Creates a key ring.
+    pub async fn create_key_ring(
+        &self,
+        ctx: &RequestContext,
+        input: CreateKeyRingInput,
+    ) -> Result<KeyRingRecord> {
+        let mut ev = self.event(ctx, Operation::CreateKeyRing);
+        ev.key_ring = Some(input.name.to_string());
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            if input.name.as_str() == "alias" {
+                return Err(Error::invalid(
+                    "name",
+                    "`alias` is reserved (alias/<name> refers to aliases)",
+                ));
+            }
+            validate_description(&input.description)?;
+            validate_labels(&input.labels, "labels")?;
+            let ring = KeyRingRecord {
+                name: input.name,
+                description: input.description,
+                labels: input.labels,
+                created_at: self.clock.now(),
+            };
+            self.store
+                .create_key_ring(&ring)
+                .await
+                .map_err(|e| match e {
+                    StoreError::AlreadyExists(_) => Error::AlreadyExists {
+                        kind: "key ring",
+                        name: ring.name.to_string(),
+                    },
+                    e => e.into(),
+                })?;
+            Ok(ring)
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Reads a key ring.
+    pub async fn get_key_ring(
+        &self,
+        ctx: &RequestContext,
+        name: &RingName,
+    ) -> Result<KeyRingRecord> {
+        let mut ev = self.event(ctx, Operation::GetKeyRing);
+        ev.key_ring = Some(name.to_string());
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            self.store
+                .key_ring(name)
+                .await?
+                .ok_or_else(|| Error::not_found("key ring", name.to_string()))
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Lists key rings.
+    pub async fn list_key_rings(
+        &self,
+        ctx: &RequestContext,
+        page: &PageRequest,
+    ) -> Result<Page<KeyRingRecord>> {
+        let mut ev = self.event(ctx, Operation::ListKeyRings);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            Ok(self.store.list_key_rings(page).await?)
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Creates a key with its first version, which becomes primary.
+    pub async fn create_key(
+        &self,
+        ctx: &RequestContext,
+        input: CreateKeyInput,
+    ) -> Result<(KeyRecord, VersionInfo)> {
+        let mut ev = self.event(ctx, Operation::CreateKey);
+        ev.key_ring = Some(input.ring.to_string());
+        ev.key = Some(input.name.to_string());
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let (purpose, algorithm) = match (input.purpose, input.algorithm) {
+                (None, None) => (
+                    Purpose::EncryptDecrypt,
+                    Purpose::EncryptDecrypt.default_algorithm(),
+                ),
+                (Some(p), None) => (p, p.default_algorithm()),
+                (None, Some(a)) => (a.purpose(), a),
+                (Some(p), Some(a)) if a.purpose() == p => (p, a),
+                (Some(p), Some(a)) => {
+                    return Err(Error::invalid(
+                        "algorithm",
+                        format!("{a} is a {} algorithm, not {p}", a.purpose()),
+                    ));
+                }
+            };
+            validate_description(&input.description)?;
+            validate_labels(&input.labels, "labels")?;
+            validate_rotation(purpose, input.rotation_period_secs)?;
+            if input.next_rotation_time.is_some() && input.rotation_period_secs.is_none() {
+                return Err(Error::invalid(
+                    "next_rotation_time",
+                    "needs rotation_period",
+                ));
+            }
+            if self.store.key_ring(&input.ring).await?.is_none() {
+                return Err(Error::not_found("key ring", input.ring.to_string()));
+            }
+            let now = self.clock.now();
+            let key = KeyRecord {
+                id: KeyId::generate()?,
+                ring: input.ring,
+                name: input.name,
+                purpose,
+                algorithm,
+                protection: Protection::Software,
+                exportable: input.exportable,
+                description: input.description,
+                labels: input.labels,
+                state: KeyState::Enabled,
+                primary_version: Some(1),
+                version_count: 1,
+                rotation_period_secs: input.rotation_period_secs,
+                next_rotation_time: input
+                    .rotation_period_secs
+                    .map(|p| input.next_rotation_time.unwrap_or(now.plus_secs(p))),
+                created_at: now,
+                updated_at: now,
+                revision: 1,
+            };
+            ev.key_id = Some(key.id.to_string());
+            ev.version = Some(1);
+            // Key generation (RSA especially) is CPU-heavy: keep it off the async workers.
+            let v1 = tokio::task::block_in_place(|| self.new_version(&key, 1))?;
+            self.store
+                .create_key(&key, std::slice::from_ref(&v1))
+                .await
+                .map_err(|e| match e {
+                    StoreError::AlreadyExists(_) => Error::AlreadyExists {
+                        kind: "key",
+                        name: format!("{}/{}", key.ring, key.name),
+                    },
+                    StoreError::NotFound(_) => Error::not_found("key ring", key.ring.to_string()),
+                    e => e.into(),
+                })?;
+            Ok((key, VersionInfo::from(&v1)))
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Reads a key.
+    pub async fn get_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<KeyRecord> {
+        let mut ev = self.event(ctx, Operation::GetKey);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            self.resolve(key, &mut ev).await
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Lists a ring's keys that match `filter`, by name.
+    pub async fn list_keys(
+        &self,
+        ctx: &RequestContext,
+        ring: &RingName,
+        filter: &KeyFilter,
+        page: &PageRequest,
+    ) -> Result<Page<KeyRecord>> {
+        let mut ev = self.event(ctx, Operation::ListKeys);
+        ev.key_ring = Some(ring.to_string());
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            if self.store.key_ring(ring).await?.is_none() {
+                return Err(Error::not_found("key ring", ring.to_string()));
+            }
+            let want = if page.limit == 0 {
+                100
+            } else {
+                page.limit.min(1000)
+            } as usize;
+            let matches = |k: &KeyRecord| {
+                filter
+                    .labels
+                    .iter()
+                    .all(|(lk, lv)| k.labels.get(lk) == Some(lv))
+                    && filter.state.is_none_or(|s| s == k.state)
+                    && filter.purpose.is_none_or(|p| p == k.purpose)
+            };
+            let mut items = Vec::new();
+            let mut cursor = page.after.clone();
+            loop {
+                let p = self
+                    .store
+                    .list_keys(
+                        ring,
+                        &PageRequest {
+                            after: cursor.clone(),
+                            limit: 1000,
+                        },
+                    )
+                    .await?;
+                for k in p.items {
+                    if matches(&k) {
+                        items.push(k);
+                        if items.len() == want {
+                            let next = items.last().map(|k| k.name.to_string());
+                            return Ok(Page { items, next });
+                        }
+                    }
+                }
+                match p.next {
+                    Some(n) => cursor = Some(n),
+                    None => return Ok(Page { items, next: None }),
+                }
+            }
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Writes a key update with optimistic concurrency.
+    async fn write_key(
+        &self,
+        before: &KeyRecord,
+        mut after: KeyRecord,
+        versions: &[VersionRecord],
+    ) -> Result<KeyRecord> {
+        after.revision = before.revision + 1;
+        after.updated_at = self.clock.now();
+        self.store
+            .update_key(before.revision, &after, versions)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => {
+                    Error::Conflict(format!("key {}/{}", before.ring, before.name))
+                }
+                e => e.into(),
+            })?;
+        Ok(after)
+    }
+
+    /// Changes a key's description, labels, rotation schedule or exportability.
+    pub async fn update_key(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        input: UpdateKeyInput,
+    ) -> Result<KeyRecord> {
+        let mut ev = self.event(ctx, Operation::UpdateKey);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            let mut next = k.clone();
+            if let Some(d) = input.description {
+                validate_description(&d)?;
+                next.description = d;
+            }
+            if let Some(l) = input.labels {
+                validate_labels(&l, "labels")?;
+                next.labels = l;
+            }
+            if let Some(p) = input.rotation_period_secs {
+                validate_rotation(k.purpose, p)?;
+                next.rotation_period_secs = p;
+                next.next_rotation_time = p.map(|p| self.clock.now().plus_secs(p));
+            }
+            if let Some(t) = input.next_rotation_time {
+                if next.rotation_period_secs.is_none() {
+                    return Err(Error::invalid(
+                        "next_rotation_time",
+                        "needs rotation_period",
+                    ));
+                }
+                next.next_rotation_time = Some(t);
+            }
+            if let Some(x) = input.exportable {
+                if x && !k.exportable {
+                    return Err(Error::invalid(
+                        "exportable",
+                        "can only be changed from true to false",
+                    ));
+                }
+                next.exportable = x;
+            }
+            self.write_key(&k, next, &[]).await
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Enables or disables a key as a whole.
+    pub async fn set_key_enabled(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        enabled: bool,
+    ) -> Result<KeyRecord> {
+        let op = if enabled {
+            Operation::EnableKey
+        } else {
+            Operation::DisableKey
+        };
+        let mut ev = self.event(ctx, op);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            let state = if enabled {
+                KeyState::Enabled
+            } else {
+                KeyState::Disabled
+            };
+            if k.state == state {
+                return Ok(k);
+            }
+            let next = KeyRecord { state, ..k.clone() };
+            self.write_key(&k, next, &[]).await
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Makes an enabled version the primary.
+    pub async fn set_primary_version(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: u32,
+    ) -> Result<KeyRecord> {
+        let mut ev = self.event(ctx, Operation::SetPrimaryVersion);
+        ev.version = Some(version);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            let v = self.version_record(&k, version).await?;
+            crate::service::require_version_enabled(&k, &v, Operation::SetPrimaryVersion)?;
+            if k.primary_version == Some(version) {
+                return Ok(k);
+            }
+            let next = KeyRecord {
+                primary_version: Some(version),
+                ..k.clone()
+            };
+            self.write_key(&k, next, &[]).await
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    async fn add_version(
+        &self,
+        k: &KeyRecord,
+        make_primary: bool,
+        reschedule: bool,
+    ) -> Result<(KeyRecord, VersionInfo)> {
+        let n = k
+            .version_count
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("version", "version numbers exhausted"))?;
+        let v = tokio::task::block_in_place(|| self.new_version(k, n))?;
+        let mut next = k.clone();
+        next.version_count = n;
+        if make_primary {
+            next.primary_version = Some(n);
+        }
+        if reschedule && let Some(p) = k.rotation_period_secs {
+            next.next_rotation_time = Some(self.clock.now().plus_secs(p));
+        }
+        let info = VersionInfo::from(&v);
+        let k2 = self.write_key(k, next, std::slice::from_ref(&v)).await?;
+        Ok((k2, info))
+    }
+
+    /// Creates a new version (manual rotation). It becomes primary unless `make_primary` is
+    /// false. A scheduled rotation, if any, is pushed one period past now.
+    pub async fn create_version(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        make_primary: bool,
+    ) -> Result<(KeyRecord, VersionInfo)> {
+        let mut ev = self.event(ctx, Operation::CreateVersion);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            ev.version = Some(k.version_count + 1);
+            self.add_version(&k, make_primary, true).await
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Reads a version.
+    pub async fn get_version(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: u32,
+    ) -> Result<(KeyRecord, VersionInfo)> {
+        let mut ev = self.event(ctx, Operation::GetVersion);
+        ev.version = Some(version);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            let v = self.version_record(&k, version).await?;
+            Ok((k, VersionInfo::from(&v)))
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Lists a key's versions by number.
+    pub async fn list_versions(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        page: &PageRequest,
+    ) -> Result<(KeyRecord, Page<VersionInfo>)> {
+        let mut ev = self.event(ctx, Operation::ListVersions);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            let p = self
+                .store
+                .list_versions(k.id, page)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) => {
+                        Error::invalid("page_token", "not a page token from this listing")
+                    }
+                    e => e.into(),
+                })?;
+            let page = Page {
+                items: p.items.iter().map(VersionInfo::from).collect(),
+                next: p.next,
+            };
+            Ok((k, page))
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    async fn change_version(
+        &self,
+        k: &KeyRecord,
+        version: u32,
+        action: VersionAction,
+        op: Operation,
+    ) -> Result<VersionInfo> {
+        let v = self.version_record(k, version).await?;
+        let next = states::apply(&v, action).map_err(|na| Error::InvalidState {
+            resource: format!("key {}/{} version {}", k.ring, k.name, version),
+            state: na.state.as_str(),
+            operation: op.as_str(),
+            requirement: na.requirement,
+        })?;
+        if next == v {
+            return Ok(VersionInfo::from(&v));
+        }
+        self.write_key(k, k.clone(), std::slice::from_ref(&next))
+            .await?;
+        if next.sealed_material.is_none() {
+            self.forget(k.id, version);
+        }
+        Ok(VersionInfo::from(&next))
+    }
+
+    async fn version_op(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: u32,
+        op: Operation,
+        action: impl FnOnce(&KeyService) -> Result<VersionAction>,
+    ) -> Result<VersionInfo> {
+        let mut ev = self.event(ctx, op);
+        ev.version = Some(version);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let k = self.resolve(key, &mut ev).await?;
+            let a = action(self)?;
+            self.change_version(&k, version, a, op).await
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Enables a disabled version.
+    pub async fn enable_version(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: u32,
+    ) -> Result<VersionInfo> {
+        self.version_op(ctx, key, version, Operation::EnableVersion, |_| {
+            Ok(VersionAction::Enable)
+        })
+        .await
+    }
+
+    /// Disables an enabled version.
+    pub async fn disable_version(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: u32,
+    ) -> Result<VersionInfo> {
+        self.version_op(ctx, key, version, Operation::DisableVersion, |_| {
+            Ok(VersionAction::Disable)
+        })
+        .await
+    }
+
+    /// Schedules a version's destruction after `window_secs` (default 30 days; 1 to 120
+    /// days). Until then it can be restored.
+    pub async fn schedule_version_destruction(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: u32,
+        window_secs: Option<i64>,
+    ) -> Result<VersionInfo> {
+        self.version_op(
+            ctx,
+            key,
+            version,
+            Operation::ScheduleVersionDestruction,
+            |svc| {
+                let w = window_secs.unwrap_or(DEFAULT_DESTROY_WINDOW_SECS);
+                if !(MIN_DESTROY_WINDOW_SECS..=MAX_DESTROY_WINDOW_SECS).contains(&w) {
+                    return Err(Error::invalid("window", "must be between 1d and 120d"));
+                }
+                Ok(VersionAction::ScheduleDestroy {
+                    at: svc.clock.now().plus_secs(w),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Cancels a scheduled destruction; the version comes back disabled.
+    pub async fn restore_version(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: u32,
+    ) -> Result<VersionInfo> {
+        self.version_op(ctx, key, version, Operation::RestoreVersion, |_| {
+            Ok(VersionAction::Restore)
+        })
+        .await
+    }
+
+    async fn alias_info(&self, a: AliasRecord) -> Result<AliasInfo> {
+        let k = self.store.key_by_id(a.key_id).await?.ok_or_else(|| {
+            Error::Internal(format!(
+                "alias {} points to missing key {}",
+                a.name, a.key_id
+            ))
+        })?;
+        Ok(AliasInfo {
+            name: a.name,
+            key: KeyIdentity::from(&k),
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        })
+    }
+
+    /// Creates (`update` false) or re-points (`update` true) an alias. Re-pointing is atomic:
+    /// each request resolves the old key or the new one.
+    pub async fn put_alias(
+        &self,
+        ctx: &RequestContext,
+        name: &AliasName,
+        target: &KeyRef,
+        update: bool,
+    ) -> Result<AliasInfo> {
+        let op = if update {
+            Operation::UpdateAlias
+        } else {
+            Operation::CreateAlias
+        };
+        let mut ev = self.event(ctx, op);
+        ev.alias = Some(name.to_string());
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            if matches!(target, KeyRef::Alias(_)) {
+                return Err(Error::invalid(
+                    "key",
+                    "an alias must point to a key, not to another alias",
+                ));
+            }
+            let k = self.resolve(target, &mut ev).await?;
+            ev.alias = Some(name.to_string());
+            let now = self.clock.now();
+            let rec = AliasRecord {
+                name: name.clone(),
+                key_id: k.id,
+                created_at: now,
+                updated_at: now,
+            };
+            let mode = if update {
+                AliasWrite::Update
+            } else {
+                AliasWrite::Create
+            };
+            self.store
+                .put_alias(&rec, mode)
+                .await
+                .map_err(|e| match e {
+                    StoreError::AlreadyExists(_) => Error::AlreadyExists {
+                        kind: "alias",
+                        name: name.to_string(),
+                    },
+                    StoreError::NotFound("alias") => Error::not_found("alias", name.to_string()),
+                    StoreError::NotFound(_) => Error::not_found("key", target.to_string()),
+                    e => e.into(),
+                })?;
+            let stored = self
+                .store
+                .alias(name)
+                .await?
+                .ok_or_else(|| Error::not_found("alias", name.to_string()))?;
+            self.alias_info(stored).await
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Deletes an alias (the key is untouched).
+    pub async fn delete_alias(&self, ctx: &RequestContext, name: &AliasName) -> Result<()> {
+        let mut ev = self.event(ctx, Operation::DeleteAlias);
+        ev.alias = Some(name.to_string());
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            if let Some(a) = self.store.alias(name).await? {
+                ev.key_id = Some(a.key_id.to_string());
+            }
+            self.store.delete_alias(name).await.map_err(|e| match e {
+                StoreError::NotFound(_) => Error::not_found("alias", name.to_string()),
+                e => e.into(),
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Reads an alias.
+    pub async fn get_alias(&self, ctx: &RequestContext, name: &AliasName) -> Result<AliasInfo> {
+        let mut ev = self.event(ctx, Operation::GetAlias);
+        ev.alias = Some(name.to_string());
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let a = self
+                .store
+                .alias(name)
+                .await?
+                .ok_or_else(|| Error::not_found("alias", name.to_string()))?;
+            let info = self.alias_info(a).await?;
+            ev.key_id = Some(info.key.id.to_string());
+            Ok(info)
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Lists aliases, optionally only those of one key.
+    pub async fn list_aliases(
+        &self,
+        ctx: &RequestContext,
+        key: Option<&KeyRef>,
+        page: &PageRequest,
+    ) -> Result<Page<AliasInfo>> {
+        let mut ev = self.event(ctx, Operation::ListAliases);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let key_id = match key {
+                Some(r) => Some(self.resolve(r, &mut ev).await?.id),
+                None => None,
+            };
+            let p = self.store.list_aliases(key_id, page).await?;
+            let mut items = Vec::with_capacity(p.items.len());
+            for a in p.items {
+                items.push(self.alias_info(a).await?);
+            }
+            Ok(Page {
+                items,
+                next: p.next,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Runs due scheduled rotations and destructions once. Each job is its own audited
+    /// operation under the `scheduler` protocol; a failed job is retried on the next run.
+    pub async fn run_due_jobs(&self) -> Result<JobReport> {
+        let mut report = JobReport::default();
+        let now = self.clock.now();
+        let sched = |op: Operation| {
+            let ctx = RequestContext {
+                request_id: crate::new_request_id(),
+                token: None,
+                protocol: Protocol::Scheduler,
+                client_addr: None,
+            };
+            (self.event(&ctx, op), ctx)
+        };
+        for id in self.store.keys_due_for_rotation(now, 100).await? {
+            let (mut ev, ctx) = sched(Operation::ScheduledRotation);
+            let res = async {
+                self.authorize(&ctx, &mut ev).await?;
+                let Some(k) = self.store.key_by_id(id).await? else {
+                    return Ok(false);
+                };
+                note_key(&mut ev, &k);
+                let (Some(period), Some(due)) = (k.rotation_period_secs, k.next_rotation_time)
+                else {
+                    return Ok(false);
+                };
+                if due > now {
+                    return Ok(false);
+                }
+                if k.state != KeyState::Enabled {
+                    // A disabled key is not rotated; its schedule moves on (as AWS does).
+                    let next = KeyRecord {
+                        next_rotation_time: Some(now.plus_secs(period)),
+                        ..k.clone()
+                    };
+                    self.write_key(&k, next, &[]).await?;
+                    return Ok(false);
+                }
+                ev.version = Some(k.version_count + 1);
+                self.add_version(&k, true, true).await?;
+                Ok(true)
+            }
+            .await;
+            match self.finish(ev, res) {
+                Ok(true) => report.rotated += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "scheduled rotation failed; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        for (id, n) in self.store.versions_due_for_destruction(now, 100).await? {
+            let (mut ev, ctx) = sched(Operation::ScheduledDestruction);
+            ev.version = Some(n);
+            let res = async {
+                self.authorize(&ctx, &mut ev).await?;
+                let k = self
+                    .store
+                    .key_by_id(id)
+                    .await?
+                    .ok_or_else(|| Error::Internal(format!("version of missing key {id}")))?;
+                note_key(&mut ev, &k);
+                self.change_version(
+                    &k,
+                    n,
+                    VersionAction::Destroy { now },
+                    Operation::ScheduledDestruction,
+                )
+                .await
+            }
+            .await;
+            match self.finish(ev, res) {
+                Ok(_) => report.destroyed += 1,
+                Err(e) => {
+                    tracing::warn!(key_id = %id, version = n, error = %e, "scheduled destruction failed; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}

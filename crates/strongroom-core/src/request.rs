@@ -1,0 +1,199 @@
+//! Who is asking, through which protocol, and which operation: what every `KeyService` call
+//! receives besides its input.
+
+use std::fmt;
+
+use zeroize::Zeroize;
+
+/// A bearer token as presented by a client. Secret: redacted in `Debug`, wiped on drop.
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// Wraps a presented token.
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+
+    /// The token text. Callers say why they need it.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for BearerToken {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken([REDACTED])")
+    }
+}
+
+/// The protocol a request arrived through. Recorded in audit events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The native REST API under `/v1/`.
+    Native,
+    /// Strongroom's own background jobs (scheduled rotation and destruction).
+    Scheduler,
+}
+
+impl Protocol {
+    /// The audit name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Native => "native",
+            Protocol::Scheduler => "scheduler",
+        }
+    }
+}
+
+/// Everything about a request that is not its input.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// Returned to the client and written to the audit log.
+    pub request_id: String,
+    /// The credential presented, if any.
+    pub token: Option<BearerToken>,
+    /// Where it came from.
+    pub protocol: Protocol,
+    /// The client's address, if known.
+    pub client_addr: Option<String>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The principal's name (`root` for the root token).
+    pub name: String,
+    /// The id of the token used (never the secret).
+    pub token_id: String,
+}
+
+/// Proof that a request was authenticated and authorised. Only `KeyService` builds one, so
+/// no operation can run without passing the check.
+#[derive(Debug)]
+pub struct Authorized {
+    pub(crate) principal: Principal,
+}
+
+impl Authorized {
+    /// The authorised principal.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+/// Every operation `KeyService` performs, as named in the audit log and in `docs/api.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // the names are the documentation; see docs/api.md
+pub enum Operation {
+    CreateKeyRing,
+    GetKeyRing,
+    ListKeyRings,
+    CreateKey,
+    GetKey,
+    ListKeys,
+    UpdateKey,
+    EnableKey,
+    DisableKey,
+    SetPrimaryVersion,
+    CreateVersion,
+    GetVersion,
+    ListVersions,
+    EnableVersion,
+    DisableVersion,
+    ScheduleVersionDestruction,
+    RestoreVersion,
+    CreateAlias,
+    UpdateAlias,
+    DeleteAlias,
+    GetAlias,
+    ListAliases,
+    Encrypt,
+    Decrypt,
+    GenerateDataKey,
+    ReEncrypt,
+    AsymmetricDecrypt,
+    GetPublicKey,
+    Sign,
+    Verify,
+    Mac,
+    MacVerify,
+    GenerateRandom,
+    CreateToken,
+    LookupToken,
+    ListTokens,
+    RevokeToken,
+    ScheduledRotation,
+    ScheduledDestruction,
+}
+
+impl Operation {
+    /// The audit and documentation name.
+    pub fn as_str(self) -> &'static str {
+        use Operation::*;
+        match self {
+            CreateKeyRing => "create-key-ring",
+            GetKeyRing => "get-key-ring",
+            ListKeyRings => "list-key-rings",
+            CreateKey => "create-key",
+            GetKey => "get-key",
+            ListKeys => "list-keys",
+            UpdateKey => "update-key",
+            EnableKey => "enable-key",
+            DisableKey => "disable-key",
+            SetPrimaryVersion => "set-primary-version",
+            CreateVersion => "create-version",
+            GetVersion => "get-version",
+            ListVersions => "list-versions",
+            EnableVersion => "enable-version",
+            DisableVersion => "disable-version",
+            ScheduleVersionDestruction => "schedule-version-destruction",
+            RestoreVersion => "restore-version",
+            CreateAlias => "create-alias",
+            UpdateAlias => "update-alias",
+            DeleteAlias => "delete-alias",
+            GetAlias => "get-alias",
+            ListAliases => "list-aliases",
+            Encrypt => "encrypt",
+            Decrypt => "decrypt",
+            GenerateDataKey => "generate-data-key",
+            ReEncrypt => "re-encrypt",
+            AsymmetricDecrypt => "asymmetric-decrypt",
+            GetPublicKey => "get-public-key",
+            Sign => "sign",
+            Verify => "verify",
+            Mac => "mac",
+            MacVerify => "mac-verify",
+            GenerateRandom => "generate-random",
+            CreateToken => "create-token",
+            LookupToken => "lookup-token",
+            ListTokens => "list-tokens",
+            RevokeToken => "revoke-token",
+            ScheduledRotation => "scheduled-rotation",
+            ScheduledDestruction => "scheduled-destruction",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_debug_is_redacted() {
+        let t = BearerToken::new("srt_CANARY".into());
+        assert!(!format!("{t:?}").contains("CANARY"));
+        let ctx = RequestContext {
+            request_id: "r".into(),
+            token: Some(t),
+            protocol: Protocol::Native,
+            client_addr: None,
+        };
+        assert!(!format!("{ctx:?}").contains("CANARY"));
+    }
+}

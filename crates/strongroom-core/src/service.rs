@@ -1,0 +1,337 @@
+//! `KeyService`: construction, authentication, audit, key resolution and the unsealed
+//! material cache. The operations themselves live in `lifecycle.rs`, `crypto_ops.rs` and
+//! `tokens.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use strongroom_audit::{AuditEvent, AuditSink, Outcome};
+use strongroom_crypto::{KeyId, KeyMaterial, Purpose, RootKey, hash, keys};
+use strongroom_store::{KeyRecord, KeyState, Store, VersionRecord, VersionState};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::request::{Authorized, Operation, Principal, Protocol, RequestContext};
+use crate::types::KeyRef;
+
+/// Most unsealed versions kept in memory before the cache is emptied and refilled.
+const MATERIAL_CACHE_CAP: usize = 10_000;
+/// Longest token text considered; anything longer is refused before hashing.
+const MAX_TOKEN_LEN: usize = 512;
+
+/// The one door to keys. Every front-end calls these methods; each authenticates the caller,
+/// checks the key's state, performs the operation and writes exactly one audit event before
+/// returning. If the audit event cannot be written, the operation reports `Unavailable`.
+pub struct KeyService {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) root: RootKey,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) clock: Arc<dyn Clock>,
+    cache: Mutex<HashMap<(KeyId, u32), Arc<KeyMaterial>>>,
+}
+
+impl std::fmt::Debug for KeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyService").finish_non_exhaustive()
+    }
+}
+
+/// What readiness probes report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// The store accepts operations.
+    pub store_ok: bool,
+    /// The last audit write succeeded.
+    pub audit_ok: bool,
+}
+
+impl KeyService {
+    /// Builds a service over an opened store whose root key has already been verified
+    /// (see [`crate::bootstrap`]).
+    pub fn new(
+        store: Arc<dyn Store>,
+        root: RootKey,
+        audit: Arc<dyn AuditSink>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            root,
+            audit,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Store and audit health, for readiness probes.
+    pub fn health(&self) -> Health {
+        Health {
+            store_ok: self.store.is_healthy(),
+            audit_ok: self.audit.is_healthy(),
+        }
+    }
+
+    /// Flushes the audit log to stable storage.
+    pub fn sync_audit(&self) -> Result<()> {
+        self.audit
+            .sync()
+            .map_err(|e| Error::Unavailable(format!("audit log: {e}")))
+    }
+
+    /// Starts the audit event for an operation.
+    pub(crate) fn event(&self, ctx: &RequestContext, op: Operation) -> AuditEvent {
+        let mut ev = AuditEvent::new(
+            self.clock.now().to_rfc3339(),
+            ctx.request_id.clone(),
+            ctx.protocol.as_str(),
+            op.as_str(),
+        );
+        ev.client_addr = ctx.client_addr.clone();
+        ev
+    }
+
+    /// Records the outcome and writes the event. A result only leaves once its event is
+    /// written: if the audit log fails, the caller gets `Unavailable` instead.
+    pub(crate) fn finish<T>(&self, mut ev: AuditEvent, res: Result<T>) -> Result<T> {
+        if let Err(e) = &res {
+            ev.outcome = Outcome::Error;
+            ev.error_code = Some(e.code());
+            if let Error::Internal(detail) = e {
+                tracing::error!(request_id = %ev.request_id, operation = ev.operation, %detail, "internal error");
+            }
+        }
+        match self.audit.append(&ev) {
+            Ok(()) => res,
+            Err(e) => {
+                tracing::error!(request_id = %ev.request_id, error = %e, "audit write failed; refusing the operation's result");
+                Err(Error::Unavailable("audit log is not writable".into()))
+            }
+        }
+    }
+
+    /// Authenticates the caller's token and decides whether it may act. Today every valid
+    /// token may do everything; policy arrives with the identity issue.
+    pub(crate) async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        ev: &mut AuditEvent,
+    ) -> Result<Authorized> {
+        if ctx.protocol == Protocol::Scheduler {
+            ev.principal = Some(crate::SCHEDULER_PRINCIPAL.into());
+            return Ok(Authorized {
+                principal: Principal {
+                    name: crate::SCHEDULER_PRINCIPAL.into(),
+                    token_id: String::new(),
+                },
+            });
+        }
+        let Some(token) = &ctx.token else {
+            return Err(Error::Unauthenticated);
+        };
+        // Exposed to hash it for lookup; only the hash is stored or compared.
+        let text = token.expose_secret();
+        if text.is_empty() || text.len() > MAX_TOKEN_LEN {
+            return Err(Error::Unauthenticated);
+        }
+        let h = hash::sha256(text.as_bytes());
+        let rec = self
+            .store
+            .token_by_hash(&h)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        // The index lookup matched on the hash; compare again in constant time so the
+        // decision never rests on a variable-time comparison.
+        if !hash::constant_time_eq(&rec.hash, &h) {
+            return Err(Error::Unauthenticated);
+        }
+        let now = self.clock.now();
+        if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|t| t <= now) {
+            return Err(Error::Unauthenticated);
+        }
+        ev.principal = Some(rec.principal.clone());
+        ev.token_id = Some(rec.id.clone());
+        Ok(Authorized {
+            principal: Principal {
+                name: rec.principal,
+                token_id: rec.id,
+            },
+        })
+    }
+
+    /// Finds the key a reference names and records it in the audit event.
+    pub(crate) async fn resolve(&self, r: &KeyRef, ev: &mut AuditEvent) -> Result<KeyRecord> {
+        let key = match r {
+            KeyRef::Path(ring, name) => self.store.key(ring, name).await?,
+            KeyRef::Alias(a) => {
+                ev.alias = Some(a.to_string());
+                let alias = self
+                    .store
+                    .alias(a)
+                    .await?
+                    .ok_or_else(|| Error::not_found("alias", a.to_string()))?;
+                self.store.key_by_id(alias.key_id).await?
+            }
+            KeyRef::Id(id) => self.store.key_by_id(*id).await?,
+        };
+        let key = key.ok_or_else(|| Error::not_found("key", r.to_string()))?;
+        note_key(ev, &key);
+        Ok(key)
+    }
+
+    /// Loads a version record or fails with `NotFound`.
+    pub(crate) async fn version_record(&self, key: &KeyRecord, n: u32) -> Result<VersionRecord> {
+        self.store.version(key.id, n).await?.ok_or_else(|| {
+            Error::not_found(
+                "key version",
+                format!("{}/{} version {n}", key.ring, key.name),
+            )
+        })
+    }
+
+    /// The version a cryptographic operation uses: `requested`, or the primary. Checks that
+    /// the key and the version are enabled.
+    pub(crate) async fn usable_version(
+        &self,
+        key: &KeyRecord,
+        requested: Option<u32>,
+        op: Operation,
+        ev: &mut AuditEvent,
+    ) -> Result<VersionRecord> {
+        if key.state != KeyState::Enabled {
+            return Err(Error::InvalidState {
+                resource: format!("key {}/{}", key.ring, key.name),
+                state: key.state.as_str(),
+                operation: op.as_str(),
+                requirement: "needs it enabled",
+            });
+        }
+        let n = match requested.or(key.primary_version) {
+            Some(n) => n,
+            None => {
+                return Err(Error::InvalidState {
+                    resource: format!("key {}/{}", key.ring, key.name),
+                    state: "without a primary version",
+                    operation: op.as_str(),
+                    requirement: "needs one; create a version",
+                });
+            }
+        };
+        ev.version = Some(n);
+        let v = self.version_record(key, n).await?;
+        require_version_enabled(key, &v, op)?;
+        Ok(v)
+    }
+
+    /// The unsealed material of a version, from the cache or by unsealing.
+    pub(crate) fn material(&self, key: &KeyRecord, v: &VersionRecord) -> Result<Arc<KeyMaterial>> {
+        let slot = (key.id, v.version);
+        if let Ok(cache) = self.cache.lock()
+            && let Some(m) = cache.get(&slot)
+        {
+            return Ok(m.clone());
+        }
+        let sealed = v.sealed_material.as_deref().ok_or_else(|| {
+            Error::Internal(format!(
+                "version {} of key {} has no material",
+                v.version, key.id
+            ))
+        })?;
+        let m = self
+            .root
+            .unseal(&binding(key, v.version), sealed)
+            .map_err(|_| {
+                Error::Internal(format!(
+                    "sealed material of key {} version {} failed its integrity check",
+                    key.id, v.version
+                ))
+            })?;
+        keys::validate(key.algorithm, &m).map_err(|_| {
+            Error::Internal(format!(
+                "material of key {} version {} does not fit its algorithm",
+                key.id, v.version
+            ))
+        })?;
+        let m = Arc::new(m);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= MATERIAL_CACHE_CAP {
+                cache.clear();
+            }
+            cache.insert(slot, m.clone());
+        }
+        Ok(m)
+    }
+
+    /// Drops a version's material from the cache (on destruction).
+    pub(crate) fn forget(&self, key_id: KeyId, version: u32) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(&(key_id, version));
+        }
+    }
+
+    /// Generates and seals material for a new version.
+    pub(crate) fn new_version(&self, key: &KeyRecord, n: u32) -> Result<VersionRecord> {
+        let material = keys::generate(key.algorithm)?;
+        let public_key = if key.algorithm.is_asymmetric() {
+            Some(keys::public_key_der(key.algorithm, &material)?)
+        } else {
+            None
+        };
+        // Exposed to seal it: the only way material reaches the store.
+        let sealed = self.root.seal(&binding(key, n), material.expose_secret())?;
+        Ok(VersionRecord {
+            key_id: key.id,
+            version: n,
+            state: VersionState::Enabled,
+            sealed_material: Some(sealed),
+            public_key,
+            created_at: self.clock.now(),
+            destroy_time: None,
+            destroyed_at: None,
+        })
+    }
+}
+
+/// The sealing binding of a version: key id, version number and algorithm (see
+/// `docs/sealing.md`). Swapping sealed blobs between versions or keys fails to unseal.
+pub(crate) fn binding(key: &KeyRecord, version: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    b.extend_from_slice(b"key-version\0");
+    b.extend_from_slice(key.id.as_bytes());
+    b.extend_from_slice(&version.to_be_bytes());
+    b.extend_from_slice(key.algorithm.name().as_bytes());
+    b
+}
+
+pub(crate) fn note_key(ev: &mut AuditEvent, key: &KeyRecord) {
+    ev.key_ring = Some(key.ring.to_string());
+    ev.key = Some(key.name.to_string());
+    ev.key_id = Some(key.id.to_string());
+}
+
+pub(crate) fn require_purpose(key: &KeyRecord, purpose: Purpose, op: Operation) -> Result<()> {
+    if key.purpose != purpose {
+        return Err(Error::InvalidKeyUsage {
+            key: format!("{}/{}", key.ring, key.name),
+            purpose: key.purpose,
+            operation: op.as_str(),
+            required: purpose.as_str(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn require_version_enabled(
+    key: &KeyRecord,
+    v: &VersionRecord,
+    op: Operation,
+) -> Result<()> {
+    if v.state != VersionState::Enabled {
+        return Err(Error::InvalidState {
+            resource: format!("key {}/{} version {}", key.ring, key.name, v.version),
+            state: v.state.as_str(),
+            operation: op.as_str(),
+            requirement: "needs it enabled",
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! API tokens: created with a TTL, stored as SHA-256 hashes, revocable.
+
+use base64::Engine;
+use strongroom_crypto::{hash, rand};
+use strongroom_store::{Page, PageRequest, StoreError, TokenRecord};
+
+use crate::error::{Error, Result};
+use crate::request::{BearerToken, Operation, RequestContext};
+use crate::service::KeyService;
+use crate::types::*;
+
+/// The id of the root token.
+pub const ROOT_TOKEN_ID: &str = "root";
+const TOKEN_PREFIX: &str = "srt_";
+
+/// A fresh token secret: `srt_` and 43 base64url characters (256 random bits).
+pub(crate) fn new_secret() -> Result<BearerToken> {
+    let bytes = rand::bytes(32)?;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
+    Ok(BearerToken::new(format!("{TOKEN_PREFIX}{b64}")))
+}
+
+fn info(t: &TokenRecord) -> TokenInfo {
+    TokenInfo {
+        id: t.id.clone(),
+        principal: t.principal.clone(),
+        description: t.description.clone(),
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        revoked_at: t.revoked_at,
+    }
+}
+
+impl KeyService {
+    /// Stores the root token's hash (first start only).
+    pub(crate) async fn insert_root_token(&self, secret: &BearerToken) -> Result<()> {
+        let rec = TokenRecord {
+            id: ROOT_TOKEN_ID.into(),
+            // Exposed to hash it; only the hash is kept.
+            hash: hash::sha256(secret.expose_secret().as_bytes()),
+            principal: "root".into(),
+            description: "root token, created when the data dir was initialised".into(),
+            created_at: self.clock.now(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        Ok(self.store.insert_token(&rec).await?)
+    }
+
+    /// Creates a token acting as the caller's principal, valid for `ttl_secs` (default one
+    /// day, at most 366 days). The secret is in the result and nowhere else.
+    pub async fn create_token(
+        &self,
+        ctx: &RequestContext,
+        ttl_secs: Option<i64>,
+        description: String,
+    ) -> Result<NewToken> {
+        let mut ev = self.event(ctx, Operation::CreateToken);
+        let res = async {
+            let auth = self.authorize(ctx, &mut ev).await?;
+            let ttl = ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+            if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
+                return Err(Error::invalid("ttl", "must be between 1s and 366d"));
+            }
+            validate_description(&description)?;
+            let secret = new_secret()?;
+            let now = self.clock.now();
+            let rec = TokenRecord {
+                id: format!("tok_{}", hex(&rand::bytes(8)?)),
+                // Exposed to hash it; only the hash is stored.
+                hash: hash::sha256(secret.expose_secret().as_bytes()),
+                principal: auth.principal().name.clone(),
+                description,
+                created_at: now,
+                expires_at: Some(now.plus_secs(ttl)),
+                revoked_at: None,
+            };
+            ev.target = Some(rec.id.clone());
+            self.store.insert_token(&rec).await?;
+            Ok(NewToken {
+                info: info(&rec),
+                secret,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Describes the token making the request.
+    pub async fn lookup_self(&self, ctx: &RequestContext) -> Result<TokenInfo> {
+        let mut ev = self.event(ctx, Operation::LookupToken);
+        let res = async {
+            let auth = self.authorize(ctx, &mut ev).await?;
+            let id = auth.principal().token_id.clone();
+            ev.target = Some(id.clone());
+            let t = self.store.token(&id).await?.ok_or(Error::Unauthenticated)?;
+            Ok(info(&t))
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Lists tokens (never their secrets).
+    pub async fn list_tokens(
+        &self,
+        ctx: &RequestContext,
+        page: &PageRequest,
+    ) -> Result<Page<TokenInfo>> {
+        let mut ev = self.event(ctx, Operation::ListTokens);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            let p = self.store.list_tokens(page).await?;
+            Ok(Page {
+                items: p.items.iter().map(info).collect(),
+                next: p.next,
+            })
+        }
+        .await;
+        self.finish(ev, res)
+    }
+
+    /// Revokes a token; it stops working at once. The root token cannot be revoked (that
+    /// would lock everyone out of a fresh install).
+    pub async fn revoke_token(&self, ctx: &RequestContext, id: &str) -> Result<TokenInfo> {
+        let mut ev = self.event(ctx, Operation::RevokeToken);
+        let res = async {
+            self.authorize(ctx, &mut ev).await?;
+            if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Error::invalid("id", "not a token id"));
+            }
+            ev.target = Some(id.to_string());
+            if id == ROOT_TOKEN_ID {
+                return Err(Error::invalid("id", "the root token cannot be revoked"));
+            }
+            self.store
+                .revoke_token(id, self.clock.now())
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) => Error::not_found("token", id),
+                    e => e.into(),
+                })?;
+            let t = self
+                .store
+                .token(id)
+                .await?
+                .ok_or_else(|| Error::not_found("token", id))?;
+            Ok(info(&t))
+        }
+        .await;
+        self.finish(ev, res)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Whether text looks like a Strongroom token (for friendlier CLI errors; never a security
+/// decision).
+pub fn looks_like_token(s: &str) -> bool {
+    s.starts_with(TOKEN_PREFIX) && s.len() == TOKEN_PREFIX.len() + 43
+}
