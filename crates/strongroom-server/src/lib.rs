@@ -1,1 +1,139 @@
-//! placeholder
+//! Strongroom's network front-ends over `KeyService`: the native REST API today (`native/`),
+//! later the AWS KMS, Vault Transit and Kubernetes KMS protocols. Front-ends translate,
+//! never decide: no key logic, storage access or policy lives here.
+//!
+//! Also here: the HTTP listener (header-read timeout, connection cap, graceful shutdown) and
+//! the background tasks (scheduled jobs, audit flush).
+
+pub mod native;
+mod request_id;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use strongroom_core::KeyService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+pub use request_id::HEADER as REQUEST_ID_HEADER;
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must finish sending request headers within this time (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// How often scheduled rotations and destructions are checked.
+    pub scheduler_interval: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            scheduler_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(svc: Arc<KeyService>) -> Router {
+    native::routes()
+        .fallback(native::not_found)
+        .method_not_allowed_fallback(native::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(native::MAX_BODY))
+        .layer(axum::middleware::from_fn(request_id::middleware))
+        .with_state(svc)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains connections.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limit = Arc::new(Semaphore::new(opts.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, addr) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let svc = app
+            .clone()
+            .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+                req
+            });
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(client = %addr, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(opts.shutdown_grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// Runs scheduled jobs every `interval` (and once at once, so work that fell due while the
+/// server was down happens on start), and flushes the audit log every second.
+pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut jobs = tokio::time::interval(interval);
+        let mut flush = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = jobs.tick() => match svc.run_due_jobs().await {
+                    Ok(r) if r.rotated + r.destroyed + r.failed > 0 => {
+                        tracing::info!(rotated = r.rotated, destroyed = r.destroyed, failed = r.failed, "scheduled jobs ran");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "scheduled jobs could not run; will retry"),
+                },
+                _ = flush.tick() => {
+                    if let Err(e) = svc.sync_audit() {
+                        tracing::error!(error = %e, "audit flush failed");
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,103 @@
+//! Native API errors: `{"error": {"code", "message", "request_id"}}` with a matching HTTP
+//! status. The codes are a contract, listed in `docs/api.md`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use strongroom_core::Error;
+
+use crate::request_id;
+
+/// An error on the native API.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// From `KeyService`.
+    Core(Error),
+    /// Rejected by the HTTP layer before reaching `KeyService`.
+    Http {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Core(e)
+    }
+}
+
+impl ApiError {
+    pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        ApiError::Core(Error::invalid(field, reason))
+    }
+
+    pub(crate) fn http(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Http {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The HTTP status for each core error. Exhaustive: a new variant must be placed here.
+pub(crate) fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Error::AccessDenied => StatusCode::FORBIDDEN,
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::AlreadyExists { .. } => StatusCode::CONFLICT,
+        Error::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+        Error::InvalidState { .. } => StatusCode::CONFLICT,
+        Error::InvalidKeyUsage { .. } => StatusCode::BAD_REQUEST,
+        Error::InvalidCiphertext => StatusCode::BAD_REQUEST,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Throttled => StatusCode::TOO_MANY_REQUESTS,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: String,
+    request_id: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = request_id::current();
+        let (status, code, message) = match &self {
+            ApiError::Core(e) => {
+                // Internal details are logged by KeyService with the request id; the client
+                // sees only "internal error". Unavailable details name files, not secrets.
+                (status_of(e), e.code(), e.to_string())
+            }
+            ApiError::Http {
+                status,
+                code,
+                message,
+            } => (*status, *code, message.clone()),
+        };
+        let body = Body {
+            error: Inner {
+                code,
+                message,
+                request_id,
+            },
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

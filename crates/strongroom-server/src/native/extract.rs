@@ -1,0 +1,183 @@
+//! Extractors that turn HTTP into core inputs with errors in the native API's shape: bounded
+//! JSON bodies, query strings, and the request context (token, request id, client address).
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use strongroom_core::{BearerToken, Protocol, RequestContext};
+
+use super::error::ApiError;
+use crate::request_id;
+
+/// Largest request body accepted, in bytes. Plaintexts are capped at 64 KiB (about 87 KiB in
+/// base64), so 1 MiB leaves room without letting a client make the server buffer much.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// A JSON body: `Content-Type: application/json`, at most [`MAX_BODY`] bytes, parsed with
+/// errors that name the field but never echo the value.
+pub(crate) struct Json<T>(pub(crate) T);
+
+fn describe(e: &serde_json::Error, path: &str) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!(
+            "request body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+        Category::Io => "request body could not be read".into(),
+        Category::Data => {
+            let msg = e.to_string();
+            // serde's messages for these cases name fields only; others may quote the value.
+            let safe = [
+                "missing field",
+                "unknown field",
+                "duplicate field",
+                "is not valid standard base64",
+                "has a duplicate key",
+            ];
+            let detail = safe
+                .iter()
+                .find(|s| msg.contains(*s))
+                .map(|_| msg.split(" at line").next().unwrap_or("").to_string())
+                .unwrap_or_else(|| "has the wrong type or an invalid value".into());
+            if path.is_empty() || path == "." {
+                format!("request body: {detail}")
+            } else {
+                format!("{path}: {detail}")
+            }
+        }
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let res: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let v = res.map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid("body", describe(e.inner(), &path))
+    })?;
+    de.end().map_err(|_| {
+        ApiError::invalid(
+            "body",
+            "request body has trailing data after the JSON value",
+        )
+    })?;
+    Ok(v)
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::http(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the request body as JSON with Content-Type: application/json",
+            ));
+        }
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            && len > MAX_BODY as u64
+        {
+            return Err(too_large());
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| too_large())?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::http(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("request body is larger than {MAX_BODY} bytes (or could not be read)"),
+    )
+}
+
+/// A JSON body that may be absent (an empty body means the default).
+pub(crate) struct OptionalJson<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            == Some("0")
+            || (req.headers().get(header::CONTENT_TYPE).is_none()
+                && req.headers().get(header::TRANSFER_ENCODING).is_none()
+                && req.headers().get(header::CONTENT_LENGTH).is_none());
+        if empty {
+            return Ok(OptionalJson(T::default()));
+        }
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| OptionalJson(v))
+    }
+}
+
+/// A query string, with errors in the native API's shape.
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        // Query fields are strings and integers, so these messages name parameters and
+        // parse failures ("invalid digit found in string"), never values.
+        serde_urlencoded::from_str(q)
+            .map(Query)
+            .map_err(|e| ApiError::invalid("query", e.to_string()))
+    }
+}
+
+/// The request context: bearer token, request id, client address.
+pub(crate) struct Ctx(pub(crate) RequestContext);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| rest.trim().to_string())
+            })
+            .filter(|t| !t.is_empty())
+            .map(BearerToken::new);
+        let client_addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string());
+        Ok(Ctx(RequestContext {
+            request_id: request_id::current(),
+            token,
+            protocol: Protocol::Native,
+            client_addr,
+        }))
+    }
+}

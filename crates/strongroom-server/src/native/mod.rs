@@ -1,0 +1,906 @@
+//! The native REST API under `/v1/`. Each handler converts the request, makes one
+//! `KeyService` call, and converts the result: no key logic here. Reference:
+//! `docs/openapi.json` and `docs/api.md`.
+
+mod error;
+mod extract;
+pub(crate) mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use strongroom_core::types::*;
+use strongroom_core::{
+    AliasName, EncryptionContext, KeyName, KeyService, KeyState, Page, PageRequest, Purpose,
+    RingName, Timestamp,
+};
+
+pub(crate) use error::ApiError;
+pub use extract::MAX_BODY;
+use extract::{Ctx, Json, OptionalJson, Query};
+use wire::*;
+
+type App = State<Arc<KeyService>>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The OpenAPI document, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+
+pub(crate) fn routes() -> Router<Arc<KeyService>> {
+    Router::new()
+        .route("/v1/sys/health", get(health))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/keyrings", post(create_key_ring).get(list_key_rings))
+        .route("/v1/keyrings/{ring}", get(get_key_ring))
+        .route("/v1/keyrings/{ring}/keys", post(create_key).get(list_keys))
+        .route(
+            "/v1/keyrings/{ring}/keys/{key}",
+            get(get_key).patch(update_key),
+        )
+        .route("/v1/keyrings/{ring}/keys/{key}/enable", post(enable_key))
+        .route("/v1/keyrings/{ring}/keys/{key}/disable", post(disable_key))
+        .route("/v1/keyrings/{ring}/keys/{key}/primary", post(set_primary))
+        .route("/v1/keyrings/{ring}/keys/{key}/public-key", get(public_key))
+        .route(
+            "/v1/keyrings/{ring}/keys/{key}/versions",
+            post(create_version).get(list_versions),
+        )
+        .route(
+            "/v1/keyrings/{ring}/keys/{key}/versions/{version}",
+            get(get_version),
+        )
+        .route(
+            "/v1/keyrings/{ring}/keys/{key}/versions/{version}/enable",
+            post(enable_version),
+        )
+        .route(
+            "/v1/keyrings/{ring}/keys/{key}/versions/{version}/disable",
+            post(disable_version),
+        )
+        .route(
+            "/v1/keyrings/{ring}/keys/{key}/versions/{version}/destroy",
+            post(destroy_version),
+        )
+        .route(
+            "/v1/keyrings/{ring}/keys/{key}/versions/{version}/restore",
+            post(restore_version),
+        )
+        .route("/v1/aliases", post(create_alias).get(list_aliases))
+        .route(
+            "/v1/aliases/{*name}",
+            get(get_alias).put(update_alias).delete(delete_alias),
+        )
+        .route("/v1/crypto/encrypt", post(encrypt))
+        .route("/v1/crypto/decrypt", post(decrypt))
+        .route("/v1/crypto/generate-data-key", post(generate_data_key))
+        .route("/v1/crypto/re-encrypt", post(re_encrypt))
+        .route("/v1/crypto/asymmetric-decrypt", post(asymmetric_decrypt))
+        .route("/v1/crypto/sign", post(sign))
+        .route("/v1/crypto/verify", post(verify))
+        .route("/v1/crypto/mac", post(mac))
+        .route("/v1/crypto/mac-verify", post(mac_verify))
+        .route("/v1/crypto/random", post(random))
+        .route("/v1/tokens", post(create_token).get(list_tokens))
+        .route("/v1/tokens/self", get(lookup_self))
+        .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
+}
+
+/// Fallback for unknown paths under the API, in the API's error shape.
+pub(crate) async fn not_found() -> Response {
+    ApiError::http(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /v1/openapi.json",
+    )
+    .into_response()
+}
+
+/// Answer for a known path with the wrong method.
+pub(crate) async fn method_not_allowed() -> Response {
+    ApiError::http(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint; see /v1/openapi.json",
+    )
+    .into_response()
+}
+
+// ---- conversions ----
+
+fn ring_name(s: &str) -> ApiResult<RingName> {
+    RingName::try_new(s).map_err(|e| ApiError::invalid("key_ring", e.to_string()))
+}
+
+fn key_path(ring: &str, key: &str) -> ApiResult<KeyRef> {
+    Ok(KeyRef::Path(
+        ring_name(ring)?,
+        KeyName::try_new(key).map_err(|e| ApiError::invalid("key", e.to_string()))?,
+    ))
+}
+
+fn key_ref(s: &str, field: &str) -> ApiResult<KeyRef> {
+    Ok(KeyRef::parse(s, field)?)
+}
+
+fn alias_name(s: &str) -> ApiResult<AliasName> {
+    AliasName::try_new(s).map_err(|e| ApiError::invalid("name", e.to_string()))
+}
+
+fn version_no(s: &str) -> ApiResult<u32> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| ApiError::invalid("version", "must be a whole number from 1"))
+}
+
+fn context(m: StrictMap, field: &str) -> ApiResult<EncryptionContext> {
+    EncryptionContext::try_new(m.0).map_err(|e| ApiError::invalid(field, e.to_string()))
+}
+
+fn timestamp(s: &str, field: &str) -> ApiResult<Timestamp> {
+    Timestamp::parse_rfc3339(s).ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            "must be an RFC 3339 time such as 2027-01-31T00:00:00Z",
+        )
+    })
+}
+
+fn duration(s: &str, field: &str) -> ApiResult<i64> {
+    Ok(parse_duration(s, field)?)
+}
+
+fn page(size: Option<u32>, token: Option<String>) -> ApiResult<PageRequest> {
+    if let Some(n) = size
+        && !(1..=1000).contains(&n)
+    {
+        return Err(ApiError::invalid("page_size", "must be between 1 and 1000"));
+    }
+    let after = match token {
+        None => None,
+        Some(t) => {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid("page_token", "not a page token from this listing")
+                })?;
+            Some(raw)
+        }
+    };
+    Ok(PageRequest {
+        after,
+        limit: size.unwrap_or(100),
+    })
+}
+
+fn list<T, U>(p: Page<T>, f: impl FnMut(T) -> U) -> ListResponse<U> {
+    ListResponse {
+        items: p.items.into_iter().map(f).collect(),
+        next_page_token: p
+            .next
+            .map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n.as_bytes())),
+    }
+}
+
+fn created<T: serde::Serialize>(v: T) -> Response {
+    (StatusCode::CREATED, axum::Json(v)).into_response()
+}
+
+fn ok<T: serde::Serialize>(v: T) -> Response {
+    axum::Json(v).into_response()
+}
+
+// ---- system ----
+
+async fn health(State(svc): App) -> Response {
+    let h = svc.health();
+    let up = |b: bool| if b { "ok" } else { "failed" };
+    let body = HealthResponse {
+        status: up(h.store_ok && h.audit_ok),
+        store: up(h.store_ok),
+        audit: up(h.audit_ok),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let status = if h.store_ok && h.audit_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+// ---- key rings ----
+
+async fn create_key_ring(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<CreateKeyRingRequest>,
+) -> ApiResult<Response> {
+    let CreateKeyRingRequest {
+        name,
+        description,
+        labels,
+    } = req;
+    let input = CreateKeyRingInput { name: ring_name(&name).map_err(|_| ApiError::invalid("name", "key ring names are 1 to 63 characters of A-Z a-z 0-9 _ - and start with a letter or digit"))?, description, labels: labels.0 };
+    let ring = svc.create_key_ring(&ctx, input).await?;
+    Ok(created(KeyRingResponse::from(ring)))
+}
+
+async fn get_key_ring(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(ring): Path<String>,
+) -> ApiResult<Response> {
+    let r = svc.get_key_ring(&ctx, &ring_name(&ring)?).await?;
+    Ok(ok(KeyRingResponse::from(r)))
+}
+
+async fn list_key_rings(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let PageQuery {
+        page_size,
+        page_token,
+    } = q;
+    let p = svc
+        .list_key_rings(&ctx, &page(page_size, page_token)?)
+        .await?;
+    Ok(ok(list(p, KeyRingResponse::from)))
+}
+
+// ---- keys ----
+
+async fn create_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(ring): Path<String>,
+    Json(req): Json<CreateKeyRequest>,
+) -> ApiResult<Response> {
+    let CreateKeyRequest {
+        name,
+        purpose,
+        algorithm,
+        description,
+        labels,
+        exportable,
+        rotation_period,
+        next_rotation_time,
+    } = req;
+    let input = CreateKeyInput {
+        ring: ring_name(&ring)?,
+        name: KeyName::try_new(&name).map_err(|e| ApiError::invalid("name", e.to_string()))?,
+        purpose: purpose
+            .map(|p| {
+                p.parse::<Purpose>().map_err(|_| {
+                    ApiError::invalid(
+                        "purpose",
+                        "must be one of encrypt-decrypt, asymmetric-decrypt, sign-verify, mac",
+                    )
+                })
+            })
+            .transpose()?,
+        algorithm: algorithm
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    ApiError::invalid(
+                        "algorithm",
+                        "unknown algorithm; see docs/api.md for the list",
+                    )
+                })
+            })
+            .transpose()?,
+        description,
+        labels: labels.0,
+        exportable,
+        rotation_period_secs: rotation_period
+            .map(|p| duration(&p, "rotation_period"))
+            .transpose()?,
+        next_rotation_time: next_rotation_time
+            .map(|t| timestamp(&t, "next_rotation_time"))
+            .transpose()?,
+    };
+    let (key, v) = svc.create_key(&ctx, input).await?;
+    let path = format!("{}/{}", key.ring, key.name);
+    Ok(created(CreateKeyResponse {
+        key: KeyResponse::from(key),
+        first_version: VersionResponse::new(&path, v),
+    }))
+}
+
+async fn get_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let k = svc.get_key(&ctx, &key_path(&ring, &key)?).await?;
+    Ok(ok(KeyResponse::from(k)))
+}
+
+async fn list_keys(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(ring): Path<String>,
+    Query(q): Query<ListKeysQuery>,
+) -> ApiResult<Response> {
+    let ListKeysQuery {
+        page_size,
+        page_token,
+        labels,
+        state,
+        purpose,
+    } = q;
+    let mut filter = KeyFilter::default();
+    for pair in labels
+        .iter()
+        .flat_map(|l| l.split(','))
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = pair.split_once(':').ok_or_else(|| {
+            ApiError::invalid("labels", "expected key:value pairs separated by commas")
+        })?;
+        filter.labels.insert(k.to_string(), v.to_string());
+    }
+    filter.state = state
+        .map(|s| match s.as_str() {
+            "enabled" => Ok(KeyState::Enabled),
+            "disabled" => Ok(KeyState::Disabled),
+            _ => Err(ApiError::invalid("state", "must be enabled or disabled")),
+        })
+        .transpose()?;
+    filter.purpose = purpose
+        .map(|p| {
+            p.parse::<Purpose>()
+                .map_err(|_| ApiError::invalid("purpose", "unknown purpose"))
+        })
+        .transpose()?;
+    let p = svc
+        .list_keys(
+            &ctx,
+            &ring_name(&ring)?,
+            &filter,
+            &page(page_size, page_token)?,
+        )
+        .await?;
+    Ok(ok(list(p, KeyResponse::from)))
+}
+
+async fn update_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+    Json(req): Json<UpdateKeyRequest>,
+) -> ApiResult<Response> {
+    let UpdateKeyRequest {
+        description,
+        labels,
+        rotation_period,
+        next_rotation_time,
+        exportable,
+    } = req;
+    let input = UpdateKeyInput {
+        description,
+        labels: labels.map(|l| l.0),
+        rotation_period_secs: rotation_period
+            .map(|p| p.map(|p| duration(&p, "rotation_period")).transpose())
+            .transpose()?,
+        next_rotation_time: next_rotation_time
+            .map(|t| timestamp(&t, "next_rotation_time"))
+            .transpose()?,
+        exportable,
+    };
+    let k = svc.update_key(&ctx, &key_path(&ring, &key)?, input).await?;
+    Ok(ok(KeyResponse::from(k)))
+}
+
+async fn enable_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(ok(KeyResponse::from(
+        svc.set_key_enabled(&ctx, &key_path(&ring, &key)?, true)
+            .await?,
+    )))
+}
+
+async fn disable_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(ok(KeyResponse::from(
+        svc.set_key_enabled(&ctx, &key_path(&ring, &key)?, false)
+            .await?,
+    )))
+}
+
+async fn set_primary(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+    Json(req): Json<SetPrimaryRequest>,
+) -> ApiResult<Response> {
+    let SetPrimaryRequest { version } = req;
+    Ok(ok(KeyResponse::from(
+        svc.set_primary_version(&ctx, &key_path(&ring, &key)?, version)
+            .await?,
+    )))
+}
+
+async fn public_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+    Query(q): Query<PublicKeyQuery>,
+) -> ApiResult<Response> {
+    let PublicKeyQuery { version } = q;
+    let out = svc
+        .get_public_key(&ctx, &key_path(&ring, &key)?, version)
+        .await?;
+    Ok(ok(PublicKeyResponse {
+        key: out.key.path(),
+        version: out.version,
+        algorithm: out.algorithm.to_string(),
+        pem: strongroom_crypto::keys::pem("PUBLIC KEY", &out.der),
+        der: B64Bytes(out.der),
+    }))
+}
+
+// ---- versions ----
+
+async fn create_version(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+    OptionalJson(req): OptionalJson<CreateVersionRequest>,
+) -> ApiResult<Response> {
+    let CreateVersionRequest { make_primary } = req;
+    let (k, v) = svc
+        .create_version(&ctx, &key_path(&ring, &key)?, make_primary.unwrap_or(true))
+        .await?;
+    Ok(created(VersionResponse::new(
+        &format!("{}/{}", k.ring, k.name),
+        v,
+    )))
+}
+
+async fn list_versions(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let PageQuery {
+        page_size,
+        page_token,
+    } = q;
+    let (k, p) = svc
+        .list_versions(&ctx, &key_path(&ring, &key)?, &page(page_size, page_token)?)
+        .await?;
+    let path = format!("{}/{}", k.ring, k.name);
+    Ok(ok(list(p, |v| VersionResponse::new(&path, v))))
+}
+
+async fn get_version(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key, version)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let (k, v) = svc
+        .get_version(&ctx, &key_path(&ring, &key)?, version_no(&version)?)
+        .await?;
+    Ok(ok(VersionResponse::new(
+        &format!("{}/{}", k.ring, k.name),
+        v,
+    )))
+}
+
+async fn enable_version(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key, version)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let v = svc
+        .enable_version(&ctx, &key_path(&ring, &key)?, version_no(&version)?)
+        .await?;
+    Ok(ok(VersionResponse::new(&format!("{ring}/{key}"), v)))
+}
+
+async fn disable_version(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key, version)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let v = svc
+        .disable_version(&ctx, &key_path(&ring, &key)?, version_no(&version)?)
+        .await?;
+    Ok(ok(VersionResponse::new(&format!("{ring}/{key}"), v)))
+}
+
+async fn destroy_version(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key, version)): Path<(String, String, String)>,
+    OptionalJson(req): OptionalJson<DestroyVersionRequest>,
+) -> ApiResult<Response> {
+    let DestroyVersionRequest { window } = req;
+    let window = window.map(|w| duration(&w, "window")).transpose()?;
+    let v = svc
+        .schedule_version_destruction(&ctx, &key_path(&ring, &key)?, version_no(&version)?, window)
+        .await?;
+    Ok(ok(VersionResponse::new(&format!("{ring}/{key}"), v)))
+}
+
+async fn restore_version(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key, version)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let v = svc
+        .restore_version(&ctx, &key_path(&ring, &key)?, version_no(&version)?)
+        .await?;
+    Ok(ok(VersionResponse::new(&format!("{ring}/{key}"), v)))
+}
+
+// ---- aliases ----
+
+async fn create_alias(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<CreateAliasRequest>,
+) -> ApiResult<Response> {
+    let CreateAliasRequest { name, key } = req;
+    let name = name.strip_prefix("alias/").unwrap_or(&name).to_string();
+    let a = svc
+        .put_alias(&ctx, &alias_name(&name)?, &key_ref(&key, "key")?, false)
+        .await?;
+    Ok(created(AliasResponse::from(a)))
+}
+
+async fn update_alias(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    Json(req): Json<UpdateAliasRequest>,
+) -> ApiResult<Response> {
+    let UpdateAliasRequest { key } = req;
+    let a = svc
+        .put_alias(&ctx, &alias_name(&name)?, &key_ref(&key, "key")?, true)
+        .await?;
+    Ok(ok(AliasResponse::from(a)))
+}
+
+async fn get_alias(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(AliasResponse::from(
+        svc.get_alias(&ctx, &alias_name(&name)?).await?,
+    )))
+}
+
+async fn delete_alias(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    svc.delete_alias(&ctx, &alias_name(&name)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_aliases(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Query(q): Query<ListAliasesQuery>,
+) -> ApiResult<Response> {
+    let ListAliasesQuery {
+        page_size,
+        page_token,
+        key,
+    } = q;
+    let key = key.map(|k| key_ref(&k, "key")).transpose()?;
+    let p = svc
+        .list_aliases(&ctx, key.as_ref(), &page(page_size, page_token)?)
+        .await?;
+    Ok(ok(list(p, AliasResponse::from)))
+}
+
+// ---- crypto ----
+
+async fn encrypt(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<EncryptRequest>,
+) -> ApiResult<Response> {
+    let EncryptRequest {
+        key,
+        plaintext,
+        context: c,
+    } = req;
+    let input = EncryptInput {
+        key: key_ref(&key, "key")?,
+        plaintext: plaintext.0,
+        context: context(c, "context")?,
+    };
+    let out = svc.encrypt(&ctx, input).await?;
+    Ok(ok(EncryptResponse::new(
+        &out.key,
+        out.version,
+        out.ciphertext,
+    )))
+}
+
+async fn decrypt(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<DecryptRequest>,
+) -> ApiResult<Response> {
+    let DecryptRequest {
+        ciphertext,
+        context: c,
+        key,
+    } = req;
+    let input = DecryptInput {
+        ciphertext: ciphertext.0,
+        context: context(c, "context")?,
+        key: key.map(|k| key_ref(&k, "key")).transpose()?,
+    };
+    let out = svc.decrypt(&ctx, input).await?;
+    Ok(ok(DecryptResponse {
+        key: out.key.path(),
+        key_id: out.key.id.to_string(),
+        version: out.version,
+        plaintext: SecretB64(out.plaintext),
+    }))
+}
+
+async fn generate_data_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<GenerateDataKeyRequest>,
+) -> ApiResult<Response> {
+    let GenerateDataKeyRequest {
+        key,
+        length,
+        context: c,
+        include_plaintext,
+    } = req;
+    let input = GenerateDataKeyInput {
+        key: key_ref(&key, "key")?,
+        length: length.unwrap_or(DEFAULT_DATA_KEY_LEN),
+        context: context(c, "context")?,
+        include_plaintext: include_plaintext.unwrap_or(true),
+    };
+    let out = svc.generate_data_key(&ctx, input).await?;
+    let w = out.wrapped;
+    Ok(ok(GenerateDataKeyResponse {
+        key: w.key.path(),
+        key_id: w.key.id.to_string(),
+        version: w.version,
+        ciphertext: B64Bytes(w.ciphertext),
+        plaintext: out.plaintext.map(SecretB64),
+    }))
+}
+
+async fn re_encrypt(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<ReEncryptRequest>,
+) -> ApiResult<Response> {
+    let ReEncryptRequest {
+        ciphertext,
+        source_context,
+        destination_key,
+        destination_context,
+    } = req;
+    let input = ReEncryptInput {
+        ciphertext: ciphertext.0,
+        source_context: context(source_context, "source_context")?,
+        destination: destination_key
+            .map(|k| key_ref(&k, "destination_key"))
+            .transpose()?,
+        destination_context: context(destination_context, "destination_context")?,
+    };
+    let out = svc.re_encrypt(&ctx, input).await?;
+    Ok(ok(ReEncryptResponse {
+        source_key: out.source_key.path(),
+        source_version: out.source_version,
+        key: out.output.key.path(),
+        key_id: out.output.key.id.to_string(),
+        version: out.output.version,
+        ciphertext: B64Bytes(out.output.ciphertext),
+    }))
+}
+
+async fn asymmetric_decrypt(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<AsymmetricDecryptRequest>,
+) -> ApiResult<Response> {
+    let AsymmetricDecryptRequest {
+        key,
+        version,
+        ciphertext,
+    } = req;
+    let out = svc
+        .asymmetric_decrypt(&ctx, &key_ref(&key, "key")?, version, &ciphertext.0)
+        .await?;
+    Ok(ok(DecryptResponse {
+        key: out.key.path(),
+        key_id: out.key.id.to_string(),
+        version: out.version,
+        plaintext: SecretB64(out.plaintext),
+    }))
+}
+
+fn sign_data(message: Option<SecretB64>, digest: Option<B64Bytes>) -> ApiResult<SignData> {
+    match (message, digest) {
+        (Some(m), None) => Ok(SignData::Message(m.0)),
+        (None, Some(d)) => Ok(SignData::Digest(d.0)),
+        _ => Err(ApiError::invalid(
+            "message",
+            "give exactly one of `message` and `digest`",
+        )),
+    }
+}
+
+async fn sign(State(svc): App, Ctx(ctx): Ctx, Json(req): Json<SignRequest>) -> ApiResult<Response> {
+    let SignRequest {
+        key,
+        version,
+        message,
+        digest,
+    } = req;
+    let out = svc
+        .sign(
+            &ctx,
+            &key_ref(&key, "key")?,
+            version,
+            sign_data(message, digest)?,
+        )
+        .await?;
+    Ok(ok(SignResponse {
+        key: out.key.path(),
+        version: out.version,
+        algorithm: out.algorithm.to_string(),
+        signature: B64Bytes(out.signature),
+    }))
+}
+
+async fn verify(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<VerifyRequest>,
+) -> ApiResult<Response> {
+    let VerifyRequest {
+        key,
+        version,
+        message,
+        digest,
+        signature,
+    } = req;
+    let out = svc
+        .verify(
+            &ctx,
+            &key_ref(&key, "key")?,
+            version,
+            sign_data(message, digest)?,
+            &signature.0,
+        )
+        .await?;
+    Ok(ok(VerifyResponse {
+        key: out.key.path(),
+        version: out.version,
+        valid: out.valid,
+    }))
+}
+
+async fn mac(State(svc): App, Ctx(ctx): Ctx, Json(req): Json<MacRequest>) -> ApiResult<Response> {
+    let MacRequest {
+        key,
+        version,
+        message,
+    } = req;
+    let out = svc
+        .mac(&ctx, &key_ref(&key, "key")?, version, &message.0)
+        .await?;
+    Ok(ok(MacResponse {
+        key: out.key.path(),
+        version: out.version,
+        mac: B64Bytes(out.mac),
+    }))
+}
+
+async fn mac_verify(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<MacVerifyRequest>,
+) -> ApiResult<Response> {
+    let MacVerifyRequest {
+        key,
+        version,
+        message,
+        mac,
+    } = req;
+    let out = svc
+        .mac_verify(&ctx, &key_ref(&key, "key")?, version, &message.0, &mac.0)
+        .await?;
+    Ok(ok(VerifyResponse {
+        key: out.key.path(),
+        version: out.version,
+        valid: out.valid,
+    }))
+}
+
+async fn random(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<RandomRequest>,
+) -> ApiResult<Response> {
+    let RandomRequest { length } = req;
+    let r = svc.generate_random(&ctx, length).await?;
+    Ok(ok(RandomResponse {
+        random: SecretB64(r),
+    }))
+}
+
+// ---- tokens ----
+
+async fn create_token(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    OptionalJson(req): OptionalJson<CreateTokenRequest>,
+) -> ApiResult<Response> {
+    let CreateTokenRequest { ttl, description } = req;
+    let ttl = ttl.map(|t| duration(&t, "ttl")).transpose()?;
+    let t = svc.create_token(&ctx, ttl, description).await?;
+    // Exposed to hand the new token to the caller, once.
+    let token = t.secret.expose_secret().to_string();
+    Ok(created(NewTokenResponse {
+        info: TokenResponse::from(t.info),
+        token,
+    }))
+}
+
+async fn list_tokens(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let PageQuery {
+        page_size,
+        page_token,
+    } = q;
+    let p = svc.list_tokens(&ctx, &page(page_size, page_token)?).await?;
+    Ok(ok(list(p, TokenResponse::from)))
+}
+
+async fn lookup_self(State(svc): App, Ctx(ctx): Ctx) -> ApiResult<Response> {
+    Ok(ok(TokenResponse::from(svc.lookup_self(&ctx).await?)))
+}
+
+async fn revoke_token(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(TokenResponse::from(svc.revoke_token(&ctx, &id).await?)))
+}

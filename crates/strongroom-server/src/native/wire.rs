@@ -1,0 +1,604 @@
+//! Native API wire types (JSON, snake_case). Core never sees these. Field by field they are
+//! documented in `docs/openapi.json`; a change here is an API change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use strongroom_core::types::{KeyIdentity, TokenInfo, VersionInfo};
+use strongroom_core::{AliasInfo, KeyRecord, KeyRingRecord, Plaintext, Timestamp};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Base64 bytes that are secret (plaintext, data keys, messages): decoded straight into a
+/// zeroizing `Plaintext`, never held in a `String` longer than decoding takes.
+pub(crate) struct SecretB64(pub(crate) Plaintext);
+
+impl<'de> Deserialize<'de> for SecretB64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SecretB64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("standard base64 with padding")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<SecretB64, E> {
+                B64.decode(s)
+                    .map(|v| SecretB64(Plaintext::new(v)))
+                    .map_err(|_| E::custom("is not valid standard base64"))
+            }
+            fn visit_string<E: de::Error>(self, mut s: String) -> Result<SecretB64, E> {
+                let r = self.visit_str(&s);
+                zeroize::Zeroize::zeroize(&mut s);
+                r
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl Serialize for SecretB64 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Exposed to return it to the caller who asked for it.
+        let mut text = B64.encode(self.0.expose_secret());
+        let r = s.serialize_str(&text);
+        zeroize::Zeroize::zeroize(&mut text);
+        r
+    }
+}
+
+/// Base64 bytes that are not secret (ciphertexts, signatures, digests, public keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct B64Bytes(pub(crate) Vec<u8>);
+
+impl<'de> Deserialize<'de> for B64Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = B64Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("standard base64 with padding")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<B64Bytes, E> {
+                B64.decode(s)
+                    .map(B64Bytes)
+                    .map_err(|_| E::custom("is not valid standard base64"))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl Serialize for B64Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(&self.0))
+    }
+}
+
+/// A string map that refuses duplicate keys (JSON allows them; we do not, rather than let
+/// the last one silently win).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StrictMap(pub(crate) BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for StrictMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = m.next_entry::<String, String>()? {
+                    if out.insert(k, v).is_some() {
+                        return Err(de::Error::custom("has a duplicate key"));
+                    }
+                }
+                Ok(StrictMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+// ---- requests ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateKeyRingRequest {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: String,
+    #[serde(default)]
+    pub(crate) labels: StrictMap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateKeyRequest {
+    pub(crate) name: String,
+    pub(crate) purpose: Option<String>,
+    pub(crate) algorithm: Option<String>,
+    #[serde(default)]
+    pub(crate) description: String,
+    #[serde(default)]
+    pub(crate) labels: StrictMap,
+    #[serde(default)]
+    pub(crate) exportable: bool,
+    pub(crate) rotation_period: Option<String>,
+    pub(crate) next_rotation_time: Option<String>,
+}
+
+/// `rotation_period: null` turns rotation off; absent leaves it alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateKeyRequest {
+    pub(crate) description: Option<String>,
+    pub(crate) labels: Option<StrictMap>,
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) rotation_period: Option<Option<String>>,
+    pub(crate) next_rotation_time: Option<String>,
+    pub(crate) exportable: Option<bool>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetPrimaryRequest {
+    pub(crate) version: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateVersionRequest {
+    pub(crate) make_primary: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DestroyVersionRequest {
+    pub(crate) window: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateAliasRequest {
+    pub(crate) name: String,
+    pub(crate) key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateAliasRequest {
+    pub(crate) key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EncryptRequest {
+    pub(crate) key: String,
+    pub(crate) plaintext: SecretB64,
+    #[serde(default)]
+    pub(crate) context: StrictMap,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecryptRequest {
+    pub(crate) ciphertext: B64Bytes,
+    #[serde(default)]
+    pub(crate) context: StrictMap,
+    pub(crate) key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GenerateDataKeyRequest {
+    pub(crate) key: String,
+    pub(crate) length: Option<usize>,
+    #[serde(default)]
+    pub(crate) context: StrictMap,
+    pub(crate) include_plaintext: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReEncryptRequest {
+    pub(crate) ciphertext: B64Bytes,
+    #[serde(default)]
+    pub(crate) source_context: StrictMap,
+    pub(crate) destination_key: Option<String>,
+    #[serde(default)]
+    pub(crate) destination_context: StrictMap,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AsymmetricDecryptRequest {
+    pub(crate) key: String,
+    pub(crate) version: Option<u32>,
+    pub(crate) ciphertext: B64Bytes,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SignRequest {
+    pub(crate) key: String,
+    pub(crate) version: Option<u32>,
+    pub(crate) message: Option<SecretB64>,
+    pub(crate) digest: Option<B64Bytes>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyRequest {
+    pub(crate) key: String,
+    pub(crate) version: Option<u32>,
+    pub(crate) message: Option<SecretB64>,
+    pub(crate) digest: Option<B64Bytes>,
+    pub(crate) signature: B64Bytes,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MacRequest {
+    pub(crate) key: String,
+    pub(crate) version: Option<u32>,
+    pub(crate) message: SecretB64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MacVerifyRequest {
+    pub(crate) key: String,
+    pub(crate) version: Option<u32>,
+    pub(crate) message: SecretB64,
+    pub(crate) mac: B64Bytes,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RandomRequest {
+    pub(crate) length: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateTokenRequest {
+    pub(crate) ttl: Option<String>,
+    #[serde(default)]
+    pub(crate) description: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageQuery {
+    pub(crate) page_size: Option<u32>,
+    pub(crate) page_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListKeysQuery {
+    pub(crate) page_size: Option<u32>,
+    pub(crate) page_token: Option<String>,
+    /// `team:payments,env:prod`
+    pub(crate) labels: Option<String>,
+    pub(crate) state: Option<String>,
+    pub(crate) purpose: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListAliasesQuery {
+    pub(crate) page_size: Option<u32>,
+    pub(crate) page_token: Option<String>,
+    pub(crate) key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PublicKeyQuery {
+    pub(crate) version: Option<u32>,
+}
+
+// ---- responses ----
+
+fn ts(t: Option<Timestamp>) -> Option<String> {
+    t.map(|t| t.to_rfc3339())
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct KeyRingResponse {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) created_at: String,
+}
+
+impl From<KeyRingRecord> for KeyRingResponse {
+    fn from(r: KeyRingRecord) -> Self {
+        let KeyRingRecord {
+            name,
+            description,
+            labels,
+            created_at,
+        } = r;
+        Self {
+            name: name.to_string(),
+            description,
+            labels,
+            created_at: created_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct KeyResponse {
+    pub(crate) id: String,
+    pub(crate) path: String,
+    pub(crate) key_ring: String,
+    pub(crate) name: String,
+    pub(crate) purpose: String,
+    pub(crate) algorithm: String,
+    pub(crate) protection: String,
+    pub(crate) exportable: bool,
+    pub(crate) description: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) state: String,
+    pub(crate) primary_version: Option<u32>,
+    pub(crate) version_count: u32,
+    pub(crate) rotation_period: Option<String>,
+    pub(crate) next_rotation_time: Option<String>,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+}
+
+impl From<KeyRecord> for KeyResponse {
+    fn from(k: KeyRecord) -> Self {
+        let KeyRecord {
+            id,
+            ring,
+            name,
+            purpose,
+            algorithm,
+            protection,
+            exportable,
+            description,
+            labels,
+            state,
+            primary_version,
+            version_count,
+            rotation_period_secs,
+            next_rotation_time,
+            created_at,
+            updated_at,
+            revision: _,
+        } = k;
+        Self {
+            id: id.to_string(),
+            path: format!("{ring}/{name}"),
+            key_ring: ring.to_string(),
+            name: name.to_string(),
+            purpose: purpose.to_string(),
+            algorithm: algorithm.to_string(),
+            protection: protection.to_string(),
+            exportable,
+            description,
+            labels,
+            state: state.to_string(),
+            primary_version,
+            version_count,
+            rotation_period: rotation_period_secs.map(strongroom_core::types::format_duration),
+            next_rotation_time: ts(next_rotation_time),
+            created_at: created_at.to_rfc3339(),
+            updated_at: updated_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct VersionResponse {
+    pub(crate) key: String,
+    pub(crate) version: u32,
+    pub(crate) state: String,
+    pub(crate) created_at: String,
+    pub(crate) destroy_time: Option<String>,
+    pub(crate) destroyed_at: Option<String>,
+}
+
+impl VersionResponse {
+    pub(crate) fn new(key: &str, v: VersionInfo) -> Self {
+        let VersionInfo {
+            version,
+            state,
+            created_at,
+            destroy_time,
+            destroyed_at,
+        } = v;
+        Self {
+            key: key.to_string(),
+            version,
+            state: state.to_string(),
+            created_at: created_at.to_rfc3339(),
+            destroy_time: ts(destroy_time),
+            destroyed_at: ts(destroyed_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CreateKeyResponse {
+    #[serde(flatten)]
+    pub(crate) key: KeyResponse,
+    pub(crate) first_version: VersionResponse,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ListResponse<T> {
+    pub(crate) items: Vec<T>,
+    pub(crate) next_page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AliasResponse {
+    pub(crate) name: String,
+    pub(crate) key: String,
+    pub(crate) key_id: String,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+}
+
+impl From<AliasInfo> for AliasResponse {
+    fn from(a: AliasInfo) -> Self {
+        let AliasInfo {
+            name,
+            key,
+            created_at,
+            updated_at,
+        } = a;
+        Self {
+            name: name.to_string(),
+            key: key.path(),
+            key_id: key.id.to_string(),
+            created_at: created_at.to_rfc3339(),
+            updated_at: updated_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct EncryptResponse {
+    pub(crate) key: String,
+    pub(crate) key_id: String,
+    pub(crate) version: u32,
+    pub(crate) ciphertext: B64Bytes,
+}
+
+impl EncryptResponse {
+    pub(crate) fn new(key: &KeyIdentity, version: u32, ciphertext: Vec<u8>) -> Self {
+        Self {
+            key: key.path(),
+            key_id: key.id.to_string(),
+            version,
+            ciphertext: B64Bytes(ciphertext),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct DecryptResponse {
+    pub(crate) key: String,
+    pub(crate) key_id: String,
+    pub(crate) version: u32,
+    pub(crate) plaintext: SecretB64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct GenerateDataKeyResponse {
+    pub(crate) key: String,
+    pub(crate) key_id: String,
+    pub(crate) version: u32,
+    pub(crate) ciphertext: B64Bytes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) plaintext: Option<SecretB64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ReEncryptResponse {
+    pub(crate) source_key: String,
+    pub(crate) source_version: u32,
+    pub(crate) key: String,
+    pub(crate) key_id: String,
+    pub(crate) version: u32,
+    pub(crate) ciphertext: B64Bytes,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PublicKeyResponse {
+    pub(crate) key: String,
+    pub(crate) version: u32,
+    pub(crate) algorithm: String,
+    pub(crate) pem: String,
+    pub(crate) der: B64Bytes,
+}
+
+#[derive(Serialize)]
+pub(crate) struct SignResponse {
+    pub(crate) key: String,
+    pub(crate) version: u32,
+    pub(crate) algorithm: String,
+    pub(crate) signature: B64Bytes,
+}
+
+#[derive(Serialize)]
+pub(crate) struct VerifyResponse {
+    pub(crate) key: String,
+    pub(crate) version: u32,
+    pub(crate) valid: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct MacResponse {
+    pub(crate) key: String,
+    pub(crate) version: u32,
+    pub(crate) mac: B64Bytes,
+}
+
+#[derive(Serialize)]
+pub(crate) struct RandomResponse {
+    pub(crate) random: SecretB64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct TokenResponse {
+    pub(crate) id: String,
+    pub(crate) principal: String,
+    pub(crate) description: String,
+    pub(crate) created_at: String,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) revoked_at: Option<String>,
+}
+
+impl From<TokenInfo> for TokenResponse {
+    fn from(t: TokenInfo) -> Self {
+        let TokenInfo {
+            id,
+            principal,
+            description,
+            created_at,
+            expires_at,
+            revoked_at,
+        } = t;
+        Self {
+            id,
+            principal,
+            description,
+            created_at: created_at.to_rfc3339(),
+            expires_at: ts(expires_at),
+            revoked_at: ts(revoked_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct NewTokenResponse {
+    #[serde(flatten)]
+    pub(crate) info: TokenResponse,
+    /// The token secret; shown once.
+    pub(crate) token: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct HealthResponse {
+    pub(crate) status: &'static str,
+    pub(crate) store: &'static str,
+    pub(crate) audit: &'static str,
+    pub(crate) version: &'static str,
+}

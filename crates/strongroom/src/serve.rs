@@ -1,0 +1,197 @@
+//! `strongroom serve`: open the data dir, print first-start secrets once, serve HTTP, run the
+//! scheduler, shut down cleanly on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use strongroom_core::bootstrap::{self, DataDirOptions};
+use strongroom_core::{Clock, SystemClock};
+
+use crate::output::{line, warn_line};
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Run on a fresh temporary data dir that is deleted on exit. The root token is
+    /// STRONGROOM_DEV_ROOT_TOKEN if set, otherwise random and printed. For development and
+    /// tests only: nothing survives a restart.
+    #[arg(long)]
+    pub(crate) dev: bool,
+
+    /// Address to listen on. Port 0 picks a free port; the address is printed either way.
+    #[arg(long, default_value = "127.0.0.1:8400", value_name = "ADDR")]
+    pub(crate) listen: SocketAddr,
+
+    /// Data directory: the SQLite database, the audit log and (by default) the root key.
+    #[arg(
+        long,
+        default_value = "./strongroom-data",
+        value_name = "DIR",
+        env = "STRONGROOM_DATA_DIR"
+    )]
+    pub(crate) data_dir: PathBuf,
+
+    /// Root key file. Default: <data dir>/root.key. Production should keep the root key
+    /// outside the data dir (another disk, a secrets mount) so a copy of the data dir alone
+    /// opens nothing. Created on first start if missing; must be mode 0600.
+    #[arg(long, value_name = "PATH", env = "STRONGROOM_ROOT_KEY_FILE")]
+    pub(crate) root_key_file: Option<PathBuf>,
+
+    /// How often to run due scheduled rotations and destructions (e.g. 30s, 5m).
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub(crate) scheduler_interval: String,
+
+    /// Shift the server's clock by this many seconds. Only for tests that must observe
+    /// scheduled rotation and destruction across restarts. Never use it in production.
+    #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) dangerous_clock_offset_secs: i64,
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let interval =
+        strongroom_core::types::parse_duration(&args.scheduler_interval, "scheduler-interval")
+            .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    if interval < 1 {
+        bail!("--scheduler-interval must be at least 1s");
+    }
+    let clock: Arc<dyn Clock> = if args.dangerous_clock_offset_secs != 0 {
+        warn_line(&format!(
+            "WARNING: clock shifted by {}s (--dangerous-clock-offset-secs); for tests only",
+            args.dangerous_clock_offset_secs
+        ));
+        Arc::new(SystemClock::dangerous_with_offset(
+            args.dangerous_clock_offset_secs,
+        ))
+    } else {
+        Arc::new(SystemClock::new())
+    };
+
+    // Dev mode: a temporary data dir that lives as long as this function.
+    let dev_dir = if args.dev {
+        Some(
+            tempfile::Builder::new()
+                .prefix("strongroom-dev-")
+                .tempdir()
+                .context("cannot create a temporary data dir")?,
+        )
+    } else {
+        None
+    };
+    let data_dir = dev_dir
+        .as_ref()
+        .map(|d| d.path().to_path_buf())
+        .unwrap_or_else(|| args.data_dir.clone());
+    let initial_root_token = if args.dev {
+        std::env::var("STRONGROOM_DEV_ROOT_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+    } else {
+        None
+    };
+
+    let opened = bootstrap::open(DataDirOptions {
+        data_dir: data_dir.clone(),
+        root_key_file: args.root_key_file.clone(),
+        initial_root_token,
+        clock,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    if args.dev {
+        warn_line(
+            "WARNING: dev mode: in-memory-grade setup on a temporary data dir, deleted on exit. Do not store real keys.",
+        );
+    }
+    if let Some(path) = &opened.wrote_root_key
+        && !args.dev
+    {
+        {
+            warn_line(&format!(
+                "Initialised a new data dir at {}.\nWARNING: the root key was written to {} (mode 0600). Anyone with this file and a copy of the data dir can read every key.\n         In production keep the root key elsewhere (--root-key-file on another volume or a secrets mount) and back it up: without it the data dir cannot be opened.",
+                data_dir.display(),
+                path.display()
+            ));
+        }
+    }
+    if let Some(token) = &opened.new_root_token {
+        // Exposed to show it once: only its hash is stored.
+        line(&format!("Root token: {}", token.expose_secret()));
+        if !args.dev {
+            warn_line(
+                "This is the only time the root token is shown. Store it safely; create day-to-day tokens with `strongroom token create`.",
+            );
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    line(&format!("strongroom listening on http://{addr}"));
+    tracing::info!(%addr, data_dir = %data_dir.display(), audit = %opened.audit_path.display(), "serving");
+
+    let svc = opened.service.clone();
+    let background =
+        strongroom_server::spawn_background(svc.clone(), Duration::from_secs(interval as u64));
+    let app = strongroom_server::router(svc.clone());
+    strongroom_server::serve(
+        listener,
+        app,
+        strongroom_server::ServeOptions::default(),
+        shutdown_signal(),
+    )
+    .await
+    .context("server failed")?;
+    background.abort();
+    if let Err(e) = svc.sync_audit() {
+        warn_line(&format!("audit log flush at shutdown failed: {e}"));
+    }
+    drop(opened);
+    drop(dev_dir);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("STRONGROOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("STRONGROOM_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
