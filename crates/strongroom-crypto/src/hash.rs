@@ -10,6 +10,11 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// The SHA-2 digest of `data`.
+pub fn digest(hash: crate::Sha2, data: &[u8]) -> Vec<u8> {
+    digest::digest(hash.digest_algorithm(), data).as_ref().to_vec()
+}
+
 /// Compares two byte strings in constant time (for equal lengths).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()

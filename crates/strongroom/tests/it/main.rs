@@ -1,0 +1,11 @@
+//! End-to-end tests: each starts the real `strongroom` binary on a free loopback port and
+//! drives it over HTTP and through the CLI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)] // test code
+
+mod cli;
+mod errors;
+mod native;
+mod restart;
+mod support;
+mod tidy;
