@@ -29,10 +29,13 @@ step "lints (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "dependency rules: one crypto library (no ring, no openssl)"
+# `cargo tree -i` prints nothing (and may still exit 0) when the crate is in Cargo.lock but
+# not in the compiled graph; any output means it is compiled in.
 for banned in ring openssl-sys; do
-  if cargo tree --workspace --locked -e normal -i "$banned" >/dev/null 2>&1; then
+  found=$(cargo tree --workspace --locked -e normal --target all -i "$banned" 2>/dev/null || true)
+  if [ -n "$found" ]; then
     echo "$banned is in the dependency tree:" >&2
-    cargo tree --workspace --locked -e normal -i "$banned" >&2
+    echo "$found" >&2
     exit 1
   fi
 done

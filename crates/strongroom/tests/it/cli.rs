@@ -6,16 +6,48 @@ use crate::support::{TestServer, bin, cli, cli_in};
 
 #[test]
 fn help_explains_itself() {
-    let out = std::process::Command::new(bin()).arg("--help").output().unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for word in ["serve", "keyring", "key", "version", "alias", "encrypt", "decrypt", "sign", "verify", "mac", "random", "token", "STRONGROOM_ADDR", "STRONGROOM_TOKEN"] {
-        assert!(text.contains(word), "--help does not mention {word}:\n{text}");
+    for word in [
+        "serve",
+        "keyring",
+        "key",
+        "version",
+        "alias",
+        "encrypt",
+        "decrypt",
+        "sign",
+        "verify",
+        "mac",
+        "random",
+        "token",
+        "STRONGROOM_ADDR",
+        "STRONGROOM_TOKEN",
+    ] {
+        assert!(
+            text.contains(word),
+            "--help does not mention {word}:\n{text}"
+        );
     }
-    for sub in [&["serve", "--help"][..], &["key", "create", "--help"], &["version", "destroy", "--help"], &["encrypt", "--help"]] {
-        let out = std::process::Command::new(bin()).args(sub).output().unwrap();
+    for sub in [
+        &["serve", "--help"][..],
+        &["key", "create", "--help"],
+        &["version", "destroy", "--help"],
+        &["encrypt", "--help"],
+    ] {
+        let out = std::process::Command::new(bin())
+            .args(sub)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{sub:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).len() > 200, "{sub:?} help is too thin");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).len() > 200,
+            "{sub:?} help is too thin"
+        );
     }
 }
 
@@ -29,15 +61,57 @@ async fn quick_start_through_the_cli() {
         out
     };
     run(&["keyring", "create", "payments"]);
-    let created: Value = serde_json::from_str(&run(&["key", "create", "payments/card-data", "--label", "team=payments", "-o", "json"])).unwrap();
+    let created: Value = serde_json::from_str(&run(&[
+        "key",
+        "create",
+        "payments/card-data",
+        "--label",
+        "team=payments",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
     assert_eq!(created["algorithm"], "aes-256-gcm");
     std::fs::write(dir.path().join("secret.txt"), b"top secret\n").unwrap();
-    run(&["encrypt", "--key", "payments/card-data", "--in", "secret.txt", "--context", "tenant=acme", "--out", "secret.enc"]);
+    run(&[
+        "encrypt",
+        "--key",
+        "payments/card-data",
+        "--in",
+        "secret.txt",
+        "--context",
+        "tenant=acme",
+        "--out",
+        "secret.enc",
+    ]);
     run(&["version", "create", "payments/card-data"]);
-    run(&["decrypt", "--in", "secret.enc", "--context", "tenant=acme", "--out", "secret.out"]);
-    assert_eq!(std::fs::read(dir.path().join("secret.out")).unwrap(), b"top secret\n");
-    let d: Value = serde_json::from_str(&run(&["decrypt", "--in", "secret.enc", "--context", "tenant=acme", "-o", "json"])).unwrap();
-    assert_eq!(d["version"], 1, "the old ciphertext names version 1 after rotation");
+    run(&[
+        "decrypt",
+        "--in",
+        "secret.enc",
+        "--context",
+        "tenant=acme",
+        "--out",
+        "secret.out",
+    ]);
+    assert_eq!(
+        std::fs::read(dir.path().join("secret.out")).unwrap(),
+        b"top secret\n"
+    );
+    let d: Value = serde_json::from_str(&run(&[
+        "decrypt",
+        "--in",
+        "secret.enc",
+        "--context",
+        "tenant=acme",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        d["version"], 1,
+        "the old ciphertext names version 1 after rotation"
+    );
 
     // Wrong context: a clear error and a non-zero exit.
     let (code, _, err) = cli_in(&srv, &["decrypt", "--in", "secret.enc"], Some(dir.path()));
@@ -46,33 +120,120 @@ async fn quick_start_through_the_cli() {
 
     // Tables by default, JSON on request.
     let table = run(&["key", "list", "payments"]);
-    assert!(table.contains("payments/card-data") && table.contains("PURPOSE"), "{table}");
-    let listed: Value = serde_json::from_str(&run(&["version", "list", "payments/card-data", "-o", "json"])).unwrap();
+    assert!(
+        table.contains("payments/card-data") && table.contains("PURPOSE"),
+        "{table}"
+    );
+    let listed: Value = serde_json::from_str(&run(&[
+        "version",
+        "list",
+        "payments/card-data",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
 
     // Signing and verification exit codes.
-    run(&["key", "create", "payments/signer", "--algorithm", "ecdsa-p256-sha256"]);
-    run(&["sign", "--key", "payments/signer", "--in", "secret.txt", "--out", "sig.bin"]);
-    let (ok, out, _) = cli_in(&srv, &["verify", "--key", "payments/signer", "--in", "secret.txt", "--signature-file", "sig.bin"], Some(dir.path()));
+    run(&[
+        "key",
+        "create",
+        "payments/signer",
+        "--algorithm",
+        "ecdsa-p256-sha256",
+    ]);
+    run(&[
+        "sign",
+        "--key",
+        "payments/signer",
+        "--in",
+        "secret.txt",
+        "--out",
+        "sig.bin",
+    ]);
+    let (ok, out, _) = cli_in(
+        &srv,
+        &[
+            "verify",
+            "--key",
+            "payments/signer",
+            "--in",
+            "secret.txt",
+            "--signature-file",
+            "sig.bin",
+        ],
+        Some(dir.path()),
+    );
     assert_eq!((ok, out.trim()), (0, "valid"));
-    let (bad, out, _) = cli_in(&srv, &["verify", "--key", "payments/signer", "--in", "secret.enc", "--signature-file", "sig.bin"], Some(dir.path()));
+    let (bad, out, _) = cli_in(
+        &srv,
+        &[
+            "verify",
+            "--key",
+            "payments/signer",
+            "--in",
+            "secret.enc",
+            "--signature-file",
+            "sig.bin",
+        ],
+        Some(dir.path()),
+    );
     assert_eq!((bad, out.trim()), (2, "INVALID"));
     let pem = run(&["key", "public-key", "payments/signer"]);
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
 
     // Aliases, MAC, random, tokens.
     run(&["alias", "create", "cards", "payments/card-data"]);
-    run(&["encrypt", "--key", "alias/cards", "--b64", "aGk=", "--out", "a.enc"]);
+    run(&[
+        "encrypt",
+        "--key",
+        "alias/cards",
+        "--b64",
+        "aGk=",
+        "--out",
+        "a.enc",
+    ]);
     run(&["key", "create", "payments/mac", "--purpose", "mac"]);
-    let m: Value = serde_json::from_str(&run(&["mac", "generate", "--key", "payments/mac", "--b64", "aGk=", "-o", "json"])).unwrap();
+    let m: Value = serde_json::from_str(&run(&[
+        "mac",
+        "generate",
+        "--key",
+        "payments/mac",
+        "--b64",
+        "aGk=",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
     let tag = m["mac"].as_str().unwrap();
-    run(&["mac", "verify", "--key", "payments/mac", "--b64", "aGk=", "--mac", tag]);
+    run(&[
+        "mac",
+        "verify",
+        "--key",
+        "payments/mac",
+        "--b64",
+        "aGk=",
+        "--mac",
+        tag,
+    ]);
     run(&["random", "--length", "16", "--out", "r.bin"]);
     assert_eq!(std::fs::read(dir.path().join("r.bin")).unwrap().len(), 16);
-    let t: Value = serde_json::from_str(&run(&["token", "create", "--ttl", "1h", "-o", "json"])).unwrap();
+    let t: Value =
+        serde_json::from_str(&run(&["token", "create", "--ttl", "1h", "-o", "json"])).unwrap();
     assert!(t["token"].as_str().unwrap().starts_with("srt_"));
-    run(&["version", "destroy", "payments/card-data", "1", "--window", "7d"]);
-    let (code, _, err) = cli_in(&srv, &["decrypt", "--in", "secret.enc", "--context", "tenant=acme"], Some(dir.path()));
+    run(&[
+        "version",
+        "destroy",
+        "payments/card-data",
+        "1",
+        "--window",
+        "7d",
+    ]);
+    let (code, _, err) = cli_in(
+        &srv,
+        &["decrypt", "--in", "secret.enc", "--context", "tenant=acme"],
+        Some(dir.path()),
+    );
     assert_ne!(code, 0);
     assert!(err.contains("destroy_scheduled"), "{err}");
     run(&["version", "restore", "payments/card-data", "1"]);
@@ -88,13 +249,21 @@ fn unreachable_server_is_a_clear_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach strongroom at http://127.0.0.1:9"), "{err}");
+    assert!(
+        err.contains("cannot reach strongroom at http://127.0.0.1:9"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn missing_token_is_explained() {
     let srv = TestServer::dev();
-    let out = std::process::Command::new(bin()).args(["keyring", "list"]).env("STRONGROOM_ADDR", &srv.addr).env_remove("STRONGROOM_TOKEN").output().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["keyring", "list"])
+        .env("STRONGROOM_ADDR", &srv.addr)
+        .env_remove("STRONGROOM_TOKEN")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated"));
     let _ = cli(&srv, &["keyring", "list"]);

@@ -27,50 +27,112 @@ async fn keys_and_schedules_survive_restart() {
     let dir = tmp.path().join("data");
     let srv = start(&dir, &[]).server.expect("first start");
     let root = srv.token.clone();
-    assert!(root.starts_with("srt_"), "the first start prints a root token");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("root.key")).unwrap().permissions());
+    assert!(
+        root.starts_with("srt_"),
+        "the first start prints a root token"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.join("root.key"))
+            .unwrap()
+            .permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 
     srv.ring("r").await;
-    srv.key("r/rotating", json!({"rotation_period": "1d"})).await;
+    srv.key("r/rotating", json!({"rotation_period": "1d"}))
+        .await;
     srv.key("r/doomed", json!({})).await;
-    let ct = srv.encrypt("r/rotating", b"survives", json!({"a": "b"})).await;
+    let ct = srv
+        .encrypt("r/rotating", b"survives", json!({"a": "b"}))
+        .await;
     let doomed_ct = srv.encrypt("r/doomed", b"gone", json!({})).await;
-    srv.ok("POST", "/v1/keyrings/r/keys/doomed/versions", None).await;
-    srv.ok("POST", "/v1/keyrings/r/keys/doomed/versions/1/destroy", Some(json!({"window": "1d"}))).await;
+    srv.ok("POST", "/v1/keyrings/r/keys/doomed/versions", None)
+        .await;
+    srv.ok(
+        "POST",
+        "/v1/keyrings/r/keys/doomed/versions/1/destroy",
+        Some(json!({"window": "1d"})),
+    )
+    .await;
     // SIGKILL: no shutdown path runs; acknowledged writes must still be there.
     srv.kill();
 
     // Restart two days later: no new root token, the old one works, the rotation and the
     // destruction that fell due while down happen on start.
     let offset = (2 * DAY).to_string();
-    let srv = start(&dir, &["--dangerous-clock-offset-secs", &offset]).server.expect("restart").with_token(&root);
-    assert!(!srv.logs().contains("Root token:"), "the root token is printed only once");
-    let rotated = eventually(20, || async { srv.ok("GET", "/v1/keyrings/r/keys/rotating", None).await["primary_version"] == 2 }).await;
+    let srv = start(&dir, &["--dangerous-clock-offset-secs", &offset])
+        .server
+        .expect("restart")
+        .with_token(&root);
+    assert!(
+        !srv.logs().contains("Root token:"),
+        "the root token is printed only once"
+    );
+    let rotated = eventually(20, || async {
+        srv.ok("GET", "/v1/keyrings/r/keys/rotating", None).await["primary_version"] == 2
+    })
+    .await;
     assert!(rotated, "scheduled rotation ran after restart");
-    let destroyed = eventually(20, || async { srv.ok("GET", "/v1/keyrings/r/keys/doomed/versions/1", None).await["state"] == "destroyed" }).await;
+    let destroyed = eventually(20, || async {
+        srv.ok("GET", "/v1/keyrings/r/keys/doomed/versions/1", None)
+            .await["state"]
+            == "destroyed"
+    })
+    .await;
     assert!(destroyed, "scheduled destruction ran after restart");
     let (s, v) = srv.decrypt(&ct, json!({"a": "b"})).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(B64.decode(v["plaintext"].as_str().unwrap()).unwrap(), b"survives");
+    assert_eq!(
+        B64.decode(v["plaintext"].as_str().unwrap()).unwrap(),
+        b"survives"
+    );
     let (s, v) = srv.decrypt(&doomed_ct, json!({})).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("invalid_state")));
-    assert!(v["error"]["message"].as_str().unwrap().contains("destroyed"));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("invalid_state"))
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("destroyed")
+    );
     let k = srv.ok("GET", "/v1/keyrings/r/keys/rotating", None).await;
-    let next = strongroom_core::Timestamp::parse_rfc3339(k["next_rotation_time"].as_str().unwrap()).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + 2 * DAY;
-    assert!((next.0 - (now + DAY)).abs() < 120, "next rotation is one period after the catch-up rotation, not a burst");
+    let next = strongroom_core::Timestamp::parse_rfc3339(k["next_rotation_time"].as_str().unwrap())
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 2 * DAY;
+    assert!(
+        (next.0 - (now + DAY)).abs() < 120,
+        "next rotation is one period after the catch-up rotation, not a burst"
+    );
     let status = srv.terminate();
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
 
     // The audit log recorded the scheduler's work and never the plaintexts or the token.
     let audit = std::fs::read_to_string(dir.join("audit.log")).unwrap();
-    assert!(audit.lines().any(|l| l.contains("\"operation\":\"scheduled-rotation\"") && l.contains("\"outcome\":\"ok\"")));
-    assert!(audit.lines().any(|l| l.contains("\"operation\":\"scheduled-destruction\"")));
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"operation\":\"scheduled-rotation\"")
+                && l.contains("\"outcome\":\"ok\""))
+    );
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"operation\":\"scheduled-destruction\""))
+    );
     for f in data_dir_files(&dir) {
         let bytes = std::fs::read(&f).unwrap();
         for canary in [&b"survives"[..], b"gone", root.as_bytes()] {
-            assert!(!bytes.windows(canary.len()).any(|w| w == canary), "{} contains a secret", f.display());
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary),
+                "{} contains a secret",
+                f.display()
+            );
         }
     }
 }
@@ -94,27 +156,49 @@ async fn wrong_or_missing_root_key_refuses_and_touches_nothing() {
     let r = start(&dir, &[]);
     assert!(r.server.is_none(), "started with the wrong root key");
     assert!(!r.exit_status.unwrap().success());
-    assert!(r.stderr.contains("does not match") && r.stderr.contains("root.key"), "{}", r.stderr);
-    assert_eq!(std::fs::read(&db).unwrap(), snapshot, "the database was modified");
+    assert!(
+        r.stderr.contains("does not match") && r.stderr.contains("root.key"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        snapshot,
+        "the database was modified"
+    );
 
     // Missing root key: refused, never regenerated.
     std::fs::remove_file(&key_file).unwrap();
     let r = start(&dir, &[]);
     assert!(r.server.is_none());
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
-    assert!(!key_file.exists(), "a new root key was generated for an existing data dir");
+    assert!(
+        !key_file.exists(),
+        "a new root key was generated for an existing data dir"
+    );
     assert_eq!(std::fs::read(&db).unwrap(), snapshot);
 
     // World-readable root key: refused with the fix in the message.
     std::fs::write(&key_file, &original).unwrap();
-    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     let r = start(&dir, &[]);
     assert!(r.server.is_none());
     assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
 
     // Fixed: starts again, data intact.
-    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let srv = start(&dir, &[]).server.expect("restart with the right key").with_token(&root);
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let srv = start(&dir, &[])
+        .server
+        .expect("restart with the right key")
+        .with_token(&root);
     srv.ok("GET", "/v1/keyrings/r", None).await;
 }
 
@@ -125,7 +209,13 @@ async fn second_process_on_the_same_data_dir_is_refused() {
     let _first = start(&dir, &[]).server.expect("first start");
     let second = start(&dir, &[]);
     assert!(second.server.is_none());
-    assert!(second.stderr.contains("in use by another strongroom process"), "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("in use by another strongroom process"),
+        "{}",
+        second.stderr
+    );
 }
 
 #[tokio::test]
@@ -135,11 +225,16 @@ async fn root_key_outside_the_data_dir() {
     let key = tmp.path().join("secrets").join("root.key");
     std::fs::create_dir_all(key.parent().unwrap()).unwrap();
     let key_s = key.display().to_string();
-    let srv = start(&dir, &["--root-key-file", &key_s]).server.expect("start");
+    let srv = start(&dir, &["--root-key-file", &key_s])
+        .server
+        .expect("start");
     assert!(key.exists() && !dir.join("root.key").exists());
     srv.ring("r").await;
     let token = srv.token.clone();
     srv.terminate();
-    let srv = start(&dir, &["--root-key-file", &key_s]).server.expect("restart").with_token(&token);
+    let srv = start(&dir, &["--root-key-file", &key_s])
+        .server
+        .expect("restart")
+        .with_token(&token);
     srv.ok("GET", "/v1/keyrings/r", None).await;
 }

@@ -34,15 +34,23 @@ pub(crate) struct Started {
 impl TestServer {
     /// `serve --dev` with a known root token.
     pub(crate) fn dev() -> TestServer {
-        Self::start(&["--dev"], &[("STRONGROOM_DEV_ROOT_TOKEN", ROOT)]).server.expect("dev server starts")
+        Self::start(&["--dev"], &[("STRONGROOM_DEV_ROOT_TOKEN", ROOT)])
+            .server
+            .expect("dev server starts")
     }
 
     /// `serve --data-dir DIR` plus extra arguments; the root token is read from stdout on
     /// first start, or must be passed by the caller (`with_token`) on later starts.
     pub(crate) fn start(args: &[&str], env: &[(&str, &str)]) -> Started {
         let mut cmd = Command::new(bin());
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--scheduler-interval").arg("1s").args(args);
-        cmd.env_remove("STRONGROOM_DEV_ROOT_TOKEN").env("STRONGROOM_LOG", "info");
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--scheduler-interval")
+            .arg("1s")
+            .args(args);
+        cmd.env_remove("STRONGROOM_DEV_ROOT_TOKEN")
+            .env("STRONGROOM_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -80,9 +88,25 @@ impl TestServer {
         }
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok((Some(addr), token)) => {
-                let token = token.unwrap_or_else(|| env.iter().find(|(k, _)| *k == "STRONGROOM_DEV_ROOT_TOKEN").map(|(_, v)| v.to_string()).unwrap_or_default());
-                let server = TestServer { child, addr, token, stdout, stderr, http: reqwest::Client::new() };
-                Started { server: Some(server), exit_status: None, stderr: String::new() }
+                let token = token.unwrap_or_else(|| {
+                    env.iter()
+                        .find(|(k, _)| *k == "STRONGROOM_DEV_ROOT_TOKEN")
+                        .map(|(_, v)| v.to_string())
+                        .unwrap_or_default()
+                });
+                let server = TestServer {
+                    child,
+                    addr,
+                    token,
+                    stdout,
+                    stderr,
+                    http: reqwest::Client::new(),
+                };
+                Started {
+                    server: Some(server),
+                    exit_status: None,
+                    stderr: String::new(),
+                }
             }
             _ => {
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -101,7 +125,11 @@ impl TestServer {
                 // Let the stderr reader finish.
                 std::thread::sleep(Duration::from_millis(100));
                 let e = stderr.lock().unwrap().clone();
-                Started { server: None, exit_status: status, stderr: e }
+                Started {
+                    server: None,
+                    exit_status: status,
+                    stderr: e,
+                }
             }
         }
     }
@@ -119,7 +147,10 @@ impl TestServer {
 
     /// Stops the server with SIGTERM and waits for a clean exit.
     pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -135,7 +166,13 @@ impl TestServer {
         self.call_as(Some(&self.token), method, path, body).await
     }
 
-    pub(crate) async fn call_as(&self, token: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let url = format!("{}{}", self.addr, path);
         let mut req = self.http.request(method.parse().unwrap(), url);
         if let Some(t) = token {
@@ -147,12 +184,25 @@ impl TestServer {
         let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body: {text}")) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body: {text}"))
+        };
         (status, v)
     }
 
-    pub(crate) async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, reqwest::header::HeaderMap, String) {
-        let mut req = self.http.request(method.parse().unwrap(), format!("{}{}", self.addr, path)).body(body);
+    pub(crate) async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{}", self.addr, path))
+            .body(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -169,27 +219,44 @@ impl TestServer {
     }
 
     pub(crate) async fn ring(&self, name: &str) {
-        self.ok("POST", "/v1/keyrings", Some(json!({"name": name}))).await;
+        self.ok("POST", "/v1/keyrings", Some(json!({"name": name})))
+            .await;
     }
 
     pub(crate) async fn key(&self, path: &str, body: Value) -> Value {
         let (ring, name) = path.split_once('/').unwrap();
         let mut b = body;
         b["name"] = name.into();
-        self.ok("POST", &format!("/v1/keyrings/{ring}/keys"), Some(b)).await
+        self.ok("POST", &format!("/v1/keyrings/{ring}/keys"), Some(b))
+            .await
     }
 
     pub(crate) async fn encrypt(&self, key: &str, pt: &[u8], ctx: Value) -> String {
-        let v = self.ok("POST", "/v1/crypto/encrypt", Some(json!({"key": key, "plaintext": B64.encode(pt), "context": ctx}))).await;
+        let v = self
+            .ok(
+                "POST",
+                "/v1/crypto/encrypt",
+                Some(json!({"key": key, "plaintext": B64.encode(pt), "context": ctx})),
+            )
+            .await;
         v["ciphertext"].as_str().unwrap().to_string()
     }
 
     pub(crate) async fn decrypt(&self, ct: &str, ctx: Value) -> (u16, Value) {
-        self.call("POST", "/v1/crypto/decrypt", Some(json!({"ciphertext": ct, "context": ctx}))).await
+        self.call(
+            "POST",
+            "/v1/crypto/decrypt",
+            Some(json!({"ciphertext": ct, "context": ctx})),
+        )
+        .await
     }
 
     pub(crate) fn logs(&self) -> String {
-        format!("{}{}", self.stdout.lock().unwrap(), self.stderr.lock().unwrap())
+        format!(
+            "{}{}",
+            self.stdout.lock().unwrap(),
+            self.stderr.lock().unwrap()
+        )
     }
 }
 
@@ -207,12 +274,19 @@ pub(crate) fn cli(srv: &TestServer, args: &[&str]) -> (i32, String, String) {
 
 pub(crate) fn cli_in(srv: &TestServer, args: &[&str], dir: Option<&Path>) -> (i32, String, String) {
     let mut cmd = Command::new(bin());
-    cmd.args(args).env("STRONGROOM_ADDR", &srv.addr).env("STRONGROOM_TOKEN", &srv.token).env("RUST_BACKTRACE", "0");
+    cmd.args(args)
+        .env("STRONGROOM_ADDR", &srv.addr)
+        .env("STRONGROOM_TOKEN", &srv.token)
+        .env("RUST_BACKTRACE", "0");
     if let Some(d) = dir {
         cmd.current_dir(d);
     }
     let out = cmd.output().expect("run cli");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Polls `f` until it returns true or `secs` pass (for effects of the server's own
