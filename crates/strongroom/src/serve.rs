@@ -52,6 +52,7 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
+    harden_process();
     let interval =
         strongroom_core::types::parse_duration(&args.scheduler_interval, "scheduler-interval")
             .map_err(|e| anyhow::anyhow!("--{e}"))?;
@@ -157,6 +158,21 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     drop(dev_dir);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps key material out of core dumps: no core files, and (Linux) not dumpable, which also
+/// stops other processes of the same user from attaching a debugger.
+fn harden_process() {
+    #[cfg(unix)]
+    if let Err(e) = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0) {
+        warn_line(&format!("WARNING: could not disable core dumps: {e}"));
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        warn_line(&format!(
+            "WARNING: could not mark the process non-dumpable: {e}"
+        ));
+    }
 }
 
 fn init_tracing() {

@@ -238,3 +238,16 @@ async fn root_key_outside_the_data_dir() {
         .with_token(&token);
     srv.ok("GET", "/v1/keyrings/r", None).await;
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn core_dumps_are_disabled() {
+    let srv = TestServer::dev();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", srv.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+}

@@ -134,6 +134,10 @@ impl TestServer {
         }
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn with_token(mut self, t: &str) -> Self {
         self.token = t.to_string();
         self
