@@ -12,7 +12,9 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// The SHA-2 digest of `data`.
 pub fn digest(hash: crate::Sha2, data: &[u8]) -> Vec<u8> {
-    digest::digest(hash.digest_algorithm(), data).as_ref().to_vec()
+    digest::digest(hash.digest_algorithm(), data)
+        .as_ref()
+        .to_vec()
 }
 
 /// Compares two byte strings in constant time (for equal lengths).
