@@ -150,6 +150,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// Path parameters, with errors in the native API's shape (e.g. `%FF` that is not UTF-8).
+pub(crate) struct Path<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|_| {
+                ApiError::invalid(
+                    "path",
+                    "a path segment is not valid (percent-encoded UTF-8 expected)",
+                )
+            })
+    }
+}
+
 /// The request context: bearer token, request id, client address.
 pub(crate) struct Ctx(pub(crate) RequestContext);
 

@@ -9,7 +9,7 @@ pub(crate) mod wire;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +22,7 @@ use strongroom_core::{
 
 pub(crate) use error::ApiError;
 pub use extract::MAX_BODY;
-use extract::{Ctx, Json, OptionalJson, Query};
+use extract::{Ctx, Json, OptionalJson, Path, Query};
 use wire::*;
 
 type App = State<Arc<KeyService>>;

@@ -235,6 +235,16 @@ async fn routing_errors_are_json() {
     assert_error(
         &srv,
         "GET",
+        "/v1/keyrings/%FF",
+        &[("authorization", &auth)],
+        vec![],
+        400,
+        "invalid_argument",
+    )
+    .await;
+    assert_error(
+        &srv,
+        "GET",
         "/v1/keyrings?page_size=0",
         &[("authorization", &auth)],
         vec![],
