@@ -36,6 +36,10 @@ pub struct JobReport {
     pub failed: u32,
 }
 
+/// How often a version change re-reads the key after losing a race before giving up with
+/// `conflict`.
+const MAX_CONFLICT_RETRIES: u32 = 16;
+
 fn validate_rotation(purpose: Purpose, period: Option<i64>) -> Result<()> {
     let Some(p) = period else { return Ok(()) };
     if purpose != Purpose::EncryptDecrypt {
@@ -312,39 +316,43 @@ impl KeyService {
         let res = async {
             self.authorize(ctx, &mut ev).await?;
             let k = self.resolve(key, &mut ev).await?;
-            let mut next = k.clone();
-            if let Some(d) = input.description {
-                validate_description(&d)?;
-                next.description = d;
-            }
-            if let Some(l) = input.labels {
-                validate_labels(&l, "labels")?;
-                next.labels = l;
-            }
-            if let Some(p) = input.rotation_period_secs {
-                validate_rotation(k.purpose, p)?;
-                next.rotation_period_secs = p;
-                next.next_rotation_time = p.map(|p| self.clock.now().plus_secs(p));
-            }
-            if let Some(t) = input.next_rotation_time {
-                if next.rotation_period_secs.is_none() {
-                    return Err(Error::invalid(
-                        "next_rotation_time",
-                        "needs rotation_period",
-                    ));
+            self.modify_key(k, |k| {
+                let input = input.clone();
+                let mut next = k.clone();
+                if let Some(d) = input.description {
+                    validate_description(&d)?;
+                    next.description = d;
                 }
-                next.next_rotation_time = Some(t);
-            }
-            if let Some(x) = input.exportable {
-                if x && !k.exportable {
-                    return Err(Error::invalid(
-                        "exportable",
-                        "can only be changed from true to false",
-                    ));
+                if let Some(l) = input.labels {
+                    validate_labels(&l, "labels")?;
+                    next.labels = l;
                 }
-                next.exportable = x;
-            }
-            self.write_key(&k, next, &[]).await
+                if let Some(p) = input.rotation_period_secs {
+                    validate_rotation(k.purpose, p)?;
+                    next.rotation_period_secs = p;
+                    next.next_rotation_time = p.map(|p| self.clock.now().plus_secs(p));
+                }
+                if let Some(t) = input.next_rotation_time {
+                    if next.rotation_period_secs.is_none() {
+                        return Err(Error::invalid(
+                            "next_rotation_time",
+                            "needs rotation_period",
+                        ));
+                    }
+                    next.next_rotation_time = Some(t);
+                }
+                if let Some(x) = input.exportable {
+                    if x && !k.exportable {
+                        return Err(Error::invalid(
+                            "exportable",
+                            "can only be changed from true to false",
+                        ));
+                    }
+                    next.exportable = x;
+                }
+                Ok(Some(next))
+            })
+            .await
         }
         .await;
         self.finish(ev, res)
@@ -371,11 +379,10 @@ impl KeyService {
             } else {
                 KeyState::Disabled
             };
-            if k.state == state {
-                return Ok(k);
-            }
-            let next = KeyRecord { state, ..k.clone() };
-            self.write_key(&k, next, &[]).await
+            self.modify_key(k, |k| {
+                Ok((k.state != state).then(|| KeyRecord { state, ..k.clone() }))
+            })
+            .await
         }
         .await;
         self.finish(ev, res)
@@ -392,44 +399,94 @@ impl KeyService {
         ev.version = Some(version);
         let res = async {
             self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
-            let v = self.version_record(&k, version).await?;
-            crate::service::require_version_enabled(&k, &v, Operation::SetPrimaryVersion)?;
-            if k.primary_version == Some(version) {
-                return Ok(k);
+            let mut k = self.resolve(key, &mut ev).await?;
+            let mut attempt = 0;
+            loop {
+                // Checked on every attempt: a lost race may have been a concurrent disable.
+                let v = self.version_record(&k, version).await?;
+                crate::service::require_version_enabled(&k, &v, Operation::SetPrimaryVersion)?;
+                if k.primary_version == Some(version) {
+                    return Ok(k);
+                }
+                let next = KeyRecord {
+                    primary_version: Some(version),
+                    ..k.clone()
+                };
+                match self.write_key(&k, next, &[]).await {
+                    Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
+                        attempt += 1;
+                        k = self.reread(&k).await?;
+                    }
+                    r => return r,
+                }
             }
-            let next = KeyRecord {
-                primary_version: Some(version),
-                ..k.clone()
-            };
-            self.write_key(&k, next, &[]).await
         }
         .await;
         self.finish(ev, res)
     }
 
+    /// Adds a version. With `retry`, a concurrent change to the key (a label update, another
+    /// rotation) makes it re-read the key and try again instead of failing with `conflict`.
     async fn add_version(
         &self,
         k: &KeyRecord,
         make_primary: bool,
         reschedule: bool,
+        retry: bool,
     ) -> Result<(KeyRecord, VersionInfo)> {
-        let n = k
-            .version_count
-            .checked_add(1)
-            .ok_or_else(|| Error::invalid("version", "version numbers exhausted"))?;
-        let v = tokio::task::block_in_place(|| self.new_version(k, n))?;
-        let mut next = k.clone();
-        next.version_count = n;
-        if make_primary {
-            next.primary_version = Some(n);
+        let mut k = k.clone();
+        let mut attempt = 0;
+        loop {
+            let n = k
+                .version_count
+                .checked_add(1)
+                .ok_or_else(|| Error::invalid("version", "version numbers exhausted"))?;
+            let v = tokio::task::block_in_place(|| self.new_version(&k, n))?;
+            let mut next = k.clone();
+            next.version_count = n;
+            if make_primary {
+                next.primary_version = Some(n);
+            }
+            if reschedule && let Some(p) = k.rotation_period_secs {
+                next.next_rotation_time = Some(self.clock.now().plus_secs(p));
+            }
+            let info = VersionInfo::from(&v);
+            match self.write_key(&k, next, std::slice::from_ref(&v)).await {
+                Err(Error::Conflict(_)) if retry && attempt < MAX_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    k = self.reread(&k).await?;
+                }
+                r => return r.map(|k2| (k2, info)),
+            }
         }
-        if reschedule && let Some(p) = k.rotation_period_secs {
-            next.next_rotation_time = Some(self.clock.now().plus_secs(p));
+    }
+
+    /// Read-modify-write of a key record: `f` computes the new record from the current one
+    /// (`None` = nothing to change); on a concurrent change the key is re-read and `f` runs
+    /// again, so its checks always see the state it writes over.
+    async fn modify_key(
+        &self,
+        mut k: KeyRecord,
+        f: impl Fn(&KeyRecord) -> Result<Option<KeyRecord>>,
+    ) -> Result<KeyRecord> {
+        let mut attempt = 0;
+        loop {
+            let Some(next) = f(&k)? else { return Ok(k) };
+            match self.write_key(&k, next, &[]).await {
+                Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    k = self.reread(&k).await?;
+                }
+                r => return r,
+            }
         }
-        let info = VersionInfo::from(&v);
-        let k2 = self.write_key(k, next, std::slice::from_ref(&v)).await?;
-        Ok((k2, info))
+    }
+
+    async fn reread(&self, k: &KeyRecord) -> Result<KeyRecord> {
+        self.store
+            .key_by_id(k.id)
+            .await?
+            .ok_or_else(|| Error::not_found("key", format!("{}/{}", k.ring, k.name)))
     }
 
     /// Creates a new version (manual rotation). It becomes primary unless `make_primary` is
@@ -444,8 +501,9 @@ impl KeyService {
         let res = async {
             self.authorize(ctx, &mut ev).await?;
             let k = self.resolve(key, &mut ev).await?;
-            ev.version = Some(k.version_count + 1);
-            self.add_version(&k, make_primary, true).await
+            let (k2, info) = self.add_version(&k, make_primary, true, true).await?;
+            ev.version = Some(info.version);
+            Ok((k2, info))
         }
         .await;
         self.finish(ev, res)
@@ -501,6 +559,8 @@ impl KeyService {
         self.finish(ev, res)
     }
 
+    /// Applies a state-machine action to a version, re-reading and re-checking on a
+    /// concurrent change to the key.
     async fn change_version(
         &self,
         k: &KeyRecord,
@@ -508,22 +568,36 @@ impl KeyService {
         action: VersionAction,
         op: Operation,
     ) -> Result<VersionInfo> {
-        let v = self.version_record(k, version).await?;
-        let next = states::apply(&v, action).map_err(|na| Error::InvalidState {
-            resource: format!("key {}/{} version {}", k.ring, k.name, version),
-            state: na.state.as_str(),
-            operation: op.as_str(),
-            requirement: na.requirement,
-        })?;
-        if next == v {
-            return Ok(VersionInfo::from(&v));
+        let mut k = k.clone();
+        let mut attempt = 0;
+        loop {
+            let v = self.version_record(&k, version).await?;
+            let next = states::apply(&v, action).map_err(|na| Error::InvalidState {
+                resource: format!("key {}/{} version {}", k.ring, k.name, version),
+                state: na.state.as_str(),
+                operation: op.as_str(),
+                requirement: na.requirement,
+            })?;
+            if next == v {
+                return Ok(VersionInfo::from(&v));
+            }
+            match self
+                .write_key(&k, k.clone(), std::slice::from_ref(&next))
+                .await
+            {
+                Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    k = self.reread(&k).await?;
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {
+                    if next.sealed_material.is_none() {
+                        self.forget(k.id, version);
+                    }
+                    return Ok(VersionInfo::from(&next));
+                }
+            }
         }
-        self.write_key(k, k.clone(), std::slice::from_ref(&next))
-            .await?;
-        if next.sealed_material.is_none() {
-            self.forget(k.id, version);
-        }
-        Ok(VersionInfo::from(&next))
     }
 
     async fn version_op(
@@ -791,8 +865,10 @@ impl KeyService {
                     self.write_key(&k, next, &[]).await?;
                     return Ok(false);
                 }
-                ev.version = Some(k.version_count + 1);
-                self.add_version(&k, true, true).await?;
+                // No retry: if the key changed meanwhile, the next run re-checks whether the
+                // rotation is still due rather than rotating twice.
+                let (_, info) = self.add_version(&k, true, true, false).await?;
+                ev.version = Some(info.version);
                 Ok(true)
             }
             .await;

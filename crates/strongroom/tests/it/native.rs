@@ -597,3 +597,47 @@ async fn aliases_keys_listing_and_tokens() {
     let (s, _) = srv.call("DELETE", "/v1/tokens/root", None).await;
     assert_eq!(s, 400, "the root token cannot be revoked");
 }
+
+/// Concurrent rotations and state changes on one key all apply: none is lost, none fails with
+/// a conflict the caller would have to retry, and exactly one version is primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_rotations_all_apply() {
+    let srv = std::sync::Arc::new(TestServer::dev());
+    srv.ring("r").await;
+    srv.key("r/k", json!({})).await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let srv = srv.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 3 == 0 {
+                srv.call(
+                    "PATCH",
+                    "/v1/keyrings/r/keys/k",
+                    Some(json!({"description": format!("d{i}")})),
+                )
+                .await
+            } else {
+                srv.call("POST", "/v1/keyrings/r/keys/k/versions", None)
+                    .await
+            }
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        assert!(s == 200 || s == 201, "{s} {v}");
+        if let Some(n) = v["version"].as_u64() {
+            versions.push(n);
+        }
+    }
+    versions.sort();
+    assert_eq!(
+        versions,
+        (2..=9).collect::<Vec<u64>>(),
+        "each rotation made its own version"
+    );
+    let k = srv.ok("GET", "/v1/keyrings/r/keys/k", None).await;
+    assert_eq!(k["version_count"], 9);
+    let listed = srv.ok("GET", "/v1/keyrings/r/keys/k/versions", None).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 9);
+}
