@@ -9,8 +9,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use strongroom_audit::FileSink;
-use strongroom_crypto::RootKey;
+pub use strongroom_audit::SinkOptions;
+use strongroom_audit::{ChainedFileSink, Signer};
+use strongroom_crypto::{Algorithm, RootKey, keys};
 use strongroom_store::{SqliteOptions, SqliteStore, Store};
 
 use crate::clock::Clock;
@@ -25,6 +26,9 @@ const CHECK_META: &str = "root_key_check";
 const INITIALIZED_META: &str = "initialized";
 const CHECK_BINDING: &[u8] = b"root-key-check";
 const CHECK_VALUE: &[u8] = b"strongroom root key check v1";
+const AUDIT_KEY_META: &str = "audit_signing_key";
+const AUDIT_KEY_BINDING: &[u8] = b"audit-signing-key";
+const AUDIT_PUBLIC_KEY_FILE: &str = "audit-signing.pub";
 
 /// How to open a data dir.
 #[derive(Clone)]
@@ -37,6 +41,8 @@ pub struct DataDirOptions {
     pub initial_root_token: Option<String>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Audit log writer settings (checkpoint cadence, write timeout).
+    pub audit: SinkOptions,
 }
 
 /// An opened data dir.
@@ -211,7 +217,9 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
     .await
     .map_err(|e| refused(e.to_string()))?;
     let audit_path = dir.join(AUDIT_FILE);
-    let audit = FileSink::open(&audit_path).map_err(|e| refused(e.to_string()))?;
+    let signer = audit_signer(&store, &root, dir).await?;
+    let audit = ChainedFileSink::open(&audit_path, signer, opts.audit.clone())
+        .map_err(|e| refused(e.to_string()))?;
 
     let mut new_root_token = None;
     if !existing {
@@ -258,4 +266,49 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
         audit_path,
         lock,
     })
+}
+
+/// Loads (or on first start creates) the audit signing key, sealed under the root key in the
+/// store, and publishes its public key as `<data dir>/audit-signing.pub` for verifiers.
+async fn audit_signer(
+    store: &SqliteStore,
+    root: &RootKey,
+    dir: &Path,
+) -> Result<Signer, BootstrapError> {
+    let sealed = match store
+        .meta(AUDIT_KEY_META)
+        .await
+        .map_err(|e| refused(e.to_string()))?
+    {
+        Some(s) => s,
+        None => {
+            let m = keys::generate(Algorithm::Ed25519).map_err(|e| refused(e.to_string()))?;
+            // Exposed to seal it for the store.
+            let s = root
+                .seal(AUDIT_KEY_BINDING, m.expose_secret())
+                .map_err(|e| refused(e.to_string()))?;
+            store
+                .put_meta_if_absent(AUDIT_KEY_META, &s)
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+            // Another process cannot have raced us (the data dir is locked); read back what
+            // is stored so the key in use is the key on disk.
+            store
+                .meta(AUDIT_KEY_META)
+                .await
+                .map_err(|e| refused(e.to_string()))?
+                .unwrap_or(s)
+        }
+    };
+    let material = root
+        .unseal(AUDIT_KEY_BINDING, &sealed)
+        .map_err(|_| refused("the audit signing key in the store failed its integrity check"))?;
+    let signer = Signer::new(material)
+        .map_err(|_| refused("the audit signing key in the store is not an Ed25519 key"))?;
+    let pem = keys::pem("PUBLIC KEY", signer.public_key_der());
+    let pub_path = dir.join(AUDIT_PUBLIC_KEY_FILE);
+    if fs::read_to_string(&pub_path).ok().as_deref() != Some(pem.as_str()) {
+        fs::write(&pub_path, pem).map_err(io(&pub_path))?;
+    }
+    Ok(signer)
 }

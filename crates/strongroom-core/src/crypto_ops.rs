@@ -119,7 +119,7 @@ impl KeyService {
             .await
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Decrypts a ciphertext made by `encrypt`, `generate_data_key` or `re_encrypt`.
@@ -154,7 +154,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Generates a random data key and returns it wrapped under the key's primary version
@@ -186,7 +186,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Decrypts and re-encrypts inside Strongroom: the plaintext never reaches the caller.
@@ -235,7 +235,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Decrypts an RSA-OAEP-SHA-256 ciphertext with the given version (default: primary).
@@ -265,7 +265,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// The public key of an asymmetric key's version (default: primary). Disabled versions
@@ -313,7 +313,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Signs a message or digest with the given version (default: primary).
@@ -351,7 +351,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Verifies a signature with the given version's public key (default: primary). The
@@ -398,7 +398,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Computes an HMAC with the given version (default: primary).
@@ -428,7 +428,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Verifies an HMAC in constant time with the given version (default: primary).
@@ -460,7 +460,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Returns `length` (1 to 1024) random bytes.
@@ -472,6 +472,6 @@ impl KeyService {
             Ok(Plaintext::new(rand::bytes(length)?))
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 }

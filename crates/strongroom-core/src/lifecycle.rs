@@ -95,7 +95,7 @@ impl KeyService {
             Ok(ring)
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Reads a key ring.
@@ -114,7 +114,7 @@ impl KeyService {
                 .ok_or_else(|| Error::not_found("key ring", name.to_string()))
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Lists key rings.
@@ -129,7 +129,7 @@ impl KeyService {
             Ok(self.store.list_key_rings(page).await?)
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Creates a key with its first version, which becomes primary.
@@ -210,7 +210,7 @@ impl KeyService {
             Ok((key, VersionInfo::from(&v1)))
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Reads a key.
@@ -221,7 +221,7 @@ impl KeyService {
             self.resolve(key, &mut ev).await
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Lists a ring's keys that match `filter`, by name.
@@ -281,7 +281,7 @@ impl KeyService {
             }
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Writes a key update with optimistic concurrency.
@@ -355,7 +355,7 @@ impl KeyService {
             .await
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Enables or disables a key as a whole.
@@ -385,7 +385,7 @@ impl KeyService {
             .await
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Makes an enabled version the primary.
@@ -422,7 +422,7 @@ impl KeyService {
             }
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Adds a version. With `retry`, a concurrent change to the key (a label update, another
@@ -506,7 +506,7 @@ impl KeyService {
             Ok((k2, info))
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Reads a version.
@@ -525,7 +525,7 @@ impl KeyService {
             Ok((k, VersionInfo::from(&v)))
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Lists a key's versions by number.
@@ -556,7 +556,7 @@ impl KeyService {
             Ok((k, page))
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Applies a state-machine action to a version, re-reading and re-checking on a
@@ -617,7 +617,7 @@ impl KeyService {
             self.change_version(&k, version, a, op).await
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Enables a disabled version.
@@ -759,7 +759,7 @@ impl KeyService {
             self.alias_info(stored).await
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Deletes an alias (the key is untouched).
@@ -777,7 +777,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Reads an alias.
@@ -796,7 +796,7 @@ impl KeyService {
             Ok(info)
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Lists aliases, optionally only those of one key.
@@ -824,7 +824,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Runs due scheduled rotations and destructions once. Each job is its own audited
@@ -872,7 +872,7 @@ impl KeyService {
                 Ok(true)
             }
             .await;
-            match self.finish(ev, res) {
+            match self.finish(ev, res).await {
                 Ok(true) => report.rotated += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -901,7 +901,7 @@ impl KeyService {
                 .await
             }
             .await;
-            match self.finish(ev, res) {
+            match self.finish(ev, res).await {
                 Ok(_) => report.destroyed += 1,
                 Err(e) => {
                     tracing::warn!(key_id = %id, version = n, error = %e, "scheduled destruction failed; will retry");

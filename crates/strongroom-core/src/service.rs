@@ -71,10 +71,11 @@ impl KeyService {
         }
     }
 
-    /// Flushes the audit log to stable storage.
-    pub fn sync_audit(&self) -> Result<()> {
+    /// Writes a final audit checkpoint (at shutdown).
+    pub async fn close_audit(&self) -> Result<()> {
         self.audit
-            .sync()
+            .close()
+            .await
             .map_err(|e| Error::Unavailable(format!("audit log: {e}")))
     }
 
@@ -92,7 +93,7 @@ impl KeyService {
 
     /// Records the outcome and writes the event. A result only leaves once its event is
     /// written: if the audit log fails, the caller gets `Unavailable` instead.
-    pub(crate) fn finish<T>(&self, mut ev: AuditEvent, res: Result<T>) -> Result<T> {
+    pub(crate) async fn finish<T>(&self, mut ev: AuditEvent, res: Result<T>) -> Result<T> {
         if let Err(e) = &res {
             ev.outcome = Outcome::Error;
             ev.error_code = Some(e.code());
@@ -100,7 +101,7 @@ impl KeyService {
                 tracing::error!(request_id = %ev.request_id, operation = ev.operation, %detail, "internal error");
             }
         }
-        match self.audit.append(&ev) {
+        match self.audit.append(&ev).await {
             Ok(()) => res,
             Err(e) => {
                 tracing::error!(request_id = %ev.request_id, error = %e, "audit write failed; refusing the operation's result");

@@ -83,7 +83,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Describes the token making the request.
@@ -97,7 +97,7 @@ impl KeyService {
             Ok(info(&t))
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Lists tokens (never their secrets).
@@ -116,7 +116,7 @@ impl KeyService {
             })
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 
     /// Revokes a token; it stops working at once. The root token cannot be revoked (that
@@ -147,7 +147,7 @@ impl KeyService {
             Ok(info(&t))
         }
         .await;
-        self.finish(ev, res)
+        self.finish(ev, res).await
     }
 }
 

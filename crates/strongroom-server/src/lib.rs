@@ -3,7 +3,7 @@
 //! never decide: no key logic, storage access or policy lives here.
 //!
 //! Also here: the HTTP listener (header-read timeout, connection cap, graceful shutdown) and
-//! the background tasks (scheduled jobs, audit flush).
+//! the background task that runs scheduled jobs.
 
 pub mod native;
 mod request_id;
@@ -113,26 +113,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs scheduled jobs every `interval` (and once at once, so work that fell due while the
-/// server was down happens on start), and flushes the audit log every second.
+/// Runs scheduled jobs every `interval`, and once at once, so work that fell due while the
+/// server was down happens on start.
 pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut jobs = tokio::time::interval(interval);
-        let mut flush = tokio::time::interval(Duration::from_secs(1));
         loop {
-            tokio::select! {
-                _ = jobs.tick() => match svc.run_due_jobs().await {
-                    Ok(r) if r.rotated + r.destroyed + r.failed > 0 => {
-                        tracing::info!(rotated = r.rotated, destroyed = r.destroyed, failed = r.failed, "scheduled jobs ran");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "scheduled jobs could not run; will retry"),
-                },
-                _ = flush.tick() => {
-                    if let Err(e) = svc.sync_audit() {
-                        tracing::error!(error = %e, "audit flush failed");
-                    }
+            jobs.tick().await;
+            match svc.run_due_jobs().await {
+                Ok(r) if r.rotated + r.destroyed + r.failed > 0 => {
+                    tracing::info!(
+                        rotated = r.rotated,
+                        destroyed = r.destroyed,
+                        failed = r.failed,
+                        "scheduled jobs ran"
+                    );
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "scheduled jobs could not run; will retry"),
             }
         }
     })

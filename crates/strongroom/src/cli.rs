@@ -95,6 +95,29 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Work with audit logs (offline: reads the file, not the server).
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Verify an audit log's hash chain and signed checkpoints.
+    ///
+    /// Reports, with line and sequence numbers: malformed (edited) lines, broken links,
+    /// missing ranges, reordered lines, forged checkpoints, a torn tail, and (with
+    /// --expect-checkpoint) a log older than the data dir says it should be. Exits 0 when the
+    /// log is intact (a torn tail alone is reported but not a failure), 3 otherwise.
+    Verify {
+        /// The audit log (e.g. ./strongroom-data/audit.log).
+        file: PathBuf,
+        /// The audit signing public key (PEM). Default: audit-signing.pub next to the log.
+        #[arg(long, value_name = "PEM")]
+        public_key: Option<PathBuf>,
+        /// Fail unless the log holds a checkpoint at or after this sequence number.
+        #[arg(long, value_name = "SEQ")]
+        expect_checkpoint: Option<u64>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -647,17 +670,27 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         token,
         output: fmt,
     } = cli;
-    if let Command::Serve(args) = command {
-        serve::run(args).await?;
-        return Ok(ExitCode::SUCCESS);
-    }
+    let command = match command {
+        Command::Serve(args) => {
+            serve::run(args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Audit(AuditCmd::Verify {
+            file,
+            public_key,
+            expect_checkpoint,
+        }) => {
+            return audit_verify(fmt, &file, public_key, expect_checkpoint);
+        }
+        other => other,
+    };
     let c = Client::new(&addr, token)?;
     let obj = |v: Value| {
         output::object(fmt, &v);
         Ok(ExitCode::SUCCESS)
     };
     match command {
-        Command::Serve(_) => unreachable_serve(),
+        Command::Serve(_) | Command::Audit(_) => bail!("internal: handled above"),
         Command::Keyring(cmd) => match cmd {
             KeyringCmd::Create { name, description, labels } => {
                 let body = json!({"name": name, "description": description, "labels": pairs(&labels.labels, "--label")?});
@@ -943,8 +976,76 @@ fn print_raw(s: &str) {
     print!("{s}");
 }
 
-fn unreachable_serve() -> anyhow::Result<ExitCode> {
-    bail!("internal: serve handled above")
+fn audit_verify(
+    fmt: Format,
+    file: &std::path::Path,
+    public_key: Option<PathBuf>,
+    expect: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let log = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let pk_path = public_key.unwrap_or_else(|| file.with_file_name("audit-signing.pub"));
+    let pem = std::fs::read_to_string(&pk_path).with_context(|| {
+        format!(
+            "cannot read the audit signing public key {} (give it with --public-key)",
+            pk_path.display()
+        )
+    })?;
+    let der = pem_to_der(&pem)
+        .with_context(|| format!("{} is not a PEM public key", pk_path.display()))?;
+    let r = strongroom_audit::verify::verify(&log, Some(&der), expect);
+    let findings: Vec<Value> = r
+        .findings
+        .iter()
+        .map(|f| json!({"line": f.line, "seq": f.seq, "finding": f.kind.as_str(), "detail": f.detail}))
+        .collect();
+    let summary = json!({
+        "file": file.display().to_string(),
+        "intact": r.is_intact(),
+        "lines": r.lines,
+        "events": r.events,
+        "checkpoints": r.checkpoints,
+        "last_checkpoint_seq": r.last_checkpoint_seq,
+        "unsigned_tail": r.unsigned_tail,
+        "findings": findings,
+    });
+    if fmt == Format::Json {
+        output::object(fmt, &summary);
+    } else {
+        line(&format!(
+            "{}: {} events, {} checkpoints (last at seq {}), {} lines after the last checkpoint",
+            file.display(),
+            r.events,
+            r.checkpoints,
+            r.last_checkpoint_seq
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.unsigned_tail
+        ));
+        for f in &r.findings {
+            let seq = f.seq.map(|s| format!(" (seq {s})")).unwrap_or_default();
+            line(&format!(
+                "line {}{seq}: {}: {}",
+                f.line,
+                f.kind.as_str(),
+                f.detail
+            ));
+        }
+        line(if r.is_intact() {
+            "intact"
+        } else {
+            "TAMPERED OR DAMAGED"
+        });
+    }
+    Ok(if r.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    Ok(B64.decode(body.trim())?)
 }
 
 #[cfg(test)]

@@ -99,6 +99,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         root_key_file: args.root_key_file.clone(),
         initial_root_token,
         clock,
+        audit: strongroom_core::bootstrap::SinkOptions::default(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -151,8 +152,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("server failed")?;
     background.abort();
-    if let Err(e) = svc.sync_audit() {
-        warn_line(&format!("audit log flush at shutdown failed: {e}"));
+    if let Err(e) = svc.close_audit().await {
+        warn_line(&format!(
+            "the final audit checkpoint could not be written: {e}"
+        ));
     }
     drop(opened);
     drop(dev_dir);
