@@ -1,0 +1,18 @@
+//! Integration tests of `KeyService`, the one door to keys, through its public API only: each
+//! test opens a real data dir with `bootstrap::open` and drives time with a `ManualClock`.
+//!
+//! Refusals assert the exact `Error` variant and then re-read state to show nothing changed
+//! (`shared/RELIABILITY.md` §4).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+#[macro_use]
+mod support;
+
+mod audit;
+mod bootstrap;
+mod crypto;
+mod lifecycle;
+mod properties;
+mod scheduler;
+mod tokens;
