@@ -1,0 +1,483 @@
+//! Who may do what: Strongroom's permissions as Cedar policies.
+//!
+//! This crate knows the Cedar schema (`schema.cedarschema`), turns plain descriptions of a
+//! principal, a resource and a request into Cedar entities, validates policy documents
+//! (with line and column in every diagnostic) and evaluates requests. It stores nothing and
+//! knows no HTTP: `strongroom-core` loads documents from the store and calls
+//! [`PolicyEngine::authorize`] for every operation. Guide: `docs/policy.md`.
+//!
+//! **Invariant:** default deny. A request is allowed only if some `permit` matches and no
+//! `forbid` does; evaluation errors count as "does not match".
+
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
+    Validator,
+};
+
+/// The schema source, for docs and `strongroom policy schema`.
+pub const SCHEMA: &str = include_str!("schema.cedarschema");
+
+/// The role policies a new data dir starts with (the files in `docs/policies/`).
+pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
+    (
+        "role-key-admin",
+        include_str!("../../../docs/policies/key-admin.cedar"),
+    ),
+    (
+        "role-key-user",
+        include_str!("../../../docs/policies/key-user.cedar"),
+    ),
+    (
+        "role-auditor",
+        include_str!("../../../docs/policies/auditor.cedar"),
+    ),
+    (
+        "role-security-admin",
+        include_str!("../../../docs/policies/security-admin.cedar"),
+    ),
+];
+
+/// Longest policy document accepted.
+pub const MAX_DOCUMENT_LEN: usize = 64 * 1024;
+
+/// A principal as policies see it.
+#[derive(Debug, Clone, Default)]
+pub struct PrincipalAttrs {
+    /// Unique name (the entity id).
+    pub name: String,
+    /// `user` or `workload`.
+    pub kind: String,
+    /// Roles: parents of the principal entity.
+    pub roles: Vec<String>,
+    /// Labels, as tags.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A key as policies see it.
+#[derive(Debug, Clone, Default)]
+pub struct KeyAttrs {
+    /// Key ring name.
+    pub ring: String,
+    /// Key name within the ring.
+    pub name: String,
+    /// Key id (empty if the key does not exist).
+    pub id: String,
+    /// Purpose name.
+    pub purpose: String,
+    /// Algorithm name.
+    pub algorithm: String,
+    /// Protection level.
+    pub protection: String,
+    /// Labels, as tags.
+    pub labels: BTreeMap<String, String>,
+    /// The key ring's labels, as its tags.
+    pub ring_labels: BTreeMap<String, String>,
+    /// False when the request names a key that does not exist (so a refusal cannot reveal
+    /// whether it exists, the decision is made as if it did, without its labels).
+    pub exists: bool,
+}
+
+/// What a request acts on.
+#[derive(Debug, Clone)]
+pub enum ResourceAttrs {
+    /// A key.
+    Key(KeyAttrs),
+    /// A key ring.
+    KeyRing {
+        /// Name.
+        name: String,
+        /// Labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// Anything else (listing key rings, tokens, policies, audit, random).
+    System,
+}
+
+/// Facts about the request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestAttrs {
+    /// `native`, `aws`, …
+    pub protocol: String,
+    /// Unix seconds.
+    pub now: i64,
+    /// The client's IP address, if known.
+    pub source_ip: Option<String>,
+    /// The request's encryption context.
+    pub encryption_context: BTreeMap<String, String>,
+    /// The alias the request named, if any.
+    pub alias: Option<String>,
+}
+
+/// The outcome of an authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request is allowed.
+    pub allowed: bool,
+    /// The policies that decided: the matching permits when allowed, the matching forbids
+    /// when denied by one (empty when denied because nothing permits).
+    pub policies: Vec<String>,
+    /// Policies that failed to evaluate for this request (they count as not matching).
+    pub errors: Vec<String>,
+}
+
+/// One problem in a policy document, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based line, when Cedar gave a location.
+    pub line: Option<usize>,
+    /// 1-based column.
+    pub column: Option<usize>,
+    /// Cedar's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Why a policy document or engine could not be built.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PolicyError {
+    /// The document does not parse or does not fit the schema.
+    #[error("policy {name} is invalid: {}", .diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        /// The document's name.
+        name: String,
+        /// What is wrong, where.
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// A bug: the built-in schema or an entity could not be built.
+    #[error("internal policy error: {0}")]
+    Internal(String),
+}
+
+fn location(src: &str, diag: &dyn miette::Diagnostic) -> (Option<usize>, Option<usize>) {
+    let Some(offset) = diag.labels().and_then(|mut l| l.next()).map(|l| l.offset()) else {
+        return (None, None);
+    };
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count() + 1)
+        .unwrap_or(1);
+    (Some(line), Some(column))
+}
+
+fn diagnostics_of<'e, E: miette::Diagnostic + std::fmt::Display + 'e>(
+    src: &str,
+    errs: impl IntoIterator<Item = &'e E>,
+) -> Vec<Diagnostic> {
+    errs.into_iter()
+        .map(|e| {
+            let (line, column) = location(src, e);
+            let help = e.help().map(|h| format!(" ({h})")).unwrap_or_default();
+            Diagnostic {
+                line,
+                column,
+                message: format!("{e}{help}"),
+            }
+        })
+        .collect()
+}
+
+fn schema() -> Result<Schema, PolicyError> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(s, _warnings)| s)
+        .map_err(|e| PolicyError::Internal(format!("built-in schema: {e}")))
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid, PolicyError> {
+    let t = EntityTypeName::from_str(&format!("Strongroom::{ty}"))
+        .map_err(|e| PolicyError::Internal(e.to_string()))?;
+    Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+}
+
+fn s(v: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(v.to_string())
+}
+
+fn tags(m: &BTreeMap<String, String>) -> Vec<(String, RestrictedExpression)> {
+    m.iter().map(|(k, v)| (k.clone(), s(v))).collect()
+}
+
+/// Parses one named policy document: each statement gets the id `<name>#<n>` unless it has
+/// an `@id("…")` annotation, in which case `<name>/<annotation>`.
+fn parse_document(name: &str, text: &str) -> Result<Vec<Policy>, PolicyError> {
+    if text.len() > MAX_DOCUMENT_LEN {
+        return Err(PolicyError::Invalid {
+            name: name.into(),
+            diagnostics: vec![Diagnostic {
+                line: None,
+                column: None,
+                message: format!("document is larger than {MAX_DOCUMENT_LEN} bytes"),
+            }],
+        });
+    }
+    let set = PolicySet::from_str(text).map_err(|e| PolicyError::Invalid {
+        name: name.into(),
+        diagnostics: diagnostics_of(text, e.iter()),
+    })?;
+    if set.templates().next().is_some() {
+        return Err(PolicyError::Invalid {
+            name: name.into(),
+            diagnostics: vec![Diagnostic {
+                line: None,
+                column: None,
+                message: "policy templates are not supported; write plain policies".into(),
+            }],
+        });
+    }
+    let mut out: Vec<Policy> = Vec::new();
+    // Keep source order: the parser numbers statements policy0, policy1, ….
+    let mut ps: Vec<&Policy> = set.policies().collect();
+    ps.sort_by_key(|p| {
+        p.id()
+            .to_string()
+            .trim_start_matches("policy")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    for (i, p) in ps.into_iter().enumerate() {
+        let id = match p.annotation("id") {
+            Some(a) => format!("{name}/{a}"),
+            None => format!("{name}#{i}"),
+        };
+        out.push(p.new_id(PolicyId::new(id)));
+    }
+    Ok(out)
+}
+
+/// A compiled set of policy documents plus the schema.
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    authorizer: Authorizer,
+    /// The action hierarchy (groups) from the schema, built once.
+    actions: Vec<Entity>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PolicyEngine({} policies)",
+            self.policies.policies().count()
+        )
+    }
+}
+
+impl PolicyEngine {
+    /// Compiles named documents. Every document must parse and validate (strict mode); the
+    /// first that does not is reported.
+    pub fn new<'a>(
+        documents: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, PolicyError> {
+        let schema = schema()?;
+        let mut policies = PolicySet::new();
+        for (name, text) in documents {
+            Self::validate_with(&schema, name, text)?;
+            for p in parse_document(name, text)? {
+                policies.add(p).map_err(|e| PolicyError::Invalid {
+                    name: name.into(),
+                    diagnostics: vec![Diagnostic {
+                        line: None,
+                        column: None,
+                        message: e.to_string(),
+                    }],
+                })?;
+            }
+        }
+        let actions = schema
+            .action_entities()
+            .map_err(|e| PolicyError::Internal(e.to_string()))?
+            .iter()
+            .cloned()
+            .collect();
+        Ok(Self {
+            schema,
+            policies,
+            authorizer: Authorizer::new(),
+            actions,
+        })
+    }
+
+    /// Checks one document: syntax, then the schema (strict validation), with locations.
+    pub fn validate(name: &str, text: &str) -> Result<(), PolicyError> {
+        Self::validate_with(&schema()?, name, text)
+    }
+
+    fn validate_with(schema: &Schema, name: &str, text: &str) -> Result<(), PolicyError> {
+        let ps = parse_document(name, text)?;
+        let mut set = PolicySet::new();
+        for p in ps {
+            set.add(p)
+                .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        }
+        let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+        if result.validation_passed() {
+            return Ok(());
+        }
+        Err(PolicyError::Invalid {
+            name: name.into(),
+            diagnostics: diagnostics_of(text, result.validation_errors()),
+        })
+    }
+
+    /// Decides whether `principal` may do `action` on `resource`.
+    pub fn authorize(
+        &self,
+        principal: &PrincipalAttrs,
+        action: &str,
+        resource: &ResourceAttrs,
+        req: &RequestAttrs,
+    ) -> Result<Decision, PolicyError> {
+        let p_uid = uid("Principal", &principal.name)?;
+        let mut entities = Vec::new();
+        let roles = principal
+            .roles
+            .iter()
+            .map(|r| uid("Role", r))
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in &roles {
+            entities.push(Entity::with_uid(r.clone()));
+        }
+        entities.push(
+            Entity::new_with_tags(
+                p_uid.clone(),
+                [
+                    ("name".to_string(), s(&principal.name)),
+                    ("kind".to_string(), s(&principal.kind)),
+                ],
+                roles,
+                tags(&principal.labels),
+            )
+            .map_err(|e| PolicyError::Internal(e.to_string()))?,
+        );
+        let r_uid = match resource {
+            ResourceAttrs::Key(k) => {
+                let ring = uid("KeyRing", &k.ring)?;
+                entities.push(
+                    Entity::new_with_tags(
+                        ring.clone(),
+                        [("name".to_string(), s(&k.ring))],
+                        [],
+                        tags(&k.ring_labels),
+                    )
+                    .map_err(|e| PolicyError::Internal(e.to_string()))?,
+                );
+                let path = format!("{}/{}", k.ring, k.name);
+                let key = uid("Key", &path)?;
+                entities.push(
+                    Entity::new_with_tags(
+                        key.clone(),
+                        [
+                            ("name".to_string(), s(&k.name)),
+                            ("ring".to_string(), s(&k.ring)),
+                            ("path".to_string(), s(&path)),
+                            ("id".to_string(), s(&k.id)),
+                            ("purpose".to_string(), s(&k.purpose)),
+                            ("algorithm".to_string(), s(&k.algorithm)),
+                            ("protection".to_string(), s(&k.protection)),
+                            (
+                                "exists".to_string(),
+                                RestrictedExpression::new_bool(k.exists),
+                            ),
+                        ],
+                        [ring],
+                        tags(&k.labels),
+                    )
+                    .map_err(|e| PolicyError::Internal(e.to_string()))?,
+                );
+                key
+            }
+            ResourceAttrs::KeyRing { name, labels } => {
+                let ring = uid("KeyRing", name)?;
+                entities.push(
+                    Entity::new_with_tags(
+                        ring.clone(),
+                        [("name".to_string(), s(name))],
+                        [],
+                        tags(labels),
+                    )
+                    .map_err(|e| PolicyError::Internal(e.to_string()))?,
+                );
+                ring
+            }
+            ResourceAttrs::System => {
+                let sys = uid("System", "strongroom")?;
+                entities.push(Entity::with_uid(sys.clone()));
+                sys
+            }
+        };
+        let ec = uid("EncryptionContext", "request")?;
+        entities.push(
+            Entity::new_with_tags(ec.clone(), [], [], tags(&req.encryption_context))
+                .map_err(|e| PolicyError::Internal(e.to_string()))?,
+        );
+        let mut ctx = vec![
+            ("protocol".to_string(), s(&req.protocol)),
+            ("now".to_string(), RestrictedExpression::new_long(req.now)),
+            (
+                "encryption_context".to_string(),
+                RestrictedExpression::new_entity_uid(ec),
+            ),
+        ];
+        if let Some(ip) = req
+            .source_ip
+            .as_deref()
+            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+        {
+            ctx.push(("source_ip".to_string(), RestrictedExpression::new_ip(ip)));
+        }
+        if let Some(a) = &req.alias {
+            ctx.push(("alias".to_string(), s(a)));
+        }
+        let context = Context::from_pairs(ctx).map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let a_uid = EntityUid::from_str(&format!(
+            "Strongroom::Action::{}",
+            serde_json::Value::String(action.to_string())
+        ))
+        .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let request = Request::new(p_uid, a_uid, r_uid, context, Some(&self.schema))
+            .map_err(|e| PolicyError::Internal(format!("request does not fit the schema: {e}")))?;
+        let entities = Entities::from_entities(
+            entities.into_iter().chain(self.actions.iter().cloned()),
+            None,
+        )
+        .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let resp = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        let diag = resp.diagnostics();
+        Ok(Decision {
+            allowed: resp.decision() == CedarDecision::Allow,
+            policies: diag.reason().map(|id| id.to_string()).collect(),
+            errors: diag.errors().map(|e| e.to_string()).collect(),
+        })
+    }
+
+    /// Every action name in the schema (for tests that check each operation maps to one).
+    pub fn action_names() -> Result<Vec<String>, PolicyError> {
+        let schema = schema()?;
+        Ok(schema
+            .actions()
+            .map(|a| a.id().unescaped().to_string())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests;
