@@ -22,8 +22,8 @@ const DB_FILE: &str = "strongroom.db";
 const ROOT_KEY_FILE: &str = "root.key";
 const AUDIT_FILE: &str = "audit.log";
 const LOCK_FILE: &str = "strongroom.lock";
-const CHECK_META: &str = "root_key_check";
-const INITIALIZED_META: &str = "initialized";
+const INIT_FILE: &str = "strongroom.init";
+const INIT_HEADER: &str = "strongroom-data-dir-v1";
 const CHECK_BINDING: &[u8] = b"root-key-check";
 const CHECK_VALUE: &[u8] = b"strongroom root key check v1";
 const AUDIT_KEY_META: &str = "audit_signing_key";
@@ -156,12 +156,28 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
         b.create(dir).map_err(io(dir))?;
     }
     let lock = lock_data_dir(dir)?;
+    if let Some(t) = &opts.initial_root_token
+        && (t.is_empty() || t.len() > crate::service::MAX_TOKEN_LEN)
+    {
+        return Err(refused(format!(
+            "the root token must be 1 to {} bytes (a token nobody can present would lock everyone out)",
+            crate::service::MAX_TOKEN_LEN
+        )));
+    }
     let db_path = dir.join(DB_FILE);
     let key_path = opts
         .root_key_file
         .clone()
         .unwrap_or_else(|| dir.join(ROOT_KEY_FILE));
     let existing = db_path.exists();
+    if !existing && dir.join(AUDIT_FILE).exists() {
+        return Err(refused(format!(
+            "data dir {} has an audit log but no database ({}); refusing to initialise over it. \
+             Restore the database, or move the audit log aside to start a new data dir",
+            dir.display(),
+            db_path.display()
+        )));
+    }
 
     let mut wrote_root_key = None;
     let root = if existing {
@@ -174,27 +190,36 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
             )));
         }
         let root = read_root_key(&key_path)?;
-        let check = SqliteStore::peek_meta(&db_path, CHECK_META)
-            .await
-            .map_err(|e| refused(format!("cannot read {}: {e}", db_path.display())))?;
-        let initialized = SqliteStore::peek_meta(&db_path, INITIALIZED_META)
-            .await
-            .map_err(|e| refused(format!("cannot read {}: {e}", db_path.display())))?;
-        match (check, initialized) {
-            (Some(c), Some(_)) => match root.unseal(CHECK_BINDING, &c) {
-                Ok(v) if v.expose_secret() == CHECK_VALUE => {}
-                _ => {
-                    return Err(refused(format!(
-                        "the root key in {} does not match data dir {}; refusing to start (nothing was changed)",
-                        key_path.display(),
-                        dir.display()
-                    )));
-                }
-            },
-            _ => {
+        // The check lives in its own small file so a wrong key is caught before SQLite opens
+        // anything (opening a WAL database, even read-only, creates files).
+        let init_path = dir.join(INIT_FILE);
+        let check = match fs::read_to_string(&init_path) {
+            Ok(text) => parse_init_file(&text).ok_or_else(|| {
+                refused(format!(
+                    "{} is damaged; it must be `{INIT_HEADER}` and one base64 line",
+                    init_path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(refused(format!(
                     "data dir {} holds an interrupted first start (no root token was ever issued, so it holds no keys); \
                      move it aside and start again",
+                    dir.display()
+                )));
+            }
+            Err(e) => {
+                return Err(BootstrapError::Io {
+                    path: init_path,
+                    source: e,
+                });
+            }
+        };
+        match root.unseal(CHECK_BINDING, &check) {
+            Ok(v) if v.expose_secret() == CHECK_VALUE => {}
+            _ => {
+                return Err(refused(format!(
+                    "the root key in {} does not match data dir {}; refusing to start (nothing was changed)",
+                    key_path.display(),
                     dir.display()
                 )));
             }
@@ -222,15 +247,14 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
         .map_err(|e| refused(e.to_string()))?;
 
     let mut new_root_token = None;
-    if !existing {
-        let check = root
-            .seal(CHECK_BINDING, CHECK_VALUE)
-            .map_err(|e| refused(e.to_string()))?;
-        store
-            .put_meta_if_absent(CHECK_META, &check)
-            .await
-            .map_err(|e| refused(e.to_string()))?;
-    }
+    let check = if existing {
+        None
+    } else {
+        Some(
+            root.seal(CHECK_BINDING, CHECK_VALUE)
+                .map_err(|e| refused(e.to_string()))?,
+        )
+    };
     // Root key verified (or just created): the service may unseal from here on.
     let store: Arc<dyn Store> = Arc::new(store);
     let service = Arc::new(KeyService::new(
@@ -251,10 +275,10 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
             .insert_root_token(&secret)
             .await
             .map_err(|e| refused(e.to_string()))?;
-        store
-            .put_meta_if_absent(INITIALIZED_META, b"1")
-            .await
-            .map_err(|e| refused(e.to_string()))?;
+        // Written last: its presence is what marks the data dir initialised.
+        if let Some(check) = &check {
+            write_init_file(dir, check)?;
+        }
         if show {
             new_root_token = Some(secret);
         }
@@ -311,4 +335,34 @@ async fn audit_signer(
         fs::write(&pub_path, pem).map_err(io(&pub_path))?;
     }
     Ok(signer)
+}
+
+fn parse_init_file(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let mut lines = text.lines();
+    if lines.next()?.trim() != INIT_HEADER {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(lines.next()?.trim())
+        .ok()
+}
+
+/// Writes `strongroom.init` atomically (temporary file, fsync, rename, fsync of the dir).
+fn write_init_file(dir: &Path, check: &[u8]) -> Result<(), BootstrapError> {
+    use base64::Engine;
+    let tmp = dir.join(format!("{INIT_FILE}.tmp"));
+    let path = dir.join(INIT_FILE);
+    let text = format!(
+        "{INIT_HEADER}\n{}\n",
+        base64::engine::general_purpose::STANDARD.encode(check)
+    );
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
 }

@@ -839,12 +839,12 @@ impl KeyService {
                 protocol: Protocol::Scheduler,
                 client_addr: None,
             };
-            (self.event(&ctx, op), ctx)
+            self.event(&ctx, op)
         };
         for id in self.store.keys_due_for_rotation(now, 100).await? {
-            let (mut ev, ctx) = sched(Operation::ScheduledRotation);
+            let mut ev = sched(Operation::ScheduledRotation);
             let res = async {
-                self.authorize(&ctx, &mut ev).await?;
+                self.authorize_scheduler(&mut ev);
                 let Some(k) = self.store.key_by_id(id).await? else {
                     return Ok(false);
                 };
@@ -882,10 +882,10 @@ impl KeyService {
             }
         }
         for (id, n) in self.store.versions_due_for_destruction(now, 100).await? {
-            let (mut ev, ctx) = sched(Operation::ScheduledDestruction);
+            let mut ev = sched(Operation::ScheduledDestruction);
             ev.version = Some(n);
             let res = async {
-                self.authorize(&ctx, &mut ev).await?;
+                self.authorize_scheduler(&mut ev);
                 let k = self
                     .store
                     .key_by_id(id)

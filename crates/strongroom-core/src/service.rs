@@ -17,7 +17,7 @@ use crate::types::KeyRef;
 /// Most unsealed versions kept in memory before the cache is emptied and refilled.
 const MATERIAL_CACHE_CAP: usize = 10_000;
 /// Longest token text considered; anything longer is refused before hashing.
-const MAX_TOKEN_LEN: usize = 512;
+pub(crate) const MAX_TOKEN_LEN: usize = 512;
 
 /// The one door to keys. Every front-end calls these methods; each authenticates the caller,
 /// checks the key's state, performs the operation and writes exactly one audit event before
@@ -117,14 +117,10 @@ impl KeyService {
         ctx: &RequestContext,
         ev: &mut AuditEvent,
     ) -> Result<Authorized> {
+        // The scheduler identity is never granted through a request context (a front-end
+        // could build one); only `authorize_scheduler`, private to core, grants it.
         if ctx.protocol == Protocol::Scheduler {
-            ev.principal = Some(crate::SCHEDULER_PRINCIPAL.into());
-            return Ok(Authorized {
-                principal: Principal {
-                    name: crate::SCHEDULER_PRINCIPAL.into(),
-                    token_id: String::new(),
-                },
-            });
+            return Err(Error::Unauthenticated);
         }
         let Some(token) = &ctx.token else {
             return Err(Error::Unauthenticated);
@@ -157,6 +153,17 @@ impl KeyService {
                 token_id: rec.id,
             },
         })
+    }
+
+    /// The identity of Strongroom's own scheduled jobs. Crate-private on purpose.
+    pub(crate) fn authorize_scheduler(&self, ev: &mut AuditEvent) -> Authorized {
+        ev.principal = Some(crate::SCHEDULER_PRINCIPAL.into());
+        Authorized {
+            principal: Principal {
+                name: crate::SCHEDULER_PRINCIPAL.into(),
+                token_id: String::new(),
+            },
+        }
     }
 
     /// Finds the key a reference names and records it in the audit event.

@@ -163,27 +163,6 @@ impl SqliteStore {
         })
     }
 
-    /// Reads one setting through a read-only connection, writing nothing and applying no
-    /// migrations: used to check the root key before anything touches an existing database.
-    pub async fn peek_meta(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .read_only(true)
-            .create_if_missing(false);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let v = sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", path.display())));
-        pool.close().await;
-        v
-    }
-
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
