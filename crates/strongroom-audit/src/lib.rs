@@ -75,6 +75,9 @@ pub struct AuditEvent {
     /// The client's address, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<String>,
+    /// Set by core once this event was written ahead of a state change. Not serialised.
+    #[serde(skip)]
+    pub written_ahead: bool,
 }
 
 impl AuditEvent {
@@ -101,6 +104,7 @@ impl AuditEvent {
             outcome: Outcome::Ok,
             error_code: None,
             client_addr: None,
+            written_ahead: false,
         }
     }
 }

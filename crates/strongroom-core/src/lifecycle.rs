@@ -1,5 +1,6 @@
 //! Management operations: key rings, keys, versions, aliases, and the scheduled jobs.
 
+use strongroom_audit::AuditEvent;
 use strongroom_crypto::{KeyId, Purpose};
 use strongroom_store::{
     AliasName, AliasRecord, AliasWrite, KeyRecord, KeyRingRecord, KeyState, Page, PageRequest,
@@ -82,6 +83,15 @@ impl KeyService {
                 labels: input.labels,
                 created_at: self.clock.now(),
             };
+            // Checked here as well as by the store's unique index, so the common refusal
+            // does not write an event ahead of a commit that cannot happen.
+            if self.store.key_ring(&ring.name).await?.is_some() {
+                return Err(Error::AlreadyExists {
+                    kind: "key ring",
+                    name: ring.name.to_string(),
+                });
+            }
+            self.audit_before_commit(&mut ev).await?;
             self.store
                 .create_key_ring(&ring)
                 .await
@@ -196,6 +206,13 @@ impl KeyService {
             ev.version = Some(1);
             // Key generation (RSA especially) is CPU-heavy: keep it off the async workers.
             let v1 = tokio::task::block_in_place(|| self.new_version(&key, 1))?;
+            if self.store.key(&key.ring, &key.name).await?.is_some() {
+                return Err(Error::AlreadyExists {
+                    kind: "key",
+                    name: format!("{}/{}", key.ring, key.name),
+                });
+            }
+            self.audit_before_commit(&mut ev).await?;
             self.store
                 .create_key(&key, std::slice::from_ref(&v1))
                 .await
@@ -287,12 +304,14 @@ impl KeyService {
     /// Writes a key update with optimistic concurrency.
     async fn write_key(
         &self,
+        ev: &mut AuditEvent,
         before: &KeyRecord,
         mut after: KeyRecord,
         versions: &[VersionRecord],
     ) -> Result<KeyRecord> {
         after.revision = before.revision + 1;
         after.updated_at = self.clock.now();
+        self.audit_before_commit(ev).await?;
         self.store
             .update_key(before.revision, &after, versions)
             .await
@@ -316,7 +335,7 @@ impl KeyService {
         let res = async {
             self.authorize(ctx, &mut ev).await?;
             let k = self.resolve(key, &mut ev).await?;
-            self.modify_key(k, |k| {
+            self.modify_key(&mut ev, k, |k| {
                 let input = input.clone();
                 let mut next = k.clone();
                 if let Some(d) = input.description {
@@ -379,7 +398,7 @@ impl KeyService {
             } else {
                 KeyState::Disabled
             };
-            self.modify_key(k, |k| {
+            self.modify_key(&mut ev, k, |k| {
                 Ok((k.state != state).then(|| KeyRecord { state, ..k.clone() }))
             })
             .await
@@ -412,7 +431,7 @@ impl KeyService {
                     primary_version: Some(version),
                     ..k.clone()
                 };
-                match self.write_key(&k, next, &[]).await {
+                match self.write_key(&mut ev, &k, next, &[]).await {
                     Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
                         attempt += 1;
                         k = self.reread(&k).await?;
@@ -429,6 +448,7 @@ impl KeyService {
     /// rotation) makes it re-read the key and try again instead of failing with `conflict`.
     async fn add_version(
         &self,
+        ev: &mut AuditEvent,
         k: &KeyRecord,
         make_primary: bool,
         reschedule: bool,
@@ -451,7 +471,8 @@ impl KeyService {
                 next.next_rotation_time = Some(self.clock.now().plus_secs(p));
             }
             let info = VersionInfo::from(&v);
-            match self.write_key(&k, next, std::slice::from_ref(&v)).await {
+            ev.version = Some(n);
+            match self.write_key(ev, &k, next, std::slice::from_ref(&v)).await {
                 Err(Error::Conflict(_)) if retry && attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
                     k = self.reread(&k).await?;
@@ -466,13 +487,14 @@ impl KeyService {
     /// again, so its checks always see the state it writes over.
     async fn modify_key(
         &self,
+        ev: &mut AuditEvent,
         mut k: KeyRecord,
         f: impl Fn(&KeyRecord) -> Result<Option<KeyRecord>>,
     ) -> Result<KeyRecord> {
         let mut attempt = 0;
         loop {
             let Some(next) = f(&k)? else { return Ok(k) };
-            match self.write_key(&k, next, &[]).await {
+            match self.write_key(ev, &k, next, &[]).await {
                 Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
                     k = self.reread(&k).await?;
@@ -501,7 +523,9 @@ impl KeyService {
         let res = async {
             self.authorize(ctx, &mut ev).await?;
             let k = self.resolve(key, &mut ev).await?;
-            let (k2, info) = self.add_version(&k, make_primary, true, true).await?;
+            let (k2, info) = self
+                .add_version(&mut ev, &k, make_primary, true, true)
+                .await?;
             ev.version = Some(info.version);
             Ok((k2, info))
         }
@@ -563,6 +587,7 @@ impl KeyService {
     /// concurrent change to the key.
     async fn change_version(
         &self,
+        ev: &mut AuditEvent,
         k: &KeyRecord,
         version: u32,
         action: VersionAction,
@@ -582,7 +607,7 @@ impl KeyService {
                 return Ok(VersionInfo::from(&v));
             }
             match self
-                .write_key(&k, k.clone(), std::slice::from_ref(&next))
+                .write_key(ev, &k, k.clone(), std::slice::from_ref(&next))
                 .await
             {
                 Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
@@ -614,7 +639,7 @@ impl KeyService {
             self.authorize(ctx, &mut ev).await?;
             let k = self.resolve(key, &mut ev).await?;
             let a = action(self)?;
-            self.change_version(&k, version, a, op).await
+            self.change_version(&mut ev, &k, version, a, op).await
         }
         .await;
         self.finish(ev, res).await
@@ -739,6 +764,19 @@ impl KeyService {
             } else {
                 AliasWrite::Create
             };
+            match (mode, self.store.alias(name).await?) {
+                (AliasWrite::Create, Some(_)) => {
+                    return Err(Error::AlreadyExists {
+                        kind: "alias",
+                        name: name.to_string(),
+                    });
+                }
+                (AliasWrite::Update, None) => {
+                    return Err(Error::not_found("alias", name.to_string()));
+                }
+                _ => {}
+            }
+            self.audit_before_commit(&mut ev).await?;
             self.store
                 .put_alias(&rec, mode)
                 .await
@@ -771,6 +809,10 @@ impl KeyService {
             if let Some(a) = self.store.alias(name).await? {
                 ev.key_id = Some(a.key_id.to_string());
             }
+            if self.store.alias(name).await?.is_none() {
+                return Err(Error::not_found("alias", name.to_string()));
+            }
+            self.audit_before_commit(&mut ev).await?;
             self.store.delete_alias(name).await.map_err(|e| match e {
                 StoreError::NotFound(_) => Error::not_found("alias", name.to_string()),
                 e => e.into(),
@@ -862,12 +904,12 @@ impl KeyService {
                         next_rotation_time: Some(now.plus_secs(period)),
                         ..k.clone()
                     };
-                    self.write_key(&k, next, &[]).await?;
+                    self.write_key(&mut ev, &k, next, &[]).await?;
                     return Ok(false);
                 }
                 // No retry: if the key changed meanwhile, the next run re-checks whether the
                 // rotation is still due rather than rotating twice.
-                let (_, info) = self.add_version(&k, true, true, false).await?;
+                let (_, info) = self.add_version(&mut ev, &k, true, true, false).await?;
                 ev.version = Some(info.version);
                 Ok(true)
             }
@@ -893,6 +935,7 @@ impl KeyService {
                     .ok_or_else(|| Error::Internal(format!("version of missing key {id}")))?;
                 note_key(&mut ev, &k);
                 self.change_version(
+                    &mut ev,
                     &k,
                     n,
                     VersionAction::Destroy { now },

@@ -94,6 +94,10 @@ impl KeyService {
     /// Records the outcome and writes the event. A result only leaves once its event is
     /// written: if the audit log fails, the caller gets `Unavailable` instead.
     pub(crate) async fn finish<T>(&self, mut ev: AuditEvent, res: Result<T>) -> Result<T> {
+        if ev.written_ahead && res.is_ok() {
+            // The event was made durable before the state change was committed.
+            return res;
+        }
         if let Err(e) = &res {
             ev.outcome = Outcome::Error;
             ev.error_code = Some(e.code());
@@ -108,6 +112,22 @@ impl KeyService {
                 Err(Error::Unavailable("audit log is not writable".into()))
             }
         }
+    }
+
+    /// Makes the operation's event durable *before* a state change is committed, so no change
+    /// ever exists without its event (fail closed). If the commit then fails, `finish` writes
+    /// a second event with the same request id and outcome `error`. Idempotent across the
+    /// retries of one operation.
+    pub(crate) async fn audit_before_commit(&self, ev: &mut AuditEvent) -> Result<()> {
+        if ev.written_ahead {
+            return Ok(());
+        }
+        self.audit.append(ev).await.map_err(|e| {
+            tracing::error!(request_id = %ev.request_id, error = %e, "audit write failed; the state change is not made");
+            Error::Unavailable("audit log is not writable".into())
+        })?;
+        ev.written_ahead = true;
+        Ok(())
     }
 
     /// Authenticates the caller's token and decides whether it may act. Today every valid

@@ -48,7 +48,8 @@ impl KeyService {
     }
 
     /// Creates a token acting as the caller's principal, valid for `ttl_secs` (default one
-    /// day, at most 366 days). The secret is in the result and nowhere else.
+    /// day, at most 366 days) but never past the caller's own token's expiry. The secret is in
+    /// the result and nowhere else.
     pub async fn create_token(
         &self,
         ctx: &RequestContext,
@@ -65,6 +66,16 @@ impl KeyService {
             validate_description(&description)?;
             let secret = new_secret()?;
             let now = self.clock.now();
+            // A token never outlives the token that created it.
+            let parent_expiry = self
+                .store
+                .token(&auth.principal().token_id)
+                .await?
+                .and_then(|t| t.expires_at);
+            let expires_at = match parent_expiry {
+                Some(p) => p.min(now.plus_secs(ttl)),
+                None => now.plus_secs(ttl),
+            };
             let rec = TokenRecord {
                 id: format!("tok_{}", hex(&rand::bytes(8)?)),
                 // Exposed to hash it; only the hash is stored.
@@ -72,10 +83,11 @@ impl KeyService {
                 principal: auth.principal().name.clone(),
                 description,
                 created_at: now,
-                expires_at: Some(now.plus_secs(ttl)),
+                expires_at: Some(expires_at),
                 revoked_at: None,
             };
             ev.target = Some(rec.id.clone());
+            self.audit_before_commit(&mut ev).await?;
             self.store.insert_token(&rec).await?;
             Ok(NewToken {
                 info: info(&rec),
@@ -125,13 +137,20 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::RevokeToken);
         let res = async {
             self.authorize(ctx, &mut ev).await?;
-            if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if id.is_empty()
+                || id.len() > 64
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 return Err(Error::invalid("id", "not a token id"));
             }
             ev.target = Some(id.to_string());
             if id == ROOT_TOKEN_ID {
                 return Err(Error::invalid("id", "the root token cannot be revoked"));
             }
+            if self.store.token(id).await?.is_none() {
+                return Err(Error::not_found("token", id));
+            }
+            self.audit_before_commit(&mut ev).await?;
             self.store
                 .revoke_token(id, self.clock.now())
                 .await

@@ -499,7 +499,6 @@ async fn an_unwritable_audit_log_withholds_every_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: with the audit log unwritable a state change is refused with `unavailable` but still committed (RELIABILITY U1/P1; docs/audit.md documents commit-first)"]
 async fn an_unwritable_audit_log_refuses_state_changes_without_changing_state() {
     let mut kms = Kms::new().await;
     let key = kms.aes_key("r", "k").await;
@@ -543,7 +542,6 @@ async fn an_unwritable_audit_log_refuses_state_changes_without_changing_state() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a scheduled destruction that runs while the audit log is unwritable destroys the material and is never audited or retried"]
 async fn a_scheduled_destruction_is_never_left_unaudited() {
     let mut kms = Kms::new().await;
     let key = kms.aes_key("r", "k").await;

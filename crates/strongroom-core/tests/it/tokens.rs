@@ -366,3 +366,41 @@ async fn the_scheduler_identity_cannot_be_claimed_by_a_caller() {
         .await;
     assert!(matches!(r, Err(Error::Unauthenticated)), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_never_outlives_its_parent() {
+    let kms = Kms::new().await;
+    let parent = kms
+        .svc()
+        .create_token(&root(), Some(3600), "parent".into())
+        .await
+        .unwrap();
+    let parent_secret = parent.secret.expose_secret().to_string();
+    let child = kms
+        .svc()
+        .create_token(
+            &as_token(Some(&parent_secret)),
+            Some(MAX_TOKEN_TTL_SECS),
+            "child".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        child.info.expires_at,
+        Some(Timestamp(T0 + 3600)),
+        "capped at the parent's expiry"
+    );
+    let shorter = kms
+        .svc()
+        .create_token(&as_token(Some(&parent_secret)), Some(60), "short".into())
+        .await
+        .unwrap();
+    assert_eq!(shorter.info.expires_at, Some(Timestamp(T0 + 60)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_empty_id_is_an_invalid_argument() {
+    let kms = Kms::new().await;
+    let err = kms.svc().revoke_token(&root(), "").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+}
