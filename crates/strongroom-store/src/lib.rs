@@ -122,6 +122,29 @@ pub trait Store: Send + Sync + 'static {
     /// Lists tokens by id.
     async fn list_tokens(&self, page: &PageRequest) -> Result<Page<TokenRecord>>;
 
+    /// Creates (`AliasWrite::Create`) or replaces (`Update`) a principal.
+    async fn put_principal(&self, p: &PrincipalRecord, mode: AliasWrite) -> Result<()>;
+    /// Reads a principal.
+    async fn principal(&self, name: &PrincipalName) -> Result<Option<PrincipalRecord>>;
+    /// Lists principals by name.
+    async fn list_principals(&self, page: &PageRequest) -> Result<Page<PrincipalRecord>>;
+
+    /// Writes a new version of a policy document (`text: None` deletes it) if its current
+    /// version is `expected` (`None` = must not exist yet, for a create; `Some(0)` is never
+    /// current). Returns the new version. `Conflict` if someone changed it meanwhile.
+    async fn put_policy(
+        &self,
+        name: &str,
+        text: Option<&str>,
+        expected: Option<i64>,
+        at: Timestamp,
+        by: &str,
+    ) -> Result<i64>;
+    /// The current version of every live policy document, by name.
+    async fn policies(&self) -> Result<Vec<PolicyRecord>>;
+    /// Every version of one document, oldest first.
+    async fn policy_history(&self, name: &str) -> Result<Vec<PolicyRecord>>;
+
     /// Whether the store is still accepting operations (false after a fatal I/O error).
     fn is_healthy(&self) -> bool;
 }

@@ -277,6 +277,47 @@ pub struct AliasRecord {
     pub updated_at: Timestamp,
 }
 
+name_type!(
+    /// A principal's name (a user or a workload).
+    PrincipalName, 128, "@.", "principal"
+);
+
+/// A user or workload that tokens act as, and that policies name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRecord {
+    /// Unique name.
+    pub name: PrincipalName,
+    /// `user` or `workload`.
+    pub kind: String,
+    /// Roles (Cedar `Strongroom::Role` parents).
+    pub roles: Vec<String>,
+    /// Labels (Cedar tags).
+    pub labels: Labels,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// When disabled; a disabled principal's tokens stop working.
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// A named policy document at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    /// Unique name.
+    pub name: String,
+    /// 1, 2, 3, … per name; every change makes a new version.
+    pub version: i64,
+    /// Cedar source; `None` in history for a deletion.
+    pub text: Option<String>,
+    /// When this version was written.
+    pub created_at: Timestamp,
+    /// Who wrote it.
+    pub created_by: String,
+}
+
 /// An API token. Only the SHA-256 of the secret is stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenRecord {

@@ -30,9 +30,10 @@ const DEFAULT_PAGE: u32 = 100;
 
 /// Migrations, applied in order, each once, in a transaction. Never edit a released entry:
 /// append a new one.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE key_rings (
     name TEXT PRIMARY KEY,
@@ -90,7 +91,31 @@ CREATE TABLE tokens (
     revoked_at INTEGER
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE principals (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    disabled_at INTEGER
+);
+CREATE TABLE policy_versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    text TEXT,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+"#,
+    ),
+];
 
 /// How to open a SQLite store.
 #[derive(Debug, Clone)]
@@ -382,6 +407,32 @@ fn alias_of(r: &SqliteRow) -> Result<AliasRecord> {
         key_id: key_id_of(r.try_get("key_id").map_err(g)?)?,
         created_at: Timestamp(r.try_get("created_at").map_err(g)?),
         updated_at: Timestamp(r.try_get("updated_at").map_err(g)?),
+    })
+}
+
+fn principal_of(r: &SqliteRow) -> Result<PrincipalRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("principal row: {e}"));
+    Ok(PrincipalRecord {
+        name: parse(r.try_get::<&str, _>("name").map_err(g)?, "principal name")?,
+        kind: r.try_get("kind").map_err(g)?,
+        roles: serde_json::from_str(r.try_get("roles").map_err(g)?)
+            .map_err(|_| corrupt("roles"))?,
+        labels: labels_of(r.try_get("labels").map_err(g)?)?,
+        description: r.try_get("description").map_err(g)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(g)?),
+        updated_at: Timestamp(r.try_get("updated_at").map_err(g)?),
+        disabled_at: ts(r.try_get("disabled_at").map_err(g)?),
+    })
+}
+
+fn policy_of(r: &SqliteRow) -> Result<PolicyRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("policy row: {e}"));
+    Ok(PolicyRecord {
+        name: r.try_get("name").map_err(g)?,
+        version: r.try_get("version").map_err(g)?,
+        text: r.try_get("text").map_err(g)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(g)?),
+        created_by: r.try_get("created_by").map_err(g)?,
     })
 }
 
@@ -869,6 +920,126 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e, "tokens"))?;
         let items = rows.iter().map(token_of).collect::<Result<Vec<_>>>()?;
         Ok(paginate(items, limit, |t| t.id.clone()))
+    }
+
+    async fn put_principal(&self, p: &PrincipalRecord, mode: AliasWrite) -> Result<()> {
+        let mut tx = self.begin().await?;
+        // Invariant: a list of strings always serialises.
+        let roles = serde_json::to_string(&p.roles).unwrap_or_else(|_| "[]".into());
+        let r = match mode {
+            AliasWrite::Create => sqlx::query(
+                "INSERT INTO principals (name, kind, roles, labels, description, created_at, updated_at, disabled_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            ),
+            AliasWrite::Update => sqlx::query(
+                "UPDATE principals SET kind = $2, roles = $3, labels = $4, description = $5, created_at = $6, updated_at = $7, disabled_at = $8
+                 WHERE name = $1",
+            ),
+        }
+        .bind(p.name.as_str())
+        .bind(&p.kind)
+        .bind(roles)
+        .bind(labels_text(&p.labels))
+        .bind(&p.description)
+        .bind(p.created_at.0)
+        .bind(p.updated_at.0)
+        .bind(p.disabled_at.map(|t| t.0))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e, "principal"))?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound("principal"));
+        }
+        tx.commit().await.map_err(|e| self.err(e, "principal"))
+    }
+
+    async fn principal(&self, name: &PrincipalName) -> Result<Option<PrincipalRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM principals WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "principal"))?
+            .as_ref()
+            .map(principal_of)
+            .transpose()
+    }
+
+    async fn list_principals(&self, page: &PageRequest) -> Result<Page<PrincipalRecord>> {
+        self.check()?;
+        let limit = limit_of(page);
+        let rows = sqlx::query("SELECT * FROM principals WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(page.after.as_deref().unwrap_or(""))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "principals"))?;
+        let items = rows.iter().map(principal_of).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |p| p.name.to_string()))
+    }
+
+    async fn put_policy(
+        &self,
+        name: &str,
+        text: Option<&str>,
+        expected: Option<i64>,
+        at: Timestamp,
+        by: &str,
+    ) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let current: Option<(i64, Option<String>)> =
+            sqlx::query_as("SELECT version, text FROM policy_versions WHERE name = $1 ORDER BY version DESC LIMIT 1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "policy"))?;
+        let live = current
+            .as_ref()
+            .filter(|(_, t)| t.is_some())
+            .map(|(v, _)| *v);
+        if live != expected {
+            return Err(match (live, expected) {
+                (Some(_), None) => StoreError::AlreadyExists("policy"),
+                (None, Some(_)) => StoreError::NotFound("policy"),
+                _ => StoreError::Conflict,
+            });
+        }
+        let version = current.map(|(v, _)| v).unwrap_or(0) + 1;
+        sqlx::query("INSERT INTO policy_versions (name, version, text, created_at, created_by) VALUES ($1, $2, $3, $4, $5)")
+            .bind(name)
+            .bind(version)
+            .bind(text)
+            .bind(at.0)
+            .bind(by)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "policy"))?;
+        tx.commit().await.map_err(|e| self.err(e, "policy"))?;
+        Ok(version)
+    }
+
+    async fn policies(&self) -> Result<Vec<PolicyRecord>> {
+        self.check()?;
+        let rows = sqlx::query(
+            "SELECT p.* FROM policy_versions p
+             JOIN (SELECT name, MAX(version) AS v FROM policy_versions GROUP BY name) latest
+               ON p.name = latest.name AND p.version = latest.v
+             WHERE p.text IS NOT NULL ORDER BY p.name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| self.err(e, "policies"))?;
+        rows.iter().map(policy_of).collect()
+    }
+
+    async fn policy_history(&self, name: &str) -> Result<Vec<PolicyRecord>> {
+        self.check()?;
+        let rows = sqlx::query("SELECT * FROM policy_versions WHERE name = $1 ORDER BY version")
+            .bind(name)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "policy"))?;
+        rows.iter().map(policy_of).collect()
     }
 
     fn is_healthy(&self) -> bool {

@@ -36,7 +36,9 @@ sqlite_suite!(
     due_lists,
     aliases,
     tokens,
-    meta
+    meta,
+    principals,
+    policies
 );
 
 #[tokio::test]

@@ -358,3 +358,140 @@ pub(crate) async fn meta(s: &dyn Store) {
     assert_eq!(s.meta("x").await.unwrap(), Some(b"1".to_vec()));
     assert!(s.is_healthy());
 }
+
+pub(crate) async fn principals(s: &dyn Store) {
+    let p = PrincipalRecord {
+        name: PrincipalName::try_new("payments@prod").unwrap(),
+        kind: "workload".into(),
+        roles: vec!["key-user".into()],
+        labels: BTreeMap::from([("team".into(), "payments".into())]),
+        description: String::new(),
+        created_at: Timestamp(1),
+        updated_at: Timestamp(1),
+        disabled_at: None,
+    };
+    assert!(matches!(
+        s.put_principal(&p, AliasWrite::Update).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.put_principal(&p, AliasWrite::Create).await.unwrap();
+    assert!(matches!(
+        s.put_principal(&p, AliasWrite::Create).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let changed = PrincipalRecord {
+        roles: vec![],
+        disabled_at: Some(Timestamp(5)),
+        ..p.clone()
+    };
+    s.put_principal(&changed, AliasWrite::Update).await.unwrap();
+    assert_eq!(s.principal(&p.name).await.unwrap(), Some(changed));
+    assert_eq!(
+        s.list_principals(&PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(
+        s.principal(&PrincipalName::try_new("nobody").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub(crate) async fn policies(s: &dyn Store) {
+    assert_eq!(
+        s.put_policy(
+            "a",
+            Some("permit(principal, action, resource);"),
+            None,
+            Timestamp(1),
+            "root"
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    assert!(matches!(
+        s.put_policy("a", Some("x"), None, Timestamp(2), "root")
+            .await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        s.put_policy("a", Some("x"), Some(7), Timestamp(2), "root")
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        s.put_policy("b", Some("x"), Some(1), Timestamp(2), "root")
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.put_policy(
+            "a",
+            Some("forbid(principal, action, resource);"),
+            Some(1),
+            Timestamp(3),
+            "alice"
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    s.put_policy(
+        "b",
+        Some("permit(principal, action, resource);"),
+        None,
+        Timestamp(3),
+        "root",
+    )
+    .await
+    .unwrap();
+    let live = s.policies().await.unwrap();
+    assert_eq!(
+        live.iter()
+            .map(|p| (p.name.as_str(), p.version))
+            .collect::<Vec<_>>(),
+        [("a", 2), ("b", 1)]
+    );
+    assert_eq!(
+        live[0].text.as_deref(),
+        Some("forbid(principal, action, resource);")
+    );
+    // Delete, then re-create: versions keep counting, history keeps everything.
+    assert_eq!(
+        s.put_policy("a", None, Some(2), Timestamp(4), "root")
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(s.policies().await.unwrap().len(), 1);
+    assert_eq!(
+        s.put_policy(
+            "a",
+            Some("permit(principal, action, resource);"),
+            None,
+            Timestamp(5),
+            "root"
+        )
+        .await
+        .unwrap(),
+        4
+    );
+    let h = s.policy_history("a").await.unwrap();
+    assert_eq!(
+        h.iter()
+            .map(|p| (p.version, p.text.is_some(), p.created_by.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (1, true, "root"),
+            (2, true, "alice"),
+            (3, false, "root"),
+            (4, true, "root")
+        ]
+    );
+}
