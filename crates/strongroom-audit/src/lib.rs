@@ -45,6 +45,12 @@ pub struct AuditEvent {
     /// The id (not the secret) of the token used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// How the principal authenticated (`token`; later `sigv4`, `jwt`, `mtls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<&'static str>,
+    /// The policies that decided (comma-separated ids; `builtin:root` for the root token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// Which front-end received the request (`native`, `scheduler`, …).
     pub protocol: &'static str,
     /// The operation name, e.g. `encrypt`.
@@ -93,6 +99,8 @@ impl AuditEvent {
             request_id,
             principal: None,
             token_id: None,
+            auth_method: None,
+            policy: None,
             protocol,
             operation,
             key_ring: None,

@@ -264,6 +264,19 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
         opts.clock.clone(),
     ));
     if !existing {
+        service
+            .install_default_policies()
+            .await
+            .map_err(|e| refused(format!("cannot install the default policies: {e}")))?;
+    }
+    // A stored policy that no longer compiles must stop the start: leaving out a `forbid`
+    // would silently allow more than the operator wrote.
+    service.load_policies().await.map_err(|e| {
+        refused(format!(
+            "{e}; fix or delete the policy with an older strongroom, then start again"
+        ))
+    })?;
+    if !existing {
         let (secret, show) = match &opts.initial_root_token {
             Some(t) => (BearerToken::new(t.clone()), false),
             None => (

@@ -8,7 +8,7 @@ use strongroom_store::{KeyRecord, VersionRecord};
 
 use crate::error::{Error, Result};
 use crate::request::{Operation, RequestContext};
-use crate::service::{KeyService, note_key, require_purpose, require_version_enabled};
+use crate::service::{Caller, KeyService, note_key, require_purpose, require_version_enabled};
 use crate::types::*;
 
 fn check_len(field: &str, len: usize, max: usize) -> Result<()> {
@@ -51,8 +51,12 @@ impl KeyService {
     /// Opens a ciphertext v1. An unknown key id, a malformed ciphertext and a failed
     /// authentication all give `InvalidCiphertext`; a known but unusable version gives
     /// `InvalidState`.
+    #[allow(clippy::too_many_arguments)] // the request's who/ctx/action plus the input
     async fn open_ciphertext(
         &self,
+        who: &Caller,
+        ctx: &RequestContext,
+        action: &'static str,
         ct: &[u8],
         context: &EncryptionContext,
         expected: Option<&KeyRecord>,
@@ -71,6 +75,8 @@ impl KeyService {
                     .await?
                     .ok_or(Error::InvalidCiphertext)?;
                 note_key(ev, &k);
+                self.check_key(who, ctx, ev, action, &k, Some(context))
+                    .await?;
                 k
             }
         };
@@ -105,8 +111,17 @@ impl KeyService {
     ) -> Result<EncryptOutput> {
         let mut ev = self.event(ctx, Operation::Encrypt);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let key = self.resolve(&input.key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let key = self
+                .resolve_checked(
+                    &who,
+                    ctx,
+                    &mut ev,
+                    "encrypt",
+                    &input.key,
+                    Some(&input.context),
+                )
+                .await?;
             check_len("plaintext", input.plaintext.len(), MAX_PLAINTEXT)?;
             // Exposed to encrypt it.
             self.seal_under_primary(
@@ -130,9 +145,12 @@ impl KeyService {
     ) -> Result<DecryptOutput> {
         let mut ev = self.event(ctx, Operation::Decrypt);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
             let expected = match &input.key {
-                Some(r) => Some(self.resolve(r, &mut ev).await?),
+                Some(r) => Some(
+                    self.resolve_checked(&who, ctx, &mut ev, "decrypt", r, Some(&input.context))
+                        .await?,
+                ),
                 None => None,
             };
             if let Some(k) = &expected {
@@ -140,6 +158,9 @@ impl KeyService {
             }
             let (key, v, plaintext) = self
                 .open_ciphertext(
+                    &who,
+                    ctx,
+                    "decrypt",
                     &input.ciphertext,
                     &input.context,
                     expected.as_ref(),
@@ -166,8 +187,17 @@ impl KeyService {
     ) -> Result<GenerateDataKeyOutput> {
         let mut ev = self.event(ctx, Operation::GenerateDataKey);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let key = self.resolve(&input.key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let key = self
+                .resolve_checked(
+                    &who,
+                    ctx,
+                    &mut ev,
+                    "generate-data-key",
+                    &input.key,
+                    Some(&input.context),
+                )
+                .await?;
             random_len("length", input.length)?;
             let dk = Plaintext::new(rand::bytes(input.length)?);
             // Exposed to wrap it.
@@ -197,26 +227,58 @@ impl KeyService {
     ) -> Result<ReEncryptOutput> {
         let mut ev = self.event(ctx, Operation::ReEncrypt);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
             let dest = match &input.destination {
-                Some(r) => Some(self.resolve(r, &mut ev).await?),
+                Some(r) => Some(
+                    self.resolve_checked(
+                        &who,
+                        ctx,
+                        &mut ev,
+                        "re-encrypt-to",
+                        r,
+                        Some(&input.destination_context),
+                    )
+                    .await?,
+                ),
                 None => None,
             };
             let mut src_ev = ev.clone();
-            let (src, src_v, pt) = self
+            let src = self
                 .open_ciphertext(
+                    &who,
+                    ctx,
+                    "re-encrypt-from",
                     &input.ciphertext,
                     &input.source_context,
                     None,
                     Operation::ReEncrypt,
                     &mut src_ev,
                 )
-                .await?;
+                .await;
+            // The source's authorization decision belongs in the one event of this request.
+            if src_ev.policy.is_some() {
+                ev.policy = src_ev.policy.clone();
+            }
+            let (src, src_v, pt) = src?;
             ev.target = Some(format!(
                 "source {}/{} version {}",
                 src.ring, src.name, src_v.version
             ));
-            let dest = dest.unwrap_or_else(|| src.clone());
+            let dest = match dest {
+                Some(d) => d,
+                None => {
+                    self.check_key(
+                        &who,
+                        ctx,
+                        &mut ev,
+                        "re-encrypt-to",
+                        &src,
+                        Some(&input.destination_context),
+                    )
+                    .await?;
+                    src.clone()
+                }
+            };
             note_key(&mut ev, &dest);
             // Exposed to encrypt it under the destination, inside this call.
             let output = self
@@ -248,8 +310,10 @@ impl KeyService {
     ) -> Result<DecryptOutput> {
         let mut ev = self.event(ctx, Operation::AsymmetricDecrypt);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "asymmetric-decrypt", key, None)
+                .await?;
             require_purpose(&k, Purpose::AsymmetricDecrypt, Operation::AsymmetricDecrypt)?;
             check_len("ciphertext", ct.len(), 1024)?;
             let v = self
@@ -279,8 +343,10 @@ impl KeyService {
     ) -> Result<PublicKeyOutput> {
         let mut ev = self.event(ctx, Operation::GetPublicKey);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "get-public-key", key, None)
+                .await?;
             if !k.algorithm.is_asymmetric() {
                 return Err(Error::InvalidKeyUsage {
                     key: format!("{}/{}", k.ring, k.name),
@@ -326,8 +392,10 @@ impl KeyService {
     ) -> Result<SignOutput> {
         let mut ev = self.event(ctx, Operation::Sign);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "sign", key, None)
+                .await?;
             require_purpose(&k, Purpose::SignVerify, Operation::Sign)?;
             let v = self
                 .usable_version(&k, version, Operation::Sign, &mut ev)
@@ -366,8 +434,10 @@ impl KeyService {
     ) -> Result<VerifyOutput> {
         let mut ev = self.event(ctx, Operation::Verify);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "verify", key, None)
+                .await?;
             require_purpose(&k, Purpose::SignVerify, Operation::Verify)?;
             let v = self
                 .usable_version(&k, version, Operation::Verify, &mut ev)
@@ -411,8 +481,10 @@ impl KeyService {
     ) -> Result<MacOutput> {
         let mut ev = self.event(ctx, Operation::Mac);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "mac", key, None)
+                .await?;
             require_purpose(&k, Purpose::Mac, Operation::Mac)?;
             check_len("message", message.len(), MAX_PLAINTEXT)?;
             let v = self
@@ -442,8 +514,10 @@ impl KeyService {
     ) -> Result<VerifyOutput> {
         let mut ev = self.event(ctx, Operation::MacVerify);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "mac-verify", key, None)
+                .await?;
             require_purpose(&k, Purpose::Mac, Operation::MacVerify)?;
             check_len("message", message.len(), MAX_PLAINTEXT)?;
             check_len("mac", mac.len(), 64)?;
@@ -467,7 +541,8 @@ impl KeyService {
     pub async fn generate_random(&self, ctx: &RequestContext, length: usize) -> Result<Plaintext> {
         let mut ev = self.event(ctx, Operation::GenerateRandom);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "generate-random")?;
             random_len("length", length)?;
             Ok(Plaintext::new(rand::bytes(length)?))
         }

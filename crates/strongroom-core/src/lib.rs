@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod clock;
 mod crypto_ops;
 pub mod error;
+mod governance;
 mod lifecycle;
 pub mod request;
 mod service;
@@ -22,14 +23,19 @@ pub mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
+pub use governance::{PolicyTest, PrincipalInput, PrincipalUpdate, TestResource};
 pub use lifecycle::{AliasInfo, JobReport};
 pub use request::{Authorized, BearerToken, Operation, Principal, Protocol, RequestContext};
 pub use service::{Health, KeyService};
 pub use strongroom_crypto::{Algorithm, EncryptionContext, KeyId, Plaintext, Purpose};
+pub use strongroom_policy::{DEFAULT_POLICIES, Decision, SCHEMA as POLICY_SCHEMA};
 pub use strongroom_store::{
-    AliasName, KeyName, KeyRecord, KeyRingRecord, KeyState, Labels, Page, PageRequest, Protection,
-    RingName, Timestamp, VersionState,
+    AliasName, KeyName, KeyRecord, KeyRingRecord, KeyState, Labels, Page, PageRequest,
+    PolicyRecord, PrincipalName, PrincipalRecord, Protection, RingName, Timestamp, VersionState,
 };
+
+/// The built-in principal of the root token: allowed everything, by no policy.
+pub const ROOT_PRINCIPAL: &str = "root";
 
 /// The principal named in audit events for scheduled jobs.
 pub const SCHEDULER_PRINCIPAL: &str = "strongroom-scheduler";

@@ -68,7 +68,8 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::CreateKeyRing);
         ev.key_ring = Some(input.name.to_string());
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "create-key-ring")?;
             if input.name.as_str() == "alias" {
                 return Err(Error::invalid(
                     "name",
@@ -117,7 +118,9 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::GetKeyRing);
         ev.key_ring = Some(name.to_string());
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let res = self.ring_resource(name).await?;
+            self.permit(&who, ctx, &mut ev, "get-key-ring", &res, None)?;
             self.store
                 .key_ring(name)
                 .await?
@@ -135,7 +138,8 @@ impl KeyService {
     ) -> Result<Page<KeyRingRecord>> {
         let mut ev = self.event(ctx, Operation::ListKeyRings);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "list-key-rings")?;
             Ok(self.store.list_key_rings(page).await?)
         }
         .await;
@@ -152,7 +156,9 @@ impl KeyService {
         ev.key_ring = Some(input.ring.to_string());
         ev.key = Some(input.name.to_string());
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let res = self.ring_resource(&input.ring).await?;
+            self.permit(&who, ctx, &mut ev, "create-key", &res, None)?;
             let (purpose, algorithm) = match (input.purpose, input.algorithm) {
                 (None, None) => (
                     Purpose::EncryptDecrypt,
@@ -234,8 +240,9 @@ impl KeyService {
     pub async fn get_key(&self, ctx: &RequestContext, key: &KeyRef) -> Result<KeyRecord> {
         let mut ev = self.event(ctx, Operation::GetKey);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            self.resolve(key, &mut ev).await
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.resolve_checked(&who, ctx, &mut ev, "get-key", key, None)
+                .await
         }
         .await;
         self.finish(ev, res).await
@@ -252,7 +259,9 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::ListKeys);
         ev.key_ring = Some(ring.to_string());
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let res = self.ring_resource(ring).await?;
+            self.permit(&who, ctx, &mut ev, "list-keys", &res, None)?;
             if self.store.key_ring(ring).await?.is_none() {
                 return Err(Error::not_found("key ring", ring.to_string()));
             }
@@ -333,8 +342,10 @@ impl KeyService {
     ) -> Result<KeyRecord> {
         let mut ev = self.event(ctx, Operation::UpdateKey);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "update-key", key, None)
+                .await?;
             self.modify_key(&mut ev, k, |k| {
                 let input = input.clone();
                 let mut next = k.clone();
@@ -391,8 +402,17 @@ impl KeyService {
         };
         let mut ev = self.event(ctx, op);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(
+                    &who,
+                    ctx,
+                    &mut ev,
+                    if enabled { "enable-key" } else { "disable-key" },
+                    key,
+                    None,
+                )
+                .await?;
             let state = if enabled {
                 KeyState::Enabled
             } else {
@@ -417,8 +437,10 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::SetPrimaryVersion);
         ev.version = Some(version);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let mut k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let mut k = self
+                .resolve_checked(&who, ctx, &mut ev, "set-primary-version", key, None)
+                .await?;
             let mut attempt = 0;
             loop {
                 // Checked on every attempt: a lost race may have been a concurrent disable.
@@ -521,8 +543,10 @@ impl KeyService {
     ) -> Result<(KeyRecord, VersionInfo)> {
         let mut ev = self.event(ctx, Operation::CreateVersion);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "create-version", key, None)
+                .await?;
             let (k2, info) = self
                 .add_version(&mut ev, &k, make_primary, true, true)
                 .await?;
@@ -543,8 +567,10 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::GetVersion);
         ev.version = Some(version);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "get-version", key, None)
+                .await?;
             let v = self.version_record(&k, version).await?;
             Ok((k, VersionInfo::from(&v)))
         }
@@ -561,8 +587,10 @@ impl KeyService {
     ) -> Result<(KeyRecord, Page<VersionInfo>)> {
         let mut ev = self.event(ctx, Operation::ListVersions);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "list-versions", key, None)
+                .await?;
             let p = self
                 .store
                 .list_versions(k.id, page)
@@ -636,8 +664,10 @@ impl KeyService {
         let mut ev = self.event(ctx, op);
         ev.version = Some(version);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let k = self.resolve(key, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, op.as_str(), key, None)
+                .await?;
             let a = action(self)?;
             self.change_version(&mut ev, &k, version, a, op).await
         }
@@ -743,14 +773,28 @@ impl KeyService {
         let mut ev = self.event(ctx, op);
         ev.alias = Some(name.to_string());
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
             if matches!(target, KeyRef::Alias(_)) {
                 return Err(Error::invalid(
                     "key",
                     "an alias must point to a key, not to another alias",
                 ));
             }
-            let k = self.resolve(target, &mut ev).await?;
+            let action = if update {
+                "update-alias"
+            } else {
+                "create-alias"
+            };
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, action, target, None)
+                .await?;
+            if update && let Some(old) = self.store.alias(name).await? {
+                // Moving an alias away from a key changes that key's users too.
+                if let Some(old_key) = self.store.key_by_id(old.key_id).await? {
+                    self.check_key(&who, ctx, &mut ev, action, &old_key, None)
+                        .await?;
+                }
+            }
             ev.alias = Some(name.to_string());
             let now = self.clock.now();
             let rec = AliasRecord {
@@ -805,12 +849,17 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::DeleteAlias);
         ev.alias = Some(name.to_string());
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            if let Some(a) = self.store.alias(name).await? {
-                ev.key_id = Some(a.key_id.to_string());
-            }
-            if self.store.alias(name).await?.is_none() {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let Some(a) = self.store.alias(name).await? else {
+                // Only a caller who may list aliases learns that this one does not exist.
+                self.check_system(&who, ctx, &mut ev, "list-aliases")?;
                 return Err(Error::not_found("alias", name.to_string()));
+            };
+            ev.key_id = Some(a.key_id.to_string());
+            if let Some(k) = self.store.key_by_id(a.key_id).await? {
+                note_key(&mut ev, &k);
+                self.check_key(&who, ctx, &mut ev, "delete-alias", &k, None)
+                    .await?;
             }
             self.audit_before_commit(&mut ev).await?;
             self.store.delete_alias(name).await.map_err(|e| match e {
@@ -827,12 +876,16 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::GetAlias);
         ev.alias = Some(name.to_string());
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
-            let a = self
-                .store
-                .alias(name)
-                .await?
-                .ok_or_else(|| Error::not_found("alias", name.to_string()))?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let Some(a) = self.store.alias(name).await? else {
+                self.check_system(&who, ctx, &mut ev, "list-aliases")?;
+                return Err(Error::not_found("alias", name.to_string()));
+            };
+            if let Some(k) = self.store.key_by_id(a.key_id).await? {
+                note_key(&mut ev, &k);
+                self.check_key(&who, ctx, &mut ev, "get-alias", &k, None)
+                    .await?;
+            }
             let info = self.alias_info(a).await?;
             ev.key_id = Some(info.key.id.to_string());
             Ok(info)
@@ -850,10 +903,17 @@ impl KeyService {
     ) -> Result<Page<AliasInfo>> {
         let mut ev = self.event(ctx, Operation::ListAliases);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
             let key_id = match key {
-                Some(r) => Some(self.resolve(r, &mut ev).await?.id),
-                None => None,
+                Some(r) => Some(
+                    self.resolve_checked(&who, ctx, &mut ev, "get-key", r, None)
+                        .await?
+                        .id,
+                ),
+                None => {
+                    self.check_system(&who, ctx, &mut ev, "list-aliases")?;
+                    None
+                }
             };
             let p = self.store.list_aliases(key_id, page).await?;
             let mut items = Vec::with_capacity(p.items.len());

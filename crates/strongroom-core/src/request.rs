@@ -130,6 +130,16 @@ pub enum Operation {
     RevokeToken,
     ScheduledRotation,
     ScheduledDestruction,
+    CreatePrincipal,
+    UpdatePrincipal,
+    GetPrincipal,
+    ListPrincipals,
+    PutPolicy,
+    DeletePolicy,
+    GetPolicy,
+    ListPolicies,
+    ValidatePolicy,
+    TestPolicy,
 }
 
 impl Operation {
@@ -176,6 +186,16 @@ impl Operation {
             RevokeToken => "revoke-token",
             ScheduledRotation => "scheduled-rotation",
             ScheduledDestruction => "scheduled-destruction",
+            CreatePrincipal => "create-principal",
+            UpdatePrincipal => "update-principal",
+            GetPrincipal => "get-principal",
+            ListPrincipals => "list-principals",
+            PutPolicy => "put-policy",
+            DeletePolicy => "delete-policy",
+            GetPolicy => "get-policy",
+            ListPolicies => "list-policies",
+            ValidatePolicy => "validate-policy",
+            TestPolicy => "test-policy",
         }
     }
 }

@@ -3,11 +3,15 @@
 //! `tokens.rs`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use strongroom_audit::{AuditEvent, AuditSink, Outcome};
+use strongroom_crypto::EncryptionContext;
 use strongroom_crypto::{KeyId, KeyMaterial, Purpose, RootKey, hash, keys};
-use strongroom_store::{KeyRecord, KeyState, Store, VersionRecord, VersionState};
+use strongroom_policy::{KeyAttrs, PolicyEngine, PrincipalAttrs, RequestAttrs, ResourceAttrs};
+use strongroom_store::{
+    KeyRecord, KeyState, PrincipalName, RingName, Store, VersionRecord, VersionState,
+};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -28,6 +32,8 @@ pub struct KeyService {
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<(KeyId, u32), Arc<KeyMaterial>>>,
+    /// The compiled policy documents; replaced whole when a document changes.
+    pub(crate) policy: RwLock<Arc<PolicyEngine>>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -60,6 +66,8 @@ impl KeyService {
             audit,
             clock,
             cache: Mutex::new(HashMap::new()),
+            // Until `load_policies` runs, nothing but root is allowed (default deny).
+            policy: RwLock::new(Arc::new(PolicyEngine::empty())),
         }
     }
 
@@ -130,13 +138,12 @@ impl KeyService {
         Ok(())
     }
 
-    /// Authenticates the caller's token and decides whether it may act. Today every valid
-    /// token may do everything; policy arrives with the identity issue.
-    pub(crate) async fn authorize(
+    /// Authenticates the caller's token: who is asking. Every operation starts here.
+    pub(crate) async fn authenticate(
         &self,
         ctx: &RequestContext,
         ev: &mut AuditEvent,
-    ) -> Result<Authorized> {
+    ) -> Result<Caller> {
         // The scheduler identity is never granted through a request context (a front-end
         // could build one); only `authorize_scheduler`, private to core, grants it.
         if ctx.protocol == Protocol::Scheduler {
@@ -165,14 +172,183 @@ impl KeyService {
         if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|t| t <= now) {
             return Err(Error::Unauthenticated);
         }
+        let attrs = if rec.principal == crate::ROOT_PRINCIPAL {
+            None
+        } else {
+            let name =
+                PrincipalName::try_new(&rec.principal).map_err(|_| Error::Unauthenticated)?;
+            let p = self
+                .store
+                .principal(&name)
+                .await?
+                .ok_or(Error::Unauthenticated)?;
+            if p.disabled_at.is_some() {
+                return Err(Error::Unauthenticated);
+            }
+            Some(PrincipalAttrs {
+                name: p.name.to_string(),
+                kind: p.kind,
+                roles: p.roles,
+                labels: p.labels,
+            })
+        };
         ev.principal = Some(rec.principal.clone());
         ev.token_id = Some(rec.id.clone());
-        Ok(Authorized {
+        ev.auth_method = Some("token");
+        Ok(Caller {
             principal: Principal {
                 name: rec.principal,
                 token_id: rec.id,
             },
+            attrs,
         })
+    }
+
+    /// Decides whether the caller may do `action` on `resource`, recording the deciding
+    /// policies in the audit event. Root is allowed everything (policy `builtin:root`).
+    pub(crate) fn permit(
+        &self,
+        who: &Caller,
+        ctx: &RequestContext,
+        ev: &mut AuditEvent,
+        action: &'static str,
+        resource: &ResourceAttrs,
+        ec: Option<&EncryptionContext>,
+    ) -> Result<Authorized> {
+        let Some(attrs) = &who.attrs else {
+            ev.policy = Some("builtin:root".into());
+            return Ok(Authorized {
+                principal: who.principal.clone(),
+            });
+        };
+        let req = RequestAttrs {
+            protocol: ctx.protocol.as_str().into(),
+            now: self.clock.now().0,
+            source_ip: ctx
+                .client_addr
+                .as_deref()
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.ip().to_string()),
+            encryption_context: ec.map(|c| c.pairs().clone()).unwrap_or_default(),
+            alias: ev.alias.clone(),
+        };
+        let engine = self
+            .policy
+            .read()
+            .map(|e| e.clone())
+            .map_err(|_| Error::Internal("policy lock poisoned".into()))?;
+        let d = engine
+            .authorize(attrs, action, resource, &req)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        for e in &d.errors {
+            tracing::warn!(request_id = %ctx.request_id, action, error = %e, "a policy failed to evaluate (treated as not matching)");
+        }
+        if !d.policies.is_empty() {
+            ev.policy = Some(d.policies.join(","));
+        }
+        if d.allowed {
+            Ok(Authorized {
+                principal: who.principal.clone(),
+            })
+        } else {
+            Err(Error::AccessDenied)
+        }
+    }
+
+    /// The policy view of a key (with its ring's labels).
+    pub(crate) async fn key_resource(&self, k: &KeyRecord) -> Result<ResourceAttrs> {
+        let ring_labels = self
+            .store
+            .key_ring(&k.ring)
+            .await?
+            .map(|r| r.labels)
+            .unwrap_or_default();
+        Ok(ResourceAttrs::Key(KeyAttrs {
+            ring: k.ring.to_string(),
+            name: k.name.to_string(),
+            id: k.id.to_string(),
+            purpose: k.purpose.to_string(),
+            algorithm: k.algorithm.to_string(),
+            protection: k.protection.to_string(),
+            labels: k.labels.clone(),
+            ring_labels,
+            exists: true,
+        }))
+    }
+
+    /// The policy view of a key ring (a missing ring is presented without labels).
+    pub(crate) async fn ring_resource(&self, name: &RingName) -> Result<ResourceAttrs> {
+        let labels = self
+            .store
+            .key_ring(name)
+            .await?
+            .map(|r| r.labels)
+            .unwrap_or_default();
+        Ok(ResourceAttrs::KeyRing {
+            name: name.to_string(),
+            labels,
+        })
+    }
+
+    /// Resolves a key reference and checks `action` on it. When the key does not exist, the
+    /// decision is made on a stand-in with the requested name and no labels: a caller who
+    /// may not act on such a key gets `access_denied`, never learning whether it exists.
+    pub(crate) async fn resolve_checked(
+        &self,
+        who: &Caller,
+        ctx: &RequestContext,
+        ev: &mut AuditEvent,
+        action: &'static str,
+        r: &KeyRef,
+        ec: Option<&EncryptionContext>,
+    ) -> Result<KeyRecord> {
+        match self.resolve(r, ev).await {
+            Ok(k) => {
+                let res = self.key_resource(&k).await?;
+                self.permit(who, ctx, ev, action, &res, ec)?;
+                Ok(k)
+            }
+            Err(e @ Error::NotFound { .. }) => {
+                let (ring, name) = match r {
+                    KeyRef::Path(ring, name) => (ring.to_string(), name.to_string()),
+                    KeyRef::Alias(_) | KeyRef::Id(_) => (String::new(), String::new()),
+                };
+                let stand_in = ResourceAttrs::Key(KeyAttrs {
+                    ring,
+                    name,
+                    exists: false,
+                    ..KeyAttrs::default()
+                });
+                self.permit(who, ctx, ev, action, &stand_in, ec)?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks `action` on a key already in hand (e.g. found through a ciphertext's key id).
+    pub(crate) async fn check_key(
+        &self,
+        who: &Caller,
+        ctx: &RequestContext,
+        ev: &mut AuditEvent,
+        action: &'static str,
+        k: &KeyRecord,
+        ec: Option<&EncryptionContext>,
+    ) -> Result<Authorized> {
+        let res = self.key_resource(k).await?;
+        self.permit(who, ctx, ev, action, &res, ec)
+    }
+
+    /// Checks an action on the whole service (listing, tokens, policies, audit, random).
+    pub(crate) fn check_system(
+        &self,
+        who: &Caller,
+        ctx: &RequestContext,
+        ev: &mut AuditEvent,
+        action: &'static str,
+    ) -> Result<Authorized> {
+        self.permit(who, ctx, ev, action, &ResourceAttrs::System, None)
     }
 
     /// The identity of Strongroom's own scheduled jobs. Crate-private on purpose.
@@ -317,6 +493,13 @@ impl KeyService {
             destroyed_at: None,
         })
     }
+}
+
+/// An authenticated caller: the principal and, unless it is root, what policies see of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) principal: Principal,
+    pub(crate) attrs: Option<PrincipalAttrs>,
 }
 
 /// The sealing binding of a version: key id, version number and algorithm (see

@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use strongroom_crypto::{hash, rand};
-use strongroom_store::{Page, PageRequest, StoreError, TokenRecord};
+use strongroom_store::{Page, PageRequest, PrincipalName, StoreError, TokenRecord};
 
 use crate::error::{Error, Result};
 use crate::request::{BearerToken, Operation, RequestContext};
@@ -56,9 +56,33 @@ impl KeyService {
         ttl_secs: Option<i64>,
         description: String,
     ) -> Result<NewToken> {
+        self.issue_token(ctx, None, ttl_secs, description).await
+    }
+
+    pub(crate) async fn issue_token(
+        &self,
+        ctx: &RequestContext,
+        for_principal: Option<&PrincipalName>,
+        ttl_secs: Option<i64>,
+        description: String,
+    ) -> Result<NewToken> {
         let mut ev = self.event(ctx, Operation::CreateToken);
         let res = async {
-            let auth = self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let auth = self.check_system(&who, ctx, &mut ev, "create-token")?;
+            let principal = match for_principal {
+                None => auth.principal().name.clone(),
+                Some(p) if p.as_str() == crate::ROOT_PRINCIPAL => {
+                    return Err(Error::invalid("principal", "no new root tokens: the root token is made once, when the data dir is initialised"));
+                }
+                Some(p) => {
+                    let rec = self.store.principal(p).await?.ok_or_else(|| Error::not_found("principal", p.to_string()))?;
+                    if rec.disabled_at.is_some() {
+                        return Err(Error::InvalidState { resource: format!("principal {p}"), state: "disabled", operation: "create-token", requirement: "needs it enabled" });
+                    }
+                    p.to_string()
+                }
+            };
             let ttl = ttl_secs.unwrap_or(DEFAULT_TOKEN_TTL_SECS);
             if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
                 return Err(Error::invalid("ttl", "must be between 1s and 366d"));
@@ -80,7 +104,7 @@ impl KeyService {
                 id: format!("tok_{}", hex(&rand::bytes(8)?)),
                 // Exposed to hash it; only the hash is stored.
                 hash: hash::sha256(secret.expose_secret().as_bytes()),
-                principal: auth.principal().name.clone(),
+                principal,
                 description,
                 created_at: now,
                 expires_at: Some(expires_at),
@@ -102,8 +126,9 @@ impl KeyService {
     pub async fn lookup_self(&self, ctx: &RequestContext) -> Result<TokenInfo> {
         let mut ev = self.event(ctx, Operation::LookupToken);
         let res = async {
-            let auth = self.authorize(ctx, &mut ev).await?;
-            let id = auth.principal().token_id.clone();
+            // Anyone may look at the token they are using.
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let id = who.principal.token_id.clone();
             ev.target = Some(id.clone());
             let t = self.store.token(&id).await?.ok_or(Error::Unauthenticated)?;
             Ok(info(&t))
@@ -120,7 +145,8 @@ impl KeyService {
     ) -> Result<Page<TokenInfo>> {
         let mut ev = self.event(ctx, Operation::ListTokens);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "list-tokens")?;
             let p = self.store.list_tokens(page).await?;
             Ok(Page {
                 items: p.items.iter().map(info).collect(),
@@ -136,7 +162,8 @@ impl KeyService {
     pub async fn revoke_token(&self, ctx: &RequestContext, id: &str) -> Result<TokenInfo> {
         let mut ev = self.event(ctx, Operation::RevokeToken);
         let res = async {
-            self.authorize(ctx, &mut ev).await?;
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "revoke-token")?;
             if id.is_empty()
                 || id.len() > 64
                 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

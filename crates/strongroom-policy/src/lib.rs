@@ -314,6 +314,13 @@ impl PolicyEngine {
         })
     }
 
+    /// An engine with no policies: every request is denied.
+    pub fn empty() -> Self {
+        // Invariant: the built-in schema is tested to parse; failing here would be a build bug.
+        #[allow(clippy::expect_used)]
+        Self::new([]).expect("the built-in schema parses")
+    }
+
     /// Checks one document: syntax, then the schema (strict validation), with locations.
     pub fn validate(name: &str, text: &str) -> Result<(), PolicyError> {
         Self::validate_with(&schema()?, name, text)

@@ -13,6 +13,7 @@ mod audit;
 mod bootstrap;
 mod crypto;
 mod lifecycle;
+mod policy;
 mod properties;
 mod scheduler;
 mod tokens;
