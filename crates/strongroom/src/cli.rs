@@ -95,9 +95,136 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Manage principals: the users and workloads tokens act as, with roles and labels.
+    #[command(subcommand)]
+    Principal(PrincipalCmd),
+    /// Manage Cedar policies: who may do what (see docs/policy.md).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Work with audit logs (offline: reads the file, not the server).
     #[command(subcommand)]
     Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum PrincipalCmd {
+    /// Create a principal.
+    Create {
+        /// Name (A-Z a-z 0-9 _ - @ .), e.g. payments or alice@example.com.
+        name: String,
+        /// user or workload.
+        #[arg(long, default_value = "workload")]
+        kind: String,
+        /// Role (repeatable): key-admin, key-user, auditor, security-admin, or your own.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        labels: Labels,
+        /// Free-text description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Show a principal.
+    Get {
+        /// Name.
+        name: String,
+    },
+    /// List principals.
+    List(Paging),
+    /// Change roles, labels, description, or disable/enable.
+    Update {
+        /// Name.
+        name: String,
+        /// Replace all roles with these (repeatable).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Remove all roles.
+        #[arg(long, conflicts_with = "roles")]
+        clear_roles: bool,
+        /// Replace all labels with these (repeatable key=value).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// New description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Disable: the principal's tokens stop working at once.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Re-enable a disabled principal.
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Create a token for a principal (shown once).
+    Token {
+        /// Name.
+        name: String,
+        /// Lifetime (e.g. 1h, 30d; at most 366d, never past your own token's expiry).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// Free-text description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Create or replace a policy document from a .cedar file (validated first).
+    Put {
+        /// Document name, e.g. payments-team.
+        name: String,
+        /// The Cedar file (`-` for stdin).
+        file: PathBuf,
+        /// The version being replaced (from `policy get`); omit to create.
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Show a policy document (the Cedar text with -o table; everything with -o json).
+    Get {
+        /// Document name.
+        name: String,
+    },
+    /// List policy documents.
+    List,
+    /// Every version of a document, oldest first.
+    History {
+        /// Document name.
+        name: String,
+    },
+    /// Delete a document (its history stays).
+    Delete {
+        /// Document name.
+        name: String,
+        /// The version being deleted (from `policy get`).
+        #[arg(long)]
+        version: i64,
+    },
+    /// Check a .cedar file against the schema without storing it; errors name the line.
+    Validate {
+        /// The Cedar file (`-` for stdin).
+        file: PathBuf,
+    },
+    /// Would PRINCIPAL be allowed ACTION on a key, key ring or the service, and which policy
+    /// decides? Performs nothing. Exits 0 when allowed, 2 when denied.
+    Test {
+        /// Principal name.
+        principal: String,
+        /// Action, e.g. decrypt, create-key, read-audit (see `policy schema`).
+        action: String,
+        /// The key: <key ring>/<key>, alias/<alias> or an id.
+        #[arg(long, conflicts_with = "key_ring")]
+        key: Option<String>,
+        /// A key ring (for create-key, list-keys, get-key-ring).
+        #[arg(long)]
+        key_ring: Option<String>,
+        #[command(flatten)]
+        context: ContextArgs,
+        /// The client address the request would come from.
+        #[arg(long)]
+        source_ip: Option<String>,
+    },
+    /// Print the Cedar schema policies are written against.
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -691,6 +818,115 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match command {
         Command::Serve(_) | Command::Audit(_) => bail!("internal: handled above"),
+        Command::Principal(cmd) => match cmd {
+            PrincipalCmd::Create { name, kind, roles, labels, description } => obj(
+                c.call(Method::Post, "/v1/principals", Some(&json!({"name": name, "kind": kind, "roles": roles, "labels": pairs(&labels.labels, "--label")?, "description": description})))
+                    .await?,
+            ),
+            PrincipalCmd::Get { name } => obj(c.call(Method::Get, &format!("/v1/principals/{}", seg(&name)), None).await?),
+            PrincipalCmd::List(p) => {
+                let v = c.call(Method::Get, &with_query("/v1/principals".into(), &paging_query(&p)), None).await?;
+                output::list(fmt, &v, &["name", "kind", "roles", "labels", "disabled"]);
+                Ok(ExitCode::SUCCESS)
+            }
+            PrincipalCmd::Update { name, roles, clear_roles, labels, description, disable, enable } => {
+                let mut m = Map::new();
+                if !roles.is_empty() || clear_roles {
+                    m.insert("roles".into(), json!(roles));
+                }
+                if !labels.is_empty() {
+                    m.insert("labels".into(), Value::Object(pairs(&labels, "--label")?));
+                }
+                if let Some(d) = description {
+                    m.insert("description".into(), d.into());
+                }
+                if disable || enable {
+                    m.insert("disabled".into(), disable.into());
+                }
+                if m.is_empty() {
+                    bail!("nothing to update; see `strongroom principal update --help`");
+                }
+                obj(c.call(Method::Patch, &format!("/v1/principals/{}", seg(&name)), Some(&Value::Object(m))).await?)
+            }
+            PrincipalCmd::Token { name, ttl, description } => {
+                obj(c.call(Method::Post, &format!("/v1/principals/{}/tokens", seg(&name)), Some(&json!({"ttl": ttl, "description": description}))).await?)
+            }
+        },
+        Command::Policy(cmd) => match cmd {
+            PolicyCmd::Put { name, file, version } => {
+                let text = read_text(&file)?;
+                let mut body = json!({"text": text});
+                if let Some(v) = version {
+                    body["version"] = v.into();
+                }
+                let v = c.call(Method::Put, &format!("/v1/policies/{}", seg(&name)), Some(&body)).await?;
+                if fmt == Format::Json {
+                    output::object(fmt, &v);
+                } else {
+                    line(&format!("policy {} is now version {}", v["name"].as_str().unwrap_or(&name), v["version"]));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCmd::Get { name } => {
+                let v = c.call(Method::Get, &format!("/v1/policies/{}", seg(&name)), None).await?;
+                if fmt == Format::Json {
+                    output::object(fmt, &v);
+                } else {
+                    line(&format!("// {} version {} by {} at {}", v["name"].as_str().unwrap_or(""), v["version"], v["created_by"].as_str().unwrap_or(""), v["created_at"].as_str().unwrap_or("")));
+                    print_raw(v["text"].as_str().unwrap_or(""));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCmd::List => {
+                let v = c.call(Method::Get, "/v1/policies", None).await?;
+                output::list(fmt, &v, &["name", "version", "created_by", "created_at"]);
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCmd::History { name } => {
+                let v = c.call(Method::Get, &format!("/v1/policies/{}?history=true", seg(&name)), None).await?;
+                output::list(fmt, &v, &["version", "deleted", "created_by", "created_at"]);
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCmd::Delete { name, version } => {
+                c.call(Method::Delete, &format!("/v1/policies/{}?version={version}", seg(&name)), None).await?;
+                line(&format!("deleted policy {name}"));
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCmd::Validate { file } => {
+                let text = read_text(&file)?;
+                let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty() && s != "-").unwrap_or_else(|| "policy".into());
+                let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' }).collect();
+                c.call(Method::Post, "/v1/policy/validate", Some(&json!({"name": safe, "text": text}))).await?;
+                line("valid");
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCmd::Test { principal, action, key, key_ring, context, source_ip } => {
+                let mut body = json!({"principal": principal, "action": action, "context": pairs(&context.pairs, "--context")?});
+                if let Some(k) = key {
+                    body["key"] = k.into();
+                }
+                if let Some(r) = key_ring {
+                    body["key_ring"] = r.into();
+                }
+                if let Some(ip) = source_ip {
+                    body["source_ip"] = ip.into();
+                }
+                let v = c.call(Method::Post, "/v1/policy/test", Some(&body)).await?;
+                let allowed = v["allowed"].as_bool().unwrap_or(false);
+                if fmt == Format::Json {
+                    output::object(fmt, &v);
+                } else {
+                    let by: Vec<&str> = v["policies"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                    let why = if by.is_empty() { if allowed { String::new() } else { " (no policy permits it: default deny)".into() } } else { format!(" by {}", by.join(", ")) };
+                    line(&format!("{}{why}", if allowed { "ALLOW" } else { "DENY" }));
+                }
+                Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            }
+            PolicyCmd::Schema => {
+                print_raw(strongroom_core::POLICY_SCHEMA);
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Keyring(cmd) => match cmd {
             KeyringCmd::Create { name, description, labels } => {
                 let body = json!({"name": name, "description": description, "labels": pairs(&labels.labels, "--label")?});
@@ -1041,6 +1277,17 @@ fn audit_verify(
     } else {
         ExitCode::from(3)
     })
+}
+
+fn read_text(file: &std::path::Path) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read stdin")?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
 fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {

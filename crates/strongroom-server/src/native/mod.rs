@@ -16,8 +16,8 @@ use axum::routing::{get, post};
 use base64::Engine;
 use strongroom_core::types::*;
 use strongroom_core::{
-    AliasName, EncryptionContext, KeyName, KeyService, KeyState, Page, PageRequest, Purpose,
-    RingName, Timestamp,
+    AliasName, EncryptionContext, KeyName, KeyService, KeyState, Page, PageRequest, PolicyTest,
+    PrincipalInput, PrincipalName, PrincipalUpdate, Purpose, RingName, TestResource, Timestamp,
 };
 
 pub(crate) use error::ApiError;
@@ -88,6 +88,23 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/self", get(lookup_self))
         .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route(
+            "/v1/principals",
+            post(create_principal).get(list_principals),
+        )
+        .route(
+            "/v1/principals/{name}",
+            get(get_principal).patch(update_principal),
+        )
+        .route("/v1/principals/{name}/tokens", post(create_principal_token))
+        .route("/v1/policies", get(list_policies))
+        .route(
+            "/v1/policies/{name}",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
+        .route("/v1/policy/validate", post(validate_policy))
+        .route("/v1/policy/test", post(test_policy))
+        .route("/v1/policy/schema", get(policy_schema))
 }
 
 /// Fallback for unknown paths under the API, in the API's error shape.
@@ -903,4 +920,234 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     Ok(ok(TokenResponse::from(svc.revoke_token(&ctx, &id).await?)))
+}
+
+// ---- principals and policies ----
+
+fn principal_name(s: &str) -> ApiResult<PrincipalName> {
+    PrincipalName::try_new(s).map_err(|_| ApiError::invalid("principal", "principal names are 1 to 128 characters of A-Z a-z 0-9 _ - @ . and start with a letter or digit"))
+}
+
+async fn create_principal(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<CreatePrincipalRequest>,
+) -> ApiResult<Response> {
+    let CreatePrincipalRequest {
+        name,
+        kind,
+        roles,
+        labels,
+        description,
+    } = req;
+    let input = PrincipalInput {
+        name: principal_name(&name)?,
+        kind: kind.unwrap_or_else(|| "workload".into()),
+        roles,
+        labels: labels.0,
+        description,
+    };
+    Ok(created(PrincipalResponse::from(
+        svc.create_principal(&ctx, input).await?,
+    )))
+}
+
+async fn list_principals(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Response> {
+    let PageQuery {
+        page_size,
+        page_token,
+    } = q;
+    let p = svc
+        .list_principals(&ctx, &page(page_size, page_token)?)
+        .await?;
+    Ok(ok(list(p, PrincipalResponse::from)))
+}
+
+async fn get_principal(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(PrincipalResponse::from(
+        svc.get_principal(&ctx, &principal_name(&name)?).await?,
+    )))
+}
+
+async fn update_principal(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    Json(req): Json<UpdatePrincipalRequest>,
+) -> ApiResult<Response> {
+    let UpdatePrincipalRequest {
+        roles,
+        labels,
+        description,
+        disabled,
+    } = req;
+    let update = PrincipalUpdate {
+        roles,
+        labels: labels.map(|l| l.0),
+        description,
+        disabled,
+    };
+    Ok(ok(PrincipalResponse::from(
+        svc.update_principal(&ctx, &principal_name(&name)?, update)
+            .await?,
+    )))
+}
+
+async fn create_principal_token(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    OptionalJson(req): OptionalJson<CreateTokenRequest>,
+) -> ApiResult<Response> {
+    let CreateTokenRequest { ttl, description } = req;
+    let ttl = ttl.map(|t| duration(&t, "ttl")).transpose()?;
+    let t = svc
+        .create_token_for(&ctx, &principal_name(&name)?, ttl, description)
+        .await?;
+    // Exposed to hand the new token to the caller, once.
+    let token = t.secret.expose_secret().to_string();
+    Ok(created(NewTokenResponse {
+        info: TokenResponse::from(t.info),
+        token,
+    }))
+}
+
+async fn list_policies(State(svc): App, Ctx(ctx): Ctx) -> ApiResult<Response> {
+    let items: Vec<PolicyResponse> = svc
+        .list_policies(&ctx)
+        .await?
+        .into_iter()
+        .map(PolicyResponse::from)
+        .collect();
+    Ok(ok(ListResponse {
+        items,
+        next_page_token: None,
+    }))
+}
+
+async fn get_policy(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    Query(q): Query<PolicyQuery>,
+) -> ApiResult<Response> {
+    let PolicyQuery { history, version } = q;
+    if version.is_some() {
+        return Err(ApiError::invalid("version", "only DELETE takes a version"));
+    }
+    if history.unwrap_or(false) {
+        let items: Vec<PolicyResponse> = svc
+            .policy_history(&ctx, &name)
+            .await?
+            .into_iter()
+            .map(PolicyResponse::from)
+            .collect();
+        return Ok(ok(ListResponse {
+            items,
+            next_page_token: None,
+        }));
+    }
+    Ok(ok(PolicyResponse::from(svc.get_policy(&ctx, &name).await?)))
+}
+
+async fn put_policy(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    Json(req): Json<PutPolicyRequest>,
+) -> ApiResult<Response> {
+    let PutPolicyRequest { text, version } = req;
+    let p = svc.put_policy(&ctx, &name, &text, version).await?;
+    let fresh = p.version == 1 || version.is_none();
+    let body = PolicyResponse::from(p);
+    Ok(if fresh { created(body) } else { ok(body) })
+}
+
+async fn delete_policy(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    Query(q): Query<PolicyQuery>,
+) -> ApiResult<Response> {
+    let PolicyQuery { history, version } = q;
+    if history.is_some() {
+        return Err(ApiError::invalid("history", "not a DELETE parameter"));
+    }
+    let version = version.ok_or_else(|| {
+        ApiError::invalid(
+            "version",
+            "give the version being deleted (?version=N), so a concurrent edit is not lost",
+        )
+    })?;
+    svc.delete_policy(&ctx, &name, version).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn validate_policy(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<ValidatePolicyRequest>,
+) -> ApiResult<Response> {
+    let ValidatePolicyRequest { name, text } = req;
+    svc.validate_policy(&ctx, &name, &text).await?;
+    Ok(ok(serde_json::json!({"valid": true})))
+}
+
+async fn test_policy(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<TestPolicyRequest>,
+) -> ApiResult<Response> {
+    let TestPolicyRequest {
+        principal,
+        action,
+        key,
+        key_ring,
+        context: c,
+        source_ip,
+    } = req;
+    let resource = match (key, key_ring) {
+        (Some(k), None) => TestResource::Key(key_ref(&k, "key")?),
+        (None, Some(r)) => TestResource::KeyRing(ring_name(&r)?),
+        (None, None) => TestResource::System,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "key",
+                "give at most one of `key` and `key_ring`",
+            ));
+        }
+    };
+    let t = PolicyTest {
+        principal: principal_name(&principal)?,
+        action,
+        resource,
+        context: context(c, "context")?,
+        source_ip,
+    };
+    let d = svc.test_policy(&ctx, t).await?;
+    Ok(ok(TestPolicyResponse {
+        allowed: d.allowed,
+        decision: if d.allowed { "allow" } else { "deny" },
+        policies: d.policies,
+        errors: d.errors,
+    }))
+}
+
+async fn policy_schema() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        strongroom_core::POLICY_SCHEMA,
+    )
+        .into_response()
 }

@@ -602,3 +602,146 @@ pub(crate) struct HealthResponse {
     pub(crate) audit: &'static str,
     pub(crate) version: &'static str,
 }
+
+// ---- principals and policies ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreatePrincipalRequest {
+    pub(crate) name: String,
+    pub(crate) kind: Option<String>,
+    #[serde(default)]
+    pub(crate) roles: Vec<String>,
+    #[serde(default)]
+    pub(crate) labels: StrictMap,
+    #[serde(default)]
+    pub(crate) description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdatePrincipalRequest {
+    pub(crate) roles: Option<Vec<String>>,
+    pub(crate) labels: Option<StrictMap>,
+    pub(crate) description: Option<String>,
+    pub(crate) disabled: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PrincipalResponse {
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) roles: Vec<String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) description: String,
+    pub(crate) disabled: bool,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+    pub(crate) disabled_at: Option<String>,
+}
+
+impl From<strongroom_core::PrincipalRecord> for PrincipalResponse {
+    fn from(p: strongroom_core::PrincipalRecord) -> Self {
+        let strongroom_core::PrincipalRecord {
+            name,
+            kind,
+            roles,
+            labels,
+            description,
+            created_at,
+            updated_at,
+            disabled_at,
+        } = p;
+        Self {
+            name: name.to_string(),
+            kind,
+            roles,
+            labels,
+            description,
+            disabled: disabled_at.is_some(),
+            created_at: created_at.to_rfc3339(),
+            updated_at: updated_at.to_rfc3339(),
+            disabled_at: ts(disabled_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutPolicyRequest {
+    pub(crate) text: String,
+    /// The version being replaced; absent to create.
+    pub(crate) version: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyQuery {
+    /// `true` to list every version.
+    pub(crate) history: Option<bool>,
+    /// For DELETE: the version being deleted.
+    pub(crate) version: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PolicyResponse {
+    pub(crate) name: String,
+    pub(crate) version: i64,
+    pub(crate) text: Option<String>,
+    pub(crate) deleted: bool,
+    pub(crate) created_at: String,
+    pub(crate) created_by: String,
+}
+
+impl From<strongroom_core::PolicyRecord> for PolicyResponse {
+    fn from(p: strongroom_core::PolicyRecord) -> Self {
+        let strongroom_core::PolicyRecord {
+            name,
+            version,
+            text,
+            created_at,
+            created_by,
+        } = p;
+        Self {
+            name,
+            version,
+            deleted: text.is_none(),
+            text,
+            created_at: created_at.to_rfc3339(),
+            created_by,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ValidatePolicyRequest {
+    #[serde(default = "default_policy_name")]
+    pub(crate) name: String,
+    pub(crate) text: String,
+}
+
+fn default_policy_name() -> String {
+    "policy".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TestPolicyRequest {
+    pub(crate) principal: String,
+    pub(crate) action: String,
+    /// A key reference; or `key_ring`; or neither for the service as a whole.
+    pub(crate) key: Option<String>,
+    pub(crate) key_ring: Option<String>,
+    #[serde(default)]
+    pub(crate) context: StrictMap,
+    pub(crate) source_ip: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct TestPolicyResponse {
+    pub(crate) allowed: bool,
+    pub(crate) decision: &'static str,
+    pub(crate) policies: Vec<String>,
+    pub(crate) errors: Vec<String>,
+}

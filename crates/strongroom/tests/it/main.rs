@@ -6,6 +6,7 @@
 mod cli;
 mod errors;
 mod native;
+mod policy;
 mod restart;
 mod support;
 mod tidy;

@@ -1,0 +1,175 @@
+//! Principals and policies end to end, through the CLI and HTTP.
+
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, cli, cli_in};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_separate_duties_over_http() {
+    let srv = TestServer::dev();
+    srv.ring("pay").await;
+    srv.key("pay/card", json!({})).await;
+    let run = |args: &[&str]| {
+        let (code, out, err) = cli(&srv, args);
+        assert_eq!(code, 0, "{args:?}\n{out}\n{err}");
+        out
+    };
+    run(&[
+        "principal",
+        "create",
+        "svc",
+        "--role",
+        "key-user",
+        "--label",
+        "team=payments",
+    ]);
+    run(&[
+        "principal",
+        "create",
+        "alice",
+        "--kind",
+        "user",
+        "--role",
+        "key-admin",
+    ]);
+    let token = |name: &str| -> String {
+        let v: Value = serde_json::from_str(&run(&[
+            "principal",
+            "token",
+            name,
+            "--ttl",
+            "1h",
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        v["token"].as_str().unwrap().to_string()
+    };
+    let (svc_t, alice_t) = (token("svc"), token("alice"));
+
+    let enc = json!({"key": "pay/card", "plaintext": "aGk="});
+    let (s, v) = srv
+        .call_as(
+            Some(&svc_t),
+            "POST",
+            "/v1/crypto/encrypt",
+            Some(enc.clone()),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = srv
+        .call_as(
+            Some(&alice_t),
+            "POST",
+            "/v1/crypto/encrypt",
+            Some(enc.clone()),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("access_denied")),
+        "{v}"
+    );
+    let (s, _) = srv
+        .call_as(
+            Some(&svc_t),
+            "POST",
+            "/v1/keyrings/pay/keys/card/disable",
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = srv
+        .call_as(
+            Some(&alice_t),
+            "POST",
+            "/v1/keyrings/pay/keys/card/disable",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    // A missing key and a forbidden key look the same to someone who may not use keys.
+    let (s1, v1) = srv
+        .call_as(
+            Some(&alice_t),
+            "POST",
+            "/v1/crypto/encrypt",
+            Some(json!({"key": "pay/nope", "plaintext": "aGk="})),
+        )
+        .await;
+    assert_eq!(
+        (s1, v1["error"]["message"].as_str()),
+        (403, v["error"]["message"].as_str())
+    );
+
+    // Disabling the principal cuts its token off at once.
+    run(&["principal", "update", "svc", "--disable"]);
+    let (s, _) = srv
+        .call_as(Some(&svc_t), "POST", "/v1/crypto/encrypt", Some(enc))
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_documents_through_the_cli() {
+    let srv = TestServer::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| cli_in(&srv, args, Some(dir.path()));
+
+    let (code, out, _) = run(&["policy", "list"]);
+    assert_eq!(code, 0);
+    for role in [
+        "role-key-admin",
+        "role-key-user",
+        "role-auditor",
+        "role-security-admin",
+    ] {
+        assert!(out.contains(role), "{out}");
+    }
+    std::fs::write(
+        dir.path().join("bad.cedar"),
+        "permit(principal, action, resource)\nwhen { resource.colour == \"red\" };\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["policy", "validate", "bad.cedar"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("line 2") && err.contains("invalid_argument"),
+        "{err}"
+    );
+    let (code, _, _) = run(&["policy", "put", "bad", "bad.cedar"]);
+    assert_ne!(code, 0, "invalid documents are never stored");
+
+    std::fs::write(
+        dir.path().join("ci.cedar"),
+        "permit(principal == Strongroom::Principal::\"ci\", action == Strongroom::Action::\"encrypt\", resource in Strongroom::KeyRing::\"build\");\n",
+    )
+    .unwrap();
+    assert_eq!(run(&["policy", "validate", "ci.cedar"]).0, 0);
+    let (code, out, err) = run(&["policy", "put", "ci", "ci.cedar"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("version 1"), "{out}");
+    assert_eq!(run(&["principal", "create", "ci"]).0, 0);
+    let (code, out, _) = run(&["policy", "test", "ci", "encrypt", "--key", "build/anything"]);
+    assert_eq!((code, out.trim()), (0, "ALLOW by ci#0"));
+    let (code, out, _) = run(&["policy", "test", "ci", "decrypt", "--key", "build/anything"]);
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("DENY") && out.contains("default deny"),
+        "{out}"
+    );
+    // Replacing needs the current version: a stale editor does not overwrite silently.
+    let (code, _, err) = run(&["policy", "put", "ci", "ci.cedar", "--version", "7"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("conflict"), "{err}");
+    assert_eq!(
+        run(&["policy", "put", "ci", "ci.cedar", "--version", "1"]).0,
+        0
+    );
+    let (code, out, _) = run(&["policy", "history", "ci"]);
+    assert_eq!(code, 0);
+    assert!(out.contains('1') && out.contains('2'), "{out}");
+    let (code, out, _) = run(&["policy", "schema"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("namespace Strongroom"));
+}
