@@ -257,12 +257,10 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
     };
     // Root key verified (or just created): the service may unseal from here on.
     let store: Arc<dyn Store> = Arc::new(store);
-    let service = Arc::new(KeyService::new(
-        store.clone(),
-        root,
-        Arc::new(audit),
-        opts.clock.clone(),
-    ));
+    let service = Arc::new(
+        KeyService::new(store.clone(), root, Arc::new(audit), opts.clock.clone())
+            .with_audit_path(audit_path.clone()),
+    );
     if !existing {
         service
             .install_default_policies()

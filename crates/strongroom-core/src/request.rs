@@ -140,6 +140,7 @@ pub enum Operation {
     ListPolicies,
     ValidatePolicy,
     TestPolicy,
+    QueryAudit,
 }
 
 impl Operation {
@@ -196,6 +197,7 @@ impl Operation {
             ListPolicies => "list-policies",
             ValidatePolicy => "validate-policy",
             TestPolicy => "test-policy",
+            QueryAudit => "query-audit",
         }
     }
 }

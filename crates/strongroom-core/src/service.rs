@@ -34,6 +34,8 @@ pub struct KeyService {
     cache: Mutex<HashMap<(KeyId, u32), Arc<KeyMaterial>>>,
     /// The compiled policy documents; replaced whole when a document changes.
     pub(crate) policy: RwLock<Arc<PolicyEngine>>,
+    /// The audit log file, for queries.
+    pub(crate) audit_path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -68,7 +70,40 @@ impl KeyService {
             cache: Mutex::new(HashMap::new()),
             // Until `load_policies` runs, nothing but root is allowed (default deny).
             policy: RwLock::new(Arc::new(PolicyEngine::empty())),
+            audit_path: None,
         }
+    }
+
+    /// Names the audit log file that `query_audit` reads.
+    pub fn with_audit_path(mut self, path: std::path::PathBuf) -> Self {
+        self.audit_path = Some(path);
+        self
+    }
+
+    /// Reads audit events (needs the `read-audit` permission).
+    pub async fn query_audit(
+        &self,
+        ctx: &RequestContext,
+        filter: strongroom_audit::query::Filter,
+    ) -> Result<strongroom_audit::query::Events> {
+        let mut ev = self.event(ctx, Operation::QueryAudit);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "read-audit")?;
+            if filter.limit == 0 || filter.limit > 1000 {
+                return Err(Error::invalid("limit", "must be between 1 and 1000"));
+            }
+            let path = self
+                .audit_path
+                .clone()
+                .ok_or_else(|| Error::Unavailable("no audit log configured".into()))?;
+            tokio::task::spawn_blocking(move || strongroom_audit::query::read(&path, &filter))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(|e| Error::Unavailable(format!("cannot read the audit log: {e}")))
+        }
+        .await;
+        self.finish(ev, res).await
     }
 
     /// Store and audit health, for readiness probes.

@@ -227,8 +227,77 @@ enum PolicyCmd {
     Schema,
 }
 
+#[derive(Debug, Args)]
+struct AuditFilter {
+    /// Events at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Events before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only this principal.
+    #[arg(long)]
+    principal: Option<String>,
+    /// Only this key (<key ring>/<key> or id).
+    #[arg(long)]
+    key: Option<String>,
+    /// Only this operation (e.g. decrypt).
+    #[arg(long)]
+    operation: Option<String>,
+    /// Only ok or error.
+    #[arg(long)]
+    outcome: Option<String>,
+}
+
+impl AuditFilter {
+    fn query(&self) -> Vec<String> {
+        let mut q = Vec::new();
+        for (k, v) in [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("principal", &self.principal),
+            ("key", &self.key),
+            ("operation", &self.operation),
+            ("outcome", &self.outcome),
+        ] {
+            if let Some(v) = v {
+                q.push(format!(
+                    "{k}={}",
+                    seg(v)
+                        .replace('+', "%2B")
+                        .replace('&', "%26")
+                        .replace('=', "%3D")
+                ));
+            }
+        }
+        q
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum AuditCmd {
+    /// Query the server's audit log (needs the read-audit permission).
+    Query {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Most events (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue after this sequence number (from a previous page).
+        #[arg(long)]
+        after_seq: Option<u64>,
+    },
+    /// Print new audit events as they are written (JSON lines), until interrupted.
+    Tail {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Start after this sequence number (default: only events written from now on).
+        #[arg(long)]
+        after_seq: Option<u64>,
+        /// Stop after printing this many events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Verify an audit log's hash chain and signed checkpoints.
     ///
     /// Reports, with line and sequence numbers: malformed (edited) lines, broken links,
@@ -817,7 +886,50 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     };
     match command {
-        Command::Serve(_) | Command::Audit(_) => bail!("internal: handled above"),
+        Command::Serve(_) | Command::Audit(AuditCmd::Verify { .. }) => bail!("internal: handled above"),
+        Command::Audit(AuditCmd::Query { filter, limit, after_seq }) => {
+            let mut q = filter.query();
+            q.push(format!("limit={limit}"));
+            if let Some(a) = after_seq {
+                q.push(format!("after_seq={a}"));
+            }
+            let v = c.call(Method::Get, &with_query("/v1/audit/events".into(), &q.join("&")), None).await?;
+            if fmt == Format::Json {
+                output::object(fmt, &v);
+            } else {
+                output::list(fmt, &v, &["seq", "time", "principal", "operation", "key_ring", "key", "version", "outcome", "error_code"]);
+                if let Some(n) = v["next_after_seq"].as_u64() {
+                    line(&format!("more: --after-seq {n}"));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCmd::Tail { filter, after_seq, count }) => {
+            let base = filter.query();
+            let mut cursor = match after_seq {
+                Some(a) => a,
+                None => latest_seq(&c).await?,
+            };
+            let mut printed = 0usize;
+            loop {
+                let mut q = base.clone();
+                q.push(format!("after_seq={cursor}"));
+                q.push("limit=1000".into());
+                let v = c.call(Method::Get, &with_query("/v1/audit/events".into(), &q.join("&")), None).await?;
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                for e in &items {
+                    line(&e.to_string());
+                    cursor = e["seq"].as_u64().unwrap_or(cursor);
+                    printed += 1;
+                    if count.is_some_and(|n| printed >= n) {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                if items.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
         Command::Principal(cmd) => match cmd {
             PrincipalCmd::Create { name, kind, roles, labels, description } => obj(
                 c.call(Method::Post, "/v1/principals", Some(&json!({"name": name, "kind": kind, "roles": roles, "labels": pairs(&labels.labels, "--label")?, "description": description})))
@@ -1277,6 +1389,27 @@ fn audit_verify(
     } else {
         ExitCode::from(3)
     })
+}
+
+/// The sequence number of the newest event (so `tail` starts at "now").
+async fn latest_seq(c: &Client) -> anyhow::Result<u64> {
+    let mut cursor = 0u64;
+    loop {
+        let v = c
+            .call(
+                Method::Get,
+                &format!("/v1/audit/events?limit=1000&after_seq={cursor}"),
+                None,
+            )
+            .await?;
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        if let Some(last) = items.last().and_then(|e| e["seq"].as_u64()) {
+            cursor = last;
+        }
+        if v["next_after_seq"].is_null() {
+            return Ok(cursor);
+        }
+    }
 }
 
 fn read_text(file: &std::path::Path) -> anyhow::Result<String> {

@@ -105,6 +105,7 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
         .route("/v1/policy/validate", post(validate_policy))
         .route("/v1/policy/test", post(test_policy))
         .route("/v1/policy/schema", get(policy_schema))
+        .route("/v1/audit/events", get(audit_events))
 }
 
 /// Fallback for unknown paths under the API, in the API's error shape.
@@ -1150,4 +1151,71 @@ async fn policy_schema() -> Response {
         strongroom_core::POLICY_SCHEMA,
     )
         .into_response()
+}
+
+async fn audit_events(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Response> {
+    let AuditQuery {
+        after_seq,
+        since,
+        until,
+        principal,
+        key,
+        operation,
+        outcome,
+        limit,
+        format,
+    } = q;
+    for (field, t) in [("since", &since), ("until", &until)] {
+        if let Some(t) = t {
+            timestamp(t, field)?;
+        }
+    }
+    if let Some(o) = &outcome
+        && o != "ok"
+        && o != "error"
+    {
+        return Err(ApiError::invalid("outcome", "must be ok or error"));
+    }
+    let ndjson = match format.as_deref() {
+        None | Some("json") => false,
+        Some("ndjson") => true,
+        Some(_) => return Err(ApiError::invalid("format", "must be json or ndjson")),
+    };
+    // Times in the log are UTC RFC 3339 at second precision; normalise bounds to the same
+    // form so they compare as text.
+    let norm = |t: Option<String>| {
+        t.and_then(|t| Timestamp::parse_rfc3339(&t))
+            .map(|t| t.to_rfc3339())
+    };
+    let filter = strongroom_audit::query::Filter {
+        after_seq,
+        since: norm(since),
+        until: norm(until),
+        principal,
+        key,
+        operation,
+        outcome,
+        limit: limit.unwrap_or(100),
+    };
+    let page = svc.query_audit(&ctx, filter).await?;
+    if ndjson {
+        let mut body = String::new();
+        for e in &page.events {
+            body.push_str(&e.to_string());
+            body.push('\n');
+        }
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+            body,
+        )
+            .into_response());
+    }
+    Ok(ok(AuditEventsResponse {
+        items: page.events,
+        next_after_seq: page.next_after_seq,
+    }))
 }

@@ -745,3 +745,24 @@ pub(crate) struct TestPolicyResponse {
     pub(crate) policies: Vec<String>,
     pub(crate) errors: Vec<String>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditQuery {
+    pub(crate) after_seq: Option<u64>,
+    pub(crate) since: Option<String>,
+    pub(crate) until: Option<String>,
+    pub(crate) principal: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) operation: Option<String>,
+    pub(crate) outcome: Option<String>,
+    pub(crate) limit: Option<usize>,
+    /// `json` (default) or `ndjson` (one event per line, for SIEM export).
+    pub(crate) format: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AuditEventsResponse {
+    pub(crate) items: Vec<serde_json::Value>,
+    pub(crate) next_after_seq: Option<u64>,
+}
