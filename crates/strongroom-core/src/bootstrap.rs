@@ -43,6 +43,8 @@ pub struct DataDirOptions {
     pub clock: Arc<dyn Clock>,
     /// Audit log writer settings (checkpoint cadence, write timeout).
     pub audit: SinkOptions,
+    /// Default request quotas per principal.
+    pub quotas: crate::quota::QuotaConfig,
 }
 
 /// An opened data dir.

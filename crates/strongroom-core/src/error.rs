@@ -71,9 +71,14 @@ pub enum Error {
     /// The key changed while the operation ran; retry.
     #[error("{0} was modified concurrently; retry")]
     Conflict(String),
-    /// Too many requests.
-    #[error("too many requests; slow down")]
-    Throttled,
+    /// The principal is over its request quota for this class of operation.
+    #[error("too many {class} requests; retry after {retry_after_secs} s")]
+    Throttled {
+        /// The quota class (`crypto`, `read`, `write`, `keygen`).
+        class: &'static str,
+        /// When a request of this class will be allowed again, in whole seconds (at least 1).
+        retry_after_secs: u64,
+    },
     /// A dependency (store, audit log) cannot serve now.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -95,7 +100,7 @@ impl Error {
             Error::InvalidKeyUsage { .. } => "invalid_key_usage",
             Error::InvalidCiphertext => "invalid_ciphertext",
             Error::Conflict(_) => "conflict",
-            Error::Throttled => "throttled",
+            Error::Throttled { .. } => "throttled",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }

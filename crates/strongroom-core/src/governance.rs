@@ -30,6 +30,8 @@ pub struct PrincipalInput {
     pub labels: Labels,
     /// Free text.
     pub description: String,
+    /// Quotas overriding the server defaults, by class (requests per second; 0 = unlimited).
+    pub rate_limits: std::collections::BTreeMap<String, u32>,
 }
 
 /// What `update_principal` changes; `None` leaves a field alone.
@@ -43,6 +45,8 @@ pub struct PrincipalUpdate {
     pub description: Option<String>,
     /// Disable (true) or re-enable (false). A disabled principal's tokens stop working.
     pub disabled: Option<bool>,
+    /// New quota overrides (replacing all).
+    pub rate_limits: Option<std::collections::BTreeMap<String, u32>>,
 }
 
 /// What a `test_policy` request acts on.
@@ -88,6 +92,18 @@ fn validate_roles(roles: &[String]) -> Result<()> {
                 "role names are 1-63 characters of a-z 0-9 - _",
             ));
         }
+    }
+    Ok(())
+}
+
+fn validate_rate_limits(r: &std::collections::BTreeMap<String, u32>) -> Result<()> {
+    if r.keys()
+        .any(|k| !crate::quota::CLASSES.contains(&k.as_str()))
+    {
+        return Err(Error::invalid(
+            "rate_limits",
+            "classes are crypto, read, write, keygen",
+        ));
     }
     Ok(())
 }
@@ -179,6 +195,7 @@ impl KeyService {
             validate_roles(&input.roles)?;
             validate_labels(&input.labels, "labels")?;
             validate_description(&input.description)?;
+            validate_rate_limits(&input.rate_limits)?;
             if self.store.principal(&input.name).await?.is_some() {
                 return Err(Error::AlreadyExists {
                     kind: "principal",
@@ -195,6 +212,7 @@ impl KeyService {
                 created_at: now,
                 updated_at: now,
                 disabled_at: None,
+                rate_limits: input.rate_limits,
             };
             self.audit_before_commit(&mut ev).await?;
             self.store
@@ -241,6 +259,10 @@ impl KeyService {
             if let Some(d) = update.description {
                 validate_description(&d)?;
                 p.description = d;
+            }
+            if let Some(r) = update.rate_limits {
+                validate_rate_limits(&r)?;
+                p.rate_limits = r;
             }
             let now = self.clock.now();
             if let Some(disabled) = update.disabled {

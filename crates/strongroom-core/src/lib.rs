@@ -15,6 +15,7 @@ mod crypto_ops;
 pub mod error;
 mod governance;
 mod lifecycle;
+pub mod quota;
 pub mod request;
 mod service;
 pub mod states;

@@ -36,6 +36,8 @@ pub struct KeyService {
     pub(crate) policy: RwLock<Arc<PolicyEngine>>,
     /// The audit log file, for queries.
     pub(crate) audit_path: Option<std::path::PathBuf>,
+    /// Request quotas.
+    pub(crate) limiter: crate::quota::Limiter,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -71,7 +73,14 @@ impl KeyService {
             // Until `load_policies` runs, nothing but root is allowed (default deny).
             policy: RwLock::new(Arc::new(PolicyEngine::empty())),
             audit_path: None,
+            limiter: crate::quota::Limiter::new(crate::quota::QuotaConfig::default()),
         }
+    }
+
+    /// Sets the default request quotas.
+    pub fn with_quotas(mut self, q: crate::quota::QuotaConfig) -> Self {
+        self.limiter = crate::quota::Limiter::new(q);
+        self
     }
 
     /// Names the audit log file that `query_audit` reads.
@@ -220,6 +229,14 @@ impl KeyService {
             if p.disabled_at.is_some() {
                 return Err(Error::Unauthenticated);
             }
+            ev.principal = Some(rec.principal.clone());
+            // Quotas apply to principals, not to root: the break-glass credential is never
+            // locked out by its own load.
+            self.limiter.take(
+                &rec.principal,
+                &p.rate_limits,
+                crate::quota::class_of(ev.operation),
+            )?;
             Some(PrincipalAttrs {
                 name: p.name.to_string(),
                 kind: p.kind,

@@ -301,6 +301,8 @@ pub struct PrincipalRecord {
     pub updated_at: Timestamp,
     /// When disabled; a disabled principal's tokens stop working.
     pub disabled_at: Option<Timestamp>,
+    /// Per-class request quotas (requests per second) overriding the server's defaults.
+    pub rate_limits: BTreeMap<String, u32>,
 }
 
 /// A named policy document at one version.

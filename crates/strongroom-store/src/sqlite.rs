@@ -115,6 +115,12 @@ CREATE TABLE policy_versions (
 );
 "#,
     ),
+    (
+        3,
+        r#"
+ALTER TABLE principals ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '{}';
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -422,6 +428,8 @@ fn principal_of(r: &SqliteRow) -> Result<PrincipalRecord> {
         created_at: Timestamp(r.try_get("created_at").map_err(g)?),
         updated_at: Timestamp(r.try_get("updated_at").map_err(g)?),
         disabled_at: ts(r.try_get("disabled_at").map_err(g)?),
+        rate_limits: serde_json::from_str(r.try_get("rate_limits").map_err(g)?)
+            .map_err(|_| corrupt("rate limits"))?,
     })
 }
 
@@ -928,11 +936,11 @@ impl Store for SqliteStore {
         let roles = serde_json::to_string(&p.roles).unwrap_or_else(|_| "[]".into());
         let r = match mode {
             AliasWrite::Create => sqlx::query(
-                "INSERT INTO principals (name, kind, roles, labels, description, created_at, updated_at, disabled_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO principals (name, kind, roles, labels, description, created_at, updated_at, disabled_at, rate_limits)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             ),
             AliasWrite::Update => sqlx::query(
-                "UPDATE principals SET kind = $2, roles = $3, labels = $4, description = $5, created_at = $6, updated_at = $7, disabled_at = $8
+                "UPDATE principals SET kind = $2, roles = $3, labels = $4, description = $5, created_at = $6, updated_at = $7, disabled_at = $8, rate_limits = $9
                  WHERE name = $1",
             ),
         }
@@ -944,6 +952,7 @@ impl Store for SqliteStore {
         .bind(p.created_at.0)
         .bind(p.updated_at.0)
         .bind(p.disabled_at.map(|t| t.0))
+        .bind(serde_json::to_string(&p.rate_limits).unwrap_or_else(|_| "{}".into()))
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e, "principal"))?;

@@ -123,6 +123,10 @@ enum PrincipalCmd {
         /// Free-text description.
         #[arg(long, default_value = "")]
         description: String,
+        /// Own quota overriding the server default, as class=requests-per-second
+        /// (repeatable; classes crypto, read, write, keygen; 0 = unlimited).
+        #[arg(long = "rate-limit", value_name = "CLASS=RPS")]
+        rate_limits: Vec<String>,
     },
     /// Show a principal.
     Get {
@@ -153,6 +157,9 @@ enum PrincipalCmd {
         /// Re-enable a disabled principal.
         #[arg(long)]
         enable: bool,
+        /// Replace the principal's quotas (repeatable class=requests-per-second).
+        #[arg(long = "rate-limit", value_name = "CLASS=RPS")]
+        rate_limits: Vec<String>,
     },
     /// Create a token for a principal (shown once).
     Token {
@@ -771,6 +778,18 @@ fn pairs(list: &[String], what: &str) -> anyhow::Result<Map<String, Value>> {
     Ok(m)
 }
 
+fn rates(list: &[String]) -> anyhow::Result<Value> {
+    let mut m = Map::new();
+    for (k, v) in pairs(list, "--rate-limit")? {
+        let n: u32 =
+            v.as_str().unwrap_or("").parse().with_context(|| {
+                format!("--rate-limit {k}: a whole number of requests per second")
+            })?;
+        m.insert(k, n.into());
+    }
+    Ok(Value::Object(m))
+}
+
 fn read_input(input: &Input) -> anyhow::Result<Vec<u8>> {
     match (&input.in_file, &input.b64) {
         (Some(f), _) if f.as_os_str() == "-" => {
@@ -931,9 +950,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Principal(cmd) => match cmd {
-            PrincipalCmd::Create { name, kind, roles, labels, description } => obj(
-                c.call(Method::Post, "/v1/principals", Some(&json!({"name": name, "kind": kind, "roles": roles, "labels": pairs(&labels.labels, "--label")?, "description": description})))
-                    .await?,
+            PrincipalCmd::Create { name, kind, roles, labels, description, rate_limits } => obj(
+                c.call(
+                    Method::Post,
+                    "/v1/principals",
+                    Some(&json!({"name": name, "kind": kind, "roles": roles, "labels": pairs(&labels.labels, "--label")?, "description": description, "rate_limits": rates(&rate_limits)?})),
+                )
+                .await?,
             ),
             PrincipalCmd::Get { name } => obj(c.call(Method::Get, &format!("/v1/principals/{}", seg(&name)), None).await?),
             PrincipalCmd::List(p) => {
@@ -941,8 +964,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::list(fmt, &v, &["name", "kind", "roles", "labels", "disabled"]);
                 Ok(ExitCode::SUCCESS)
             }
-            PrincipalCmd::Update { name, roles, clear_roles, labels, description, disable, enable } => {
+            PrincipalCmd::Update { name, roles, clear_roles, labels, description, disable, enable, rate_limits } => {
                 let mut m = Map::new();
+                if !rate_limits.is_empty() {
+                    m.insert("rate_limits".into(), rates(&rate_limits)?);
+                }
                 if !roles.is_empty() || clear_roles {
                     m.insert("roles".into(), json!(roles));
                 }

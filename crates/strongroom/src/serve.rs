@@ -44,6 +44,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub(crate) scheduler_interval: String,
 
+    /// Per-principal request quotas, requests per second by class (0 = unlimited), e.g.
+    /// `crypto=1000,read=200,write=50,keygen=10` (these are the defaults). The root token is
+    /// never throttled; a principal's own `rate_limits` override these.
+    #[arg(
+        long,
+        value_name = "CLASS=RPS,...",
+        default_value = "",
+        env = "STRONGROOM_RATE_LIMITS"
+    )]
+    pub(crate) rate_limit: String,
+
     /// Shift the server's clock by this many seconds. Only for tests that must observe
     /// scheduled rotation and destruction across restarts. Never use it in production.
     #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
@@ -100,6 +111,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         initial_root_token,
         clock,
         audit: strongroom_core::bootstrap::SinkOptions::default(),
+        quotas: strongroom_core::quota::QuotaConfig::parse(&args.rate_limit)
+            .map_err(|e| anyhow::anyhow!("--{e}"))?,
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -28,6 +28,7 @@ async fn principal(
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect::<Labels>(),
                 description: String::new(),
+                rate_limits: Default::default(),
             },
         )
         .await
@@ -265,9 +266,9 @@ async fn policy_documents_are_validated_versioned_and_tested() {
             .map(|l| l
                 .into_iter()
                 .find(|p| p.name == "bad")
-                .ok_or(Error::Throttled))
+                .ok_or(Error::Conflict(String::new())))
             .and_then(|x| x),
-        Error::Throttled
+        Error::Conflict(_)
     );
     let text = "permit(principal == Strongroom::Principal::\"ci\", action == Strongroom::Action::\"encrypt\", resource in Strongroom::KeyRing::\"build\");";
     let v1 = svc.put_policy(&root(), "ci", text, None).await.unwrap();
@@ -365,6 +366,7 @@ async fn principals_and_their_tokens() {
             roles: vec!["key-user".into()],
             labels: Labels::new(),
             description: String::new(),
+            rate_limits: Default::default(),
         },
     )
     .await
@@ -406,6 +408,7 @@ async fn principals_and_their_tokens() {
             roles: vec![],
             labels: Labels::new(),
             description: String::new(),
+            rate_limits: Default::default(),
         };
         assert_err!(
             svc.create_principal(&root(), input).await,

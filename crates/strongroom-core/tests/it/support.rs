@@ -247,6 +247,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         initial_root_token: Some(ROOT_TOKEN.into()),
         clock,
         audit: SinkOptions::default(),
+        quotas: strongroom_core::quota::QuotaConfig::default(),
     }
 }
 

@@ -53,7 +53,7 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         Error::InvalidKeyUsage { .. } => StatusCode::BAD_REQUEST,
         Error::InvalidCiphertext => StatusCode::BAD_REQUEST,
         Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::Throttled => StatusCode::TOO_MANY_REQUESTS,
+        Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -94,6 +94,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::Core(Error::Throttled {
+            retry_after_secs, ..
+        }) = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

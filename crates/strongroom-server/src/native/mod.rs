@@ -940,6 +940,7 @@ async fn create_principal(
         roles,
         labels,
         description,
+        rate_limits,
     } = req;
     let input = PrincipalInput {
         name: principal_name(&name)?,
@@ -947,6 +948,7 @@ async fn create_principal(
         roles,
         labels: labels.0,
         description,
+        rate_limits,
     };
     Ok(created(PrincipalResponse::from(
         svc.create_principal(&ctx, input).await?,
@@ -989,12 +991,14 @@ async fn update_principal(
         labels,
         description,
         disabled,
+        rate_limits,
     } = req;
     let update = PrincipalUpdate {
         roles,
         labels: labels.map(|l| l.0),
         description,
         disabled,
+        rate_limits,
     };
     Ok(ok(PrincipalResponse::from(
         svc.update_principal(&ctx, &principal_name(&name)?, update)

@@ -616,6 +616,8 @@ pub(crate) struct CreatePrincipalRequest {
     pub(crate) labels: StrictMap,
     #[serde(default)]
     pub(crate) description: String,
+    #[serde(default)]
+    pub(crate) rate_limits: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -625,6 +627,7 @@ pub(crate) struct UpdatePrincipalRequest {
     pub(crate) labels: Option<StrictMap>,
     pub(crate) description: Option<String>,
     pub(crate) disabled: Option<bool>,
+    pub(crate) rate_limits: Option<BTreeMap<String, u32>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -638,6 +641,7 @@ pub(crate) struct PrincipalResponse {
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
     pub(crate) disabled_at: Option<String>,
+    pub(crate) rate_limits: BTreeMap<String, u32>,
 }
 
 impl From<strongroom_core::PrincipalRecord> for PrincipalResponse {
@@ -651,6 +655,7 @@ impl From<strongroom_core::PrincipalRecord> for PrincipalResponse {
             created_at,
             updated_at,
             disabled_at,
+            rate_limits,
         } = p;
         Self {
             name: name.to_string(),
@@ -662,6 +667,7 @@ impl From<strongroom_core::PrincipalRecord> for PrincipalResponse {
             created_at: created_at.to_rfc3339(),
             updated_at: updated_at.to_rfc3339(),
             disabled_at: ts(disabled_at),
+            rate_limits,
         }
     }
 }

@@ -369,6 +369,7 @@ pub(crate) async fn principals(s: &dyn Store) {
         created_at: Timestamp(1),
         updated_at: Timestamp(1),
         disabled_at: None,
+        rate_limits: BTreeMap::from([("crypto".into(), 50)]),
     };
     assert!(matches!(
         s.put_principal(&p, AliasWrite::Update).await,

@@ -283,3 +283,93 @@ async fn auditors_query_the_audit_log() {
             .all(|l| serde_json::from_str::<Value>(l).is_ok())
     );
 }
+
+/// RELIABILITY R3: a principal over its quota gets 429 with a retry hint; others are not
+/// affected, and the root token is never throttled.
+#[tokio::test(flavor = "multi_thread")]
+async fn quotas_throttle_one_principal_only() {
+    let srv = TestServer::dev();
+    srv.ring("pay").await;
+    srv.key("pay/card", json!({})).await;
+    let run = |args: &[&str]| {
+        let (code, out, err) = cli(&srv, args);
+        assert_eq!(code, 0, "{args:?}\n{out}\n{err}");
+        out
+    };
+    run(&[
+        "principal",
+        "create",
+        "slow",
+        "--role",
+        "key-user",
+        "--rate-limit",
+        "crypto=1",
+    ]);
+    run(&["principal", "create", "fast", "--role", "key-user"]);
+    let tok = |n: &str| -> String {
+        serde_json::from_str::<Value>(&run(&["principal", "token", n, "-o", "json"])).unwrap()["token"].as_str().unwrap().to_string()
+    };
+    let (slow, fast) = (tok("slow"), tok("fast"));
+    let enc = json!({"key": "pay/card", "plaintext": "aGk="});
+    let auth = format!("Bearer {slow}");
+    let h = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    // A burst of twice the rate passes, then the bucket is empty.
+    let mut statuses = Vec::new();
+    let mut throttled = None;
+    for _ in 0..4 {
+        let (s, headers, body) = srv
+            .raw(
+                "POST",
+                "/v1/crypto/encrypt",
+                &h,
+                enc.to_string().into_bytes(),
+            )
+            .await;
+        statuses.push(s);
+        if s == 429 {
+            throttled = Some((headers, body));
+        }
+    }
+    assert_eq!(&statuses[..2], [200, 200], "{statuses:?}");
+    assert_eq!(statuses[3], 429, "{statuses:?}");
+    let (headers, body) = throttled.unwrap();
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "throttled");
+    assert!(v["error"]["message"].as_str().unwrap().contains("crypto"));
+    // Another class, another principal and root are unaffected.
+    assert_eq!(
+        srv.call_as(Some(&slow), "GET", "/v1/keyrings/pay/keys/card", None)
+            .await
+            .0,
+        200
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            srv.call_as(Some(&fast), "POST", "/v1/crypto/encrypt", Some(enc.clone()))
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            srv.call("POST", "/v1/crypto/encrypt", Some(enc.clone()))
+                .await
+                .0,
+            200
+        );
+    }
+    // Throttled requests are audited as such.
+    let (_, ev) = srv
+        .call("GET", "/v1/audit/events?outcome=error&limit=1000", None)
+        .await;
+    assert!(
+        ev["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["error_code"] == "throttled" && e["principal"] == "slow")
+    );
+}
