@@ -45,6 +45,8 @@ pub struct DataDirOptions {
     pub audit: SinkOptions,
     /// Default request quotas per principal.
     pub quotas: crate::quota::QuotaConfig,
+    /// How trusted issuers' JWKS documents are fetched (none: inline JWKS only).
+    pub jwks_fetcher: Option<Arc<dyn crate::federation::JwksFetcher>>,
 }
 
 /// An opened data dir.
@@ -259,10 +261,13 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
     };
     // Root key verified (or just created): the service may unseal from here on.
     let store: Arc<dyn Store> = Arc::new(store);
-    let service = Arc::new(
-        KeyService::new(store.clone(), root, Arc::new(audit), opts.clock.clone())
-            .with_audit_path(audit_path.clone()),
-    );
+    let mut service = KeyService::new(store.clone(), root, Arc::new(audit), opts.clock.clone())
+        .with_audit_path(audit_path.clone())
+        .with_quotas(opts.quotas.clone());
+    if let Some(f) = &opts.jwks_fetcher {
+        service = service.with_jwks_fetcher(f.clone());
+    }
+    let service = Arc::new(service);
     if !existing {
         service
             .install_default_policies()

@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod clock;
 mod crypto_ops;
 pub mod error;
+pub mod federation;
 mod governance;
 mod lifecycle;
 pub mod quota;
@@ -31,8 +32,9 @@ pub use service::{Health, KeyService};
 pub use strongroom_crypto::{Algorithm, EncryptionContext, KeyId, Plaintext, Purpose};
 pub use strongroom_policy::{DEFAULT_POLICIES, Decision, SCHEMA as POLICY_SCHEMA};
 pub use strongroom_store::{
-    AliasName, KeyName, KeyRecord, KeyRingRecord, KeyState, Labels, Page, PageRequest,
-    PolicyRecord, PrincipalName, PrincipalRecord, Protection, RingName, Timestamp, VersionState,
+    AliasName, ClaimRule, IssuerRecord, KeyName, KeyRecord, KeyRingRecord, KeyState, Labels, Page,
+    PageRequest, PolicyRecord, PrincipalName, PrincipalRecord, Protection, RingName, Timestamp,
+    VersionState,
 };
 
 /// The built-in principal of the root token: allowed everything, by no policy.

@@ -141,6 +141,10 @@ pub enum Operation {
     ValidatePolicy,
     TestPolicy,
     QueryAudit,
+    PutIssuer,
+    ListIssuers,
+    DeleteIssuer,
+    ExchangeToken,
 }
 
 impl Operation {
@@ -198,6 +202,10 @@ impl Operation {
             ValidatePolicy => "validate-policy",
             TestPolicy => "test-policy",
             QueryAudit => "query-audit",
+            PutIssuer => "put-issuer",
+            ListIssuers => "list-issuers",
+            DeleteIssuer => "delete-issuer",
+            ExchangeToken => "exchange-token",
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct KeyService {
     pub(crate) audit_path: Option<std::path::PathBuf>,
     /// Request quotas.
     pub(crate) limiter: crate::quota::Limiter,
+    /// Cached JWKS documents of trusted issuers.
+    pub(crate) jwks: crate::federation::JwksCache,
+    /// Fetches JWKS documents (provided by the binary; core has no HTTP client).
+    pub(crate) jwks_fetcher: Option<Arc<dyn crate::federation::JwksFetcher>>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -74,7 +78,15 @@ impl KeyService {
             policy: RwLock::new(Arc::new(PolicyEngine::empty())),
             audit_path: None,
             limiter: crate::quota::Limiter::new(crate::quota::QuotaConfig::default()),
+            jwks: crate::federation::JwksCache::default(),
+            jwks_fetcher: None,
         }
+    }
+
+    /// Sets how issuers' JWKS documents are fetched.
+    pub fn with_jwks_fetcher(mut self, f: Arc<dyn crate::federation::JwksFetcher>) -> Self {
+        self.jwks_fetcher = Some(f);
+        self
     }
 
     /// Sets the default request quotas.

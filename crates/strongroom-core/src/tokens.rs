@@ -32,6 +32,35 @@ fn info(t: &TokenRecord) -> TokenInfo {
 }
 
 impl KeyService {
+    /// Stores a new token for `principal` (after writing the audit event ahead) and returns
+    /// its secret, which exists nowhere else.
+    pub(crate) async fn mint_token(
+        &self,
+        ev: &mut strongroom_audit::AuditEvent,
+        principal: &str,
+        expires_at: strongroom_store::Timestamp,
+        description: String,
+    ) -> Result<NewToken> {
+        let secret = new_secret()?;
+        let rec = TokenRecord {
+            id: format!("tok_{}", hex(&rand::bytes(8)?)),
+            // Exposed to hash it; only the hash is stored.
+            hash: hash::sha256(secret.expose_secret().as_bytes()),
+            principal: principal.to_string(),
+            description,
+            created_at: self.clock.now(),
+            expires_at: Some(expires_at),
+            revoked_at: None,
+        };
+        ev.target = Some(rec.id.clone());
+        self.audit_before_commit(ev).await?;
+        self.store.insert_token(&rec).await?;
+        Ok(NewToken {
+            info: info(&rec),
+            secret,
+        })
+    }
+
     /// Stores the root token's hash (first start only).
     pub(crate) async fn insert_root_token(&self, secret: &BearerToken) -> Result<()> {
         let rec = TokenRecord {
@@ -88,7 +117,6 @@ impl KeyService {
                 return Err(Error::invalid("ttl", "must be between 1s and 366d"));
             }
             validate_description(&description)?;
-            let secret = new_secret()?;
             let now = self.clock.now();
             // A token never outlives the token that created it.
             let parent_expiry = self
@@ -100,23 +128,7 @@ impl KeyService {
                 Some(p) => p.min(now.plus_secs(ttl)),
                 None => now.plus_secs(ttl),
             };
-            let rec = TokenRecord {
-                id: format!("tok_{}", hex(&rand::bytes(8)?)),
-                // Exposed to hash it; only the hash is stored.
-                hash: hash::sha256(secret.expose_secret().as_bytes()),
-                principal,
-                description,
-                created_at: now,
-                expires_at: Some(expires_at),
-                revoked_at: None,
-            };
-            ev.target = Some(rec.id.clone());
-            self.audit_before_commit(&mut ev).await?;
-            self.store.insert_token(&rec).await?;
-            Ok(NewToken {
-                info: info(&rec),
-                secret,
-            })
+            self.mint_token(&mut ev, &principal, expires_at, description).await
         }
         .await;
         self.finish(ev, res).await

@@ -89,6 +89,7 @@ const ADMIN: &[&str] = &[
     "manage-principals",
     "manage-policies",
     "read-policies",
+    "manage-federation",
 ];
 
 #[test]

@@ -145,6 +145,15 @@ pub trait Store: Send + Sync + 'static {
     /// Every version of one document, oldest first.
     async fn policy_history(&self, name: &str) -> Result<Vec<PolicyRecord>>;
 
+    /// Creates or replaces a trusted issuer.
+    async fn put_issuer(&self, issuer: &IssuerRecord) -> Result<()>;
+    /// Reads a trusted issuer.
+    async fn issuer(&self, name: &str) -> Result<Option<IssuerRecord>>;
+    /// Every trusted issuer, by name.
+    async fn issuers(&self) -> Result<Vec<IssuerRecord>>;
+    /// Removes a trusted issuer.
+    async fn delete_issuer(&self, name: &str) -> Result<()>;
+
     /// Whether the store is still accepting operations (false after a fatal I/O error).
     fn is_healthy(&self) -> bool;
 }

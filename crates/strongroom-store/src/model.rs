@@ -305,6 +305,40 @@ pub struct PrincipalRecord {
     pub rate_limits: BTreeMap<String, u32>,
 }
 
+/// One claim-to-principal mapping rule of a trusted issuer: when every listed claim of a
+/// presented JWT matches (exactly, or by prefix when the pattern ends in `*`), the exchanged
+/// token acts as `principal`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClaimRule {
+    /// Claim name → pattern.
+    pub claims: BTreeMap<String, String>,
+    /// The principal the exchanged token acts as (must exist).
+    pub principal: String,
+}
+
+/// A trusted OIDC issuer whose JWTs can be exchanged for Strongroom tokens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IssuerRecord {
+    /// Unique local name.
+    pub name: String,
+    /// The `iss` value tokens must carry.
+    pub issuer: String,
+    /// Accepted `aud` values (a token must carry one of them).
+    pub audiences: Vec<String>,
+    /// A JWKS document given inline (JSON text), if any.
+    pub jwks: Option<String>,
+    /// Where to fetch the JWKS from, if not inline.
+    pub jwks_uri: Option<String>,
+    /// Mapping rules, tried in order.
+    pub rules: Vec<ClaimRule>,
+    /// Longest lifetime of an exchanged token, in seconds.
+    pub max_ttl_secs: i64,
+    /// Creation time (unix seconds).
+    pub created_at: i64,
+    /// Last change (unix seconds).
+    pub updated_at: i64,
+}
+
 /// A named policy document at one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRecord {

@@ -121,6 +121,15 @@ CREATE TABLE policy_versions (
 ALTER TABLE principals ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '{}';
 "#,
     ),
+    (
+        4,
+        r#"
+CREATE TABLE issuers (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -1049,6 +1058,54 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| self.err(e, "policy"))?;
         rows.iter().map(policy_of).collect()
+    }
+
+    async fn put_issuer(&self, issuer: &IssuerRecord) -> Result<()> {
+        let config = serde_json::to_string(issuer)
+            .map_err(|e| StoreError::Corrupt(format!("issuer: {e}")))?;
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO issuers (name, config) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET config = excluded.config")
+            .bind(&issuer.name)
+            .bind(config)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "issuer"))?;
+        tx.commit().await.map_err(|e| self.err(e, "issuer"))
+    }
+
+    async fn issuer(&self, name: &str) -> Result<Option<IssuerRecord>> {
+        self.check()?;
+        let c: Option<String> = sqlx::query_scalar("SELECT config FROM issuers WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "issuer"))?;
+        c.map(|c| serde_json::from_str(&c).map_err(|_| corrupt("issuer")))
+            .transpose()
+    }
+
+    async fn issuers(&self) -> Result<Vec<IssuerRecord>> {
+        self.check()?;
+        let cs: Vec<String> = sqlx::query_scalar("SELECT config FROM issuers ORDER BY name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "issuers"))?;
+        cs.iter()
+            .map(|c| serde_json::from_str(c).map_err(|_| corrupt("issuer")))
+            .collect()
+    }
+
+    async fn delete_issuer(&self, name: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("DELETE FROM issuers WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "issuer"))?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound("issuer"));
+        }
+        tx.commit().await.map_err(|e| self.err(e, "issuer"))
     }
 
     fn is_healthy(&self) -> bool {

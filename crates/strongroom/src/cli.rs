@@ -101,6 +101,25 @@ enum Command {
     /// Manage Cedar policies: who may do what (see docs/policy.md).
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Trust OIDC issuers (Kubernetes, GitHub Actions, cloud workload identity) whose JWTs
+    /// workloads exchange for Strongroom tokens.
+    #[command(subcommand)]
+    Federation(FederationCmd),
+    /// Exchange a JWT from a trusted issuer for a Strongroom token; prints the token.
+    ///
+    /// export STRONGROOM_TOKEN=$(strongroom login --jwt-file /var/run/secrets/tokens/strongroom)
+    #[command(verbatim_doc_comment)]
+    Login {
+        /// File holding the JWT (`-` for stdin).
+        #[arg(long, value_name = "FILE")]
+        jwt_file: PathBuf,
+        /// The issuer's name in Strongroom (default: chosen by the token's iss).
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Requested lifetime (capped by the issuer's max and the JWT's own expiry).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
     /// Work with audit logs (offline: reads the file, not the server).
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -232,6 +251,42 @@ enum PolicyCmd {
     },
     /// Print the Cedar schema policies are written against.
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+enum FederationCmd {
+    /// Create or replace a trusted issuer.
+    Put {
+        /// Local name, e.g. k8s-prod.
+        name: String,
+        /// The issuer URL (the tokens' iss claim).
+        #[arg(long)]
+        issuer: String,
+        /// Accepted audience (repeatable).
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// JWKS document file.
+        #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+        jwks_file: Option<PathBuf>,
+        /// JWKS URL (fetched, cached, refreshed on an unknown kid at most once a minute).
+        #[arg(long, value_name = "URL", required_unless_present = "jwks_file")]
+        jwks_uri: Option<String>,
+        /// Mapping rule (repeatable, tried in order): PRINCIPAL;CLAIM=PATTERN[;CLAIM=PATTERN…].
+        /// A pattern ending in * matches by prefix.
+        /// Example: 'payments;sub=system:serviceaccount:payments:*'
+        #[arg(long = "rule", required = true, value_name = "RULE")]
+        rules: Vec<String>,
+        /// Longest lifetime of an exchanged token.
+        #[arg(long, default_value = "1h")]
+        max_ttl: String,
+    },
+    /// List trusted issuers.
+    List,
+    /// Remove a trusted issuer (tokens already issued stay valid until they expire).
+    Delete {
+        /// Local name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -778,6 +833,29 @@ fn pairs(list: &[String], what: &str) -> anyhow::Result<Map<String, Value>> {
     Ok(m)
 }
 
+fn parse_rules(list: &[String]) -> anyhow::Result<Value> {
+    let mut out = Vec::new();
+    for r in list {
+        let mut parts = r.split(';');
+        let principal = parts.next().unwrap_or("").trim();
+        if principal.is_empty() {
+            bail!("--rule {r:?}: expected PRINCIPAL;CLAIM=PATTERN[;CLAIM=PATTERN…]");
+        }
+        let mut claims = Map::new();
+        for p in parts {
+            let (k, v) = p
+                .split_once('=')
+                .with_context(|| format!("--rule {r:?}: {p:?} is not CLAIM=PATTERN"))?;
+            claims.insert(k.trim().to_string(), v.trim().into());
+        }
+        if claims.is_empty() {
+            bail!("--rule {r:?}: a rule must match at least one claim");
+        }
+        out.push(json!({"principal": principal, "claims": claims}));
+    }
+    Ok(Value::Array(out))
+}
+
 fn rates(list: &[String]) -> anyhow::Result<Value> {
     let mut m = Map::new();
     for (k, v) in pairs(list, "--rate-limit")? {
@@ -948,6 +1026,46 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
+        }
+        Command::Federation(cmd) => match cmd {
+            FederationCmd::Put { name, issuer, audiences, jwks_file, jwks_uri, rules, max_ttl } => {
+                let mut body = json!({"issuer": issuer, "audiences": audiences, "max_ttl": max_ttl, "rules": parse_rules(&rules)?});
+                if let Some(f) = jwks_file {
+                    let text = read_text(&f)?;
+                    body["jwks"] = serde_json::from_str::<Value>(&text).with_context(|| format!("{} is not JSON", f.display()))?;
+                }
+                if let Some(u) = jwks_uri {
+                    body["jwks_uri"] = u.into();
+                }
+                obj(c.call(Method::Put, &format!("/v1/federation/issuers/{}", seg(&name)), Some(&body)).await?)
+            }
+            FederationCmd::List => {
+                let v = c.call(Method::Get, "/v1/federation/issuers", None).await?;
+                output::list(fmt, &v, &["name", "issuer", "audiences", "jwks_uri", "max_ttl"]);
+                Ok(ExitCode::SUCCESS)
+            }
+            FederationCmd::Delete { name } => {
+                c.call(Method::Delete, &format!("/v1/federation/issuers/{}", seg(&name)), None).await?;
+                line(&format!("deleted issuer {name}"));
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Command::Login { jwt_file, issuer, ttl } => {
+            let jwt = read_text(&jwt_file)?;
+            let mut body = json!({"token": jwt.trim()});
+            if let Some(i) = issuer {
+                body["issuer"] = i.into();
+            }
+            if let Some(t) = ttl {
+                body["ttl"] = t.into();
+            }
+            let v = c.call(Method::Post, "/v1/auth/exchange", Some(&body)).await?;
+            if fmt == Format::Json {
+                output::object(fmt, &v);
+            } else {
+                line(v["token"].as_str().unwrap_or(""));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Principal(cmd) => match cmd {
             PrincipalCmd::Create { name, kind, roles, labels, description, rate_limits } => obj(

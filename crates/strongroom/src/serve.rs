@@ -113,6 +113,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         audit: strongroom_core::bootstrap::SinkOptions::default(),
         quotas: strongroom_core::quota::QuotaConfig::parse(&args.rate_limit)
             .map_err(|e| anyhow::anyhow!("--{e}"))?,
+        jwks_fetcher: Some(Arc::new(HttpJwksFetcher::new()?)),
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -226,4 +227,38 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Fetches trusted issuers' JWKS documents over HTTPS (bounded time and size).
+struct HttpJwksFetcher(reqwest::Client);
+
+impl HttpJwksFetcher {
+    fn new() -> anyhow::Result<Self> {
+        let c = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .context("cannot build the JWKS HTTP client")?;
+        Ok(Self(c))
+    }
+}
+
+#[async_trait::async_trait]
+impl strongroom_core::federation::JwksFetcher for HttpJwksFetcher {
+    async fn fetch(&self, uri: &str) -> Result<String, String> {
+        const MAX: usize = 1024 * 1024;
+        let resp = self.0.get(uri).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status()));
+        }
+        if resp.content_length().is_some_and(|n| n > MAX as u64) {
+            return Err("JWKS document larger than 1 MiB".into());
+        }
+        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        if body.len() > MAX {
+            return Err("JWKS document larger than 1 MiB".into());
+        }
+        String::from_utf8(body.to_vec()).map_err(|_| "JWKS document is not UTF-8".into())
+    }
 }

@@ -12,6 +12,7 @@ mod support;
 mod audit;
 mod bootstrap;
 mod crypto;
+mod federation;
 mod lifecycle;
 mod policy;
 mod properties;

@@ -248,6 +248,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         clock,
         audit: SinkOptions::default(),
         quotas: strongroom_core::quota::QuotaConfig::default(),
+        jwks_fetcher: None,
     }
 }
 

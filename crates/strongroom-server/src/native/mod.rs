@@ -106,6 +106,12 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
         .route("/v1/policy/test", post(test_policy))
         .route("/v1/policy/schema", get(policy_schema))
         .route("/v1/audit/events", get(audit_events))
+        .route("/v1/federation/issuers", get(list_issuers))
+        .route(
+            "/v1/federation/issuers/{name}",
+            axum::routing::put(put_issuer).delete(delete_issuer),
+        )
+        .route("/v1/auth/exchange", post(exchange_token))
 }
 
 /// Fallback for unknown paths under the API, in the API's error shape.
@@ -1221,5 +1227,80 @@ async fn audit_events(
     Ok(ok(AuditEventsResponse {
         items: page.events,
         next_after_seq: page.next_after_seq,
+    }))
+}
+
+// ---- federation ----
+
+async fn list_issuers(State(svc): App, Ctx(ctx): Ctx) -> ApiResult<Response> {
+    let items: Vec<IssuerResponse> = svc
+        .list_issuers(&ctx)
+        .await?
+        .into_iter()
+        .map(IssuerResponse::from)
+        .collect();
+    Ok(ok(ListResponse {
+        items,
+        next_page_token: None,
+    }))
+}
+
+async fn put_issuer(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    Json(req): Json<PutIssuerRequest>,
+) -> ApiResult<Response> {
+    let PutIssuerRequest {
+        issuer,
+        audiences,
+        jwks,
+        jwks_uri,
+        rules,
+        max_ttl,
+    } = req;
+    let input = strongroom_core::federation::IssuerInput {
+        name,
+        issuer,
+        audiences,
+        jwks: jwks.map(|j| j.to_string()),
+        jwks_uri,
+        rules: rules
+            .into_iter()
+            .map(|r| strongroom_core::ClaimRule {
+                claims: r.claims,
+                principal: r.principal,
+            })
+            .collect(),
+        max_ttl_secs: max_ttl.map(|t| duration(&t, "max_ttl")).transpose()?,
+    };
+    Ok(ok(IssuerResponse::from(svc.put_issuer(&ctx, input).await?)))
+}
+
+async fn delete_issuer(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    svc.delete_issuer(&ctx, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Unauthenticated by design: the JWT is the credential.
+async fn exchange_token(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<ExchangeRequest>,
+) -> ApiResult<Response> {
+    let ExchangeRequest { token, issuer, ttl } = req;
+    let ttl = ttl.map(|t| duration(&t, "ttl")).transpose()?;
+    let t = svc
+        .exchange_token(&ctx, issuer.as_deref(), &token.0, ttl)
+        .await?;
+    // Exposed to hand the new token to the caller, once.
+    let secret = t.secret.expose_secret().to_string();
+    Ok(created(NewTokenResponse {
+        info: TokenResponse::from(t.info),
+        token: secret,
     }))
 }

@@ -772,3 +772,92 @@ pub(crate) struct AuditEventsResponse {
     pub(crate) items: Vec<serde_json::Value>,
     pub(crate) next_after_seq: Option<u64>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PutIssuerRequest {
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    /// Inline JWKS document (a JSON object).
+    pub(crate) jwks: Option<serde_json::Value>,
+    pub(crate) jwks_uri: Option<String>,
+    pub(crate) rules: Vec<RuleWire>,
+    pub(crate) max_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RuleWire {
+    pub(crate) claims: BTreeMap<String, String>,
+    pub(crate) principal: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct IssuerResponse {
+    pub(crate) name: String,
+    pub(crate) issuer: String,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) jwks: Option<serde_json::Value>,
+    pub(crate) jwks_uri: Option<String>,
+    pub(crate) rules: Vec<RuleWire>,
+    pub(crate) max_ttl: String,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
+}
+
+impl From<strongroom_core::IssuerRecord> for IssuerResponse {
+    fn from(i: strongroom_core::IssuerRecord) -> Self {
+        let strongroom_core::IssuerRecord {
+            name,
+            issuer,
+            audiences,
+            jwks,
+            jwks_uri,
+            rules,
+            max_ttl_secs,
+            created_at,
+            updated_at,
+        } = i;
+        Self {
+            name,
+            issuer,
+            audiences,
+            jwks: jwks.and_then(|j| serde_json::from_str(&j).ok()),
+            jwks_uri,
+            rules: rules
+                .into_iter()
+                .map(|r| RuleWire {
+                    claims: r.claims,
+                    principal: r.principal,
+                })
+                .collect(),
+            max_ttl: strongroom_core::types::format_duration(max_ttl_secs),
+            created_at: Timestamp(created_at).to_rfc3339(),
+            updated_at: Timestamp(updated_at).to_rfc3339(),
+        }
+    }
+}
+
+/// The JWT is a credential: never held longer than the exchange.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExchangeRequest {
+    pub(crate) token: SecretText,
+    pub(crate) issuer: Option<String>,
+    pub(crate) ttl: Option<String>,
+}
+
+/// A secret string field (a JWT), wiped after use and never debug-printed.
+pub(crate) struct SecretText(pub(crate) String);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretText)
+    }
+}
+
+impl Drop for SecretText {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}

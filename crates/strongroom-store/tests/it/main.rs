@@ -38,7 +38,8 @@ sqlite_suite!(
     tokens,
     meta,
     principals,
-    policies
+    policies,
+    issuers
 );
 
 #[tokio::test]

@@ -496,3 +496,35 @@ pub(crate) async fn policies(s: &dyn Store) {
         ]
     );
 }
+
+pub(crate) async fn issuers(s: &dyn Store) {
+    let i = IssuerRecord {
+        name: "github".into(),
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        audiences: vec!["strongroom".into()],
+        jwks: None,
+        jwks_uri: Some("https://token.actions.githubusercontent.com/.well-known/jwks".into()),
+        rules: vec![ClaimRule {
+            claims: BTreeMap::from([("repository".into(), "acme/*".into())]),
+            principal: "ci".into(),
+        }],
+        max_ttl_secs: 3600,
+        created_at: 1,
+        updated_at: 1,
+    };
+    s.put_issuer(&i).await.unwrap();
+    assert_eq!(s.issuer("github").await.unwrap(), Some(i.clone()));
+    let j = IssuerRecord {
+        max_ttl_secs: 60,
+        updated_at: 2,
+        ..i.clone()
+    };
+    s.put_issuer(&j).await.unwrap();
+    assert_eq!(s.issuers().await.unwrap(), vec![j]);
+    s.delete_issuer("github").await.unwrap();
+    assert!(matches!(
+        s.delete_issuer("github").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.issuer("github").await.unwrap().is_none());
+}

@@ -5,6 +5,7 @@
 
 mod cli;
 mod errors;
+mod federation;
 mod native;
 mod policy;
 mod restart;

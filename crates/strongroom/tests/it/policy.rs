@@ -373,3 +373,36 @@ async fn quotas_throttle_one_principal_only() {
             .any(|e| e["error_code"] == "throttled" && e["principal"] == "slow")
     );
 }
+
+/// The server-wide default quota (`--rate-limit`) applies to principals without their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_quota_comes_from_the_command_line() {
+    let srv = TestServer::start(
+        &["--dev", "--rate-limit", "crypto=1"],
+        &[("STRONGROOM_DEV_ROOT_TOKEN", crate::support::ROOT)],
+    )
+    .server
+    .expect("starts");
+    srv.ring("pay").await;
+    srv.key("pay/card", json!({})).await;
+    let (code, _, err) = cli(&srv, &["principal", "create", "svc", "--role", "key-user"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = cli(&srv, &["principal", "token", "svc", "-o", "json"]);
+    let t = serde_json::from_str::<Value>(&out).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let enc = json!({"key": "pay/card", "plaintext": "aGk="});
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            srv.call_as(Some(&t), "POST", "/v1/crypto/encrypt", Some(enc.clone()))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses[3], 429, "{statuses:?}");
+    let bad = TestServer::start(&["--dev", "--rate-limit", "crypto=fast"], &[]);
+    assert!(bad.server.is_none());
+    assert!(bad.stderr.contains("rate-limit"), "{}", bad.stderr);
+}
