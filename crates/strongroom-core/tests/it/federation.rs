@@ -401,13 +401,10 @@ async fn remote_jwks_is_fetched_and_refreshed_at_most_once_a_minute() {
     let fetcher = Arc::new(CountingFetcher::default());
     let k = keys();
     *fetcher.body.lock().unwrap() = k.jwks.to_string();
-    let opened = strongroom_core::bootstrap::open(options(&dir.path().join("data"), clock.clone()))
-        .await
-        .unwrap();
-    let svc = Arc::try_unwrap(opened.service)
-        .ok()
-        .expect("sole owner")
-        .with_jwks_fetcher(fetcher.clone());
+    let mut opts = options(&dir.path().join("data"), clock.clone());
+    opts.jwks_fetcher = Some(fetcher.clone());
+    let opened = strongroom_core::bootstrap::open(opts).await.unwrap();
+    let svc = opened.service.clone();
     svc.create_principal(
         &root(),
         PrincipalInput {
