@@ -4,6 +4,8 @@
 
 mod error;
 mod extract;
+#[cfg(test)]
+mod openapi_tests;
 pub(crate) mod wire;
 
 use std::sync::Arc;
