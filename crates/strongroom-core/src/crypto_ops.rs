@@ -355,9 +355,14 @@ impl KeyService {
                     required: "sign-verify or asymmetric-decrypt",
                 });
             }
-            let n = version.or(k.primary_version).ok_or_else(|| {
-                Error::invalid("version", "the key has no primary version; name one")
-            })?;
+            let n = version
+                .or(k.primary_version)
+                .ok_or_else(|| Error::InvalidState {
+                    resource: format!("key {}/{}", k.ring, k.name),
+                    state: "without a primary version",
+                    operation: Operation::GetPublicKey.as_str(),
+                    requirement: "needs one; name a version or create one",
+                })?;
             ev.version = Some(n);
             let v = self.version_record(&k, n).await?;
             let der = match (&v.public_key, v.state) {

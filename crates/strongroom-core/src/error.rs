@@ -18,7 +18,7 @@ pub enum Error {
     #[error("access denied")]
     AccessDenied,
     /// The named resource does not exist.
-    #[error("{kind} {name} not found")]
+    #[error("{kind}{} not found", if name.is_empty() { String::new() } else { format!(" {name}") })]
     NotFound {
         /// `key ring`, `key`, `key version`, `alias`, `token`.
         kind: &'static str,
@@ -26,7 +26,7 @@ pub enum Error {
         name: String,
     },
     /// The name is taken.
-    #[error("{kind} {name} already exists")]
+    #[error("{kind}{} already exists", if name.is_empty() { String::new() } else { format!(" {name}") })]
     AlreadyExists {
         /// What kind of resource.
         kind: &'static str,
@@ -54,7 +54,7 @@ pub enum Error {
         requirement: &'static str,
     },
     /// The key's purpose does not allow this operation.
-    #[error("key {key} has purpose {purpose}; {operation} needs a {required} key")]
+    #[error("key {key} has purpose {purpose}; {operation} needs a key of purpose {required}")]
     InvalidKeyUsage {
         /// The key.
         key: String,
@@ -69,7 +69,7 @@ pub enum Error {
     #[error("ciphertext is not valid for this key and context")]
     InvalidCiphertext,
     /// The key changed while the operation ran; retry.
-    #[error("{0} was modified concurrently; retry")]
+    #[error("{0}")]
     Conflict(String),
     /// The principal is over its request quota for this class of operation.
     #[error("too many {class} requests; retry after {retry_after_secs} s")]
@@ -130,7 +130,9 @@ impl From<StoreError> for Error {
                 name: String::new(),
             },
             StoreError::NotFound(kind) => Error::not_found(kind, ""),
-            StoreError::Conflict => Error::Conflict("the key".into()),
+            StoreError::Conflict => {
+                Error::Conflict("the resource was modified concurrently; retry".into())
+            }
             StoreError::Unavailable(m) => Error::Unavailable(m),
             StoreError::Corrupt(m) => Error::Internal(format!("store: {m}")),
         }

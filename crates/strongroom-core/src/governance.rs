@@ -552,9 +552,9 @@ fn policy_store_error(e: StoreError, name: &str) -> Error {
             name: name.to_string(),
         },
         StoreError::NotFound(_) => Error::not_found("policy", name),
-        StoreError::Conflict => {
-            Error::Conflict(format!("policy {name} (give its current version)"))
-        }
+        StoreError::Conflict => Error::Conflict(format!(
+            "policy {name} is not at the version given; read it again (strongroom policy get) and reapply your change"
+        )),
         e => e.into(),
     }
 }

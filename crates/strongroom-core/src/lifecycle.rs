@@ -170,7 +170,7 @@ impl KeyService {
                 (Some(p), Some(a)) => {
                     return Err(Error::invalid(
                         "algorithm",
-                        format!("{a} is a {} algorithm, not {p}", a.purpose()),
+                        format!("{a} is an algorithm for purpose {}, not {p}", a.purpose()),
                     ));
                 }
             };
@@ -182,6 +182,12 @@ impl KeyService {
                     "next_rotation_time",
                     "needs rotation_period",
                 ));
+            }
+            if input
+                .next_rotation_time
+                .is_some_and(|t| t.0 < self.clock.now().0 - 60)
+            {
+                return Err(Error::invalid("next_rotation_time", "is in the past"));
             }
             if self.store.key_ring(&input.ring).await?.is_none() {
                 return Err(Error::not_found("key ring", input.ring.to_string()));
@@ -325,9 +331,10 @@ impl KeyService {
             .update_key(before.revision, &after, versions)
             .await
             .map_err(|e| match e {
-                StoreError::Conflict => {
-                    Error::Conflict(format!("key {}/{}", before.ring, before.name))
-                }
+                StoreError::Conflict => Error::Conflict(format!(
+                    "key {}/{} was modified concurrently; retry",
+                    before.ring, before.name
+                )),
                 e => e.into(),
             })?;
         Ok(after)
@@ -363,6 +370,9 @@ impl KeyService {
                     next.next_rotation_time = p.map(|p| self.clock.now().plus_secs(p));
                 }
                 if let Some(t) = input.next_rotation_time {
+                    if t.0 < self.clock.now().0 - 60 {
+                        return Err(Error::invalid("next_rotation_time", "is in the past"));
+                    }
                     if next.rotation_period_secs.is_none() {
                         return Err(Error::invalid(
                             "next_rotation_time",
@@ -380,7 +390,7 @@ impl KeyService {
                     }
                     next.exportable = x;
                 }
-                Ok(Some(next))
+                Ok((next != *k).then_some(next))
             })
             .await
         }

@@ -448,6 +448,9 @@ impl KeyService {
 
     /// Loads a version record or fails with `NotFound`.
     pub(crate) async fn version_record(&self, key: &KeyRecord, n: u32) -> Result<VersionRecord> {
+        if n == 0 {
+            return Err(Error::invalid("version", "versions are numbered from 1"));
+        }
         self.store.version(key.id, n).await?.ok_or_else(|| {
             Error::not_found(
                 "key version",

@@ -98,7 +98,10 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::CreateToken);
         let res = async {
             let who = self.authenticate(ctx, &mut ev).await?;
-            let auth = self.check_system(&who, ctx, &mut ev, "create-token")?;
+            // Minting a token for someone else is acting as them: a separate permission
+            // from minting one's own (shorter-lived) tokens.
+            let action = if for_principal.is_some() { "create-principal-token" } else { "create-token" };
+            let auth = self.check_system(&who, ctx, &mut ev, action)?;
             let principal = match for_principal {
                 None => auth.principal().name.clone(),
                 Some(p) if p.as_str() == crate::ROOT_PRINCIPAL => {

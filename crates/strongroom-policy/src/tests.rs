@@ -84,6 +84,7 @@ const MANAGE_KEY: &[&str] = &[
 ];
 const ADMIN: &[&str] = &[
     "create-token",
+    "create-principal-token",
     "list-tokens",
     "revoke-token",
     "manage-principals",

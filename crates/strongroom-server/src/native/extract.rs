@@ -117,17 +117,23 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let empty = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            == Some("0")
-            || (req.headers().get(header::CONTENT_TYPE).is_none()
-                && req.headers().get(header::TRANSFER_ENCODING).is_none()
-                && req.headers().get(header::CONTENT_LENGTH).is_none());
-        if empty {
+        // No body (whatever the headers say) means the defaults; a body must be JSON.
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|_| too_large())?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
+        if !has_type {
+            return Err(ApiError::http(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the request body as JSON with Content-Type: application/json",
+            ));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         Json::<T>::from_request(req, state)
             .await
             .map(|Json(v)| OptionalJson(v))

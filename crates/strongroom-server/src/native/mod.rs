@@ -154,7 +154,9 @@ fn key_ref(s: &str, field: &str) -> ApiResult<KeyRef> {
 }
 
 fn alias_name(s: &str) -> ApiResult<AliasName> {
-    AliasName::try_new(s).map_err(|e| ApiError::invalid("name", e.to_string()))
+    // `alias/<name>` is how requests refer to aliases as keys; accept it here too.
+    let s = s.strip_prefix("alias/").unwrap_or(s);
+    AliasName::try_new(s).map_err(|_| ApiError::invalid("name", "alias names are 1 to 250 characters of A-Z a-z 0-9 _ - /, start with a letter or digit, and have no empty segments"))
 }
 
 fn version_no(s: &str) -> ApiResult<u32> {
@@ -593,7 +595,6 @@ async fn create_alias(
     Json(req): Json<CreateAliasRequest>,
 ) -> ApiResult<Response> {
     let CreateAliasRequest { name, key } = req;
-    let name = name.strip_prefix("alias/").unwrap_or(&name).to_string();
     let a = svc
         .put_alias(&ctx, &alias_name(&name)?, &key_ref(&key, "key")?, false)
         .await?;
@@ -956,7 +957,7 @@ async fn create_principal(
         roles,
         labels: labels.0,
         description,
-        rate_limits,
+        rate_limits: rate_limits.0,
     };
     Ok(created(PrincipalResponse::from(
         svc.create_principal(&ctx, input).await?,
@@ -1006,7 +1007,7 @@ async fn update_principal(
         labels: labels.map(|l| l.0),
         description,
         disabled,
-        rate_limits,
+        rate_limits: rate_limits.map(|r| r.0),
     };
     Ok(ok(PrincipalResponse::from(
         svc.update_principal(&ctx, &principal_name(&name)?, update)

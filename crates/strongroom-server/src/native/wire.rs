@@ -104,6 +104,32 @@ impl<'de> Deserialize<'de> for StrictMap {
     }
 }
 
+/// A map of string keys to whole numbers that refuses duplicate keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StrictCounts(pub(crate) BTreeMap<String, u32>);
+
+impl<'de> Deserialize<'de> for StrictCounts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictCounts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of whole numbers")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictCounts, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = m.next_entry::<String, u32>()? {
+                    if out.insert(k, v).is_some() {
+                        return Err(de::Error::custom("has a duplicate key"));
+                    }
+                }
+                Ok(StrictCounts(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 // ---- requests ----
 
 #[derive(Debug, Deserialize)]
@@ -617,7 +643,7 @@ pub(crate) struct CreatePrincipalRequest {
     #[serde(default)]
     pub(crate) description: String,
     #[serde(default)]
-    pub(crate) rate_limits: BTreeMap<String, u32>,
+    pub(crate) rate_limits: StrictCounts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -627,7 +653,7 @@ pub(crate) struct UpdatePrincipalRequest {
     pub(crate) labels: Option<StrictMap>,
     pub(crate) description: Option<String>,
     pub(crate) disabled: Option<bool>,
-    pub(crate) rate_limits: Option<BTreeMap<String, u32>>,
+    pub(crate) rate_limits: Option<StrictCounts>,
 }
 
 #[derive(Debug, Serialize)]

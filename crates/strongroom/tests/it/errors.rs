@@ -448,3 +448,117 @@ fn raw_http(addr: &str, request_head: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+#[tokio::test]
+async fn consistent_answers_at_the_edges() {
+    let srv = TestServer::dev();
+    srv.ring("r").await;
+    srv.key("r/k", json!({})).await;
+    srv.key("r/sig", json!({"purpose": "sign-verify"})).await;
+    // Version 0 is malformed wherever it appears.
+    for (m, p, b) in [
+        (
+            "POST",
+            "/v1/keyrings/r/keys/k/primary",
+            Some(json!({"version": 0})),
+        ),
+        ("GET", "/v1/keyrings/r/keys/sig/public-key?version=0", None),
+        (
+            "POST",
+            "/v1/crypto/sign",
+            Some(json!({"key": "r/sig", "version": 0, "message": "aGk="})),
+        ),
+    ] {
+        let (s, v) = srv.call(m, p, b).await;
+        assert_eq!((s, code(&v)), (400, "invalid_argument"), "{m} {p}: {v}");
+    }
+    // alias/<name> works on every alias endpoint.
+    srv.ok(
+        "POST",
+        "/v1/aliases",
+        Some(json!({"name": "alias/team/k", "key": "r/k"})),
+    )
+    .await;
+    srv.ok("GET", "/v1/aliases/alias/team/k", None).await;
+    srv.ok(
+        "PUT",
+        "/v1/aliases/alias/team/k",
+        Some(json!({"key": "r/k"})),
+    )
+    .await;
+    assert_eq!(
+        srv.call("DELETE", "/v1/aliases/alias/team/k", None).await.0,
+        204
+    );
+    // An empty body with a JSON content type means "no options".
+    let auth = format!("Bearer {}", srv.token);
+    let (s, _, body) = srv
+        .raw(
+            "POST",
+            "/v1/keyrings/r/keys/k/versions",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    // Duplicate keys in rate limits, and rotation times in the past, are refused.
+    let (s, _, _) = srv
+        .raw(
+            "POST",
+            "/v1/principals",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            br#"{"name":"p","rate_limits":{"crypto":1,"crypto":1000}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, v) = srv
+        .call(
+            "PATCH",
+            "/v1/keyrings/r/keys/k",
+            Some(json!({"rotation_period": "30d", "next_rotation_time": "2001-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (400, "invalid_argument"), "{v}");
+    // An update that changes nothing changes nothing.
+    let before = srv.ok("GET", "/v1/keyrings/r/keys/k", None).await;
+    let d = before["description"].clone();
+    srv.ok(
+        "PATCH",
+        "/v1/keyrings/r/keys/k",
+        Some(json!({"description": d})),
+    )
+    .await;
+    assert_eq!(srv.ok("GET", "/v1/keyrings/r/keys/k", None).await, before);
+    // Messages read cleanly.
+    let (_, v) = srv
+        .call(
+            "POST",
+            "/v1/keyrings/r/keys",
+            Some(json!({"name": "x", "purpose": "mac", "algorithm": "aes-256-gcm"})),
+        )
+        .await;
+    assert!(
+        !v["error"]["message"].as_str().unwrap().contains("  "),
+        "{v}"
+    );
+    let (_, v) = srv
+        .call(
+            "POST",
+            "/v1/crypto/encrypt",
+            Some(json!({"key": "r/sig", "plaintext": "aGk="})),
+        )
+        .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs a key of purpose encrypt-decrypt"),
+        "{v}"
+    );
+}
