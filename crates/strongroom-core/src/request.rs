@@ -145,6 +145,7 @@ pub enum Operation {
     ListIssuers,
     DeleteIssuer,
     ExchangeToken,
+    RejectedRequest,
 }
 
 impl Operation {
@@ -206,6 +207,7 @@ impl Operation {
             ListIssuers => "list-issuers",
             DeleteIssuer => "delete-issuer",
             ExchangeToken => "exchange-token",
+            RejectedRequest => "rejected-request",
         }
     }
 }

@@ -101,6 +101,35 @@ impl KeyService {
         self
     }
 
+    /// Records a request a front-end refused before it reached an operation (malformed
+    /// body, unknown route, bad parameter): every refusal is audited. `what` names the
+    /// request (`POST /v1/crypto/encrypt`), `code` the front-end's error code. When
+    /// `needs_auth` and the caller is not authenticated, the refusal becomes
+    /// `Unauthenticated` (an anonymous caller learns nothing about the request's shape).
+    /// Fails with `Unavailable` if the event cannot be written.
+    pub async fn audit_rejected(
+        &self,
+        ctx: &RequestContext,
+        what: String,
+        code: &'static str,
+        needs_auth: bool,
+    ) -> Result<()> {
+        let mut ev = self.event(ctx, Operation::RejectedRequest);
+        ev.target = Some(what);
+        match self.authenticate(ctx, &mut ev).await {
+            Ok(_) | Err(Error::Unauthenticated) if !needs_auth => {}
+            Ok(_) => {}
+            // Refused for who is asking (or how often) before what was asked: audited as such.
+            Err(e) => return self.finish(ev, Err(e)).await,
+        }
+        ev.outcome = strongroom_audit::Outcome::Error;
+        ev.error_code = Some(code);
+        self.audit.append(&ev).await.map_err(|e| {
+            tracing::error!(request_id = %ev.request_id, error = %e, "audit write failed");
+            Error::Unavailable("audit log is not writable".into())
+        })
+    }
+
     /// Reads audit events (needs the `read-audit` permission).
     pub async fn query_audit(
         &self,

@@ -55,8 +55,64 @@ pub fn router(svc: Arc<KeyService>) -> Router {
         .fallback(native::not_found)
         .method_not_allowed_fallback(native::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(native::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            svc.clone(),
+            audit_rejections,
+        ))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(svc)
+}
+
+/// Routes that answer without a token.
+fn is_public(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    matches!(
+        (method, path),
+        (&Method::GET, "/v1/sys/health")
+            | (&Method::GET, "/v1/openapi.json")
+            | (&Method::GET, "/v1/policy/schema")
+            | (&Method::POST, "/v1/auth/exchange")
+    )
+}
+
+/// Audits requests refused before they reached `KeyService` (malformed bodies, bad paths,
+/// unknown routes). On routes that need a token, an unauthenticated caller gets 401 rather
+/// than learning what was wrong with the request. If the event cannot be written, 503.
+async fn audit_rejections(
+    axum::extract::State(svc): axum::extract::State<Arc<KeyService>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(strongroom_core::BearerToken::new);
+    let client_addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string());
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let public = is_public(req.method(), req.uri().path());
+    let resp = next.run(req).await;
+    let Some(u) = resp.extensions().get::<native::Unaudited>().copied() else {
+        return resp;
+    };
+    let ctx = strongroom_core::RequestContext {
+        request_id: request_id::current(),
+        token,
+        protocol: strongroom_core::Protocol::Native,
+        client_addr,
+    };
+    match svc.audit_rejected(&ctx, what, u.code, !public).await {
+        Ok(()) => resp,
+        Err(e) => native::ApiError::Core(e).into_response(),
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains connections.

@@ -11,8 +11,11 @@ use crate::request_id;
 /// An error on the native API.
 #[derive(Debug)]
 pub(crate) enum ApiError {
-    /// From `KeyService`.
+    /// From `KeyService` (which wrote the audit event).
     Core(Error),
+    /// Refused while converting the request, before `KeyService` saw it (not yet audited:
+    /// the audit middleware records it).
+    Request(Error),
     /// Rejected by the HTTP layer before reaching `KeyService`.
     Http {
         status: StatusCode,
@@ -29,7 +32,12 @@ impl From<Error> for ApiError {
 
 impl ApiError {
     pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Self {
-        ApiError::Core(Error::invalid(field, reason))
+        ApiError::Request(Error::invalid(field, reason))
+    }
+
+    /// A core validation error raised while converting the request (before `KeyService`).
+    pub(crate) fn request(e: Error) -> Self {
+        ApiError::Request(e)
     }
 
     pub(crate) fn http(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -75,7 +83,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = request_id::current();
         let (status, code, message) = match &self {
-            ApiError::Core(e) => {
+            ApiError::Core(e) | ApiError::Request(e) => {
                 // Internal details are logged by KeyService with the request id; the client
                 // sees only "internal error". Unavailable details name files, not secrets.
                 (status_of(e), e.code(), e.to_string())
@@ -101,10 +109,19 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        if !matches!(self, ApiError::Core(_)) {
+            resp.extensions_mut().insert(Unaudited { code });
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }
+}
+
+/// Marks a response refused before `KeyService` ran, so the audit middleware records it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unaudited {
+    pub(crate) code: &'static str,
 }

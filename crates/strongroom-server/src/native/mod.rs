@@ -22,7 +22,7 @@ use strongroom_core::{
     PrincipalInput, PrincipalName, PrincipalUpdate, Purpose, RingName, TestResource, Timestamp,
 };
 
-pub(crate) use error::ApiError;
+pub(crate) use error::{ApiError, Unaudited};
 pub use extract::MAX_BODY;
 use extract::{Ctx, Json, OptionalJson, Path, Query};
 use wire::*;
@@ -150,7 +150,7 @@ fn key_path(ring: &str, key: &str) -> ApiResult<KeyRef> {
 }
 
 fn key_ref(s: &str, field: &str) -> ApiResult<KeyRef> {
-    Ok(KeyRef::parse(s, field)?)
+    KeyRef::parse(s, field).map_err(ApiError::request)
 }
 
 fn alias_name(s: &str) -> ApiResult<AliasName> {
@@ -180,7 +180,7 @@ fn timestamp(s: &str, field: &str) -> ApiResult<Timestamp> {
 }
 
 fn duration(s: &str, field: &str) -> ApiResult<i64> {
-    Ok(parse_duration(s, field)?)
+    parse_duration(s, field).map_err(ApiError::request)
 }
 
 fn page(size: Option<u32>, token: Option<String>) -> ApiResult<PageRequest> {

@@ -562,3 +562,98 @@ async fn consistent_answers_at_the_edges() {
         "{v}"
     );
 }
+
+/// Every refusal is audited, including those made before a request reaches an operation,
+/// and an anonymous caller learns nothing about what was wrong with its request.
+#[tokio::test]
+async fn refusals_before_an_operation_are_audited_and_anonymous_ones_are_401() {
+    let srv = TestServer::dev();
+    let json_only = [("content-type", "application/json")];
+    let (s, _, body) = srv
+        .raw(
+            "POST",
+            "/v1/crypto/encrypt",
+            &json_only,
+            b"{not json".to_vec(),
+        )
+        .await;
+    assert_eq!(s, 401, "{body}");
+    let (s, _, _) = srv.raw("GET", "/v1/does/not/exist", &[], vec![]).await;
+    assert_eq!(s, 401);
+    let auth = format!("Bearer {}", srv.token);
+    let (s, _, _) = srv
+        .raw(
+            "POST",
+            "/v1/crypto/encrypt",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            b"{not json".to_vec(),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _, _) = srv
+        .raw(
+            "GET",
+            "/v1/keyrings?page_size=0",
+            &[("authorization", &auth)],
+            vec![],
+        )
+        .await;
+    assert_eq!(s, 400);
+    // A public route keeps its own answer for anonymous callers.
+    let (s, _, _) = srv
+        .raw("POST", "/v1/auth/exchange", &json_only, b"{}".to_vec())
+        .await;
+    assert_eq!(s, 400);
+    let (_, v) = srv
+        .call(
+            "GET",
+            "/v1/audit/events?operation=rejected-request&limit=1000",
+            None,
+        )
+        .await;
+    let ev = v["items"].as_array().unwrap();
+    let summary: Vec<(Option<&str>, Option<&str>, Option<&str>)> = ev
+        .iter()
+        .map(|e| {
+            (
+                e["target"].as_str(),
+                e["error_code"].as_str(),
+                e["principal"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                Some("POST /v1/crypto/encrypt"),
+                Some("unauthenticated"),
+                None
+            ),
+            (
+                Some("GET /v1/does/not/exist"),
+                Some("unauthenticated"),
+                None
+            ),
+            (
+                Some("POST /v1/crypto/encrypt"),
+                Some("invalid_argument"),
+                Some("root")
+            ),
+            (
+                Some("GET /v1/keyrings"),
+                Some("invalid_argument"),
+                Some("root")
+            ),
+            (
+                Some("POST /v1/auth/exchange"),
+                Some("invalid_argument"),
+                None
+            ),
+        ],
+        "{v}"
+    );
+}
