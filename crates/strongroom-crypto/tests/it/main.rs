@@ -1,0 +1,6 @@
+//! Published test vectors and golden files for strongroom-crypto.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+mod golden;
+mod wycheproof;
