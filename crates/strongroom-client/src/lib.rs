@@ -89,23 +89,52 @@ pub enum Method {
     Delete,
 }
 
+/// TLS settings for `https://` servers.
+#[derive(Debug, Default, Clone)]
+pub struct TlsOptions {
+    /// Extra CA certificates (PEM) to trust, e.g. a private CA that signed the server's cert.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate chain and its private key (PEM, concatenated) for mutual TLS.
+    pub identity_pem: Option<Vec<u8>>,
+}
+
 impl Client {
     /// A client for `addr` (e.g. `http://127.0.0.1:8400`) with an optional bearer token.
     pub fn new(addr: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_tls(addr, token, &TlsOptions::default())
+    }
+
+    /// A client with TLS settings (a private CA, a client certificate).
+    pub fn with_tls(
+        addr: &str,
+        token: Option<String>,
+        tls: &TlsOptions,
+    ) -> Result<Self, ClientError> {
         let addr = addr.trim_end_matches('/').to_string();
         if !(addr.starts_with("http://") || addr.starts_with("https://")) {
             return Err(ClientError::Config(format!(
                 "STRONGROOM_ADDR must start with http:// or https:// (got {addr:?})"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut b = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ClientError::Transport {
-                addr: addr.clone(),
-                source: e,
-            })?;
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(ca) = &tls.ca_pem {
+            for c in reqwest::Certificate::from_pem_bundle(ca)
+                .map_err(|_| ClientError::Config("the CA file is not PEM certificates".into()))?
+            {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if let Some(id) = &tls.identity_pem {
+            b = b.identity(reqwest::Identity::from_pem(id).map_err(|_| {
+                ClientError::Config("the client certificate and key are not valid PEM".into())
+            })?);
+        }
+        let http = b.build().map_err(|e| ClientError::Transport {
+            addr: addr.clone(),
+            source: e,
+        })?;
         Ok(Self { http, addr, token })
     }
 

@@ -32,6 +32,8 @@ pub struct PrincipalInput {
     pub description: String,
     /// Quotas overriding the server defaults, by class (requests per second; 0 = unlimited).
     pub rate_limits: std::collections::BTreeMap<String, u32>,
+    /// SHA-256 fingerprints (hex) of client certificates that authenticate as this principal.
+    pub tls_certs: Vec<String>,
 }
 
 /// What `update_principal` changes; `None` leaves a field alone.
@@ -47,6 +49,8 @@ pub struct PrincipalUpdate {
     pub disabled: Option<bool>,
     /// New quota overrides (replacing all).
     pub rate_limits: Option<std::collections::BTreeMap<String, u32>>,
+    /// New client certificate fingerprints (replacing all).
+    pub tls_certs: Option<Vec<String>>,
 }
 
 /// What a `test_policy` request acts on.
@@ -106,6 +110,35 @@ fn validate_rate_limits(r: &std::collections::BTreeMap<String, u32>) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// Normalises client certificate fingerprints: 64 hex digits each (colons allowed, as
+/// `openssl x509 -fingerprint -sha256` prints them), at most 16.
+fn normalise_fingerprints(fps: Vec<String>) -> Result<Vec<String>> {
+    if fps.len() > 16 {
+        return Err(Error::invalid(
+            "tls_certs",
+            "at most 16 certificates per principal",
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(fps.len());
+    for fp in fps {
+        let hex: String = fp
+            .chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::invalid(
+                "tls_certs",
+                "each entry is a certificate's SHA-256 fingerprint: 64 hex digits",
+            ));
+        }
+        if !out.contains(&hex) {
+            out.push(hex);
+        }
+    }
+    Ok(out)
 }
 
 fn validate_policy_name(name: &str) -> Result<()> {
@@ -196,6 +229,7 @@ impl KeyService {
             validate_labels(&input.labels, "labels")?;
             validate_description(&input.description)?;
             validate_rate_limits(&input.rate_limits)?;
+            let tls_certs = normalise_fingerprints(input.tls_certs)?;
             if self.store.principal(&input.name).await?.is_some() {
                 return Err(Error::AlreadyExists {
                     kind: "principal",
@@ -213,13 +247,14 @@ impl KeyService {
                 updated_at: now,
                 disabled_at: None,
                 rate_limits: input.rate_limits,
+                tls_certs,
             };
             self.audit_before_commit(&mut ev).await?;
             self.store
                 .put_principal(&rec, AliasWrite::Create)
                 .await
                 .map_err(|e| match e {
-                    StoreError::AlreadyExists(_) => Error::AlreadyExists {
+                    StoreError::AlreadyExists("principal") => Error::AlreadyExists {
                         kind: "principal",
                         name: rec.name.to_string(),
                     },
@@ -263,6 +298,9 @@ impl KeyService {
             if let Some(r) = update.rate_limits {
                 validate_rate_limits(&r)?;
                 p.rate_limits = r;
+            }
+            if let Some(c) = update.tls_certs {
+                p.tls_certs = normalise_fingerprints(c)?;
             }
             let now = self.clock.now();
             if let Some(disabled) = update.disabled {

@@ -950,6 +950,7 @@ impl KeyService {
                 token: None,
                 protocol: Protocol::Scheduler,
                 client_addr: None,
+                client_cert: None,
             };
             self.event(&ctx, op)
         };

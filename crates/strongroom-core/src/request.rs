@@ -62,6 +62,9 @@ pub struct RequestContext {
     pub protocol: Protocol,
     /// The client's address, if known.
     pub client_addr: Option<String>,
+    /// SHA-256 of the client's TLS certificate, when it presented one that chains to the
+    /// configured client CA (mutual TLS). Used when no token is given.
+    pub client_cert: Option<[u8; 32]>,
 }
 
 /// An authenticated caller.
@@ -225,6 +228,7 @@ mod tests {
             token: Some(t),
             protocol: Protocol::Native,
             client_addr: None,
+            client_cert: None,
         };
         assert!(!format!("{ctx:?}").contains("CANARY"));
     }

@@ -235,7 +235,10 @@ impl KeyService {
             return Err(Error::Unauthenticated);
         }
         let Some(token) = &ctx.token else {
-            return Err(Error::Unauthenticated);
+            return match ctx.client_cert {
+                Some(fp) => self.authenticate_cert(&fp, ev).await,
+                None => Err(Error::Unauthenticated),
+            };
         };
         // Exposed to hash it for lookup; only the hash is stored or compared.
         let text = token.expose_secret();
@@ -294,6 +297,39 @@ impl KeyService {
                 token_id: rec.id,
             },
             attrs,
+        })
+    }
+
+    /// Mutual TLS: the TLS layer verified the certificate chain against the client CA; here
+    /// its fingerprint must be registered to an enabled principal. Root cannot be reached this
+    /// way.
+    async fn authenticate_cert(&self, fp: &[u8; 32], ev: &mut AuditEvent) -> Result<Caller> {
+        let hex: String = fp.iter().map(|b| format!("{b:02x}")).collect();
+        let p = self
+            .store
+            .principal_by_cert(&hex)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        if p.disabled_at.is_some() {
+            return Err(Error::Unauthenticated);
+        }
+        let name = p.name.to_string();
+        ev.principal = Some(name.clone());
+        ev.token_id = Some(format!("cert:{}", &hex[..16]));
+        ev.auth_method = Some("mtls");
+        self.limiter
+            .take(&name, &p.rate_limits, crate::quota::class_of(ev.operation))?;
+        Ok(Caller {
+            principal: Principal {
+                name: name.clone(),
+                token_id: format!("cert:{}", &hex[..16]),
+            },
+            attrs: Some(PrincipalAttrs {
+                name,
+                kind: p.kind,
+                roles: p.roles,
+                labels: p.labels,
+            }),
         })
     }
 

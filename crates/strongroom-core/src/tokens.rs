@@ -145,6 +145,17 @@ impl KeyService {
             let who = self.authenticate(ctx, &mut ev).await?;
             let id = who.principal.token_id.clone();
             ev.target = Some(id.clone());
+            if id.starts_with("cert:") {
+                // Authenticated by a client certificate: there is no token record to show.
+                return Ok(TokenInfo {
+                    id,
+                    principal: who.principal.name.clone(),
+                    description: "mutual TLS client certificate".into(),
+                    created_at: self.clock.now(),
+                    expires_at: None,
+                    revoked_at: None,
+                });
+            }
             let t = self.store.token(&id).await?.ok_or(Error::Unauthenticated)?;
             Ok(info(&t))
         }

@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// How often scheduled rotations and destructions are checked.
     pub scheduler_interval: Duration,
+    /// Serve HTTPS with this configuration (its client verifier decides mutual TLS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +47,7 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             scheduler_interval: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -98,6 +101,7 @@ async fn audit_rejections(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.to_string());
     let what = format!("{} {}", req.method(), req.uri().path());
+    let req_cert = req.extensions().get::<ClientCert>().map(|c| c.0);
     let public = is_public(req.method(), req.uri().path());
     let resp = next.run(req).await;
     let Some(u) = resp.extensions().get::<native::Unaudited>().copied() else {
@@ -108,11 +112,36 @@ async fn audit_rejections(
         token,
         protocol: strongroom_core::Protocol::Native,
         client_addr,
+        client_cert: req_cert,
     };
     match svc.audit_rejected(&ctx, what, u.code, !public).await {
         Ok(()) => resp,
         Err(e) => native::ApiError::Core(e).into_response(),
     }
+}
+
+/// The SHA-256 of the client certificate a TLS connection presented (already verified
+/// against the client CA by rustls), attached to every request on that connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientCert(pub(crate) [u8; 32]);
+
+fn with_connection_info(
+    app: Router,
+    addr: SocketAddr,
+    cert: Option<[u8; 32]>,
+) -> impl tower::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone {
+    app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+        if let Some(c) = cert {
+            req.extensions_mut().insert(ClientCert(c));
+        }
+        req
+    })
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains connections.
@@ -146,16 +175,52 @@ pub async fn serve(
                 }
             },
         };
-        let svc = app
-            .clone()
-            .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
-                req
-            });
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
+        let tls = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let app = app.clone();
+        let http = http.clone();
+        let graceful_watch = graceful.watcher();
+        let handshake_timeout = opts.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => {
+                    let svc = with_connection_info(app, addr, None);
+                    let conn =
+                        http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+                    graceful_watch.watch(conn).await
+                }
+                Some(acceptor) => {
+                    // A client that never finishes the handshake holds a connection slot: bound it.
+                    let tls_stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(client = %addr, error = %e, "TLS handshake failed");
+                            drop(permit);
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(client = %addr, "TLS handshake timed out");
+                            drop(permit);
+                            return;
+                        }
+                    };
+                    let cert = tls_stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|leaf| strongroom_crypto::hash::sha256(leaf.as_ref()));
+                    let svc = with_connection_info(app, addr, cert);
+                    let conn = http
+                        .serve_connection(TokioIo::new(tls_stream), TowerToHyperService::new(svc));
+                    graceful_watch.watch(conn).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(client = %addr, error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -126,6 +126,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put_principal(&self, p: &PrincipalRecord, mode: AliasWrite) -> Result<()>;
     /// Reads a principal.
     async fn principal(&self, name: &PrincipalName) -> Result<Option<PrincipalRecord>>;
+    /// The principal a client certificate fingerprint (lower-case hex SHA-256) belongs to.
+    async fn principal_by_cert(&self, fingerprint: &str) -> Result<Option<PrincipalRecord>>;
     /// Lists principals by name.
     async fn list_principals(&self, page: &PageRequest) -> Result<Page<PrincipalRecord>>;
 

@@ -303,6 +303,9 @@ pub struct PrincipalRecord {
     pub disabled_at: Option<Timestamp>,
     /// Per-class request quotas (requests per second) overriding the server's defaults.
     pub rate_limits: BTreeMap<String, u32>,
+    /// SHA-256 fingerprints (lower-case hex) of client certificates that authenticate as this
+    /// principal over mutual TLS. Unique across principals.
+    pub tls_certs: Vec<String>,
 }
 
 /// One claim-to-principal mapping rule of a trusted issuer: when every listed claim of a

@@ -130,6 +130,16 @@ CREATE TABLE issuers (
 );
 "#,
     ),
+    (
+        5,
+        r#"
+ALTER TABLE principals ADD COLUMN tls_certs TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE principal_certs (
+    fingerprint TEXT PRIMARY KEY,
+    principal TEXT NOT NULL REFERENCES principals(name)
+);
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -439,6 +449,8 @@ fn principal_of(r: &SqliteRow) -> Result<PrincipalRecord> {
         disabled_at: ts(r.try_get("disabled_at").map_err(g)?),
         rate_limits: serde_json::from_str(r.try_get("rate_limits").map_err(g)?)
             .map_err(|_| corrupt("rate limits"))?,
+        tls_certs: serde_json::from_str(r.try_get("tls_certs").map_err(g)?)
+            .map_err(|_| corrupt("tls certs"))?,
     })
 }
 
@@ -945,11 +957,11 @@ impl Store for SqliteStore {
         let roles = serde_json::to_string(&p.roles).unwrap_or_else(|_| "[]".into());
         let r = match mode {
             AliasWrite::Create => sqlx::query(
-                "INSERT INTO principals (name, kind, roles, labels, description, created_at, updated_at, disabled_at, rate_limits)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO principals (name, kind, roles, labels, description, created_at, updated_at, disabled_at, rate_limits, tls_certs)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             ),
             AliasWrite::Update => sqlx::query(
-                "UPDATE principals SET kind = $2, roles = $3, labels = $4, description = $5, created_at = $6, updated_at = $7, disabled_at = $8, rate_limits = $9
+                "UPDATE principals SET kind = $2, roles = $3, labels = $4, description = $5, created_at = $6, updated_at = $7, disabled_at = $8, rate_limits = $9, tls_certs = $10
                  WHERE name = $1",
             ),
         }
@@ -962,11 +974,25 @@ impl Store for SqliteStore {
         .bind(p.updated_at.0)
         .bind(p.disabled_at.map(|t| t.0))
         .bind(serde_json::to_string(&p.rate_limits).unwrap_or_else(|_| "{}".into()))
+        .bind(serde_json::to_string(&p.tls_certs).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e, "principal"))?;
         if r.rows_affected() != 1 {
             return Err(StoreError::NotFound("principal"));
+        }
+        sqlx::query("DELETE FROM principal_certs WHERE principal = $1")
+            .bind(p.name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "principal"))?;
+        for fp in &p.tls_certs {
+            sqlx::query("INSERT INTO principal_certs (fingerprint, principal) VALUES ($1, $2)")
+                .bind(fp)
+                .bind(p.name.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "client certificate"))?;
         }
         tx.commit().await.map_err(|e| self.err(e, "principal"))
     }
@@ -975,6 +1001,18 @@ impl Store for SqliteStore {
         self.check()?;
         sqlx::query("SELECT * FROM principals WHERE name = $1")
             .bind(name.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "principal"))?
+            .as_ref()
+            .map(principal_of)
+            .transpose()
+    }
+
+    async fn principal_by_cert(&self, fingerprint: &str) -> Result<Option<PrincipalRecord>> {
+        self.check()?;
+        sqlx::query("SELECT p.* FROM principals p JOIN principal_certs c ON c.principal = p.name WHERE c.fingerprint = $1")
+            .bind(fingerprint)
             .fetch_optional(&self.reader)
             .await
             .map_err(|e| self.err(e, "principal"))?

@@ -51,6 +51,30 @@ pub(crate) struct Cli {
     )]
     token: Option<String>,
 
+    /// Extra CA certificate(s) to trust for an https:// server (PEM).
+    #[arg(long, global = true, env = "STRONGROOM_CACERT", value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+
+    /// Client certificate for mutual TLS (PEM); with --client-key.
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+
+    /// Private key of --client-cert (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "STRONGROOM_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
+
     /// Output format of client commands.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     output: Format,
@@ -146,6 +170,10 @@ enum PrincipalCmd {
         /// (repeatable; classes crypto, read, write, keygen; 0 = unlimited).
         #[arg(long = "rate-limit", value_name = "CLASS=RPS")]
         rate_limits: Vec<String>,
+        /// Client certificate (PEM file, repeatable) that authenticates as this principal
+        /// over mutual TLS; its SHA-256 fingerprint is registered.
+        #[arg(long = "tls-cert", value_name = "PEM")]
+        tls_certs: Vec<PathBuf>,
     },
     /// Show a principal.
     Get {
@@ -179,6 +207,12 @@ enum PrincipalCmd {
         /// Replace the principal's quotas (repeatable class=requests-per-second).
         #[arg(long = "rate-limit", value_name = "CLASS=RPS")]
         rate_limits: Vec<String>,
+        /// Replace the principal's client certificates (PEM files, repeatable).
+        #[arg(long = "tls-cert", value_name = "PEM")]
+        tls_certs: Vec<PathBuf>,
+        /// Remove all client certificates.
+        #[arg(long, conflicts_with = "tls_certs")]
+        clear_tls_certs: bool,
     },
     /// Create a token for a principal (shown once).
     Token {
@@ -856,6 +890,32 @@ fn parse_rules(list: &[String]) -> anyhow::Result<Value> {
     Ok(Value::Array(out))
 }
 
+/// SHA-256 fingerprints of the first certificate in each PEM file.
+fn fingerprints(files: &[PathBuf]) -> anyhow::Result<Value> {
+    let mut out = Vec::new();
+    for f in files {
+        let pem =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let body: String = pem
+            .lines()
+            .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END"))
+            .collect();
+        let der = B64
+            .decode(body.trim())
+            .ok()
+            .filter(|d| !d.is_empty())
+            .with_context(|| format!("{} holds no PEM certificate", f.display()))?;
+        let fp: String = strongroom_crypto::hash::sha256(&der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        out.push(Value::String(fp));
+    }
+    Ok(Value::Array(out))
+}
+
 fn rates(list: &[String]) -> anyhow::Result<Value> {
     let mut m = Map::new();
     for (k, v) in pairs(list, "--rate-limit")? {
@@ -961,6 +1021,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         command,
         addr,
         token,
+        ca_cert,
+        client_cert,
+        client_key,
         output: fmt,
     } = cli;
     let command = match command {
@@ -977,7 +1040,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         other => other,
     };
-    let c = Client::new(&addr, token)?;
+    let read =
+        |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let tls = strongroom_client::TlsOptions {
+        ca_pem: ca_cert.as_ref().map(read).transpose()?,
+        identity_pem: match (&client_cert, &client_key) {
+            (Some(c), Some(k)) => Some([read(c)?, b"\n".to_vec(), read(k)?].concat()),
+            _ => None,
+        },
+    };
+    let c = Client::with_tls(&addr, token, &tls)?;
     let obj = |v: Value| {
         output::object(fmt, &v);
         Ok(ExitCode::SUCCESS)
@@ -1068,11 +1140,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Principal(cmd) => match cmd {
-            PrincipalCmd::Create { name, kind, roles, labels, description, rate_limits } => obj(
+            PrincipalCmd::Create { name, kind, roles, labels, description, rate_limits, tls_certs } => obj(
                 c.call(
                     Method::Post,
                     "/v1/principals",
-                    Some(&json!({"name": name, "kind": kind, "roles": roles, "labels": pairs(&labels.labels, "--label")?, "description": description, "rate_limits": rates(&rate_limits)?})),
+                    Some(&json!({"name": name, "kind": kind, "roles": roles, "labels": pairs(&labels.labels, "--label")?, "description": description, "rate_limits": rates(&rate_limits)?, "tls_certs": fingerprints(&tls_certs)?})),
                 )
                 .await?,
             ),
@@ -1082,8 +1154,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 output::list(fmt, &v, &["name", "kind", "roles", "labels", "disabled"]);
                 Ok(ExitCode::SUCCESS)
             }
-            PrincipalCmd::Update { name, roles, clear_roles, labels, description, disable, enable, rate_limits } => {
+            PrincipalCmd::Update { name, roles, clear_roles, labels, description, disable, enable, rate_limits, tls_certs, clear_tls_certs } => {
                 let mut m = Map::new();
+                if !tls_certs.is_empty() || clear_tls_certs {
+                    m.insert("tls_certs".into(), fingerprints(&tls_certs)?);
+                }
                 if !rate_limits.is_empty() {
                     m.insert("rate_limits".into(), rates(&rate_limits)?);
                 }

@@ -40,6 +40,35 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "PATH", env = "STRONGROOM_ROOT_KEY_FILE")]
     pub(crate) root_key_file: Option<PathBuf>,
 
+    /// Serve HTTPS with this certificate chain (PEM). Needs --tls-key.
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_key",
+        env = "STRONGROOM_TLS_CERT"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM; PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_cert",
+        env = "STRONGROOM_TLS_KEY"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// Enable mutual TLS: accept client certificates issued by these CAs (PEM). A client
+    /// certificate registered to a principal (`principal update --tls-cert`) authenticates
+    /// requests that carry no token. Clients without a certificate can still use tokens.
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_cert",
+        env = "STRONGROOM_TLS_CLIENT_CA"
+    )]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+
     /// How often to run due scheduled rotations and destructions (e.g. 30s, 5m).
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub(crate) scheduler_interval: String,
@@ -144,13 +173,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
 
+    let tls = tls_config(&args)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    line(&format!("strongroom listening on http://{addr}"));
+    line(&format!("strongroom listening on {scheme}://{addr}"));
     tracing::info!(%addr, data_dir = %data_dir.display(), audit = %opened.audit_path.display(), "serving");
 
     let svc = opened.service.clone();
@@ -160,7 +191,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     strongroom_server::serve(
         listener,
         app,
-        strongroom_server::ServeOptions::default(),
+        strongroom_server::ServeOptions {
+            tls,
+            ..strongroom_server::ServeOptions::default()
+        },
         shutdown_signal(),
     )
     .await
@@ -261,4 +295,54 @@ impl strongroom_core::federation::JwksFetcher for HttpJwksFetcher {
         }
         String::from_utf8(body.to_vec()).map_err(|_| "JWKS document is not UTF-8".into())
     }
+}
+
+/// Builds the TLS configuration from --tls-cert/--tls-key (and --tls-client-ca for mTLS).
+fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    if chain.is_empty() {
+        bail!("{} holds no certificate", cert.display());
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("{} is not a PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match &args.tls_client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("cannot read {}", ca.display()))?
+            {
+                roots
+                    .add(c.with_context(|| format!("{} is not a PEM certificate", ca.display()))?)
+                    .with_context(|| {
+                        format!("{} holds an unusable CA certificate", ca.display())
+                    })?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key_der)
+        .context("the TLS certificate and key do not match")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
 }

@@ -118,6 +118,7 @@ async fn setup(kms: &Kms, jwks: Option<&Value>, jwks_uri: Option<&str>) {
                 labels: Labels::new(),
                 description: String::new(),
                 rate_limits: BTreeMap::new(),
+                tls_certs: vec![],
             },
         )
         .await
@@ -414,6 +415,7 @@ async fn remote_jwks_is_fetched_and_refreshed_at_most_once_a_minute() {
             labels: Labels::new(),
             description: String::new(),
             rate_limits: BTreeMap::new(),
+            tls_certs: vec![],
         },
     )
     .await

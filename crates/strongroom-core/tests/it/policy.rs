@@ -29,6 +29,7 @@ async fn principal(
                     .collect::<Labels>(),
                 description: String::new(),
                 rate_limits: Default::default(),
+                tls_certs: vec![],
             },
         )
         .await
@@ -367,6 +368,7 @@ async fn principals_and_their_tokens() {
             labels: Labels::new(),
             description: String::new(),
             rate_limits: Default::default(),
+            tls_certs: vec![],
         },
     )
     .await
@@ -409,6 +411,7 @@ async fn principals_and_their_tokens() {
             labels: Labels::new(),
             description: String::new(),
             rate_limits: Default::default(),
+            tls_certs: vec![],
         };
         assert_err!(
             svc.create_principal(&root(), input).await,

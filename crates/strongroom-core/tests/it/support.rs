@@ -319,6 +319,7 @@ pub(crate) fn as_token(token: Option<&str>) -> RequestContext {
         token: token.map(|t| BearerToken::new(t.to_string())),
         protocol: Protocol::Native,
         client_addr: None,
+        client_cert: None,
     }
 }
 

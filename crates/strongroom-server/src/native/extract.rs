@@ -203,6 +203,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             token,
             protocol: Protocol::Native,
             client_addr,
+            client_cert: parts.extensions.get::<crate::ClientCert>().map(|c| c.0),
         }))
     }
 }

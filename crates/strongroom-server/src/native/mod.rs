@@ -950,6 +950,7 @@ async fn create_principal(
         labels,
         description,
         rate_limits,
+        tls_certs,
     } = req;
     let input = PrincipalInput {
         name: principal_name(&name)?,
@@ -958,6 +959,7 @@ async fn create_principal(
         labels: labels.0,
         description,
         rate_limits: rate_limits.0,
+        tls_certs,
     };
     Ok(created(PrincipalResponse::from(
         svc.create_principal(&ctx, input).await?,
@@ -1001,6 +1003,7 @@ async fn update_principal(
         description,
         disabled,
         rate_limits,
+        tls_certs,
     } = req;
     let update = PrincipalUpdate {
         roles,
@@ -1008,6 +1011,7 @@ async fn update_principal(
         description,
         disabled,
         rate_limits: rate_limits.map(|r| r.0),
+        tls_certs,
     };
     Ok(ok(PrincipalResponse::from(
         svc.update_principal(&ctx, &principal_name(&name)?, update)

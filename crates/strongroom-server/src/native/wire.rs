@@ -644,6 +644,9 @@ pub(crate) struct CreatePrincipalRequest {
     pub(crate) description: String,
     #[serde(default)]
     pub(crate) rate_limits: StrictCounts,
+    /// SHA-256 fingerprints of client certificates (mutual TLS).
+    #[serde(default)]
+    pub(crate) tls_certs: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -654,6 +657,7 @@ pub(crate) struct UpdatePrincipalRequest {
     pub(crate) description: Option<String>,
     pub(crate) disabled: Option<bool>,
     pub(crate) rate_limits: Option<StrictCounts>,
+    pub(crate) tls_certs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -668,6 +672,7 @@ pub(crate) struct PrincipalResponse {
     pub(crate) updated_at: String,
     pub(crate) disabled_at: Option<String>,
     pub(crate) rate_limits: BTreeMap<String, u32>,
+    pub(crate) tls_certs: Vec<String>,
 }
 
 impl From<strongroom_core::PrincipalRecord> for PrincipalResponse {
@@ -682,6 +687,7 @@ impl From<strongroom_core::PrincipalRecord> for PrincipalResponse {
             updated_at,
             disabled_at,
             rate_limits,
+            tls_certs,
         } = p;
         Self {
             name: name.to_string(),
@@ -694,6 +700,7 @@ impl From<strongroom_core::PrincipalRecord> for PrincipalResponse {
             updated_at: updated_at.to_rfc3339(),
             disabled_at: ts(disabled_at),
             rate_limits,
+            tls_certs,
         }
     }
 }

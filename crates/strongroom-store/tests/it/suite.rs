@@ -370,6 +370,7 @@ pub(crate) async fn principals(s: &dyn Store) {
         updated_at: Timestamp(1),
         disabled_at: None,
         rate_limits: BTreeMap::from([("crypto".into(), 50)]),
+        tls_certs: vec!["ab".repeat(32)],
     };
     assert!(matches!(
         s.put_principal(&p, AliasWrite::Update).await,
@@ -394,6 +395,32 @@ pub(crate) async fn principals(s: &dyn Store) {
             .items
             .len(),
         1
+    );
+    // Client certificate fingerprints find their principal and belong to one principal only.
+    assert_eq!(
+        s.principal_by_cert(&"ab".repeat(32))
+            .await
+            .unwrap()
+            .map(|p| p.name),
+        Some(p.name.clone())
+    );
+    assert!(
+        s.principal_by_cert(&"cd".repeat(32))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let thief = PrincipalRecord {
+        name: PrincipalName::try_new("thief").unwrap(),
+        ..p.clone()
+    };
+    assert!(matches!(
+        s.put_principal(&thief, AliasWrite::Create).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(
+        s.principal(&thief.name).await.unwrap().is_none(),
+        "nothing written"
     );
     assert!(
         s.principal(&PrincipalName::try_new("nobody").unwrap())

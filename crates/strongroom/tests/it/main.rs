@@ -11,3 +11,4 @@ mod policy;
 mod restart;
 mod support;
 mod tidy;
+mod tls;
