@@ -135,6 +135,8 @@ pub trait AuditSink: Send + Sync + 'static {
     async fn append(&self, event: &AuditEvent) -> Result<(), AuditError>;
     /// Whether the last write succeeded (for readiness checks).
     fn is_healthy(&self) -> bool;
+    /// The sequence number of the last line known to be durable (0 for an empty log).
+    fn durable_seq(&self) -> u64;
     /// Writes a checkpoint if events were written since the last one, and syncs. Called at
     /// shutdown.
     async fn close(&self) -> Result<(), AuditError>;

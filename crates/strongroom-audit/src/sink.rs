@@ -60,6 +60,7 @@ enum Msg {
 pub struct ChainedFileSink {
     tx: SyncSender<Msg>,
     healthy: Arc<AtomicBool>,
+    durable: Arc<std::sync::atomic::AtomicU64>,
     path: PathBuf,
     write_timeout: Duration,
 }
@@ -160,6 +161,8 @@ struct Writer {
     signer: Signer,
     opts: SinkOptions,
     healthy: Arc<AtomicBool>,
+    /// The sequence number of the last line known to be on stable storage.
+    durable: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Writer {
@@ -240,6 +243,7 @@ impl Writer {
         match res {
             Ok(()) => {
                 self.healthy.store(true, Ordering::SeqCst);
+                self.durable.store(self.tail.next_seq - 1, Ordering::SeqCst);
                 Ok(())
             }
             Err(e) => {
@@ -314,6 +318,7 @@ impl ChainedFileSink {
         let mut file = open_file(path).map_err(err)?;
         let tail = resume(&mut file, path).map_err(err)?;
         let healthy = Arc::new(AtomicBool::new(true));
+        let durable = Arc::new(std::sync::atomic::AtomicU64::new(tail.next_seq - 1));
         let (tx, rx) = mpsc::sync_channel(4096);
         let writer = Writer {
             path: path.to_path_buf(),
@@ -323,6 +328,7 @@ impl ChainedFileSink {
             signer,
             opts: opts.clone(),
             healthy: healthy.clone(),
+            durable: durable.clone(),
         };
         std::thread::Builder::new()
             .name("strongroom-audit".into())
@@ -331,6 +337,7 @@ impl ChainedFileSink {
         Ok(Self {
             tx,
             healthy,
+            durable,
             path: path.to_path_buf(),
             write_timeout: opts.write_timeout,
         })
@@ -377,6 +384,10 @@ impl AuditSink for ChainedFileSink {
 
     fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::SeqCst)
+    }
+
+    fn durable_seq(&self) -> u64 {
+        self.durable.load(Ordering::SeqCst)
     }
 
     async fn close(&self) -> Result<(), AuditError> {

@@ -29,6 +29,8 @@ const CHECK_VALUE: &[u8] = b"strongroom root key check v1";
 const AUDIT_KEY_META: &str = "audit_signing_key";
 const AUDIT_KEY_BINDING: &[u8] = b"audit-signing-key";
 const AUDIT_PUBLIC_KEY_FILE: &str = "audit-signing.pub";
+/// Store setting: the highest audit log sequence number known durable.
+pub(crate) const AUDIT_SEQ_META: &str = "audit_seq";
 
 /// How to open a data dir.
 #[derive(Clone)]
@@ -47,6 +49,9 @@ pub struct DataDirOptions {
     pub quotas: crate::quota::QuotaConfig,
     /// How trusted issuers' JWKS documents are fetched (none: inline JWKS only).
     pub jwks_fetcher: Option<Arc<dyn crate::federation::JwksFetcher>>,
+    /// Start even if the audit log is shorter than the data dir recorded (it was truncated
+    /// or replaced by an older copy). Dangerous: only after investigating.
+    pub dangerous_accept_audit_rollback: bool,
 }
 
 /// An opened data dir.
@@ -249,6 +254,33 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
     let signer = audit_signer(&store, &root, dir).await?;
     let audit = ChainedFileSink::open(&audit_path, signer, opts.audit.clone())
         .map_err(|e| refused(e.to_string()))?;
+    {
+        use strongroom_audit::AuditSink;
+        let recorded = store
+            .meta(AUDIT_SEQ_META)
+            .await
+            .map_err(|e| refused(e.to_string()))?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        let have = audit.durable_seq();
+        if have < recorded {
+            let msg = format!(
+                "audit log {} ends at sequence {have}, but this data dir recorded sequence {recorded}: the log was truncated or replaced by an older copy",
+                audit_path.display()
+            );
+            if !opts.dangerous_accept_audit_rollback {
+                return Err(refused(format!(
+                    "{msg}; refusing to start. Restore the log, or start with --dangerous-accept-audit-rollback after investigating"
+                )));
+            }
+            tracing::error!("{msg}; starting anyway (--dangerous-accept-audit-rollback)");
+            store
+                .put_meta(AUDIT_SEQ_META, &have.to_be_bytes())
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+        }
+    }
 
     let mut new_root_token = None;
     let check = if existing {

@@ -164,6 +164,26 @@ impl KeyService {
         }
     }
 
+    /// Records in the store how far the audit log is known to be durable, so a log later
+    /// truncated or replaced by an older copy is caught at start. Called periodically and at
+    /// shutdown; the recorded position only moves forward.
+    pub async fn record_audit_position(&self) -> Result<u64> {
+        let seq = self.audit.durable_seq();
+        let recorded = self
+            .store
+            .meta(crate::bootstrap::AUDIT_SEQ_META)
+            .await?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        if seq > recorded {
+            self.store
+                .put_meta(crate::bootstrap::AUDIT_SEQ_META, &seq.to_be_bytes())
+                .await?;
+        }
+        Ok(seq.max(recorded))
+    }
+
     /// Writes a final audit checkpoint (at shutdown).
     pub async fn close_audit(&self) -> Result<()> {
         self.audit

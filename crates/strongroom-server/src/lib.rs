@@ -235,23 +235,26 @@ pub async fn serve(
 }
 
 /// Runs scheduled jobs every `interval`, and once at once, so work that fell due while the
-/// server was down happens on start.
+/// server was down happens on start; records the audit log's durable position every 10 s.
 pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut jobs = tokio::time::interval(interval);
+        let mut audit_position = tokio::time::interval(Duration::from_secs(10));
         loop {
-            jobs.tick().await;
-            match svc.run_due_jobs().await {
-                Ok(r) if r.rotated + r.destroyed + r.failed > 0 => {
-                    tracing::info!(
-                        rotated = r.rotated,
-                        destroyed = r.destroyed,
-                        failed = r.failed,
-                        "scheduled jobs ran"
-                    );
+            tokio::select! {
+                _ = jobs.tick() => match svc.run_due_jobs().await {
+                    Ok(r) if r.rotated + r.destroyed + r.failed > 0 => {
+                        tracing::info!(rotated = r.rotated, destroyed = r.destroyed, failed = r.failed, "scheduled jobs ran");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "scheduled jobs could not run; will retry"),
+                },
+                // So a log truncated or replaced by an older copy is caught at the next start.
+                _ = audit_position.tick() => {
+                    if let Err(e) = svc.record_audit_position().await {
+                        tracing::warn!(error = %e, "could not record the audit log position");
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "scheduled jobs could not run; will retry"),
             }
         }
     })

@@ -55,6 +55,8 @@ pub enum AliasWrite {
 pub trait Store: Send + Sync + 'static {
     /// Reads a setting.
     async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Writes a setting, replacing any value.
+    async fn put_meta(&self, name: &str, value: &[u8]) -> Result<()>;
     /// Writes a setting if it is not set yet; returns whether it was written.
     async fn put_meta_if_absent(&self, name: &str, value: &[u8]) -> Result<bool>;
 

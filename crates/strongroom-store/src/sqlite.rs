@@ -517,6 +517,17 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e, "setting"))
     }
 
+    async fn put_meta(&self, name: &str, value: &[u8]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "setting"))?;
+        tx.commit().await.map_err(|e| self.err(e, "setting"))
+    }
+
     async fn put_meta_if_absent(&self, name: &str, value: &[u8]) -> Result<bool> {
         let mut tx = self.begin().await?;
         let r = sqlx::query(

@@ -84,6 +84,11 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) rate_limit: String,
 
+    /// Start even though the audit log is shorter than this data dir recorded (it was
+    /// truncated or replaced by an older copy). Investigate first: events may have been removed.
+    #[arg(long)]
+    pub(crate) dangerous_accept_audit_rollback: bool,
+
     /// Shift the server's clock by this many seconds. Only for tests that must observe
     /// scheduled rotation and destruction across restarts. Never use it in production.
     #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
@@ -143,6 +148,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         quotas: strongroom_core::quota::QuotaConfig::parse(&args.rate_limit)
             .map_err(|e| anyhow::anyhow!("--{e}"))?,
         jwks_fetcher: Some(Arc::new(HttpJwksFetcher::new()?)),
+        dangerous_accept_audit_rollback: args.dangerous_accept_audit_rollback,
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -204,6 +210,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         warn_line(&format!(
             "the final audit checkpoint could not be written: {e}"
         ));
+    }
+    if let Err(e) = svc.record_audit_position().await {
+        warn_line(&format!("could not record the audit log position: {e}"));
     }
     drop(opened);
     drop(dev_dir);

@@ -249,6 +249,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         audit: SinkOptions::default(),
         quotas: strongroom_core::quota::QuotaConfig::default(),
         jwks_fetcher: None,
+        dangerous_accept_audit_rollback: false,
     }
 }
 

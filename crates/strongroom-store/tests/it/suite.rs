@@ -356,6 +356,8 @@ pub(crate) async fn meta(s: &dyn Store) {
     assert!(s.put_meta_if_absent("x", b"1").await.unwrap());
     assert!(!s.put_meta_if_absent("x", b"2").await.unwrap());
     assert_eq!(s.meta("x").await.unwrap(), Some(b"1".to_vec()));
+    s.put_meta("x", b"3").await.unwrap();
+    assert_eq!(s.meta("x").await.unwrap(), Some(b"3".to_vec()));
     assert!(s.is_healthy());
 }
 

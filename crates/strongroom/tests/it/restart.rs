@@ -420,3 +420,39 @@ async fn audit_survives_sigkill_under_load() {
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
 }
+
+/// RELIABILITY S5/U3: an audit log replaced by an older copy is caught at start.
+#[tokio::test]
+async fn an_audit_log_rolled_back_to_an_older_copy_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let srv = start(&dir, &[]).server.expect("start");
+    srv.ring("r").await;
+    let log = dir.join("audit.log");
+    let older = std::fs::read(&log).unwrap();
+    srv.key("r/k", json!({})).await;
+    for _ in 0..3 {
+        srv.encrypt("r/k", b"x", json!({})).await;
+    }
+    assert!(
+        srv.terminate().success(),
+        "a clean stop records the log's position"
+    );
+    std::fs::write(&log, &older).unwrap();
+    let r = start(&dir, &[]);
+    assert!(r.server.is_none(), "started with a rolled-back audit log");
+    assert!(
+        r.stderr.contains("truncated or replaced by an older copy"),
+        "{}",
+        r.stderr
+    );
+    // The operator can override after investigating; the log then continues from there.
+    let srv = start(&dir, &["--dangerous-accept-audit-rollback"])
+        .server
+        .expect("override");
+    assert!(srv.terminate().success());
+    assert!(
+        start(&dir, &[]).server.is_some(),
+        "the recorded position was reset to the log's"
+    );
+}
