@@ -144,6 +144,9 @@ enum Command {
         #[arg(long)]
         ttl: Option<String>,
     },
+    /// Measure a running server: throughput and latency percentiles per operation, against a
+    /// baseline (health) measured in the same run. Creates key ring `bench` and keys in it.
+    Bench(crate::bench::BenchArgs),
     /// Work with audit logs (offline: reads the file, not the server).
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -1098,6 +1101,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
+        }
+        Command::Bench(args) => {
+            crate::bench::run(&c, fmt, args).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Federation(cmd) => match cmd {
             FederationCmd::Put { name, issuer, audiences, jwks_file, jwks_uri, rules, max_ttl } => {

@@ -1,5 +1,6 @@
 //! `strongroom`: the server (`serve`) and a CLI for every native API operation.
 
+mod bench;
 mod cli;
 mod output;
 mod serve;

@@ -268,3 +268,33 @@ async fn missing_token_is_explained() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthenticated"));
     let _ = cli(&srv, &["keyring", "list"]);
 }
+
+/// The load generator runs end to end (a functional check; its numbers are not asserted).
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_runs_and_reports_against_its_baseline() {
+    let srv = TestServer::dev();
+    let (code, out, err) = cli(
+        &srv,
+        &[
+            "bench",
+            "--ops",
+            "lookup,encrypt,decrypt,data-key,sign,mac",
+            "--duration",
+            "1s",
+            "--concurrency",
+            "2",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 7, "health is measured as the baseline: {v}");
+    for r in results {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+    }
+    assert_eq!(results[0]["op"], "health");
+    assert_eq!(results[0]["throughput_vs_health"], 1.0);
+}

@@ -1,0 +1,229 @@
+//! `strongroom bench`: a load generator against a running server. Every run measures a
+//! baseline (`GET /v1/sys/health`: no authentication, no crypto, no audit) in the same run,
+//! so results are reported as ratios that mean something on any machine. Never a test.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use strongroom_client::{Client, Method};
+
+use crate::output::{Format, line};
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Operations to measure, comma-separated: health, lookup (an authenticated, audited
+    /// read), encrypt, decrypt, data-key, sign, mac.
+    #[arg(long, default_value = "health,lookup,encrypt,decrypt,data-key")]
+    ops: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// How long to run each operation (e.g. 10s).
+    #[arg(long, default_value = "5s")]
+    duration: String,
+    /// Plaintext size for encrypt/decrypt, in bytes.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+}
+
+struct Result_ {
+    op: String,
+    requests: usize,
+    errors: usize,
+    rps: f64,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+fn pct(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+async fn prepare(c: &Client, size: usize) -> anyhow::Result<(String, String)> {
+    let _ = c
+        .call(
+            Method::Post,
+            "/v1/keyrings",
+            Some(&json!({"name": "bench"})),
+        )
+        .await;
+    for (name, body) in [
+        ("aes", json!({"name": "aes"})),
+        (
+            "ec",
+            json!({"name": "ec", "algorithm": "ecdsa-p256-sha256"}),
+        ),
+        ("mac", json!({"name": "mac", "purpose": "mac"})),
+    ] {
+        if c.call(
+            Method::Get,
+            &format!("/v1/keyrings/bench/keys/{name}"),
+            None,
+        )
+        .await
+        .is_err()
+        {
+            c.call(Method::Post, "/v1/keyrings/bench/keys", Some(&body))
+                .await
+                .context("creating the bench keys (the token needs to manage keys)")?;
+        }
+    }
+    let pt = base64::Engine::encode(&strongroom_client::B64, vec![0x5a; size]);
+    let ct = c
+        .call(
+            Method::Post,
+            "/v1/crypto/encrypt",
+            Some(&json!({"key": "bench/aes", "plaintext": pt})),
+        )
+        .await?;
+    Ok((
+        pt,
+        ct["ciphertext"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+async fn run_op(
+    c: &Client,
+    op: &str,
+    concurrency: usize,
+    dur: Duration,
+    pt: &str,
+    ct: &str,
+) -> anyhow::Result<Result_> {
+    let (method, path, body): (Method, &str, Option<Value>) = match op {
+        "health" => (Method::Get, "/v1/sys/health", None),
+        "lookup" => (Method::Get, "/v1/tokens/self", None),
+        "encrypt" => (
+            Method::Post,
+            "/v1/crypto/encrypt",
+            Some(json!({"key": "bench/aes", "plaintext": pt})),
+        ),
+        "decrypt" => (
+            Method::Post,
+            "/v1/crypto/decrypt",
+            Some(json!({"ciphertext": ct})),
+        ),
+        "data-key" => (
+            Method::Post,
+            "/v1/crypto/generate-data-key",
+            Some(json!({"key": "bench/aes"})),
+        ),
+        "sign" => (
+            Method::Post,
+            "/v1/crypto/sign",
+            Some(json!({"key": "bench/ec", "message": pt})),
+        ),
+        "mac" => (
+            Method::Post,
+            "/v1/crypto/mac",
+            Some(json!({"key": "bench/mac", "message": pt})),
+        ),
+        other => bail!("unknown operation {other:?}"),
+    };
+    let body = Arc::new(body);
+    let deadline = Instant::now() + dur;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let c = c.clone();
+        let body = body.clone();
+        let path = path.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match c.call(method, &path, body.as_ref().as_ref()).await {
+                    Ok(_) => lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        all.extend(l);
+        errors += e;
+    }
+    all.sort_unstable();
+    Ok(Result_ {
+        op: op.to_string(),
+        requests: all.len(),
+        errors,
+        rps: all.len() as f64 / dur.as_secs_f64(),
+        p50: pct(&all, 0.5),
+        p95: pct(&all, 0.95),
+        p99: pct(&all, 0.99),
+    })
+}
+
+pub(crate) async fn run(c: &Client, fmt: Format, args: BenchArgs) -> anyhow::Result<()> {
+    let dur = Duration::from_secs(
+        strongroom_core::types::parse_duration(&args.duration, "duration")
+            .map_err(|e| anyhow::anyhow!("--{e}"))? as u64,
+    );
+    if args.concurrency == 0 || args.concurrency > 1024 {
+        bail!("--concurrency must be 1 to 1024");
+    }
+    let (pt, ct) = prepare(c, args.size).await?;
+    let mut ops: Vec<String> = args
+        .ops
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !ops.iter().any(|o| o == "health") {
+        ops.insert(0, "health".into());
+    }
+    let mut results = Vec::new();
+    for op in &ops {
+        results.push(run_op(c, op, args.concurrency, dur, &pt, &ct).await?);
+    }
+    let base = results
+        .iter()
+        .find(|r| r.op == "health")
+        .map(|r| r.rps)
+        .unwrap_or(1.0)
+        .max(1e-9);
+    let rows: Vec<Value> = results
+        .iter()
+        .map(|r| json!({"op": r.op, "requests": r.requests, "errors": r.errors, "rps": (r.rps * 10.0).round() / 10.0, "p50_ms": r.p50, "p95_ms": r.p95, "p99_ms": r.p99, "throughput_vs_health": (r.rps / base * 1000.0).round() / 1000.0}))
+        .collect();
+    let report = json!({"concurrency": args.concurrency, "duration_s": dur.as_secs(), "plaintext_bytes": args.size, "results": rows});
+    match fmt {
+        Format::Json => line(&serde_json::to_string_pretty(&report)?),
+        Format::Table => {
+            line(&format!(
+                "concurrency {}, {} s per operation, {}-byte plaintexts; baseline = health in this run",
+                args.concurrency,
+                dur.as_secs(),
+                args.size
+            ));
+            crate::output::list(
+                fmt,
+                &json!({"items": report["results"]}),
+                &[
+                    "op",
+                    "requests",
+                    "errors",
+                    "rps",
+                    "p50_ms",
+                    "p95_ms",
+                    "p99_ms",
+                    "throughput_vs_health",
+                ],
+            );
+        }
+    }
+    Ok(())
+}
