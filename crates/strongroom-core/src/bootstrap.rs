@@ -41,6 +41,9 @@ pub struct DataDirOptions {
     pub root_key_file: Option<PathBuf>,
     /// On first start, use this root token instead of a random one (dev mode).
     pub initial_root_token: Option<String>,
+    /// On first start, give root this AWS-style access key pair (id, secret): dev mode's
+    /// `STRONGROOM_DEV_AWS_ACCESS_KEY_ID` / `STRONGROOM_DEV_AWS_SECRET_ACCESS_KEY`.
+    pub initial_root_access_key: Option<(String, String)>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Audit log writer settings (checkpoint cadence, write timeout).
@@ -325,6 +328,12 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
             .insert_root_token(&secret)
             .await
             .map_err(|e| refused(e.to_string()))?;
+        if let Some((id, key)) = &opts.initial_root_access_key {
+            service
+                .insert_root_access_key(id, crate::SecretAccessKey::new(key.clone()))
+                .await
+                .map_err(|e| refused(format!("the dev access key: {e}")))?;
+        }
         // Written last: its presence is what marks the data dir initialised.
         if let Some(check) = &check {
             write_init_file(dir, check)?;

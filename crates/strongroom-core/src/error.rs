@@ -14,6 +14,10 @@ pub enum Error {
     /// every cause.
     #[error("missing or invalid credentials")]
     Unauthenticated,
+    /// A signed request (AWS SigV4) names a known access key, but its signature does not
+    /// match, its scope is wrong, or it was signed too long ago. The reason names no secret.
+    #[error("{0}")]
+    InvalidSignature(String),
     /// The principal may not do this.
     #[error("access denied")]
     AccessDenied,
@@ -92,6 +96,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Unauthenticated => "unauthenticated",
+            Error::InvalidSignature(_) => "invalid_signature",
             Error::AccessDenied => "access_denied",
             Error::NotFound { .. } => "not_found",
             Error::AlreadyExists { .. } => "already_exists",

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access_keys;
 pub mod bootstrap;
 pub mod clock;
 mod crypto_ops;
@@ -23,11 +24,15 @@ pub mod states;
 pub mod tokens;
 pub mod types;
 
+pub use access_keys::{AccessKeyInfo, NewAccessKey};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use governance::{PolicyTest, PrincipalInput, PrincipalUpdate, TestResource};
 pub use lifecycle::{AliasInfo, JobReport};
-pub use request::{Authorized, BearerToken, Operation, Principal, Protocol, RequestContext};
+pub use request::{
+    Authorized, BearerToken, Operation, Principal, Protocol, RequestContext, SecretAccessKey,
+    SigV4Request,
+};
 pub use service::{Health, KeyService};
 pub use strongroom_crypto::{Algorithm, EncryptionContext, KeyId, Plaintext, Purpose};
 pub use strongroom_policy::{DEFAULT_POLICIES, Decision, SCHEMA as POLICY_SCHEMA};

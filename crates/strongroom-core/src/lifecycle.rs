@@ -951,6 +951,7 @@ impl KeyService {
                 protocol: Protocol::Scheduler,
                 client_addr: None,
                 client_cert: None,
+                sigv4: None,
             };
             self.event(&ctx, op)
         };

@@ -5,30 +5,76 @@ use std::fmt;
 
 use zeroize::Zeroize;
 
-/// A bearer token as presented by a client. Secret: redacted in `Debug`, wiped on drop.
-pub struct BearerToken(String);
+macro_rules! secret_text {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        pub struct $name(String);
 
-impl BearerToken {
-    /// Wraps a presented token.
-    pub fn new(s: String) -> Self {
-        Self(s)
-    }
+        impl $name {
+            /// Wraps the secret text.
+            pub fn new(s: String) -> Self {
+                Self(s)
+            }
 
-    /// The token text. Callers say why they need it.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
+            /// The secret text. Callers say why they need it.
+            pub fn expose_secret(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.0.zeroize();
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([REDACTED])"))
+            }
+        }
+    };
 }
 
-impl Drop for BearerToken {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
+secret_text!(
+    /// A bearer token as presented by a client. Secret: redacted in `Debug`, wiped on drop.
+    BearerToken
+);
+
+secret_text!(
+    /// The secret half of an AWS-style access key pair, shown once when the pair is created.
+    /// Redacted in `Debug`, wiped on drop.
+    SecretAccessKey
+);
+
+/// A request signed with AWS Signature Version 4, as the AWS front-end read it. The front-end
+/// recomputes the canonical request and the string to sign from what it received; core looks
+/// up the access key, checks the scope and the signing time, and compares the signature in
+/// constant time. The secret access key never leaves core.
+pub struct SigV4Request {
+    /// The access key id from the credential scope.
+    pub access_key_id: String,
+    /// The scope's date, `YYYYMMDD`.
+    pub scope_date: String,
+    /// The scope's region.
+    pub region: String,
+    /// The scope's service (`kms`).
+    pub service: String,
+    /// The signing time (`X-Amz-Date`), seconds since the epoch.
+    pub signed_at: i64,
+    /// The string to sign, recomputed from the request.
+    pub string_to_sign: String,
+    /// The signature the client sent (32 bytes, decoded from hex).
+    pub signature: Vec<u8>,
 }
 
-impl fmt::Debug for BearerToken {
+impl fmt::Debug for SigV4Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BearerToken([REDACTED])")
+        f.debug_struct("SigV4Request")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
     }
 }
 
@@ -37,6 +83,8 @@ impl fmt::Debug for BearerToken {
 pub enum Protocol {
     /// The native REST API under `/v1/`.
     Native,
+    /// The AWS KMS JSON 1.1 API at `POST /`.
+    Aws,
     /// Strongroom's own background jobs (scheduled rotation and destruction).
     Scheduler,
 }
@@ -46,6 +94,7 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Native => "native",
+            Protocol::Aws => "aws",
             Protocol::Scheduler => "scheduler",
         }
     }
@@ -65,6 +114,8 @@ pub struct RequestContext {
     /// SHA-256 of the client's TLS certificate, when it presented one that chains to the
     /// configured client CA (mutual TLS). Used when no token is given.
     pub client_cert: Option<[u8; 32]>,
+    /// A SigV4 signature (the AWS API). Used when no token is given.
+    pub sigv4: Option<SigV4Request>,
 }
 
 /// An authenticated caller.
@@ -131,6 +182,9 @@ pub enum Operation {
     LookupToken,
     ListTokens,
     RevokeToken,
+    CreateAccessKey,
+    ListAccessKeys,
+    RevokeAccessKey,
     ScheduledRotation,
     ScheduledDestruction,
     CreatePrincipal,
@@ -193,6 +247,9 @@ impl Operation {
             LookupToken => "lookup-token",
             ListTokens => "list-tokens",
             RevokeToken => "revoke-token",
+            CreateAccessKey => "create-access-key",
+            ListAccessKeys => "list-access-keys",
+            RevokeAccessKey => "revoke-access-key",
             ScheduledRotation => "scheduled-rotation",
             ScheduledDestruction => "scheduled-destruction",
             CreatePrincipal => "create-principal",
@@ -229,7 +286,10 @@ mod tests {
             protocol: Protocol::Native,
             client_addr: None,
             client_cert: None,
+            sigv4: None,
         };
         assert!(!format!("{ctx:?}").contains("CANARY"));
+        let k = SecretAccessKey::new("CANARYSECRET".into());
+        assert_eq!(format!("{k:?}"), "SecretAccessKey([REDACTED])");
     }
 }

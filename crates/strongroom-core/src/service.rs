@@ -243,7 +243,8 @@ impl KeyService {
         Ok(())
     }
 
-    /// Authenticates the caller's token: who is asking. Every operation starts here.
+    /// Authenticates the caller: who is asking. Every operation starts here. A bearer token
+    /// wins over a SigV4 signature, which wins over a client certificate.
     pub(crate) async fn authenticate(
         &self,
         ctx: &RequestContext,
@@ -255,6 +256,9 @@ impl KeyService {
             return Err(Error::Unauthenticated);
         }
         let Some(token) = &ctx.token else {
+            if let Some(sig) = &ctx.sigv4 {
+                return self.authenticate_sigv4(sig, ev).await;
+            }
             return match ctx.client_cert {
                 Some(fp) => self.authenticate_cert(&fp, ev).await,
                 None => Err(Error::Unauthenticated),
@@ -280,43 +284,63 @@ impl KeyService {
         if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|t| t <= now) {
             return Err(Error::Unauthenticated);
         }
-        let attrs = if rec.principal == crate::ROOT_PRINCIPAL {
+        self.caller(&rec.principal, rec.id, "token", ev).await
+    }
+
+    /// The caller acting as `principal` (root or an enabled principal), after its credential
+    /// checked out: records who it is in the audit event and takes one request from its
+    /// quota. Quotas apply to principals, not to root: the break-glass credential is never
+    /// locked out by its own load.
+    pub(crate) async fn caller(
+        &self,
+        principal: &str,
+        credential_id: String,
+        method: &'static str,
+        ev: &mut AuditEvent,
+    ) -> Result<Caller> {
+        let attrs = if principal == crate::ROOT_PRINCIPAL {
             None
         } else {
-            let name =
-                PrincipalName::try_new(&rec.principal).map_err(|_| Error::Unauthenticated)?;
+            let name = PrincipalName::try_new(principal).map_err(|_| Error::Unauthenticated)?;
             let p = self
                 .store
                 .principal(&name)
                 .await?
                 .ok_or(Error::Unauthenticated)?;
-            if p.disabled_at.is_some() {
-                return Err(Error::Unauthenticated);
-            }
-            ev.principal = Some(rec.principal.clone());
-            // Quotas apply to principals, not to root: the break-glass credential is never
-            // locked out by its own load.
-            self.limiter.take(
-                &rec.principal,
-                &p.rate_limits,
-                crate::quota::class_of(ev.operation),
-            )?;
-            Some(PrincipalAttrs {
-                name: p.name.to_string(),
-                kind: p.kind,
-                roles: p.roles,
-                labels: p.labels,
-            })
+            Some(self.enabled_principal_attrs(p, ev)?)
         };
-        ev.principal = Some(rec.principal.clone());
-        ev.token_id = Some(rec.id.clone());
-        ev.auth_method = Some("token");
+        ev.principal = Some(principal.to_string());
+        ev.token_id = Some(credential_id.clone());
+        ev.auth_method = Some(method);
         Ok(Caller {
             principal: Principal {
-                name: rec.principal,
-                token_id: rec.id,
+                name: principal.to_string(),
+                token_id: credential_id,
             },
             attrs,
+        })
+    }
+
+    /// What policies see of an enabled principal, once its quota allows the request.
+    fn enabled_principal_attrs(
+        &self,
+        p: strongroom_store::PrincipalRecord,
+        ev: &mut AuditEvent,
+    ) -> Result<PrincipalAttrs> {
+        if p.disabled_at.is_some() {
+            return Err(Error::Unauthenticated);
+        }
+        ev.principal = Some(p.name.to_string());
+        self.limiter.take(
+            p.name.as_str(),
+            &p.rate_limits,
+            crate::quota::class_of(ev.operation),
+        )?;
+        Ok(PrincipalAttrs {
+            name: p.name.to_string(),
+            kind: p.kind,
+            roles: p.roles,
+            labels: p.labels,
         })
     }
 
@@ -330,26 +354,17 @@ impl KeyService {
             .principal_by_cert(&hex)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        if p.disabled_at.is_some() {
-            return Err(Error::Unauthenticated);
-        }
+        let credential_id = format!("cert:{}", &hex[..16]);
         let name = p.name.to_string();
-        ev.principal = Some(name.clone());
-        ev.token_id = Some(format!("cert:{}", &hex[..16]));
+        let attrs = self.enabled_principal_attrs(p, ev)?;
+        ev.token_id = Some(credential_id.clone());
         ev.auth_method = Some("mtls");
-        self.limiter
-            .take(&name, &p.rate_limits, crate::quota::class_of(ev.operation))?;
         Ok(Caller {
             principal: Principal {
-                name: name.clone(),
-                token_id: format!("cert:{}", &hex[..16]),
-            },
-            attrs: Some(PrincipalAttrs {
                 name,
-                kind: p.kind,
-                roles: p.roles,
-                labels: p.labels,
-            }),
+                token_id: credential_id,
+            },
+            attrs: Some(attrs),
         })
     }
 

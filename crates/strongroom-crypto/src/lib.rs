@@ -15,6 +15,7 @@ pub mod keys;
 pub mod rand;
 pub mod seal;
 pub mod secret;
+pub mod sigv4;
 
 pub use algorithm::{Algorithm, Purpose, RsaBits, Sha2};
 pub use context::EncryptionContext;

@@ -113,6 +113,7 @@ async fn audit_rejections(
         protocol: strongroom_core::Protocol::Native,
         client_addr,
         client_cert: req_cert,
+        sigv4: None,
     };
     match svc.audit_rejected(&ctx, what, u.code, !public).await {
         Ok(()) => resp,

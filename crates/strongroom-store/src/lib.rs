@@ -158,6 +158,15 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a trusted issuer.
     async fn delete_issuer(&self, name: &str) -> Result<()>;
 
+    /// Stores a new access key.
+    async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
+    /// Reads an access key by id.
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>>;
+    /// A principal's access keys (revoked ones included), by id.
+    async fn access_keys_of(&self, principal: &str) -> Result<Vec<AccessKeyRecord>>;
+    /// Marks an access key revoked (idempotent: the first time is kept).
+    async fn revoke_access_key(&self, id: &str, at: Timestamp) -> Result<()>;
+
     /// Whether the store is still accepting operations (false after a fatal I/O error).
     fn is_healthy(&self) -> bool;
 }

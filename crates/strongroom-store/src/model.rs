@@ -357,6 +357,34 @@ pub struct PolicyRecord {
     pub created_by: String,
 }
 
+/// An AWS-style access key pair of a principal (for SigV4-signed requests). The secret is
+/// needed in full to verify signatures, so it is stored sealed under the root key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    /// The access key id (public), e.g. `SRAK…`.
+    pub id: String,
+    /// The principal it authenticates as.
+    pub principal: String,
+    /// The secret access key, sealed (binding: `access-key\0` + id).
+    pub sealed_secret: Vec<u8>,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// When revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for AccessKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessKeyRecord")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An API token. Only the SHA-256 of the secret is stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenRecord {

@@ -140,6 +140,20 @@ CREATE TABLE principal_certs (
 );
 "#,
     ),
+    (
+        6,
+        r#"
+CREATE TABLE access_keys (
+    id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    sealed_secret BLOB NOT NULL,
+    description TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX access_keys_principal ON access_keys (principal);
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -462,6 +476,18 @@ fn policy_of(r: &SqliteRow) -> Result<PolicyRecord> {
         text: r.try_get("text").map_err(g)?,
         created_at: Timestamp(r.try_get("created_at").map_err(g)?),
         created_by: r.try_get("created_by").map_err(g)?,
+    })
+}
+
+fn access_key_of(r: &SqliteRow) -> Result<AccessKeyRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("access key row: {e}"));
+    Ok(AccessKeyRecord {
+        id: r.try_get("id").map_err(g)?,
+        principal: r.try_get("principal").map_err(g)?,
+        sealed_secret: r.try_get("sealed_secret").map_err(g)?,
+        description: r.try_get("description").map_err(g)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(g)?),
+        revoked_at: ts(r.try_get("revoked_at").map_err(g)?),
     })
 }
 
@@ -1155,6 +1181,59 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound("issuer"));
         }
         tx.commit().await.map_err(|e| self.err(e, "issuer"))
+    }
+
+    async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO access_keys (id, principal, sealed_secret, description, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&k.id)
+            .bind(&k.principal)
+            .bind(k.sealed_secret.as_slice())
+            .bind(&k.description)
+            .bind(k.created_at.0)
+            .bind(k.revoked_at.map(|t| t.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "access key"))?;
+        tx.commit().await.map_err(|e| self.err(e, "access key"))
+    }
+
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM access_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "access key"))?
+            .as_ref()
+            .map(access_key_of)
+            .transpose()
+    }
+
+    async fn access_keys_of(&self, principal: &str) -> Result<Vec<AccessKeyRecord>> {
+        self.check()?;
+        let rows = sqlx::query("SELECT * FROM access_keys WHERE principal = $1 ORDER BY id")
+            .bind(principal)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "access keys"))?;
+        rows.iter().map(access_key_of).collect()
+    }
+
+    async fn revoke_access_key(&self, id: &str, at: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE access_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+        )
+        .bind(at.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e, "access key"))?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound("access key"));
+        }
+        tx.commit().await.map_err(|e| self.err(e, "access key"))
     }
 
     fn is_healthy(&self) -> bool {

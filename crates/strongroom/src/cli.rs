@@ -217,6 +217,9 @@ enum PrincipalCmd {
         #[arg(long, conflicts_with = "tls_certs")]
         clear_tls_certs: bool,
     },
+    /// AWS-style access key pairs, for signing AWS KMS API requests (SigV4).
+    #[command(subcommand)]
+    AccessKey(AccessKeyCmd),
     /// Create a token for a principal (shown once).
     Token {
         /// Name.
@@ -227,6 +230,30 @@ enum PrincipalCmd {
         /// Free-text description.
         #[arg(long, default_value = "")]
         description: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccessKeyCmd {
+    /// Create an access key pair for a principal. The secret is shown once: give both
+    /// halves to the AWS client (`aws configure`, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
+    /// A principal holds at most two active pairs; to rotate, create, switch, then revoke.
+    Create {
+        /// Principal name.
+        principal: String,
+        /// Free-text description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List a principal's access keys (never their secrets).
+    List {
+        /// Principal name.
+        principal: String,
+    },
+    /// Revoke an access key: requests signed with it fail at once.
+    Revoke {
+        /// The access key id.
+        id: String,
     },
 }
 
@@ -1186,6 +1213,18 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 obj(c.call(Method::Patch, &format!("/v1/principals/{}", seg(&name)), Some(&Value::Object(m))).await?)
             }
+            PrincipalCmd::AccessKey(cmd) => match cmd {
+                AccessKeyCmd::Create { principal, description } => obj(
+                    c.call(Method::Post, &format!("/v1/principals/{}/access-keys", seg(&principal)), Some(&json!({"description": description})))
+                        .await?,
+                ),
+                AccessKeyCmd::List { principal } => {
+                    let v = c.call(Method::Get, &format!("/v1/principals/{}/access-keys", seg(&principal)), None).await?;
+                    output::list(fmt, &v, &["access_key_id", "description", "created_at", "revoked_at"]);
+                    Ok(ExitCode::SUCCESS)
+                }
+                AccessKeyCmd::Revoke { id } => obj(c.call(Method::Delete, &format!("/v1/access-keys/{}", seg(&id)), None).await?),
+            },
             PrincipalCmd::Token { name, ttl, description } => {
                 obj(c.call(Method::Post, &format!("/v1/principals/{}/tokens", seg(&name)), Some(&json!({"ttl": ttl, "description": description}))).await?)
             }

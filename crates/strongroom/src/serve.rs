@@ -16,7 +16,9 @@ use crate::output::{line, warn_line};
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// Run on a fresh temporary data dir that is deleted on exit. The root token is
-    /// STRONGROOM_DEV_ROOT_TOKEN if set, otherwise random and printed. For development and
+    /// STRONGROOM_DEV_ROOT_TOKEN if set, otherwise random and printed. When
+    /// STRONGROOM_DEV_AWS_ACCESS_KEY_ID and STRONGROOM_DEV_AWS_SECRET_ACCESS_KEY are set, root
+    /// also signs AWS API requests with that pair (`aws --endpoint-url`). For development and
     /// tests only: nothing survives a restart.
     #[arg(long)]
     pub(crate) dev: bool,
@@ -138,11 +140,27 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let initial_root_access_key = if args.dev {
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        match (
+            var("STRONGROOM_DEV_AWS_ACCESS_KEY_ID"),
+            var("STRONGROOM_DEV_AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            (None, None) => None,
+            _ => bail!(
+                "set both STRONGROOM_DEV_AWS_ACCESS_KEY_ID and STRONGROOM_DEV_AWS_SECRET_ACCESS_KEY, or neither"
+            ),
+        }
+    } else {
+        None
+    };
 
     let opened = bootstrap::open(DataDirOptions {
         data_dir: data_dir.clone(),
         root_key_file: args.root_key_file.clone(),
         initial_root_token,
+        initial_root_access_key,
         clock,
         audit: strongroom_core::bootstrap::SinkOptions::default(),
         quotas: strongroom_core::quota::QuotaConfig::parse(&args.rate_limit)

@@ -9,6 +9,7 @@
 #[macro_use]
 mod support;
 
+mod access_keys;
 mod audit;
 mod bootstrap;
 mod crypto;

@@ -19,6 +19,9 @@ pub(crate) use strongroom_core::types::KeyRef;
 
 /// The root token every `Kms` is initialised with.
 pub(crate) const ROOT_TOKEN: &str = "test-root-token";
+/// An AWS-style access key pair for root, as dev mode configures one.
+pub(crate) const DEV_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+pub(crate) const DEV_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 /// Where every test's clock starts (2027-01-15T08:00:00Z).
 pub(crate) const T0: i64 = 1_800_000_000;
 pub(crate) const DAY: i64 = 86_400;
@@ -46,6 +49,11 @@ pub(crate) struct Kms {
 impl Kms {
     /// A fresh data dir with root token [`ROOT_TOKEN`], clock at [`T0`].
     pub(crate) async fn new() -> Kms {
+        Self::new_with(|o| o).await
+    }
+
+    /// A fresh data dir opened with `options` changed by `change` (first start only).
+    pub(crate) async fn new_with(change: impl FnOnce(DataDirOptions) -> DataDirOptions) -> Kms {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(Timestamp(T0)));
         let mut kms = Kms {
@@ -53,7 +61,7 @@ impl Kms {
             clock,
             opened: None,
         };
-        let opened = bootstrap::open(kms.options()).await.unwrap();
+        let opened = bootstrap::open(change(kms.options())).await.unwrap();
         assert!(
             opened.new_root_token.is_none(),
             "the root token was supplied"
@@ -245,6 +253,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         data_dir: data_dir.to_path_buf(),
         root_key_file: None,
         initial_root_token: Some(ROOT_TOKEN.into()),
+        initial_root_access_key: None,
         clock,
         audit: SinkOptions::default(),
         quotas: strongroom_core::quota::QuotaConfig::default(),
@@ -321,6 +330,7 @@ pub(crate) fn as_token(token: Option<&str>) -> RequestContext {
         protocol: Protocol::Native,
         client_addr: None,
         client_cert: None,
+        sigv4: None,
     }
 }
 

@@ -348,6 +348,7 @@ async fn the_scheduler_identity_cannot_be_claimed_by_a_caller() {
         protocol: Protocol::Scheduler,
         client_addr: Some("203.0.113.9:4242".into()),
         client_cert: None,
+        sigv4: None,
     };
     let r = kms
         .svc()

@@ -52,7 +52,7 @@ impl ApiError {
 /// The HTTP status for each core error. Exhaustive: a new variant must be placed here.
 pub(crate) fn status_of(e: &Error) -> StatusCode {
     match e {
-        Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Error::Unauthenticated | Error::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
         Error::AccessDenied => StatusCode::FORBIDDEN,
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::AlreadyExists { .. } => StatusCode::CONFLICT,

@@ -204,6 +204,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             protocol: Protocol::Native,
             client_addr,
             client_cert: parts.extensions.get::<crate::ClientCert>().map(|c| c.0),
+            sigv4: None,
         }))
     }
 }

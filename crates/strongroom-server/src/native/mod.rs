@@ -99,6 +99,14 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
             get(get_principal).patch(update_principal),
         )
         .route("/v1/principals/{name}/tokens", post(create_principal_token))
+        .route(
+            "/v1/principals/{name}/access-keys",
+            post(create_access_key).get(list_access_keys),
+        )
+        .route(
+            "/v1/access-keys/{id}",
+            axum::routing::delete(revoke_access_key),
+        )
         .route("/v1/policies", get(list_policies))
         .route(
             "/v1/policies/{name}",
@@ -1016,6 +1024,45 @@ async fn update_principal(
     Ok(ok(PrincipalResponse::from(
         svc.update_principal(&ctx, &principal_name(&name)?, update)
             .await?,
+    )))
+}
+
+async fn create_access_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    OptionalJson(req): OptionalJson<CreateAccessKeyRequest>,
+) -> ApiResult<Response> {
+    let CreateAccessKeyRequest { description } = req;
+    let k = svc
+        .create_access_key(&ctx, &principal_name(&name)?, description)
+        .await?;
+    // Exposed to hand the new secret to the caller, once.
+    let secret_access_key = k.secret.expose_secret().to_string();
+    Ok(created(NewAccessKeyResponse {
+        info: AccessKeyResponse::from(k.info),
+        secret_access_key,
+    }))
+}
+
+async fn list_access_keys(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let keys = svc.list_access_keys(&ctx, &principal_name(&name)?).await?;
+    Ok(ok(AccessKeyList {
+        items: keys.into_iter().map(AccessKeyResponse::from).collect(),
+    }))
+}
+
+async fn revoke_access_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(AccessKeyResponse::from(
+        svc.revoke_access_key(&ctx, &id).await?,
     )))
 }
 

@@ -304,6 +304,13 @@ pub(crate) struct CreateTokenRequest {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct CreateAccessKeyRequest {
+    #[serde(default)]
+    pub(crate) description: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
     pub(crate) page_size: Option<u32>,
     pub(crate) page_token: Option<String>,
@@ -619,6 +626,47 @@ pub(crate) struct NewTokenResponse {
     pub(crate) info: TokenResponse,
     /// The token secret; shown once.
     pub(crate) token: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AccessKeyResponse {
+    pub(crate) access_key_id: String,
+    pub(crate) principal: String,
+    pub(crate) description: String,
+    pub(crate) created_at: String,
+    pub(crate) revoked_at: Option<String>,
+}
+
+impl From<strongroom_core::AccessKeyInfo> for AccessKeyResponse {
+    fn from(k: strongroom_core::AccessKeyInfo) -> Self {
+        let strongroom_core::AccessKeyInfo {
+            id,
+            principal,
+            description,
+            created_at,
+            revoked_at,
+        } = k;
+        Self {
+            access_key_id: id,
+            principal,
+            description,
+            created_at: created_at.to_rfc3339(),
+            revoked_at: ts(revoked_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct AccessKeyList {
+    pub(crate) items: Vec<AccessKeyResponse>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct NewAccessKeyResponse {
+    #[serde(flatten)]
+    pub(crate) info: AccessKeyResponse,
+    /// The secret access key; shown once.
+    pub(crate) secret_access_key: String,
 }
 
 #[derive(Debug, Serialize)]

@@ -39,7 +39,8 @@ sqlite_suite!(
     meta,
     principals,
     policies,
-    issuers
+    issuers,
+    access_keys
 );
 
 #[tokio::test]

@@ -557,3 +557,32 @@ pub(crate) async fn issuers(s: &dyn Store) {
     ));
     assert!(s.issuer("github").await.unwrap().is_none());
 }
+
+pub(crate) async fn access_keys(s: &dyn Store) {
+    let k = AccessKeyRecord {
+        id: "SRAKAAAAAAAAAAAAAAAA".into(),
+        principal: "svc".into(),
+        sealed_secret: vec![9; 61],
+        description: "ci".into(),
+        created_at: Timestamp(1),
+        revoked_at: None,
+    };
+    s.insert_access_key(&k).await.unwrap();
+    assert!(matches!(
+        s.insert_access_key(&k).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(s.access_key(&k.id).await.unwrap(), Some(k.clone()));
+    assert_eq!(s.access_keys_of("svc").await.unwrap(), vec![k.clone()]);
+    assert!(s.access_keys_of("other").await.unwrap().is_empty());
+    s.revoke_access_key(&k.id, Timestamp(5)).await.unwrap();
+    s.revoke_access_key(&k.id, Timestamp(6)).await.unwrap();
+    assert_eq!(
+        s.access_key(&k.id).await.unwrap().unwrap().revoked_at,
+        Some(Timestamp(5))
+    );
+    assert!(matches!(
+        s.revoke_access_key("nope", Timestamp(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}

@@ -406,3 +406,91 @@ async fn the_default_quota_comes_from_the_command_line() {
     assert!(bad.server.is_none());
     assert!(bad.stderr.contains("rate-limit"), "{}", bad.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_keys_through_the_cli() {
+    let srv = TestServer::dev();
+    let run = |args: &[&str]| {
+        let (code, out, err) = cli(&srv, args);
+        assert_eq!(code, 0, "{args:?}\n{out}\n{err}");
+        out
+    };
+    run(&["principal", "create", "app", "--role", "key-user"]);
+    let created: Value = serde_json::from_str(&run(&[
+        "principal",
+        "access-key",
+        "create",
+        "app",
+        "--description",
+        "ci",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let id = created["access_key_id"].as_str().unwrap().to_string();
+    let secret = created["secret_access_key"].as_str().unwrap().to_string();
+    assert!(id.starts_with("SRAK") && secret.len() == 40, "{created}");
+    assert_eq!(created["principal"], "app");
+
+    // Listing never shows the secret.
+    let table = run(&["principal", "access-key", "list", "app"]);
+    assert!(table.contains(&id) && !table.contains(&secret), "{table}");
+    let list: Value = serde_json::from_str(&run(&[
+        "principal",
+        "access-key",
+        "list",
+        "app",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert!(list["items"][0].get("secret_access_key").is_none());
+
+    // A second pair is allowed, a third is not.
+    run(&["principal", "access-key", "create", "app"]);
+    let (code, _, err) = cli(&srv, &["principal", "access-key", "create", "app"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("invalid_state") || err.contains("2 active"),
+        "{err}"
+    );
+
+    let revoked: Value = serde_json::from_str(&run(&[
+        "principal",
+        "access-key",
+        "revoke",
+        &id,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    // Over HTTP: unknown principal, unauthenticated, malformed body.
+    let (s, v) = srv
+        .call("GET", "/v1/principals/ghost/access-keys", None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{v}"
+    );
+    let (s, _) = srv
+        .call_as(None, "POST", "/v1/principals/app/access-keys", None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, v) = srv
+        .call(
+            "POST",
+            "/v1/principals/app/access-keys",
+            Some(json!({"description": 7})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "{v}"
+    );
+    // The secret is in no log.
+    assert!(!srv.logs().contains(&secret));
+}

@@ -1,0 +1,361 @@
+//! AWS-style access key pairs: an access key id and a secret access key that authenticate a
+//! principal on the AWS-compatible API by signing requests (SigV4). SigV4 needs the secret
+//! itself to recompute a signature, so unlike tokens the secret is kept, sealed under the
+//! root key (binding `access-key\0` + id), and shown once when the pair is created.
+
+use base64::Engine;
+use strongroom_audit::AuditEvent;
+use strongroom_crypto::{hash, rand, sigv4};
+use strongroom_store::{AccessKeyRecord, PrincipalName, StoreError, Timestamp};
+
+use crate::error::{Error, Result};
+use crate::request::{Operation, RequestContext, SecretAccessKey, SigV4Request};
+use crate::service::{Caller, KeyService};
+use crate::types::validate_description;
+
+/// Prefix of the access key ids Strongroom makes (AWS's own start with `AKIA`/`ASIA`).
+const ID_PREFIX: &str = "SRAK";
+/// Active (unrevoked) access keys a principal may hold: two, as in AWS IAM, so a key can be
+/// rotated by creating the new one before revoking the old.
+pub const MAX_ACTIVE_ACCESS_KEYS: usize = 2;
+/// How far a SigV4 signing time may be from the server's clock, as AWS allows.
+pub const SIGV4_MAX_SKEW_SECS: i64 = 15 * 60;
+
+/// An access key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyInfo {
+    /// The access key id (not secret).
+    pub id: String,
+    /// The principal it authenticates as.
+    pub principal: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// When revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A newly created access key pair: the secret is returned exactly once.
+#[derive(Debug)]
+pub struct NewAccessKey {
+    /// The pair's description.
+    pub info: AccessKeyInfo,
+    /// The secret access key.
+    pub secret: SecretAccessKey,
+}
+
+fn info(r: &AccessKeyRecord) -> AccessKeyInfo {
+    AccessKeyInfo {
+        id: r.id.clone(),
+        principal: r.principal.clone(),
+        description: r.description.clone(),
+        created_at: r.created_at,
+        revoked_at: r.revoked_at,
+    }
+}
+
+fn binding(id: &str) -> Vec<u8> {
+    let mut b = b"access-key\0".to_vec();
+    b.extend_from_slice(id.as_bytes());
+    b
+}
+
+/// Access key ids are 1 to 128 characters of `A-Z a-z 0-9 _` (AWS: `[\w]+`).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn new_id() -> Result<String> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let bytes = rand::bytes(16)?;
+    let mut s = String::from(ID_PREFIX);
+    s.extend(bytes.iter().map(|b| ALPHABET[usize::from(b & 31)] as char));
+    Ok(s)
+}
+
+fn new_secret() -> Result<SecretAccessKey> {
+    // 30 random bytes: 40 characters of standard base64, the length of AWS's secrets.
+    let bytes = rand::bytes(30)?;
+    Ok(SecretAccessKey::new(
+        base64::engine::general_purpose::STANDARD.encode(&bytes),
+    ))
+}
+
+/// `YYYYMMDD` of a time, as SigV4 credential scopes write dates.
+fn scope_date(t: i64) -> String {
+    Timestamp(t)
+        .to_rfc3339()
+        .get(..10)
+        .unwrap_or("")
+        .replace('-', "")
+}
+
+impl KeyService {
+    /// Creates an access key pair for a principal (an administrator handing out credentials:
+    /// the `create-principal-token` permission). A principal holds at most
+    /// [`MAX_ACTIVE_ACCESS_KEYS`] unrevoked pairs; root holds none.
+    pub async fn create_access_key(
+        &self,
+        ctx: &RequestContext,
+        principal: &PrincipalName,
+        description: String,
+    ) -> Result<NewAccessKey> {
+        let mut ev = self.event(ctx, Operation::CreateAccessKey);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "create-principal-token")?;
+            if principal.as_str() == crate::ROOT_PRINCIPAL {
+                return Err(Error::invalid(
+                    "principal",
+                    "root has no access keys; create a principal for AWS clients",
+                ));
+            }
+            validate_description(&description)?;
+            let p = self
+                .store
+                .principal(principal)
+                .await?
+                .ok_or_else(|| Error::not_found("principal", principal.to_string()))?;
+            if p.disabled_at.is_some() {
+                return Err(Error::InvalidState {
+                    resource: format!("principal {principal}"),
+                    state: "disabled",
+                    operation: Operation::CreateAccessKey.as_str(),
+                    requirement: "needs it enabled",
+                });
+            }
+            let active = self
+                .store
+                .access_keys_of(principal.as_str())
+                .await?
+                .iter()
+                .filter(|k| k.revoked_at.is_none())
+                .count();
+            if active >= MAX_ACTIVE_ACCESS_KEYS {
+                return Err(Error::InvalidState {
+                    resource: format!("principal {principal}"),
+                    state: "at its limit of 2 active access keys",
+                    operation: Operation::CreateAccessKey.as_str(),
+                    requirement: "needs one revoked first",
+                });
+            }
+            self.mint_access_key(&mut ev, new_id()?, principal.as_str(), description, None)
+                .await
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Seals and stores an access key (after writing the audit event ahead, when there is
+    /// one). `secret` is generated unless given (dev mode's configured pair).
+    async fn mint_access_key(
+        &self,
+        ev: &mut AuditEvent,
+        id: String,
+        principal: &str,
+        description: String,
+        secret: Option<SecretAccessKey>,
+    ) -> Result<NewAccessKey> {
+        let secret = match secret {
+            Some(s) => s,
+            None => new_secret()?,
+        };
+        ev.target = Some(id.clone());
+        let rec = AccessKeyRecord {
+            // Exposed to seal it: the only way the secret reaches the store.
+            sealed_secret: self
+                .root
+                .seal(&binding(&id), secret.expose_secret().as_bytes())?,
+            id,
+            principal: principal.to_string(),
+            description,
+            created_at: self.clock.now(),
+            revoked_at: None,
+        };
+        self.audit_before_commit(ev).await?;
+        self.store
+            .insert_access_key(&rec)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists(_) => Error::AlreadyExists {
+                    kind: "access key",
+                    name: rec.id.clone(),
+                },
+                e => e.into(),
+            })?;
+        Ok(NewAccessKey {
+            info: info(&rec),
+            secret,
+        })
+    }
+
+    /// Gives root the access key pair dev mode was configured with (first start only).
+    pub(crate) async fn insert_root_access_key(
+        &self,
+        id: &str,
+        secret: SecretAccessKey,
+    ) -> Result<()> {
+        if !valid_id(id) {
+            return Err(Error::invalid(
+                "access key id",
+                "must be 1 to 128 characters of A-Z a-z 0-9 _",
+            ));
+        }
+        let len = secret.expose_secret().len();
+        if len == 0 || len > 128 {
+            return Err(Error::invalid(
+                "secret access key",
+                "must be 1 to 128 characters",
+            ));
+        }
+        // Not a request: the bootstrap itself, like the root token.
+        let mut ev = AuditEvent::new(
+            self.clock.now().to_rfc3339(),
+            crate::new_request_id(),
+            "bootstrap",
+            Operation::CreateAccessKey.as_str(),
+        );
+        ev.principal = Some(crate::ROOT_PRINCIPAL.into());
+        self.mint_access_key(
+            &mut ev,
+            id.to_string(),
+            crate::ROOT_PRINCIPAL,
+            "dev mode access key (STRONGROOM_DEV_AWS_ACCESS_KEY_ID)".into(),
+            Some(secret),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// A principal's access keys, revoked ones included (never their secrets).
+    pub async fn list_access_keys(
+        &self,
+        ctx: &RequestContext,
+        principal: &PrincipalName,
+    ) -> Result<Vec<AccessKeyInfo>> {
+        let mut ev = self.event(ctx, Operation::ListAccessKeys);
+        ev.target = Some(principal.to_string());
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "manage-principals")?;
+            if principal.as_str() != crate::ROOT_PRINCIPAL
+                && self.store.principal(principal).await?.is_none()
+            {
+                return Err(Error::not_found("principal", principal.to_string()));
+            }
+            let keys = self.store.access_keys_of(principal.as_str()).await?;
+            Ok(keys.iter().map(info).collect())
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Revokes an access key; requests signed with it fail at once. Idempotent.
+    pub async fn revoke_access_key(&self, ctx: &RequestContext, id: &str) -> Result<AccessKeyInfo> {
+        let mut ev = self.event(ctx, Operation::RevokeAccessKey);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "manage-principals")?;
+            if !valid_id(id) {
+                return Err(Error::invalid("id", "not an access key id"));
+            }
+            ev.target = Some(id.to_string());
+            if self.store.access_key(id).await?.is_none() {
+                return Err(Error::not_found("access key", id));
+            }
+            self.audit_before_commit(&mut ev).await?;
+            self.store
+                .revoke_access_key(id, self.clock.now())
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) => Error::not_found("access key", id),
+                    e => e.into(),
+                })?;
+            let k = self
+                .store
+                .access_key(id)
+                .await?
+                .ok_or_else(|| Error::not_found("access key", id))?;
+            Ok(info(&k))
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Verifies a SigV4 signature. An unknown or revoked access key, or one whose principal
+    /// is disabled, is `Unauthenticated`; a known key with a signature that does not match,
+    /// a scope date that is not the signing date, or a signing time more than
+    /// [`SIGV4_MAX_SKEW_SECS`] from the server's clock is `InvalidSignature`.
+    pub(crate) async fn authenticate_sigv4(
+        &self,
+        req: &SigV4Request,
+        ev: &mut AuditEvent,
+    ) -> Result<Caller> {
+        if !valid_id(&req.access_key_id) {
+            return Err(Error::Unauthenticated);
+        }
+        let rec = self
+            .store
+            .access_key(&req.access_key_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        if rec.revoked_at.is_some() {
+            return Err(Error::Unauthenticated);
+        }
+        let now = self.clock.now().0;
+        if (now - req.signed_at).abs() > SIGV4_MAX_SKEW_SECS {
+            return Err(Error::InvalidSignature(format!(
+                "signature expired: signed at {}, more than 15 minutes from the server's time {}",
+                Timestamp(req.signed_at),
+                Timestamp(now)
+            )));
+        }
+        if scope_date(req.signed_at) != req.scope_date {
+            return Err(Error::InvalidSignature(
+                "the credential scope's date is not the date of X-Amz-Date".into(),
+            ));
+        }
+        let secret = self
+            .root
+            .unseal(&binding(&rec.id), &rec.sealed_secret)
+            .map_err(|_| {
+                Error::Internal(format!(
+                    "sealed secret of access key {} failed its integrity check",
+                    rec.id
+                ))
+            })?;
+        // Exposed to derive the signing key; the result is compared, never returned.
+        let expected = sigv4::signature(
+            secret.expose_secret(),
+            &req.scope_date,
+            &req.region,
+            &req.service,
+            req.string_to_sign.as_bytes(),
+        );
+        if !hash::constant_time_eq(&expected, &req.signature) {
+            return Err(Error::InvalidSignature(
+                "the request signature does not match the one computed with the access key's secret; \
+                 check the secret access key and the signing method"
+                    .into(),
+            ));
+        }
+        self.caller(&rec.principal, rec.id, "sigv4", ev).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_and_dates() {
+        let id = super::new_id().unwrap();
+        assert_eq!(id.len(), 20);
+        assert!(id.starts_with("SRAK") && super::valid_id(&id));
+        assert!(
+            !super::valid_id("") && !super::valid_id("a-b") && !super::valid_id(&"A".repeat(129))
+        );
+        assert_eq!(super::new_secret().unwrap().expose_secret().len(), 40);
+        // 2015-08-30T12:36:00Z
+        assert_eq!(super::scope_date(1_440_938_160), "20150830");
+    }
+}
