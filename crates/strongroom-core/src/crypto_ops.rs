@@ -3,7 +3,7 @@
 
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::keys::{self, SignInput};
-use strongroom_crypto::{EncryptionContext, Plaintext, Purpose, ciphertext, rand};
+use strongroom_crypto::{Algorithm, EncryptionContext, Plaintext, Purpose, ciphertext, rand};
 use strongroom_store::{KeyRecord, VersionRecord};
 
 use crate::error::{Error, Result};
@@ -16,6 +16,22 @@ fn check_len(field: &str, len: usize, max: usize) -> Result<()> {
         return Err(Error::invalid(field, format!("at most {max} bytes")));
     }
     Ok(())
+}
+
+/// The algorithm a signature is made or checked with: the key's own, or a requested one
+/// that its material serves.
+fn signing_algorithm(k: &KeyRecord, requested: Option<Algorithm>) -> Result<Algorithm> {
+    match requested {
+        None => Ok(k.algorithm),
+        Some(a) if k.algorithm.signing_variants().contains(&a) => Ok(a),
+        Some(a) => Err(Error::invalid(
+            "algorithm",
+            format!(
+                "key {}/{} ({}) cannot sign with {a}",
+                k.ring, k.name, k.algorithm
+            ),
+        )),
+    }
 }
 
 fn random_len(field: &str, n: usize) -> Result<()> {
@@ -66,7 +82,7 @@ impl KeyService {
         check_len("ciphertext", ct.len(), MAX_CIPHERTEXT)?;
         let header = ciphertext::parse_header(ct)?;
         let key = match expected {
-            Some(k) if k.id != header.key_id => return Err(Error::InvalidCiphertext),
+            Some(k) if k.id != header.key_id => return Err(Error::IncorrectKey),
             Some(k) => k.clone(),
             None => {
                 let k = self
@@ -387,13 +403,15 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
-    /// Signs a message or digest with the given version (default: primary).
+    /// Signs a message or digest with the given version (default: primary), with the key's
+    /// algorithm or `algorithm`, one of its [`Algorithm::signing_variants`].
     pub async fn sign(
         &self,
         ctx: &RequestContext,
         key: &KeyRef,
         version: Option<u32>,
         data: SignData,
+        algorithm: Option<Algorithm>,
     ) -> Result<SignOutput> {
         let mut ev = self.event(ctx, Operation::Sign);
         let res = async {
@@ -402,6 +420,7 @@ impl KeyService {
                 .resolve_checked(&who, ctx, &mut ev, "sign", key, None)
                 .await?;
             require_purpose(&k, Purpose::SignVerify, Operation::Sign)?;
+            let alg = signing_algorithm(&k, algorithm)?;
             let v = self
                 .usable_version(&k, version, Operation::Sign, &mut ev)
                 .await?;
@@ -411,15 +430,15 @@ impl KeyService {
                     check_len("message", msg.len(), MAX_PLAINTEXT)?;
                     // Exposed to sign it.
                     tokio::task::block_in_place(|| {
-                        keys::sign(k.algorithm, &m, SignInput::Message(msg.expose_secret()))
+                        keys::sign(alg, &m, SignInput::Message(msg.expose_secret()))
                     })?
                 }
-                SignData::Digest(d) => keys::sign(k.algorithm, &m, SignInput::Digest(d))?,
+                SignData::Digest(d) => keys::sign(alg, &m, SignInput::Digest(d))?,
             };
             Ok(SignOutput {
                 key: KeyIdentity::from(&k),
                 version: v.version,
-                algorithm: k.algorithm,
+                algorithm: alg,
                 signature,
             })
         }
@@ -427,8 +446,9 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
-    /// Verifies a signature with the given version's public key (default: primary). The
-    /// version must be enabled; anyone holding the public key can also verify offline.
+    /// Verifies a signature with the given version's public key (default: primary), with the
+    /// key's algorithm or `algorithm` (one of its signing variants). The version must be
+    /// enabled; anyone holding the public key can also verify offline.
     pub async fn verify(
         &self,
         ctx: &RequestContext,
@@ -436,6 +456,7 @@ impl KeyService {
         version: Option<u32>,
         data: SignData,
         signature: &[u8],
+        algorithm: Option<Algorithm>,
     ) -> Result<VerifyOutput> {
         let mut ev = self.event(ctx, Operation::Verify);
         let res = async {
@@ -444,6 +465,7 @@ impl KeyService {
                 .resolve_checked(&who, ctx, &mut ev, "verify", key, None)
                 .await?;
             require_purpose(&k, Purpose::SignVerify, Operation::Verify)?;
+            let alg = signing_algorithm(&k, algorithm)?;
             let v = self
                 .usable_version(&k, version, Operation::Verify, &mut ev)
                 .await?;
@@ -455,16 +477,9 @@ impl KeyService {
             let valid = match &data {
                 SignData::Message(msg) => {
                     check_len("message", msg.len(), MAX_PLAINTEXT)?;
-                    keys::verify(
-                        k.algorithm,
-                        der,
-                        SignInput::Message(msg.expose_secret()),
-                        signature,
-                    )?
+                    keys::verify(alg, der, SignInput::Message(msg.expose_secret()), signature)?
                 }
-                SignData::Digest(d) => {
-                    keys::verify(k.algorithm, der, SignInput::Digest(d), signature)?
-                }
+                SignData::Digest(d) => keys::verify(alg, der, SignInput::Digest(d), signature)?,
             };
             Ok(VerifyOutput {
                 key: KeyIdentity::from(&k),

@@ -72,6 +72,11 @@ pub enum Error {
     /// The ciphertext is malformed, altered, for another key, or the context differs.
     #[error("ciphertext is not valid for this key and context")]
     InvalidCiphertext,
+    /// The request named a key, and the ciphertext was made under another key. Only said
+    /// to a caller allowed to use the key it named; the native API reports it as
+    /// `invalid_ciphertext`, the AWS API as `IncorrectKeyException`.
+    #[error("the ciphertext was not made under the key named in the request")]
+    IncorrectKey,
     /// The key changed while the operation ran; retry.
     #[error("{0}")]
     Conflict(String),
@@ -104,6 +109,7 @@ impl Error {
             Error::InvalidState { .. } => "invalid_state",
             Error::InvalidKeyUsage { .. } => "invalid_key_usage",
             Error::InvalidCiphertext => "invalid_ciphertext",
+            Error::IncorrectKey => "incorrect_key",
             Error::Conflict(_) => "conflict",
             Error::Throttled { .. } => "throttled",
             Error::Unavailable(_) => "unavailable",

@@ -3,8 +3,8 @@
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::{KeyId, Purpose};
 use strongroom_store::{
-    AliasName, AliasRecord, AliasWrite, KeyRecord, KeyRingRecord, KeyState, Page, PageRequest,
-    Protection, RingName, StoreError, VersionRecord,
+    AliasName, AliasRecord, AliasWrite, KeyName, KeyRecord, KeyRingRecord, KeyState, Page,
+    PageRequest, Protection, RingName, StoreError, VersionRecord,
 };
 
 use crate::error::{Error, Result};
@@ -154,7 +154,7 @@ impl KeyService {
     ) -> Result<(KeyRecord, VersionInfo)> {
         let mut ev = self.event(ctx, Operation::CreateKey);
         ev.key_ring = Some(input.ring.to_string());
-        ev.key = Some(input.name.to_string());
+        ev.key = input.name.as_ref().map(|n| n.to_string());
         let res = async {
             let who = self.authenticate(ctx, &mut ev).await?;
             let res = self.ring_resource(&input.ring).await?;
@@ -193,10 +193,18 @@ impl KeyService {
                 return Err(Error::not_found("key ring", input.ring.to_string()));
             }
             let now = self.clock.now();
+            let id = KeyId::generate()?;
+            let name = match input.name {
+                Some(n) => n,
+                // Invariant: a key id's text (a UUID) is a valid key name.
+                None => KeyName::try_new(&id.to_string())
+                    .map_err(|_| Error::Internal("a key id is not a valid key name".into()))?,
+            };
+            ev.key = Some(name.to_string());
             let key = KeyRecord {
-                id: KeyId::generate()?,
+                id,
                 ring: input.ring,
-                name: input.name,
+                name,
                 purpose,
                 algorithm,
                 protection: Protection::Software,
@@ -302,6 +310,72 @@ impl KeyService {
                         items.push(k);
                         if items.len() == want {
                             let next = items.last().map(|k| k.name.to_string());
+                            return Ok(Page { items, next });
+                        }
+                    }
+                }
+                match p.next {
+                    Some(n) => cursor = Some(n),
+                    None => return Ok(Page { items, next: None }),
+                }
+            }
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Lists every key, across key rings, by id: the AWS API's view of one account. Needs
+    /// `list-key-rings`; keys of rings where the caller may not `list-keys` are left out.
+    /// The page cursor is the last key id of the previous page.
+    pub async fn list_all_keys(
+        &self,
+        ctx: &RequestContext,
+        page: &PageRequest,
+    ) -> Result<Page<KeyRecord>> {
+        let mut ev = self.event(ctx, Operation::ListKeys);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "list-key-rings")?;
+            if let Some(a) = &page.after
+                && a.parse::<KeyId>().is_err()
+            {
+                return Err(Error::invalid(
+                    "page_token",
+                    "not a page token from this listing",
+                ));
+            }
+            let want = if page.limit == 0 {
+                100
+            } else {
+                page.limit.min(1000)
+            } as usize;
+            let mut allowed: std::collections::HashMap<RingName, bool> = Default::default();
+            let mut items = Vec::new();
+            let mut cursor = page.after.clone();
+            loop {
+                let p = self
+                    .store
+                    .list_all_keys(&PageRequest {
+                        after: cursor.clone(),
+                        limit: 1000,
+                    })
+                    .await?;
+                for k in p.items {
+                    let ok = match allowed.get(&k.ring) {
+                        Some(ok) => *ok,
+                        None => {
+                            let res = self.ring_resource(&k.ring).await?;
+                            let ok = self
+                                .permit(&who, ctx, &mut ev, "list-keys", &res, None)
+                                .is_ok();
+                            allowed.insert(k.ring.clone(), ok);
+                            ok
+                        }
+                    };
+                    if ok {
+                        items.push(k);
+                        if items.len() == want {
+                            let next = items.last().map(|k| k.id.to_string());
                             return Ok(Page { items, next });
                         }
                     }

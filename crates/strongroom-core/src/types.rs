@@ -231,8 +231,9 @@ pub struct CreateKeyRingInput {
 pub struct CreateKeyInput {
     /// Ring (must exist).
     pub ring: RingName,
-    /// Name, unique in the ring.
-    pub name: KeyName,
+    /// Name, unique in the ring; `None` names the key after its id (as keys created through
+    /// the AWS API are).
+    pub name: Option<KeyName>,
     /// Purpose; inferred from `algorithm` when absent, `encrypt-decrypt` when both are.
     pub purpose: Option<Purpose>,
     /// Algorithm; the purpose's default when absent.

@@ -215,6 +215,21 @@ impl Algorithm {
         }
     }
 
+    /// The signing algorithms a key of this algorithm can sign and verify with: one RSA key
+    /// serves every padding (PSS, PKCS#1 v1.5) and hash of its size; other keys only their
+    /// own algorithm. Empty for keys that do not sign.
+    pub fn signing_variants(self) -> Vec<Algorithm> {
+        match self {
+            Algorithm::RsaPss(b, _) | Algorithm::RsaPkcs1(b, _) => Sha2::ALL
+                .into_iter()
+                .map(|h| Algorithm::RsaPss(b, h))
+                .chain(Sha2::ALL.into_iter().map(|h| Algorithm::RsaPkcs1(b, h)))
+                .collect(),
+            a if a.purpose() == Purpose::SignVerify => vec![a],
+            _ => Vec::new(),
+        }
+    }
+
     /// The wire name, e.g. `rsa-pss-3072-sha256`.
     pub fn name(self) -> String {
         match self {
@@ -263,6 +278,20 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), all.len());
         assert_eq!("AES-256-GCM".parse::<Algorithm>(), Err(UnknownName));
+    }
+
+    #[test]
+    fn signing_variants_share_key_material() {
+        let v = Algorithm::RsaPkcs1(RsaBits::B3072, Sha2::Sha384).signing_variants();
+        assert_eq!(v.len(), 6);
+        assert!(v.contains(&Algorithm::RsaPss(RsaBits::B3072, Sha2::Sha256)));
+        assert!(!v.contains(&Algorithm::RsaPss(RsaBits::B2048, Sha2::Sha256)));
+        assert_eq!(
+            Algorithm::Ed25519.signing_variants(),
+            vec![Algorithm::Ed25519]
+        );
+        assert!(Algorithm::Aes256Gcm.signing_variants().is_empty());
+        assert!(Algorithm::Hmac(Sha2::Sha256).signing_variants().is_empty());
     }
 
     #[test]

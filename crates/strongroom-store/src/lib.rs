@@ -75,6 +75,8 @@ pub trait Store: Send + Sync + 'static {
     async fn key_by_id(&self, id: KeyId) -> Result<Option<KeyRecord>>;
     /// Lists a ring's keys by name.
     async fn list_keys(&self, ring: &RingName, page: &PageRequest) -> Result<Page<KeyRecord>>;
+    /// Lists every key of every ring, by id; the page cursor is the last key id (as text).
+    async fn list_all_keys(&self, page: &PageRequest) -> Result<Page<KeyRecord>>;
     /// Replaces a key record and inserts or replaces the given versions, in one
     /// transaction, if the stored revision is still `expected_revision`; otherwise
     /// `Conflict`. The caller sets `key.revision` to `expected_revision + 1`.

@@ -694,6 +694,28 @@ impl Store for SqliteStore {
         Ok(paginate(items, limit, |k| k.name.to_string()))
     }
 
+    async fn list_all_keys(&self, page: &PageRequest) -> Result<Page<KeyRecord>> {
+        self.check()?;
+        let limit = limit_of(page);
+        // Ids are stored as their 16 bytes, whose order is the order of their text.
+        let after: Vec<u8> = match page.after.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(a) => a
+                .parse::<KeyId>()
+                .map_err(|_| StoreError::Corrupt("page cursor is not a key id".into()))?
+                .as_bytes()
+                .to_vec(),
+        };
+        let rows = sqlx::query("SELECT * FROM keys WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after.as_slice())
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "keys"))?;
+        let items = rows.iter().map(key_of).collect::<Result<Vec<_>>>()?;
+        Ok(paginate(items, limit, |k| k.id.to_string()))
+    }
+
     async fn update_key(
         &self,
         expected_revision: i64,

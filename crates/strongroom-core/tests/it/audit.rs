@@ -187,6 +187,7 @@ async fn one_event_per_call_and_no_secret_on_disk() {
                 &key,
                 None,
                 SignData::Message(Plaintext::copy_from(CANARY_PLAINTEXT)),
+                None,
             )
             .await,
         )

@@ -97,7 +97,7 @@ async fn encrypt_decrypt_round_trip_and_context_binding() {
     );
 
     // Naming the key: the right one (by path, id or alias) works, another key is refused
-    // without saying more, a key of another purpose is the wrong usage.
+    // as the wrong key, a key of another purpose is the wrong usage.
     decrypt_with_key(&kms, &ct, &ctx, key.clone())
         .await
         .unwrap();
@@ -112,9 +112,11 @@ async fn encrypt_decrypt_round_trip_and_context_binding() {
     decrypt_with_key(&kms, &ct, &ctx, KeyRef::Alias(al))
         .await
         .unwrap();
+    // Named another key the caller may use: said so (AWS's IncorrectKeyException; the
+    // native API answers invalid_ciphertext).
     assert_err!(
         decrypt_with_key(&kms, &ct, &ctx, other.clone()).await,
-        Error::InvalidCiphertext
+        Error::IncorrectKey
     );
     assert_err!(
         decrypt_with_key(&kms, &ct, &ctx, signing).await,
@@ -247,7 +249,7 @@ async fn unusable_keys_and_versions_refuse_every_operation() {
     let ct = kms.encrypt(&aes, b"data", &ctx).await.unwrap().ciphertext;
     let sig1 = kms
         .svc()
-        .sign(&root(), &sig, None, msg(b"m"))
+        .sign(&root(), &sig, None, msg(b"m"), None)
         .await
         .unwrap()
         .signature;
@@ -304,11 +306,13 @@ async fn unusable_keys_and_versions_refuse_every_operation() {
         );
         push(
             "sign",
-            svc.sign(&root(), sig, None, msg(b"m")).await.map(drop),
+            svc.sign(&root(), sig, None, msg(b"m"), None)
+                .await
+                .map(drop),
         );
         push(
             "verify",
-            svc.verify(&root(), sig, None, msg(b"m"), sig1)
+            svc.verify(&root(), sig, None, msg(b"m"), sig1, None)
                 .await
                 .map(drop),
         );
@@ -385,7 +389,7 @@ async fn unusable_keys_and_versions_refuse_every_operation() {
     kms.decrypt(&ct, &ctx).await.unwrap();
     assert!(
         kms.svc()
-            .verify(&root(), &sig, None, msg(b"m"), &sig1)
+            .verify(&root(), &sig, None, msg(b"m"), &sig1, None)
             .await
             .unwrap()
             .valid
@@ -419,12 +423,12 @@ async fn plaintext_size_limits() {
     let (_, sig) = kms.key("r", "sig", Some(alg("ecdsa-p256-sha256"))).await;
     let (_, mac) = kms.key("r", "mac", Some(alg("hmac-sha256"))).await;
     kms.svc()
-        .sign(&root(), &sig, None, msg(&vec![1; MAX_PLAINTEXT]))
+        .sign(&root(), &sig, None, msg(&vec![1; MAX_PLAINTEXT]), None)
         .await
         .unwrap();
     assert_err!(
         kms.svc()
-            .sign(&root(), &sig, None, msg(&vec![1; MAX_PLAINTEXT + 1]))
+            .sign(&root(), &sig, None, msg(&vec![1; MAX_PLAINTEXT + 1]), None)
             .await,
         Error::InvalidArgument { ref field, .. } if field == "message"
     );
@@ -673,11 +677,14 @@ async fn sign_and_verify() {
         let a = alg(name);
         let (_, key) = kms.key("r", name, Some(a)).await;
         let svc = kms.svc();
-        let s = svc.sign(&root(), &key, None, msg(message)).await.unwrap();
+        let s = svc
+            .sign(&root(), &key, None, msg(message), None)
+            .await
+            .unwrap();
         assert_eq!((s.version, s.algorithm), (1, a));
         let verify = |data: SignData, sig: Vec<u8>, version: Option<u32>| {
             let key = key.clone();
-            async move { svc.verify(&root(), &key, version, data, &sig).await }
+            async move { svc.verify(&root(), &key, version, data, &sig, None).await }
         };
         assert!(
             verify(msg(message), s.signature.clone(), None)
@@ -726,7 +733,7 @@ async fn sign_and_verify() {
                 // A digest signs the same thing as the message it was computed from.
                 let d = hash::digest(h, message);
                 let sd = svc
-                    .sign(&root(), &key, None, SignData::Digest(d.clone()))
+                    .sign(&root(), &key, None, SignData::Digest(d.clone()), None)
                     .await
                     .unwrap();
                 assert!(
@@ -755,7 +762,7 @@ async fn sign_and_verify() {
                     [&d[..], &[0u8][..]].concat(),
                 ] {
                     assert_err!(
-                        svc.sign(&root(), &key, None, SignData::Digest(bad.clone())).await,
+                        svc.sign(&root(), &key, None, SignData::Digest(bad.clone()), None).await,
                         Error::InvalidArgument { ref field, .. } if field == "digest"
                     );
                     assert_err!(
@@ -768,7 +775,7 @@ async fn sign_and_verify() {
                 // Ed25519 signs messages only.
                 let d = hash::digest(Sha2::Sha512, message);
                 assert_err!(
-                    svc.sign(&root(), &key, None, SignData::Digest(d.clone())).await,
+                    svc.sign(&root(), &key, None, SignData::Digest(d.clone()), None).await,
                     Error::InvalidArgument { ref field, .. } if field == "digest"
                 );
                 assert_err!(
@@ -783,14 +790,14 @@ async fn sign_and_verify() {
     let key = path("r", "ecdsa-p256-sha256");
     let old = kms
         .svc()
-        .sign(&root(), &key, None, msg(message))
+        .sign(&root(), &key, None, msg(message), None)
         .await
         .unwrap()
         .signature;
     kms.svc().create_version(&root(), &key, true).await.unwrap();
     let new = kms
         .svc()
-        .sign(&root(), &key, None, msg(message))
+        .sign(&root(), &key, None, msg(message), None)
         .await
         .unwrap();
     assert_eq!(new.version, 2);
@@ -799,7 +806,7 @@ async fn sign_and_verify() {
         let key = key.clone();
         let sig = sig.to_vec();
         async move {
-            svc.verify(&root(), &key, version, msg(message), &sig)
+            svc.verify(&root(), &key, version, msg(message), &sig, None)
                 .await
                 .unwrap()
         }
@@ -811,7 +818,7 @@ async fn sign_and_verify() {
     assert!(check(None, &new.signature).await.valid);
     let s1 = kms
         .svc()
-        .sign(&root(), &key, Some(1), msg(message))
+        .sign(&root(), &key, Some(1), msg(message), None)
         .await
         .unwrap();
     assert_eq!(s1.version, 1);
@@ -916,13 +923,15 @@ async fn wrong_purpose_is_invalid_key_usage() {
     for k in [&aes, &hmac, &oaep] {
         let p = svc.get_key(&root(), k).await.unwrap().purpose;
         usage(
-            svc.sign(&root(), k, None, msg(b"m")).await.unwrap_err(),
+            svc.sign(&root(), k, None, msg(b"m"), None)
+                .await
+                .unwrap_err(),
             "sign",
             "sign-verify",
             p,
         );
         usage(
-            svc.verify(&root(), k, None, msg(b"m"), &[0; 64])
+            svc.verify(&root(), k, None, msg(b"m"), &[0; 64], None)
                 .await
                 .unwrap_err(),
             "verify",
@@ -996,4 +1005,64 @@ async fn generate_random() {
             Error::InvalidArgument { ref field, .. } if field == "length"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_rsa_key_signs_with_every_padding_and_hash_of_its_size() {
+    use strongroom_crypto::{Algorithm, RsaBits};
+    let kms = Kms::new().await;
+    kms.ring("r").await;
+    let (_, key) = kms
+        .key(
+            "r",
+            "rsa",
+            Some(Algorithm::RsaPss(RsaBits::B2048, Sha2::Sha256)),
+        )
+        .await;
+    let svc = kms.svc();
+    for alg in Algorithm::RsaPkcs1(RsaBits::B2048, Sha2::Sha512).signing_variants() {
+        let s = svc
+            .sign(&root(), &key, None, msg(b"m"), Some(alg))
+            .await
+            .unwrap();
+        assert_eq!(s.algorithm, alg);
+        let v = svc
+            .verify(&root(), &key, None, msg(b"m"), &s.signature, Some(alg))
+            .await
+            .unwrap();
+        assert!(v.valid, "{alg}");
+        // A signature checks out only under the algorithm that made it.
+        let other = if alg == Algorithm::RsaPss(RsaBits::B2048, Sha2::Sha256) {
+            Algorithm::RsaPkcs1(RsaBits::B2048, Sha2::Sha256)
+        } else {
+            Algorithm::RsaPss(RsaBits::B2048, Sha2::Sha256)
+        };
+        let v = svc
+            .verify(&root(), &key, None, msg(b"m"), &s.signature, Some(other))
+            .await
+            .unwrap();
+        assert!(!v.valid, "{alg} verified as {other}");
+    }
+    // Another size, or another family, is not this key's to use.
+    for wrong in [
+        Algorithm::RsaPss(RsaBits::B3072, Sha2::Sha256),
+        Algorithm::EcdsaP256Sha256,
+    ] {
+        assert_err!(
+            svc.sign(&root(), &key, None, msg(b"m"), Some(wrong)).await,
+            Error::InvalidArgument { .. }
+        );
+    }
+    let (_, ec_key) = kms.key("r", "ec", Some(Algorithm::EcdsaP256Sha256)).await;
+    assert_err!(
+        svc.sign(
+            &root(),
+            &ec_key,
+            None,
+            msg(b"m"),
+            Some(Algorithm::EcdsaP384Sha384)
+        )
+        .await,
+        Error::InvalidArgument { .. }
+    );
 }

@@ -1128,3 +1128,78 @@ async fn concurrent_changes_to_one_key_all_apply() {
         kms.decrypt(&ct.ciphertext, &ec(&[])).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_named_by_their_id_and_listed_across_rings() {
+    let kms = Kms::new().await;
+    kms.ring("a").await;
+    kms.ring("b").await;
+    let svc = kms.svc();
+    let mut input = key_input("a", "unused");
+    input.name = None;
+    let (k, _) = svc.create_key(&root(), input).await.unwrap();
+    assert_eq!(k.name.as_str(), k.id.to_string());
+    kms.key("a", "named", None).await;
+    for i in 0..3 {
+        kms.key("b", &format!("k{i}"), None).await;
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let p = svc.list_all_keys(&root(), &page(after, 2)).await.unwrap();
+        assert!(p.items.len() <= 2);
+        seen.extend(p.items.iter().map(|k| k.id.to_string()));
+        match p.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+    assert_err!(
+        svc.list_all_keys(&root(), &page(Some("junk".into()), 2))
+            .await,
+        Error::InvalidArgument { .. }
+    );
+
+    // A principal sees only the rings it may list keys of.
+    kms.svc()
+        .put_policy(
+            &root(),
+            "lister",
+            r#"permit(principal == Strongroom::Principal::"lister", action == Strongroom::Action::"list-key-rings", resource);
+               permit(principal == Strongroom::Principal::"lister", action == Strongroom::Action::"list-keys", resource == Strongroom::KeyRing::"b");"#,
+            None,
+        )
+        .await
+        .unwrap();
+    svc.create_principal(
+        &root(),
+        strongroom_core::PrincipalInput {
+            name: strongroom_core::PrincipalName::try_new("lister").unwrap(),
+            kind: "workload".into(),
+            roles: vec![],
+            labels: Labels::new(),
+            description: String::new(),
+            rate_limits: Default::default(),
+            tls_certs: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let t = svc
+        .create_token_for(
+            &root(),
+            &strongroom_core::PrincipalName::try_new("lister").unwrap(),
+            Some(60),
+            String::new(),
+        )
+        .await
+        .unwrap();
+    let lister = as_token(Some(t.secret.expose_secret()));
+    let p = svc.list_all_keys(&lister, &page(None, 100)).await.unwrap();
+    assert_eq!(p.items.len(), 3);
+    assert!(p.items.iter().all(|k| k.ring.as_str() == "b"));
+}

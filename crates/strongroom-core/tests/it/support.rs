@@ -344,7 +344,7 @@ pub(crate) fn path(ring: &str, key: &str) -> KeyRef {
 pub(crate) fn key_input(ring: &str, name: &str) -> CreateKeyInput {
     CreateKeyInput {
         ring: RingName::try_new(ring).unwrap(),
-        name: KeyName::try_new(name).unwrap(),
+        name: Some(KeyName::try_new(name).unwrap()),
         purpose: None,
         algorithm: None,
         description: String::new(),

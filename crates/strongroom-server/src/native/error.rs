@@ -59,7 +59,7 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         Error::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
         Error::InvalidState { .. } => StatusCode::CONFLICT,
         Error::InvalidKeyUsage { .. } => StatusCode::BAD_REQUEST,
-        Error::InvalidCiphertext => StatusCode::BAD_REQUEST,
+        Error::InvalidCiphertext | Error::IncorrectKey => StatusCode::BAD_REQUEST,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -83,6 +83,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = request_id::current();
         let (status, code, message) = match &self {
+            // The native API gives one answer for every ciphertext that does not open under
+            // the key named, whichever key it was made under.
+            ApiError::Core(Error::IncorrectKey) | ApiError::Request(Error::IncorrectKey) => (
+                StatusCode::BAD_REQUEST,
+                Error::InvalidCiphertext.code(),
+                Error::InvalidCiphertext.to_string(),
+            ),
             ApiError::Core(e) | ApiError::Request(e) => {
                 // Internal details are logged by KeyService with the request id; the client
                 // sees only "internal error". Unavailable details name files, not secrets.

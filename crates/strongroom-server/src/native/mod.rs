@@ -321,7 +321,7 @@ async fn create_key(
     } = req;
     let input = CreateKeyInput {
         ring: ring_name(&ring)?,
-        name: KeyName::try_new(&name).map_err(|e| ApiError::invalid("name", e.to_string()))?,
+        name: Some(KeyName::try_new(&name).map_err(|e| ApiError::invalid("name", e.to_string()))?),
         purpose: purpose
             .map(|p| {
                 p.parse::<Purpose>().map_err(|_| {
@@ -810,6 +810,7 @@ async fn sign(State(svc): App, Ctx(ctx): Ctx, Json(req): Json<SignRequest>) -> A
             &key_ref(&key, "key")?,
             version,
             sign_data(message, digest)?,
+            None,
         )
         .await?;
     Ok(ok(SignResponse {
@@ -839,6 +840,7 @@ async fn verify(
             version,
             sign_data(message, digest)?,
             &signature.0,
+            None,
         )
         .await?;
     Ok(ok(VerifyResponse {

@@ -198,6 +198,40 @@ pub(crate) async fn pagination(s: &dyn Store) {
         .await
         .unwrap();
     assert!(other.items.is_empty() && other.next.is_none());
+
+    // Across rings, by id.
+    ensure_ring(s, "r2").await;
+    for i in 0..5 {
+        let (k, v) = sample_key("r2", &format!("k{i}"), 1);
+        s.create_key(&k, &v).await.unwrap();
+    }
+    let mut ids = Vec::new();
+    let mut page = PageRequest {
+        after: None,
+        limit: 7,
+    };
+    loop {
+        let p = s.list_all_keys(&page).await.unwrap();
+        assert!(p.items.len() <= 7);
+        ids.extend(p.items.iter().map(|k| k.id.to_string()));
+        match p.next {
+            Some(n) => page.after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 30);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "by id, each once");
+    assert!(matches!(
+        s.list_all_keys(&PageRequest {
+            after: Some("not-an-id".into()),
+            limit: 1
+        })
+        .await,
+        Err(StoreError::Corrupt(_))
+    ));
 }
 
 pub(crate) async fn due_lists(s: &dyn Store) {
