@@ -3,7 +3,9 @@
 
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::keys::{self, SignInput};
-use strongroom_crypto::{Algorithm, EncryptionContext, Plaintext, Purpose, ciphertext, rand};
+use strongroom_crypto::{
+    Algorithm, EncryptionContext, Plaintext, Purpose, SignatureScheme, ciphertext, rand,
+};
 use strongroom_store::{KeyRecord, VersionRecord};
 
 use crate::error::{Error, Result};
@@ -18,19 +20,31 @@ fn check_len(field: &str, len: usize, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// The algorithm a signature is made or checked with: the key's own, or a requested one
-/// that its material serves.
-fn signing_algorithm(k: &KeyRecord, requested: Option<Algorithm>) -> Result<Algorithm> {
+/// The algorithm a signature is made or checked with: the key's own, or the variant of the
+/// requested scheme that its material serves.
+fn signing_algorithm(k: &KeyRecord, requested: Option<SignatureScheme>) -> Result<Algorithm> {
     match requested {
         None => Ok(k.algorithm),
-        Some(a) if k.algorithm.signing_variants().contains(&a) => Ok(a),
-        Some(a) => Err(Error::invalid(
+        Some(s) => k.algorithm.with_scheme(s).ok_or_else(|| {
+            Error::invalid(
+                "algorithm",
+                format!(
+                    "key {}/{} ({}) does not sign with the requested scheme",
+                    k.ring, k.name, k.algorithm
+                ),
+            )
+        }),
+    }
+}
+
+/// When the caller states the algorithm it expects, the key must have it.
+fn require_algorithm(k: &KeyRecord, expected: Option<Algorithm>) -> Result<()> {
+    match expected {
+        Some(a) if a != k.algorithm => Err(Error::invalid(
             "algorithm",
-            format!(
-                "key {}/{} ({}) cannot sign with {a}",
-                k.ring, k.name, k.algorithm
-            ),
+            format!("key {}/{} is {}, not {a}", k.ring, k.name, k.algorithm),
         )),
+        _ => Ok(()),
     }
 }
 
@@ -259,6 +273,20 @@ impl KeyService {
                 None => None,
             };
             let mut src_ev = ev.clone();
+            let named_source = match &input.source {
+                Some(r) => Some(
+                    self.resolve_checked(
+                        &who,
+                        ctx,
+                        &mut src_ev,
+                        "re-encrypt-from",
+                        r,
+                        Some(&input.source_context),
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
             let src = self
                 .open_ciphertext(
                     &who,
@@ -266,7 +294,7 @@ impl KeyService {
                     "re-encrypt-from",
                     &input.ciphertext,
                     &input.source_context,
-                    None,
+                    named_source.as_ref(),
                     Operation::ReEncrypt,
                     &mut src_ev,
                 )
@@ -404,14 +432,15 @@ impl KeyService {
     }
 
     /// Signs a message or digest with the given version (default: primary), with the key's
-    /// algorithm or `algorithm`, one of its [`Algorithm::signing_variants`].
+    /// algorithm or the variant of `scheme` its material serves
+    /// ([`Algorithm::signing_variants`]).
     pub async fn sign(
         &self,
         ctx: &RequestContext,
         key: &KeyRef,
         version: Option<u32>,
         data: SignData,
-        algorithm: Option<Algorithm>,
+        scheme: Option<SignatureScheme>,
     ) -> Result<SignOutput> {
         let mut ev = self.event(ctx, Operation::Sign);
         let res = async {
@@ -420,7 +449,7 @@ impl KeyService {
                 .resolve_checked(&who, ctx, &mut ev, "sign", key, None)
                 .await?;
             require_purpose(&k, Purpose::SignVerify, Operation::Sign)?;
-            let alg = signing_algorithm(&k, algorithm)?;
+            let alg = signing_algorithm(&k, scheme)?;
             let v = self
                 .usable_version(&k, version, Operation::Sign, &mut ev)
                 .await?;
@@ -447,7 +476,7 @@ impl KeyService {
     }
 
     /// Verifies a signature with the given version's public key (default: primary), with the
-    /// key's algorithm or `algorithm` (one of its signing variants). The version must be
+    /// key's algorithm or the variant of `scheme` its material serves. The version must be
     /// enabled; anyone holding the public key can also verify offline.
     pub async fn verify(
         &self,
@@ -456,7 +485,7 @@ impl KeyService {
         version: Option<u32>,
         data: SignData,
         signature: &[u8],
-        algorithm: Option<Algorithm>,
+        scheme: Option<SignatureScheme>,
     ) -> Result<VerifyOutput> {
         let mut ev = self.event(ctx, Operation::Verify);
         let res = async {
@@ -465,7 +494,7 @@ impl KeyService {
                 .resolve_checked(&who, ctx, &mut ev, "verify", key, None)
                 .await?;
             require_purpose(&k, Purpose::SignVerify, Operation::Verify)?;
-            let alg = signing_algorithm(&k, algorithm)?;
+            let alg = signing_algorithm(&k, scheme)?;
             let v = self
                 .usable_version(&k, version, Operation::Verify, &mut ev)
                 .await?;
@@ -491,13 +520,15 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
-    /// Computes an HMAC with the given version (default: primary).
+    /// Computes an HMAC with the given version (default: primary). When `algorithm` is
+    /// given, it must be the key's (a caller stating what it expects, as AWS's MacAlgorithm).
     pub async fn mac(
         &self,
         ctx: &RequestContext,
         key: &KeyRef,
         version: Option<u32>,
         message: &Plaintext,
+        algorithm: Option<Algorithm>,
     ) -> Result<MacOutput> {
         let mut ev = self.event(ctx, Operation::Mac);
         let res = async {
@@ -506,6 +537,7 @@ impl KeyService {
                 .resolve_checked(&who, ctx, &mut ev, "mac", key, None)
                 .await?;
             require_purpose(&k, Purpose::Mac, Operation::Mac)?;
+            require_algorithm(&k, algorithm)?;
             check_len("message", message.len(), MAX_PLAINTEXT)?;
             let v = self
                 .usable_version(&k, version, Operation::Mac, &mut ev)
@@ -531,6 +563,7 @@ impl KeyService {
         version: Option<u32>,
         message: &Plaintext,
         mac: &[u8],
+        algorithm: Option<Algorithm>,
     ) -> Result<VerifyOutput> {
         let mut ev = self.event(ctx, Operation::MacVerify);
         let res = async {
@@ -539,6 +572,7 @@ impl KeyService {
                 .resolve_checked(&who, ctx, &mut ev, "mac-verify", key, None)
                 .await?;
             require_purpose(&k, Purpose::Mac, Operation::MacVerify)?;
+            require_algorithm(&k, algorithm)?;
             check_len("message", message.len(), MAX_PLAINTEXT)?;
             check_len("mac", mac.len(), 64)?;
             let v = self

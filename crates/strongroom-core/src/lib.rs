@@ -34,7 +34,9 @@ pub use request::{
     SigV4Request,
 };
 pub use service::{Health, KeyService};
-pub use strongroom_crypto::{Algorithm, EncryptionContext, KeyId, Plaintext, Purpose};
+pub use strongroom_crypto::{
+    Algorithm, EncryptionContext, KeyId, Plaintext, Purpose, Sha2, SignatureScheme,
+};
 pub use strongroom_policy::{DEFAULT_POLICIES, Decision, SCHEMA as POLICY_SCHEMA};
 pub use strongroom_store::{
     AliasName, ClaimRule, IssuerRecord, KeyName, KeyRecord, KeyRingRecord, KeyState, Labels, Page,

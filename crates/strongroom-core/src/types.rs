@@ -349,6 +349,9 @@ pub struct ReEncryptInput {
     pub ciphertext: Vec<u8>,
     /// Its context.
     pub source_context: EncryptionContext,
+    /// The key the ciphertext must have been made under, when the caller names it (a
+    /// ciphertext of another key is then `IncorrectKey`).
+    pub source: Option<KeyRef>,
     /// The new key; the ciphertext's own key (its current primary) when absent.
     pub destination: Option<KeyRef>,
     /// The new context.

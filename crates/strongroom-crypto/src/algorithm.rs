@@ -137,6 +137,20 @@ impl Sha2 {
     }
 }
 
+/// A signature scheme without a key size: what a sign or verify request may ask for of a
+/// key whose material serves several (see [`Algorithm::signing_variants`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignatureScheme {
+    /// RSASSA-PSS with this hash.
+    RsaPss(Sha2),
+    /// RSASSA-PKCS1-v1_5 with this hash.
+    RsaPkcs1(Sha2),
+    /// ECDSA with this hash (the curve is the key's).
+    Ecdsa(Sha2),
+    /// Pure Ed25519.
+    Ed25519,
+}
+
 /// A key's algorithm. Every version of a key has the same algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
@@ -230,6 +244,27 @@ impl Algorithm {
         }
     }
 
+    /// The signature scheme of a signing algorithm.
+    pub fn scheme(self) -> Option<SignatureScheme> {
+        match self {
+            Algorithm::RsaPss(_, h) => Some(SignatureScheme::RsaPss(h)),
+            Algorithm::RsaPkcs1(_, h) => Some(SignatureScheme::RsaPkcs1(h)),
+            Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaSecp256k1Sha256 => {
+                Some(SignatureScheme::Ecdsa(Sha2::Sha256))
+            }
+            Algorithm::EcdsaP384Sha384 => Some(SignatureScheme::Ecdsa(Sha2::Sha384)),
+            Algorithm::Ed25519 => Some(SignatureScheme::Ed25519),
+            _ => None,
+        }
+    }
+
+    /// The signing variant of this key's algorithm that uses `scheme`, if it has one.
+    pub fn with_scheme(self, scheme: SignatureScheme) -> Option<Algorithm> {
+        self.signing_variants()
+            .into_iter()
+            .find(|a| a.scheme() == Some(scheme))
+    }
+
     /// The wire name, e.g. `rsa-pss-3072-sha256`.
     pub fn name(self) -> String {
         match self {
@@ -291,6 +326,21 @@ mod tests {
             vec![Algorithm::Ed25519]
         );
         assert!(Algorithm::Aes256Gcm.signing_variants().is_empty());
+        let rsa = Algorithm::RsaPss(RsaBits::B4096, Sha2::Sha256);
+        assert_eq!(
+            rsa.with_scheme(SignatureScheme::RsaPkcs1(Sha2::Sha512)),
+            Some(Algorithm::RsaPkcs1(RsaBits::B4096, Sha2::Sha512))
+        );
+        assert_eq!(rsa.with_scheme(SignatureScheme::Ed25519), None);
+        assert_eq!(
+            Algorithm::EcdsaP256Sha256.with_scheme(SignatureScheme::Ecdsa(Sha2::Sha384)),
+            None
+        );
+        for a in Algorithm::all() {
+            if let Some(s) = a.scheme() {
+                assert_eq!(a.with_scheme(s), Some(a), "{a}");
+            }
+        }
         assert!(Algorithm::Hmac(Sha2::Sha256).signing_variants().is_empty());
     }
 

@@ -17,7 +17,7 @@ pub mod seal;
 pub mod secret;
 pub mod sigv4;
 
-pub use algorithm::{Algorithm, Purpose, RsaBits, Sha2};
+pub use algorithm::{Algorithm, Purpose, RsaBits, Sha2, SignatureScheme};
 pub use context::EncryptionContext;
 pub use key_id::KeyId;
 pub use seal::RootKey;

@@ -1,10 +1,12 @@
-//! Strongroom's network front-ends over `KeyService`: the native REST API today (`native/`),
-//! later the AWS KMS, Vault Transit and Kubernetes KMS protocols. Front-ends translate,
+//! Strongroom's network front-ends over `KeyService`: the native REST API (`native/`) and the
+//! AWS KMS API (`aws/`); later the Vault Transit and Kubernetes KMS protocols. Front-ends translate,
 //! never decide: no key logic, storage access or policy lives here.
 //!
 //! Also here: the HTTP listener (header-read timeout, connection cap, graceful shutdown) and
 //! the background task that runs scheduled jobs.
 
+pub mod aws;
+mod json;
 pub mod native;
 mod request_id;
 
@@ -52,9 +54,11 @@ impl Default for ServeOptions {
     }
 }
 
-/// The whole HTTP application.
-pub fn router(svc: Arc<KeyService>) -> Router {
+/// The whole HTTP application: the native API under `/v1/` and the AWS KMS API at `POST /`.
+pub fn router(svc: Arc<KeyService>, aws: aws::AwsOptions) -> Router {
     native::routes()
+        .with_state(svc.clone())
+        .merge(aws::routes(svc.clone(), aws))
         .fallback(native::not_found)
         .method_not_allowed_fallback(native::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(native::MAX_BODY))
@@ -63,7 +67,6 @@ pub fn router(svc: Arc<KeyService>) -> Router {
             audit_rejections,
         ))
         .layer(axum::middleware::from_fn(request_id::middleware))
-        .with_state(svc)
 }
 
 /// Routes that answer without a token.

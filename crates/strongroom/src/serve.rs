@@ -71,6 +71,30 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) tls_client_ca: Option<PathBuf>,
 
+    /// The AWS region the AWS KMS API answers as: requests must be signed for it (SigV4
+    /// credential scope), and key ARNs name it.
+    #[arg(
+        long,
+        default_value = "us-east-1",
+        value_name = "REGION",
+        env = "STRONGROOM_AWS_REGION"
+    )]
+    pub(crate) aws_region: String,
+
+    /// The 12-digit account id key ARNs name on the AWS KMS API.
+    #[arg(
+        long,
+        default_value = "000000000000",
+        value_name = "ID",
+        env = "STRONGROOM_AWS_ACCOUNT_ID"
+    )]
+    pub(crate) aws_account_id: String,
+
+    /// The key ring that keys created through the AWS KMS API go in (created when first
+    /// needed). Keys in other rings are reachable there by id or alias.
+    #[arg(long, default_value = "aws", value_name = "RING")]
+    pub(crate) aws_key_ring: String,
+
     /// How often to run due scheduled rotations and destructions (e.g. 30s, 5m).
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub(crate) scheduler_interval: String,
@@ -97,9 +121,32 @@ pub(crate) struct ServeArgs {
     pub(crate) dangerous_clock_offset_secs: i64,
 }
 
+fn aws_options(args: &ServeArgs) -> anyhow::Result<strongroom_server::aws::AwsOptions> {
+    let region_ok = !args.aws_region.is_empty()
+        && args.aws_region.len() <= 32
+        && args
+            .aws_region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !region_ok {
+        bail!("--aws-region must be a region name such as us-east-1");
+    }
+    if args.aws_account_id.len() != 12 || !args.aws_account_id.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("--aws-account-id must be 12 digits");
+    }
+    let key_ring = strongroom_core::RingName::try_new(&args.aws_key_ring)
+        .map_err(|e| anyhow::anyhow!("--aws-key-ring: {e}"))?;
+    Ok(strongroom_server::aws::AwsOptions {
+        region: args.aws_region.clone(),
+        account_id: args.aws_account_id.clone(),
+        key_ring,
+    })
+}
+
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
     harden_process();
+    let aws = aws_options(&args)?;
     let interval =
         strongroom_core::types::parse_duration(&args.scheduler_interval, "scheduler-interval")
             .map_err(|e| anyhow::anyhow!("--{e}"))?;
@@ -211,7 +258,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let svc = opened.service.clone();
     let background =
         strongroom_server::spawn_background(svc.clone(), Duration::from_secs(interval as u64));
-    let app = strongroom_server::router(svc.clone());
+    let app = strongroom_server::router(svc.clone(), aws);
     strongroom_server::serve(
         listener,
         app,

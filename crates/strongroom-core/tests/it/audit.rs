@@ -170,6 +170,7 @@ async fn one_event_per_call_and_no_secret_on_disk() {
             svc.re_encrypt(
                 &c,
                 ReEncryptInput {
+                    source: None,
                     ciphertext: ct.clone(),
                     source_context: ring_ctx.clone(),
                     destination: None,

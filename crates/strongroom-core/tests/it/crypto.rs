@@ -255,7 +255,7 @@ async fn unusable_keys_and_versions_refuse_every_operation() {
         .signature;
     let tag1 = kms
         .svc()
-        .mac(&root(), &mac, None, &pt(b"m"))
+        .mac(&root(), &mac, None, &pt(b"m"), None)
         .await
         .unwrap()
         .mac;
@@ -295,6 +295,7 @@ async fn unusable_keys_and_versions_refuse_every_operation() {
             svc.re_encrypt(
                 &root(),
                 ReEncryptInput {
+                    source: None,
                     ciphertext: ct.to_vec(),
                     source_context: ctx.clone(),
                     destination: None,
@@ -318,11 +319,11 @@ async fn unusable_keys_and_versions_refuse_every_operation() {
         );
         push(
             "mac",
-            svc.mac(&root(), mac, None, &pt(b"m")).await.map(drop),
+            svc.mac(&root(), mac, None, &pt(b"m"), None).await.map(drop),
         );
         push(
             "mac-verify",
-            svc.mac_verify(&root(), mac, None, &pt(b"m"), tag1)
+            svc.mac_verify(&root(), mac, None, &pt(b"m"), tag1, None)
                 .await
                 .map(drop),
         );
@@ -396,7 +397,7 @@ async fn unusable_keys_and_versions_refuse_every_operation() {
     );
     assert!(
         kms.svc()
-            .mac_verify(&root(), &mac, None, &pt(b"m"), &tag1)
+            .mac_verify(&root(), &mac, None, &pt(b"m"), &tag1, None)
             .await
             .unwrap()
             .valid
@@ -434,7 +435,7 @@ async fn plaintext_size_limits() {
     );
     assert_err!(
         kms.svc()
-            .mac(&root(), &mac, None, &pt(&vec![1; MAX_PLAINTEXT + 1]))
+            .mac(&root(), &mac, None, &pt(&vec![1; MAX_PLAINTEXT + 1]), None)
             .await,
         Error::InvalidArgument { ref field, .. } if field == "message"
     );
@@ -511,6 +512,7 @@ async fn re_encrypt() {
     let ct = kms.encrypt(&a, b"move me", &c1).await.unwrap().ciphertext;
     let re = |ct: Vec<u8>, src: &strongroom_core::EncryptionContext, dest: Option<KeyRef>| {
         let input = ReEncryptInput {
+            source: None,
             ciphertext: ct,
             source_context: src.clone(),
             destination: dest,
@@ -837,16 +839,19 @@ async fn mac_and_mac_verify() {
     ] {
         let (_, key) = kms.key("r", name, Some(alg(name))).await;
         let svc = kms.svc();
-        let out = svc.mac(&root(), &key, None, &m).await.unwrap();
+        let out = svc.mac(&root(), &key, None, &m, None).await.unwrap();
         assert_eq!((out.version, out.mac.len()), (1, len));
         assert_eq!(
-            svc.mac(&root(), &key, None, &m).await.unwrap().mac,
+            svc.mac(&root(), &key, None, &m, None).await.unwrap().mac,
             out.mac,
             "deterministic"
         );
         let ok = |msg: &'static [u8], tag: Vec<u8>, version: Option<u32>| {
             let key = key.clone();
-            async move { svc.mac_verify(&root(), &key, version, &pt(msg), &tag).await }
+            async move {
+                svc.mac_verify(&root(), &key, version, &pt(msg), &tag, None)
+                    .await
+            }
         };
         assert!(ok(b"message", out.mac.clone(), None).await.unwrap().valid);
         assert!(!ok(b"messagE", out.mac.clone(), None).await.unwrap().valid);
@@ -867,7 +872,7 @@ async fn mac_and_mac_verify() {
 
         // After rotation the primary's tag differs; the old tag verifies against v1 only.
         svc.create_version(&root(), &key, true).await.unwrap();
-        let out2 = svc.mac(&root(), &key, None, &m).await.unwrap();
+        let out2 = svc.mac(&root(), &key, None, &m, None).await.unwrap();
         assert_eq!(out2.version, 2);
         assert_ne!(out2.mac, out.mac);
         assert!(!ok(b"message", out.mac.clone(), None).await.unwrap().valid);
@@ -875,7 +880,7 @@ async fn mac_and_mac_verify() {
         assert!(v1.valid);
         assert_eq!(v1.version, 1);
         assert_eq!(
-            svc.mac(&root(), &key, Some(1), &m).await.unwrap().mac,
+            svc.mac(&root(), &key, Some(1), &m, None).await.unwrap().mac,
             out.mac
         );
     }
@@ -942,13 +947,15 @@ async fn wrong_purpose_is_invalid_key_usage() {
     for k in [&aes, &ec_key, &oaep] {
         let p = svc.get_key(&root(), k).await.unwrap().purpose;
         usage(
-            svc.mac(&root(), k, None, &pt(b"m")).await.unwrap_err(),
+            svc.mac(&root(), k, None, &pt(b"m"), None)
+                .await
+                .unwrap_err(),
             "mac",
             "mac",
             p,
         );
         usage(
-            svc.mac_verify(&root(), k, None, &pt(b"m"), &[0; 32])
+            svc.mac_verify(&root(), k, None, &pt(b"m"), &[0; 32], None)
                 .await
                 .unwrap_err(),
             "mac-verify",
@@ -1009,7 +1016,7 @@ async fn generate_random() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_rsa_key_signs_with_every_padding_and_hash_of_its_size() {
-    use strongroom_crypto::{Algorithm, RsaBits};
+    use strongroom_crypto::{Algorithm, RsaBits, SignatureScheme};
     let kms = Kms::new().await;
     kms.ring("r").await;
     let (_, key) = kms
@@ -1022,12 +1029,12 @@ async fn one_rsa_key_signs_with_every_padding_and_hash_of_its_size() {
     let svc = kms.svc();
     for alg in Algorithm::RsaPkcs1(RsaBits::B2048, Sha2::Sha512).signing_variants() {
         let s = svc
-            .sign(&root(), &key, None, msg(b"m"), Some(alg))
+            .sign(&root(), &key, None, msg(b"m"), alg.scheme())
             .await
             .unwrap();
         assert_eq!(s.algorithm, alg);
         let v = svc
-            .verify(&root(), &key, None, msg(b"m"), &s.signature, Some(alg))
+            .verify(&root(), &key, None, msg(b"m"), &s.signature, alg.scheme())
             .await
             .unwrap();
         assert!(v.valid, "{alg}");
@@ -1038,15 +1045,15 @@ async fn one_rsa_key_signs_with_every_padding_and_hash_of_its_size() {
             Algorithm::RsaPss(RsaBits::B2048, Sha2::Sha256)
         };
         let v = svc
-            .verify(&root(), &key, None, msg(b"m"), &s.signature, Some(other))
+            .verify(&root(), &key, None, msg(b"m"), &s.signature, other.scheme())
             .await
             .unwrap();
         assert!(!v.valid, "{alg} verified as {other}");
     }
-    // Another size, or another family, is not this key's to use.
+    // Another family is not this key's to use.
     for wrong in [
-        Algorithm::RsaPss(RsaBits::B3072, Sha2::Sha256),
-        Algorithm::EcdsaP256Sha256,
+        SignatureScheme::Ecdsa(Sha2::Sha256),
+        SignatureScheme::Ed25519,
     ] {
         assert_err!(
             svc.sign(&root(), &key, None, msg(b"m"), Some(wrong)).await,
@@ -1060,7 +1067,7 @@ async fn one_rsa_key_signs_with_every_padding_and_hash_of_its_size() {
             &ec_key,
             None,
             msg(b"m"),
-            Some(Algorithm::EcdsaP384Sha384)
+            Some(SignatureScheme::Ecdsa(Sha2::Sha384))
         )
         .await,
         Error::InvalidArgument { .. }

@@ -20,53 +20,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// errors that name the field but never echo the value.
 pub(crate) struct Json<T>(pub(crate) T);
 
-fn describe(e: &serde_json::Error, path: &str) -> String {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof => format!(
-            "request body is not valid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ),
-        Category::Io => "request body could not be read".into(),
-        Category::Data => {
-            let msg = e.to_string();
-            // serde's messages for these cases name fields only; others may quote the value.
-            let safe = [
-                "missing field",
-                "unknown field",
-                "duplicate field",
-                "is not valid standard base64",
-                "has a duplicate key",
-            ];
-            let detail = safe
-                .iter()
-                .find(|s| msg.contains(*s))
-                .map(|_| msg.split(" at line").next().unwrap_or("").to_string())
-                .unwrap_or_else(|| "has the wrong type or an invalid value".into());
-            if path.is_empty() || path == "." {
-                format!("request body: {detail}")
-            } else {
-                format!("{path}: {detail}")
-            }
-        }
-    }
-}
-
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let res: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-    let v = res.map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::invalid("body", describe(e.inner(), &path))
-    })?;
-    de.end().map_err(|_| {
-        ApiError::invalid(
-            "body",
-            "request body has trailing data after the JSON value",
-        )
-    })?;
-    Ok(v)
+    crate::json::parse(bytes).map_err(|e| ApiError::invalid("body", e.message))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {

@@ -747,6 +747,7 @@ async fn re_encrypt(
         destination_context,
     } = req;
     let input = ReEncryptInput {
+        source: None,
         ciphertext: ciphertext.0,
         source_context: context(source_context, "source_context")?,
         destination: destination_key
@@ -857,7 +858,7 @@ async fn mac(State(svc): App, Ctx(ctx): Ctx, Json(req): Json<MacRequest>) -> Api
         message,
     } = req;
     let out = svc
-        .mac(&ctx, &key_ref(&key, "key")?, version, &message.0)
+        .mac(&ctx, &key_ref(&key, "key")?, version, &message.0, None)
         .await?;
     Ok(ok(MacResponse {
         key: out.key.path(),
@@ -878,7 +879,14 @@ async fn mac_verify(
         mac,
     } = req;
     let out = svc
-        .mac_verify(&ctx, &key_ref(&key, "key")?, version, &message.0, &mac.0)
+        .mac_verify(
+            &ctx,
+            &key_ref(&key, "key")?,
+            version,
+            &message.0,
+            &mac.0,
+            None,
+        )
         .await?;
     Ok(ok(VerifyResponse {
         key: out.key.path(),

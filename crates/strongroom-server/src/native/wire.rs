@@ -4,105 +4,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use base64::Engine;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use strongroom_core::types::{KeyIdentity, TokenInfo, VersionInfo};
-use strongroom_core::{AliasInfo, KeyRecord, KeyRingRecord, Plaintext, Timestamp};
+use strongroom_core::{AliasInfo, KeyRecord, KeyRingRecord, Timestamp};
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-/// Base64 bytes that are secret (plaintext, data keys, messages): decoded straight into a
-/// zeroizing `Plaintext`, never held in a `String` longer than decoding takes.
-pub(crate) struct SecretB64(pub(crate) Plaintext);
-
-impl<'de> Deserialize<'de> for SecretB64 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = SecretB64;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("standard base64 with padding")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<SecretB64, E> {
-                B64.decode(s)
-                    .map(|v| SecretB64(Plaintext::new(v)))
-                    .map_err(|_| E::custom("is not valid standard base64"))
-            }
-            fn visit_string<E: de::Error>(self, mut s: String) -> Result<SecretB64, E> {
-                let r = self.visit_str(&s);
-                zeroize::Zeroize::zeroize(&mut s);
-                r
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl Serialize for SecretB64 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Exposed to return it to the caller who asked for it.
-        let mut text = B64.encode(self.0.expose_secret());
-        let r = s.serialize_str(&text);
-        zeroize::Zeroize::zeroize(&mut text);
-        r
-    }
-}
-
-/// Base64 bytes that are not secret (ciphertexts, signatures, digests, public keys).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct B64Bytes(pub(crate) Vec<u8>);
-
-impl<'de> Deserialize<'de> for B64Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = B64Bytes;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("standard base64 with padding")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<B64Bytes, E> {
-                B64.decode(s)
-                    .map(B64Bytes)
-                    .map_err(|_| E::custom("is not valid standard base64"))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl Serialize for B64Bytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&B64.encode(&self.0))
-    }
-}
-
-/// A string map that refuses duplicate keys (JSON allows them; we do not, rather than let
-/// the last one silently win).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct StrictMap(pub(crate) BTreeMap<String, String>);
-
-impl<'de> Deserialize<'de> for StrictMap {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StrictMap;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of string values")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<StrictMap, A::Error> {
-                let mut out = BTreeMap::new();
-                while let Some((k, v)) = m.next_entry::<String, String>()? {
-                    if out.insert(k, v).is_some() {
-                        return Err(de::Error::custom("has a duplicate key"));
-                    }
-                }
-                Ok(StrictMap(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
+pub(crate) use crate::json::{B64Bytes, SecretB64, StrictMap};
 
 /// A map of string keys to whole numbers that refuses duplicate keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
