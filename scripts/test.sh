@@ -5,10 +5,11 @@
 #
 #   bash scripts/test.sh
 #
-# Needs: the Rust toolchain named in rust-toolchain.toml (cargo, rustfmt, clippy) and a C
-# compiler (aws-lc and SQLite are built from source). No system packages are required by the
-# current suite; when a test starts needing one (softhsm2, postgresql, a Python venv), this
-# script installs it.
+# Needs: the Rust toolchain named in rust-toolchain.toml (cargo, rustfmt, clippy), a C
+# compiler (aws-lc and SQLite are built from source) and Python 3 with venv (the real AWS
+# clients, boto3 and the aws CLI, run from a venv this script makes in target/test-venv from
+# PyPI). No system packages are required yet; when a test starts needing one (softhsm2,
+# postgresql), this script installs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,5 +44,21 @@ echo "ok"
 
 step "tests (cargo test --workspace)"
 cargo test --workspace --locked
+
+step "Python clients (target/test-venv from tests/python/requirements.txt)"
+command -v python3 >/dev/null || { echo "python3 is required for the AWS client tests" >&2; exit 1; }
+venv=target/test-venv
+want=$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.requirements-sha256" 2>/dev/null)" != "$want" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  echo "$want" > "$venv/.requirements-sha256"
+fi
+"$venv/bin/python" -c 'import boto3, botocore, cryptography, pytest; print("boto3", boto3.__version__)'
+
+step "AWS KMS API through boto3 and the aws CLI (tests/python)"
+cargo build -p strongroom --locked
+STRONGROOM_BIN="$PWD/target/debug/strongroom" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 
 step "all tests passed"

@@ -1,0 +1,106 @@
+"""Fixtures for the Python suites: a real `strongroom serve --dev` per test module, and AWS
+clients (boto3, the aws CLI) pointed at it.
+
+The binary is STRONGROOM_BIN (scripts/test.sh sets it to target/debug/strongroom)."""
+
+import json
+import os
+import queue
+import subprocess
+import threading
+import urllib.request
+
+import boto3
+import botocore.config
+import pytest
+
+ROOT_TOKEN = "py-root-token"
+ACCESS_KEY_ID = "AKIDSTRONGROOMTEST01"
+SECRET = "py-dev-secret/0123456789abcdefghijKLMNOPQRST"
+REGION = "us-east-1"
+
+
+class Server:
+    def __init__(self, extra_args=()):
+        binary = os.environ.get("STRONGROOM_BIN", "target/debug/strongroom")
+        env = dict(os.environ)
+        env.update(
+            STRONGROOM_DEV_ROOT_TOKEN=ROOT_TOKEN,
+            STRONGROOM_DEV_AWS_ACCESS_KEY_ID=ACCESS_KEY_ID,
+            STRONGROOM_DEV_AWS_SECRET_ACCESS_KEY=SECRET,
+            RUST_LOG="warn",
+        )
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--dev", "--listen", "127.0.0.1:0", *extra_args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        self.stderr = []
+        lines = queue.Queue()
+
+        def pump(stream, sink):
+            for line in stream:
+                sink(line)
+
+        threading.Thread(target=pump, args=(self.proc.stdout, lines.put), daemon=True).start()
+        threading.Thread(target=pump, args=(self.proc.stderr, self.stderr.append), daemon=True).start()
+        while True:
+            try:
+                line = lines.get(timeout=30)
+            except queue.Empty:
+                self.stop()
+                raise RuntimeError("strongroom did not start: " + "".join(self.stderr))
+            if line.startswith("strongroom listening on "):
+                self.url = line.split()[-1].strip()
+                break
+
+    def client(self, access_key_id=ACCESS_KEY_ID, secret=SECRET, region=REGION, **config):
+        return boto3.client(
+            "kms",
+            endpoint_url=self.url,
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret,
+            config=botocore.config.Config(retries={"max_attempts": 1}, **config),
+        )
+
+    def native(self, method, path, body=None, token=ROOT_TOKEN):
+        """A native API call; returns (status, JSON body)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Authorization", "Bearer " + token)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req) as r:
+                raw = r.read()
+                return r.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def audit(self, **query):
+        q = "&".join(f"{k}={v}" for k, v in query.items())
+        status, body = self.native("GET", "/v1/audit/events?limit=1000" + ("&" + q if q else ""))
+        assert status == 200, body
+        return body["items"]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def kms(server):
+    return server.client()

@@ -1,0 +1,480 @@
+"""The AWS KMS API through boto3, the real AWS SDK for Python, against the real binary.
+
+Every refusal is checked for AWS's exception name (what SDK error handling keys on), and
+refusals that could have changed something are followed by a read showing they did not."""
+
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import urllib.request
+
+import botocore
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from conftest import ACCESS_KEY_ID, REGION, ROOT_TOKEN, SECRET
+
+
+def error_code(excinfo):
+    return excinfo.value.response["Error"]["Code"]
+
+
+def raises(code, fn, *args, **kwargs):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        fn(*args, **kwargs)
+    assert error_code(e) == code, e.value.response
+    return e.value.response
+
+
+def symmetric(kms, **kw):
+    return kms.create_key(**kw)["KeyMetadata"]["KeyId"]
+
+
+# ---- keys ----
+
+
+def test_create_describe_and_list_keys(kms):
+    md = kms.create_key(Description="orders", Tags=[{"TagKey": "team", "TagValue": "orders"}])[
+        "KeyMetadata"
+    ]
+    assert md["KeySpec"] == "SYMMETRIC_DEFAULT"
+    assert md["KeyUsage"] == "ENCRYPT_DECRYPT"
+    assert md["KeyState"] == "Enabled" and md["Enabled"] is True
+    assert md["EncryptionAlgorithms"] == ["SYMMETRIC_DEFAULT"]
+    assert md["Arn"] == f"arn:aws:kms:{REGION}:000000000000:key/{md['KeyId']}"
+    assert md["Origin"] == "AWS_KMS" and md["KeyManager"] == "CUSTOMER"
+    assert isinstance(md["CreationDate"], datetime.datetime)
+
+    for ref in (md["KeyId"], md["Arn"]):
+        assert kms.describe_key(KeyId=ref)["KeyMetadata"]["Description"] == "orders"
+
+    kms.update_key_description(KeyId=md["KeyId"], Description="orders v2")
+    assert kms.describe_key(KeyId=md["KeyId"])["KeyMetadata"]["Description"] == "orders v2"
+
+    # Pagination walks every key once.
+    for _ in range(3):
+        symmetric(kms)
+    seen, marker = [], None
+    while True:
+        page = kms.list_keys(Limit=2, **({"Marker": marker} if marker else {}))
+        assert len(page["Keys"]) <= 2
+        seen += [k["KeyId"] for k in page["Keys"]]
+        if not page["Truncated"]:
+            assert "NextMarker" not in page
+            break
+        marker = page["NextMarker"]
+    assert len(seen) == len(set(seen)) and md["KeyId"] in seen
+    assert all(k["KeyArn"].endswith(k["KeyId"]) for k in kms.list_keys()["Keys"])
+    raises("InvalidMarkerException", kms.list_keys, Marker="not-a-marker")
+
+
+@pytest.mark.parametrize(
+    "spec,usage,algorithms",
+    [
+        ("RSA_2048", "SIGN_VERIFY", "SigningAlgorithms"),
+        ("RSA_3072", "ENCRYPT_DECRYPT", "EncryptionAlgorithms"),
+        ("ECC_NIST_P256", "SIGN_VERIFY", "SigningAlgorithms"),
+        ("ECC_NIST_P384", "SIGN_VERIFY", "SigningAlgorithms"),
+        ("ECC_SECG_P256K1", "SIGN_VERIFY", "SigningAlgorithms"),
+        ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY", "SigningAlgorithms"),
+        ("HMAC_256", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
+        ("HMAC_384", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
+        ("HMAC_512", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
+    ],
+)
+def test_key_specs(kms, spec, usage, algorithms):
+    md = kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]
+    assert (md["KeySpec"], md["KeyUsage"]) == (spec, usage)
+    assert md[algorithms], md
+
+
+def test_create_key_refusals_create_nothing(kms):
+    before = len(kms.list_keys(Limit=1000)["Keys"])
+    raises("ValidationException", kms.create_key, KeySpec="ECC_NIST_P256")  # no SIGN_VERIFY
+    raises("ValidationException", kms.create_key, KeySpec="HMAC_256", KeyUsage="ENCRYPT_DECRYPT")
+    raises("ValidationException", kms.create_key, KeySpec="SYMMETRIC_DEFAULT", KeyUsage="SIGN_VERIFY")
+    raises("UnsupportedOperationException", kms.create_key, Policy=json.dumps({"Version": "2012-10-17"}))
+    raises("UnsupportedOperationException", kms.create_key, Origin="EXTERNAL")
+    raises("UnsupportedOperationException", kms.create_key, MultiRegion=True)
+    raises("UnsupportedOperationException", kms.create_key, KeySpec="ECC_NIST_P521", KeyUsage="SIGN_VERIFY")
+    # Tags that Strongroom's label rules cannot hold are refused, not altered.
+    raises("ValidationException", kms.create_key, Tags=[{"TagKey": "Project Name", "TagValue": "x"}])
+    assert len(kms.list_keys(Limit=1000)["Keys"]) == before
+
+
+def test_enable_and_disable(kms):
+    key = symmetric(kms)
+    ct = kms.encrypt(KeyId=key, Plaintext=b"before")["CiphertextBlob"]
+    kms.disable_key(KeyId=key)
+    md = kms.describe_key(KeyId=key)["KeyMetadata"]
+    assert md["KeyState"] == "Disabled" and md["Enabled"] is False
+    raises("DisabledException", kms.encrypt, KeyId=key, Plaintext=b"x")
+    raises("DisabledException", kms.decrypt, CiphertextBlob=ct)
+    kms.enable_key(KeyId=key)
+    assert kms.decrypt(CiphertextBlob=ct)["Plaintext"] == b"before"
+
+
+# ---- encrypt, decrypt, re-encrypt, data keys ----
+
+
+def test_encrypt_decrypt_with_context(kms):
+    key = kms.create_key()["KeyMetadata"]
+    ctx = {"tenant": "acme", "purpose": "test"}
+    out = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"card 4111", EncryptionContext=ctx)
+    assert out["KeyId"] == key["Arn"] and out["EncryptionAlgorithm"] == "SYMMETRIC_DEFAULT"
+    blob = out["CiphertextBlob"]
+    # Decrypt needs no KeyId for symmetric keys; the context's order does not matter.
+    back = kms.decrypt(CiphertextBlob=blob, EncryptionContext=dict(reversed(list(ctx.items()))))
+    assert back["Plaintext"] == b"card 4111" and back["KeyId"] == key["Arn"]
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext=ctx, KeyId=key["Arn"])["Plaintext"] == b"card 4111"
+    # A missing pair, an extra pair, a changed value or case: InvalidCiphertextException.
+    for bad in ({}, {"tenant": "acme"}, {**ctx, "x": "y"}, {**ctx, "tenant": "ACME"}):
+        raises("InvalidCiphertextException", kms.decrypt, CiphertextBlob=blob, EncryptionContext=bad)
+    # One flipped bit anywhere, or a truncation.
+    for i in (0, 5, 25, len(blob) - 1):
+        flipped = bytearray(blob)
+        flipped[i] ^= 1
+        raises("InvalidCiphertextException", kms.decrypt, CiphertextBlob=bytes(flipped), EncryptionContext=ctx)
+    raises("InvalidCiphertextException", kms.decrypt, CiphertextBlob=blob[:-1], EncryptionContext=ctx)
+    raises("InvalidCiphertextException", kms.decrypt, CiphertextBlob=b"x", EncryptionContext=ctx)
+    # Named another key: IncorrectKeyException.
+    other = symmetric(kms)
+    raises("IncorrectKeyException", kms.decrypt, CiphertextBlob=blob, EncryptionContext=ctx, KeyId=other)
+
+
+def test_size_limits(kms):
+    key = symmetric(kms)
+    kms.encrypt(KeyId=key, Plaintext=b"x" * 4096)
+    raises("ValidationException", kms.encrypt, KeyId=key, Plaintext=b"x" * 4097)
+
+
+def test_wrong_key_usage(kms):
+    signer = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    mac = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
+    sym = symmetric(kms)
+    raises("InvalidKeyUsageException", kms.encrypt, KeyId=signer, Plaintext=b"x")
+    raises("InvalidKeyUsageException", kms.generate_data_key, KeyId=mac, KeySpec="AES_256")
+    raises("InvalidKeyUsageException", kms.sign, KeyId=sym, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+    raises("InvalidKeyUsageException", kms.sign, KeyId=signer, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    raises("InvalidKeyUsageException", kms.generate_mac, KeyId=mac, Message=b"m", MacAlgorithm="HMAC_SHA_512")
+
+
+def test_data_keys_work_locally_and_unwrap(kms):
+    key = symmetric(kms)
+    ctx = {"file": "report.pdf"}
+    dk = kms.generate_data_key(KeyId=key, KeySpec="AES_256", EncryptionContext=ctx)
+    assert len(dk["Plaintext"]) == 32
+    nonce = os.urandom(12)
+    sealed = AESGCM(dk["Plaintext"]).encrypt(nonce, b"a large file", None)
+    # Later: unwrap the data key through KMS and open the file locally.
+    unwrapped = kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)["Plaintext"]
+    assert AESGCM(unwrapped).decrypt(nonce, sealed, None) == b"a large file"
+
+    assert len(kms.generate_data_key(KeyId=key, NumberOfBytes=17)["Plaintext"]) == 17
+    assert len(kms.generate_data_key(KeyId=key, KeySpec="AES_128")["Plaintext"]) == 16
+    wo = kms.generate_data_key_without_plaintext(KeyId=key, KeySpec="AES_256")
+    assert "Plaintext" not in wo
+    assert len(kms.decrypt(CiphertextBlob=wo["CiphertextBlob"])["Plaintext"]) == 32
+    raises("ValidationException", kms.generate_data_key, KeyId=key)
+    raises("ValidationException", kms.generate_data_key, KeyId=key, KeySpec="AES_256", NumberOfBytes=32)
+
+
+def test_re_encrypt(kms):
+    a, b = symmetric(kms), kms.create_key()["KeyMetadata"]
+    blob = kms.encrypt(KeyId=a, Plaintext=b"moving", EncryptionContext={"k": "1"})["CiphertextBlob"]
+    out = kms.re_encrypt(
+        CiphertextBlob=blob,
+        SourceEncryptionContext={"k": "1"},
+        DestinationKeyId=b["KeyId"],
+        DestinationEncryptionContext={"k": "2"},
+    )
+    assert out["KeyId"] == b["Arn"] and out["SourceKeyId"].endswith(a)
+    assert kms.decrypt(CiphertextBlob=out["CiphertextBlob"], EncryptionContext={"k": "2"})["Plaintext"] == b"moving"
+    raises(
+        "IncorrectKeyException",
+        kms.re_encrypt,
+        CiphertextBlob=blob,
+        SourceEncryptionContext={"k": "1"},
+        SourceKeyId=b["KeyId"],
+        DestinationKeyId=b["KeyId"],
+    )
+    raises("InvalidCiphertextException", kms.re_encrypt, CiphertextBlob=blob, DestinationKeyId=b["KeyId"])
+
+
+def test_generate_random(kms):
+    r = kms.generate_random(NumberOfBytes=1024)["Plaintext"]
+    assert len(r) == 1024 and r != kms.generate_random(NumberOfBytes=1024)["Plaintext"]
+
+
+# ---- signatures and MACs, checked independently ----
+
+
+def public_key(kms, key):
+    der = kms.get_public_key(KeyId=key)["PublicKey"]
+    return serialization.load_der_public_key(der)
+
+
+HASHES = {"SHA_256": hashes.SHA256(), "SHA_384": hashes.SHA384(), "SHA_512": hashes.SHA512()}
+
+
+def independent_verify(pub, alg, message, signature):
+    """Verifies with pyca/cryptography; raises InvalidSignature if it does not check out."""
+    if alg == "ED25519_SHA_512":
+        pub.verify(signature, message)
+        return
+    h = HASHES[alg[-7:]]
+    if alg.startswith("ECDSA"):
+        pub.verify(signature, message, ec.ECDSA(h))
+    elif alg.startswith("RSASSA_PSS"):
+        pub.verify(signature, message, padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size), h)
+    else:
+        pub.verify(signature, message, padding.PKCS1v15(), h)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519"],
+)
+def test_sign_verify_every_algorithm(kms, spec):
+    md = kms.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    pub = public_key(kms, md["KeyId"])
+    pk = kms.get_public_key(KeyId=md["KeyId"])
+    assert pk["KeySpec"] == spec and pk["SigningAlgorithms"] == md["SigningAlgorithms"]
+    message = b"the message to sign"
+    for alg in md["SigningAlgorithms"]:
+        s = kms.sign(KeyId=md["KeyId"], Message=message, SigningAlgorithm=alg)
+        assert s["SigningAlgorithm"] == alg and s["KeyId"] == md["Arn"]
+        independent_verify(pub, alg, message, s["Signature"])
+        ok = kms.verify(KeyId=md["KeyId"], Message=message, Signature=s["Signature"], SigningAlgorithm=alg)
+        assert ok["SignatureValid"] is True
+        raises(
+            "KMSInvalidSignatureException",
+            kms.verify,
+            KeyId=md["KeyId"],
+            Message=b"another message",
+            Signature=s["Signature"],
+            SigningAlgorithm=alg,
+        )
+        if alg == "ED25519_SHA_512":
+            continue
+        # MessageType DIGEST: the caller hashes; the signature is the same kind.
+        h = hashlib.new(alg[-7:].replace("SHA_", "sha"), message).digest()
+        d = kms.sign(KeyId=md["KeyId"], Message=h, MessageType="DIGEST", SigningAlgorithm=alg)
+        independent_verify(pub, alg, message, d["Signature"])
+        raises(
+            "ValidationException",
+            kms.sign,
+            KeyId=md["KeyId"],
+            Message=h[:-1],
+            MessageType="DIGEST",
+            SigningAlgorithm=alg,
+        )
+
+
+def test_mac(kms):
+    key = kms.create_key(KeySpec="HMAC_384", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
+    out = kms.generate_mac(KeyId=key, Message=b"payload", MacAlgorithm="HMAC_SHA_384")
+    assert out["MacAlgorithm"] == "HMAC_SHA_384" and len(out["Mac"]) == 48
+    assert kms.verify_mac(KeyId=key, Message=b"payload", Mac=out["Mac"], MacAlgorithm="HMAC_SHA_384")["MacValid"]
+    raises("KMSInvalidMacException", kms.verify_mac, KeyId=key, Message=b"other", Mac=out["Mac"], MacAlgorithm="HMAC_SHA_384")
+    bad = bytes([out["Mac"][0] ^ 1]) + out["Mac"][1:]
+    raises("KMSInvalidMacException", kms.verify_mac, KeyId=key, Message=b"payload", Mac=bad, MacAlgorithm="HMAC_SHA_384")
+    # Deterministic: the same message gives the same MAC.
+    assert kms.generate_mac(KeyId=key, Message=b"payload", MacAlgorithm="HMAC_SHA_384")["Mac"] == out["Mac"]
+
+
+# ---- aliases ----
+
+
+def test_aliases(kms):
+    a, b = kms.create_key()["KeyMetadata"], kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName="alias/orders", TargetKeyId=a["KeyId"])
+    raises("AlreadyExistsException", kms.create_alias, AliasName="alias/orders", TargetKeyId=b["KeyId"])
+    raises("ValidationException", kms.create_alias, AliasName="alias/aws/s3", TargetKeyId=a["KeyId"])
+    raises("ValidationException", kms.create_alias, AliasName="orders", TargetKeyId=a["KeyId"])
+    # An alias name, or its ARN, is a key id everywhere.
+    arn = f"arn:aws:kms:{REGION}:000000000000:alias/orders"
+    for ref in ("alias/orders", arn):
+        assert kms.encrypt(KeyId=ref, Plaintext=b"x")["KeyId"] == a["Arn"]
+        assert kms.describe_key(KeyId=ref)["KeyMetadata"]["KeyId"] == a["KeyId"]
+    listed = [x for x in kms.list_aliases()["Aliases"] if x["AliasName"] == "alias/orders"]
+    assert listed[0]["TargetKeyId"] == a["KeyId"] and listed[0]["AliasArn"] == arn
+    assert [x["AliasName"] for x in kms.list_aliases(KeyId=a["KeyId"])["Aliases"]] == ["alias/orders"]
+
+    kms.update_alias(AliasName="alias/orders", TargetKeyId=b["KeyId"])
+    assert kms.encrypt(KeyId="alias/orders", Plaintext=b"x")["KeyId"] == b["Arn"]
+    kms.delete_alias(AliasName="alias/orders")
+    raises("NotFoundException", kms.encrypt, KeyId="alias/orders", Plaintext=b"x")
+    raises("NotFoundException", kms.delete_alias, AliasName="alias/orders")
+    raises("NotFoundException", kms.describe_key, KeyId="00000000-0000-4000-8000-000000000000")
+    raises("NotFoundException", kms.describe_key, KeyId="arn:aws:kms:eu-west-1:000000000000:key/x")
+
+
+# ---- rotation ----
+
+
+def test_rotation(server, kms):
+    key = symmetric(kms)
+    status = kms.get_key_rotation_status(KeyId=key)
+    assert status["KeyRotationEnabled"] is False
+    kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=90)
+    status = kms.get_key_rotation_status(KeyId=key)
+    assert status["KeyRotationEnabled"] and status["RotationPeriodInDays"] == 90
+    assert isinstance(status["NextRotationDate"], datetime.datetime)
+    old = kms.encrypt(KeyId=key, Plaintext=b"old")["CiphertextBlob"]
+    assert kms.rotate_key_on_demand(KeyId=key)["KeyId"] == key
+    new = kms.encrypt(KeyId=key, Plaintext=b"new")["CiphertextBlob"]
+    assert old[20:24] != new[20:24], "the new ciphertext names the new version"
+    assert kms.decrypt(CiphertextBlob=old)["Plaintext"] == b"old"
+    kms.disable_key_rotation(KeyId=key)
+    assert kms.get_key_rotation_status(KeyId=key)["KeyRotationEnabled"] is False
+    # botocore checks the range itself; without its check the server does.
+    unchecked = server.client(parameter_validation=False)
+    for days in (89, 2561):
+        raises("ValidationException", unchecked.enable_key_rotation, KeyId=key, RotationPeriodInDays=days)
+    for n in (0, 1025):
+        raises("ValidationException", unchecked.generate_random, NumberOfBytes=n)
+    signer = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    raises("UnsupportedOperationException", kms.enable_key_rotation, KeyId=signer)
+    raises("UnsupportedOperationException", kms.rotate_key_on_demand, KeyId=signer)
+
+
+# ---- authentication ----
+
+
+def test_authentication_failures(server, kms):
+    raises("InvalidSignatureException", server.client(secret="wrong-secret").list_keys)
+    raises("UnrecognizedClientException", server.client(access_key_id="AKIDUNKNOWN000000000").list_keys)
+    raises("InvalidSignatureException", server.client(region="eu-west-1").list_keys)
+    unsigned = server.client(signature_version=botocore.UNSIGNED)
+    raises("MissingAuthenticationTokenException", unsigned.list_keys)
+
+
+def signed_request(server, target, body, when=None, secret=SECRET, content_type="application/x-amz-json-1.1"):
+    """A hand-made SigV4-signed request (for bodies and times an SDK would not send)."""
+    req = botocore.awsrequest.AWSRequest(
+        method="POST",
+        url=server.url + "/",
+        data=body,
+        headers={"X-Amz-Target": target, "Content-Type": content_type},
+    )
+    signer = botocore.auth.SigV4Auth(botocore.credentials.Credentials(ACCESS_KEY_ID, secret), "kms", REGION)
+    real_now = botocore.auth.get_current_datetime
+    if when is not None:
+        # botocore takes the signing time from this function; sign as if it were `when`.
+        botocore.auth.get_current_datetime = lambda: when.replace(tzinfo=None)
+    try:
+        signer.add_auth(req)
+    finally:
+        botocore.auth.get_current_datetime = real_now
+    prepared = req.prepare()
+    r = urllib.request.Request(prepared.url, data=prepared.body, method="POST", headers=dict(prepared.headers))
+    try:
+        with urllib.request.urlopen(r) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_signing_time_window(server):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    status, body = signed_request(server, "TrentService.ListKeys", b"{}", when=now)
+    assert status == 200, body
+    for skew in (-16, 16):
+        status, body = signed_request(server, "TrentService.ListKeys", b"{}", when=now + datetime.timedelta(minutes=skew))
+        assert (status, body["__type"]) == (400, "InvalidSignatureException"), body
+        assert "expired" in body["message"]
+
+
+def test_malformed_requests_are_refused_and_audited(server):
+    cases = [
+        ("TrentService.ListKeys", b"{not json", "SerializationException"),
+        ("TrentService.ListKeys", b'{"Limit": 1} trailing', "SerializationException"),
+        ("TrentService.ListKeys", b'{"Limit": "ten"}', "ValidationException"),
+        ("TrentService.ListKeys", b'{"Limit": 1, "Surprise": true}', "ValidationException"),
+        ("TrentService.Encrypt", b'{"KeyId": "alias/x", "Plaintext": "not base64!"}', "ValidationException"),
+        ("TrentService.Encrypt", b'{"Plaintext": "aGk="}', "ValidationException"),
+        (
+            "TrentService.Encrypt",
+            b'{"KeyId": "alias/x", "Plaintext": "aGk=", "EncryptionContext": {"a": "1", "a": "2"}}',
+            "ValidationException",
+        ),
+        ("TrentService.NoSuchThing", b"{}", "UnknownOperationException"),
+        ("DynamoDB_20120810.ListTables", b"{}", "UnknownOperationException"),
+        ("TrentService.ScheduleKeyDeletion", b'{"KeyId": "x"}', "UnsupportedOperationException"),
+    ]
+    for target, body, expected in cases:
+        status, answer = signed_request(server, target, body)
+        assert (status, answer["__type"]) == (400, expected), (target, body, answer)
+        assert "not base64!" not in answer["message"]
+    status, answer = signed_request(server, "TrentService.ListKeys", b"{}", content_type="application/json")
+    assert answer["__type"] == "UnknownOperationException"
+    # A malformed request with a bad signature learns only that its signature is bad.
+    status, answer = signed_request(server, "TrentService.ListKeys", b"{not json", secret="nope")
+    assert answer["__type"] == "InvalidSignatureException"
+    # Oversized bodies are refused before they are read.
+    status, answer = signed_request(server, "TrentService.Encrypt", b"{" + b" " * 70000 + b"}")
+    assert answer["__type"] == "ValidationException"
+    events = [e for e in server.audit(operation="rejected-request") if e["protocol"] == "aws"]
+    codes = {e["error_code"] for e in events}
+    assert {"malformed_request", "invalid_argument", "unknown_operation", "unsupported_operation"} <= codes, codes
+
+
+# ---- one key store: principals, policy, and the native API ----
+
+
+def test_principals_policy_and_native_interop(server, kms):
+    # A key created through the native API, used here through an alias...
+    assert server.native("POST", "/v1/keyrings", {"name": "payments"})[0] == 201
+    status, created = server.native("POST", "/v1/keyrings/payments/keys", {"name": "cards"})
+    assert status == 201, created
+    assert server.native("POST", "/v1/aliases", {"name": "cards", "key": "payments/cards"})[0] == 201
+    blob = kms.encrypt(KeyId="alias/cards", Plaintext=b"from aws", EncryptionContext={"t": "1"})["CiphertextBlob"]
+    status, out = server.native(
+        "POST",
+        "/v1/crypto/decrypt",
+        {"ciphertext": base64.b64encode(blob).decode(), "context": {"t": "1"}},
+    )
+    assert status == 200 and base64.b64decode(out["plaintext"]) == b"from aws"
+    # ...and a key created here is a Strongroom key in the `aws` ring.
+    key = symmetric(kms)
+    status, k = server.native("GET", f"/v1/keyrings/aws/keys/{key}")
+    assert status == 200 and k["id"] == key
+
+    # A principal with the key-user role signs with its own access key pair.
+    status, _ = server.native("POST", "/v1/principals", {"name": "app", "roles": ["key-user"]})
+    assert status == 201
+    status, pair = server.native("POST", "/v1/principals/app/access-keys", {})
+    assert status == 201
+    app = server.client(access_key_id=pair["access_key_id"], secret=pair["secret_access_key"])
+    blob = app.encrypt(KeyId=key, Plaintext=b"user data")["CiphertextBlob"]
+    assert app.decrypt(CiphertextBlob=blob)["Plaintext"] == b"user data"
+    # Key users use keys; they do not make or change them.
+    before = len(kms.list_keys(Limit=1000)["Keys"])
+    raises("AccessDeniedException", app.create_key)
+    raises("AccessDeniedException", app.disable_key, KeyId=key)
+    assert len(kms.list_keys(Limit=1000)["Keys"]) == before
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["Enabled"]
+    # Refused the same way whether or not the key exists.
+    raises("AccessDeniedException", app.create_alias, AliasName="alias/mine", TargetKeyId=key)
+    missing = "00000000-0000-4000-8000-00000000abcd"
+    raises("AccessDeniedException", app.create_alias, AliasName="alias/mine", TargetKeyId=missing)
+    # Revoked: the pair stops working at once.
+    assert server.native("DELETE", f"/v1/access-keys/{pair['access_key_id']}")[0] == 200
+    raises("UnrecognizedClientException", app.encrypt, KeyId=key, Plaintext=b"x")
+
+    events = [e for e in server.audit(principal="app") if e["protocol"] == "aws"]
+    assert events and all(e["auth_method"] == "sigv4" for e in events)
+    assert {e["outcome"] for e in events} == {"ok", "error"}
+    # No secret, plaintext or data key reaches the audit log.
+    log = json.dumps(server.audit())
+    for secret in (SECRET, pair["secret_access_key"], "user data", "from aws"):
+        assert secret not in log
