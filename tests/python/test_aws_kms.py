@@ -106,8 +106,26 @@ def test_create_key_refusals_create_nothing(kms):
     raises("UnsupportedOperationException", kms.create_key, MultiRegion=True)
     raises("UnsupportedOperationException", kms.create_key, KeySpec="ECC_NIST_P521", KeyUsage="SIGN_VERIFY")
     # Tags that Strongroom's label rules cannot hold are refused, not altered.
-    raises("ValidationException", kms.create_key, Tags=[{"TagKey": "Project Name", "TagValue": "x"}])
+    raises("TagException", kms.create_key, Tags=[{"TagKey": "Project Name", "TagValue": "x"}])
+    raises("TagException", kms.create_key, Tags=[{"TagKey": "a", "TagValue": "1"}, {"TagKey": "a", "TagValue": "2"}])
     assert len(kms.list_keys(Limit=1000)["Keys"]) == before
+
+
+def test_tags(kms):
+    key = kms.create_key(Tags=[{"TagKey": "team", "TagValue": "orders"}])["KeyMetadata"]["KeyId"]
+    kms.tag_resource(KeyId=key, Tags=[{"TagKey": "env", "TagValue": "prod"}, {"TagKey": "team", "TagValue": "billing"}])
+    tags = kms.list_resource_tags(KeyId=key)
+    assert tags["Tags"] == [{"TagKey": "env", "TagValue": "prod"}, {"TagKey": "team", "TagValue": "billing"}]
+    assert tags["Truncated"] is False
+    first = kms.list_resource_tags(KeyId=key, Limit=1)
+    assert first["Tags"] == [{"TagKey": "env", "TagValue": "prod"}] and first["Truncated"]
+    second = kms.list_resource_tags(KeyId=key, Limit=1, Marker=first["NextMarker"])
+    assert second["Tags"] == [{"TagKey": "team", "TagValue": "billing"}] and not second["Truncated"]
+    kms.untag_resource(KeyId=key, TagKeys=["env", "absent"])
+    assert kms.list_resource_tags(KeyId=key)["Tags"] == [{"TagKey": "team", "TagValue": "billing"}]
+    # A tag Strongroom's label rules cannot hold changes nothing.
+    raises("TagException", kms.tag_resource, KeyId=key, Tags=[{"TagKey": "env", "TagValue": "x"}, {"TagKey": "Bad Key", "TagValue": "x"}])
+    assert kms.list_resource_tags(KeyId=key)["Tags"] == [{"TagKey": "team", "TagValue": "billing"}]
 
 
 def test_enable_and_disable(kms):

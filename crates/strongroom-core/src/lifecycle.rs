@@ -435,8 +435,14 @@ impl KeyService {
                     next.description = d;
                 }
                 if let Some(l) = input.labels {
-                    validate_labels(&l, "labels")?;
                     next.labels = l;
+                }
+                next.labels.extend(input.set_labels);
+                for r in &input.remove_labels {
+                    next.labels.remove(r);
+                }
+                if next.labels != k.labels {
+                    validate_labels(&next.labels, "labels")?;
                 }
                 if let Some(p) = input.rotation_period_secs {
                     validate_rotation(k.purpose, p)?;

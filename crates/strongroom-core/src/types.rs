@@ -257,6 +257,10 @@ pub struct UpdateKeyInput {
     pub description: Option<String>,
     /// New labels (replacing all).
     pub labels: Option<Labels>,
+    /// Labels to add or change, keeping the others (applied after `labels`).
+    pub set_labels: Labels,
+    /// Label keys to remove (applied last; absent keys are ignored).
+    pub remove_labels: Vec<String>,
     /// `Some(None)` turns automatic rotation off.
     pub rotation_period_secs: Option<Option<i64>>,
     /// Next automatic rotation.

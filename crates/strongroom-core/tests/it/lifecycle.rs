@@ -1203,3 +1203,40 @@ async fn keys_named_by_their_id_and_listed_across_rings() {
     assert_eq!(p.items.len(), 3);
     assert!(p.items.iter().all(|k| k.ring.as_str() == "b"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_are_merged_and_removed_in_one_change() {
+    let kms = Kms::new().await;
+    kms.ring("r").await;
+    let (_, key) = kms.key("r", "k", None).await;
+    let svc = kms.svc();
+    let update = |set: &[(&str, &str)], remove: &[&str]| UpdateKeyInput {
+        set_labels: labels(set),
+        remove_labels: remove.iter().map(|r| r.to_string()).collect(),
+        ..UpdateKeyInput::default()
+    };
+    let k = svc
+        .update_key(&root(), &key, update(&[("a", "1"), ("b", "2")], &[]))
+        .await
+        .unwrap();
+    assert_eq!(k.labels, labels(&[("a", "1"), ("b", "2")]));
+    let k = svc
+        .update_key(
+            &root(),
+            &key,
+            update(&[("b", "3"), ("c", "4")], &["a", "zz"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(k.labels, labels(&[("b", "3"), ("c", "4")]));
+    // An invalid label refuses the whole change.
+    assert_err!(
+        svc.update_key(&root(), &key, update(&[("d", "5"), ("Bad", "x")], &["b"]))
+            .await,
+        Error::InvalidArgument { .. }
+    );
+    assert_eq!(
+        svc.get_key(&root(), &key).await.unwrap().labels,
+        labels(&[("b", "3"), ("c", "4")])
+    );
+}

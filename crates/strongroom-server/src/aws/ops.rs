@@ -35,15 +35,12 @@ const NOT_YET: &[&str] = &[
     "ListGrants",
     "ListKeyPolicies",
     "ListKeyRotations",
-    "ListResourceTags",
     "ListRetirableGrants",
     "PutKeyPolicy",
     "ReplicateKey",
     "RetireGrant",
     "RevokeGrant",
     "ScheduleKeyDeletion",
-    "TagResource",
-    "UntagResource",
     "UpdateCustomKeyStore",
     "UpdatePrimaryRegion",
 ];
@@ -57,6 +54,9 @@ pub(crate) async fn dispatch(c: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
         "EnableKey" => set_enabled(c, parse(body)?, true).await,
         "DisableKey" => set_enabled(c, parse(body)?, false).await,
         "UpdateKeyDescription" => update_description(c, parse(body)?).await,
+        "TagResource" => tag_resource(c, parse(body)?).await,
+        "UntagResource" => untag_resource(c, parse(body)?).await,
+        "ListResourceTags" => list_tags(c, parse(body)?).await,
         "EnableKeyRotation" => enable_rotation(c, parse(body)?).await,
         "DisableKeyRotation" => disable_rotation(c, parse(body)?).await,
         "GetKeyRotationStatus" => rotation_status(c, parse(body)?).await,
@@ -455,12 +455,7 @@ async fn create_key(c: &Call<'_>, req: CreateKeyRequest) -> AwsResult {
         (None, None) => "SYMMETRIC_DEFAULT".into(),
     };
     let algorithm = algorithm_for(&spec, key_usage.as_deref())?;
-    let mut labels = Labels::new();
-    for t in tags.unwrap_or_default() {
-        if labels.insert(t.tag_key, t.tag_value).is_some() {
-            return Err(AwsError::validation("Tags: a TagKey is given twice"));
-        }
-    }
+    let labels = tags_to_labels(tags.unwrap_or_default())?;
     let description = description.unwrap_or_default();
     let input = || CreateKeyInput {
         ring: c.opts.key_ring.clone(),
@@ -503,18 +498,90 @@ async fn create_key(c: &Call<'_>, req: CreateKeyRequest) -> AwsResult {
     })
 }
 
-/// Strongroom's label rules are narrower than AWS's tag rules; say which rule a tag broke
-/// in AWS's words.
+/// Tags are Strongroom labels, whose rules are narrower than AWS's: a tag they cannot hold
+/// is AWS's `TagException`, naming the rule.
 fn tag_error(e: Error) -> AwsError {
     match e {
-        Error::InvalidArgument { field, reason } if field == "labels" => {
-            AwsError::Core(Error::InvalidArgument {
-                field: "Tags".into(),
-                reason: format!("{reason} (tags are stored as Strongroom labels)"),
-            })
-        }
+        Error::InvalidArgument { field, reason } if field == "labels" => AwsError::Audited {
+            kind: "TagException",
+            message: format!("Tags: {reason} (tags are stored as Strongroom labels)"),
+        },
         e => AwsError::Core(e),
     }
+}
+
+/// Tags as labels, refusing a key given twice (AWS: `TagException`).
+fn tags_to_labels(tags: Vec<Tag>) -> Result<Labels, AwsError> {
+    let mut labels = Labels::new();
+    for t in tags {
+        if labels.insert(t.tag_key, t.tag_value).is_some() {
+            return Err(AwsError::request(
+                "TagException",
+                "Tags: a TagKey is given twice",
+            ));
+        }
+    }
+    Ok(labels)
+}
+
+async fn tag_resource(c: &Call<'_>, req: TagResourceRequest) -> AwsResult {
+    let TagResourceRequest { key_id, tags } = req;
+    let set_labels = tags_to_labels(tags)?;
+    c.svc
+        .update_key(
+            &c.ctx,
+            &c.key_ref("KeyId", &key_id)?,
+            UpdateKeyInput {
+                set_labels,
+                ..UpdateKeyInput::default()
+            },
+        )
+        .await
+        .map_err(tag_error)?;
+    ok(&Empty {})
+}
+
+async fn untag_resource(c: &Call<'_>, req: UntagResourceRequest) -> AwsResult {
+    let UntagResourceRequest { key_id, tag_keys } = req;
+    c.svc
+        .update_key(
+            &c.ctx,
+            &c.key_ref("KeyId", &key_id)?,
+            UpdateKeyInput {
+                remove_labels: tag_keys,
+                ..UpdateKeyInput::default()
+            },
+        )
+        .await?;
+    ok(&Empty {})
+}
+
+async fn list_tags(c: &Call<'_>, req: ListResourceTagsRequest) -> AwsResult {
+    let ListResourceTagsRequest {
+        key_id,
+        limit,
+        marker,
+    } = req;
+    let p = page(limit, marker)?;
+    let k = c.svc.get_key(&c.ctx, &c.key_ref("KeyId", &key_id)?).await?;
+    // A key has at most 64 labels: the page is cut here, by tag key.
+    let mut rest = k
+        .labels
+        .into_iter()
+        .filter(|(tk, _)| p.after.as_ref().is_none_or(|a| tk > a));
+    let tags: Vec<Tag> = rest
+        .by_ref()
+        .take(p.limit as usize)
+        .map(|(tag_key, tag_value)| Tag { tag_key, tag_value })
+        .collect();
+    let truncated = rest.next().is_some();
+    ok(&ListResourceTagsResponse {
+        next_marker: truncated
+            .then(|| tags.last().map(|t| t.tag_key.clone()))
+            .flatten(),
+        truncated,
+        tags,
+    })
 }
 
 async fn describe_key(c: &Call<'_>, req: KeyIdRequest) -> AwsResult {

@@ -10,11 +10,42 @@ pub(crate) use crate::json::{B64Bytes, SecretB64, StrictMap};
 
 // ---- shared ----
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(crate) struct Tag {
     pub(crate) tag_key: String,
     pub(crate) tag_value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct TagResourceRequest {
+    pub(crate) key_id: String,
+    pub(crate) tags: Vec<Tag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct UntagResourceRequest {
+    pub(crate) key_id: String,
+    pub(crate) tag_keys: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct ListResourceTagsRequest {
+    pub(crate) key_id: String,
+    pub(crate) limit: Option<i64>,
+    pub(crate) marker: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListResourceTagsResponse {
+    pub(crate) tags: Vec<Tag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_marker: Option<String>,
+    pub(crate) truncated: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -433,6 +433,8 @@ async fn update_key(
     let input = UpdateKeyInput {
         description,
         labels: labels.map(|l| l.0),
+        set_labels: Default::default(),
+        remove_labels: Vec::new(),
         rotation_period_secs: rotation_period
             .map(|p| p.map(|p| duration(&p, "rotation_period")).transpose())
             .transpose()?,
