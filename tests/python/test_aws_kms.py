@@ -140,6 +140,39 @@ def test_enable_and_disable(kms):
     assert kms.decrypt(CiphertextBlob=ct)["Plaintext"] == b"before"
 
 
+def test_schedule_and_cancel_key_deletion(server, kms):
+    md = kms.create_key()["KeyMetadata"]
+    key = md["KeyId"]
+    kms.create_alias(AliasName="alias/leaving", TargetKeyId=key)
+    blob = kms.encrypt(KeyId=key, Plaintext=b"keep me")["CiphertextBlob"]
+    unchecked = server.client(parameter_validation=False)
+    for days in (6, 31):
+        raises("ValidationException", unchecked.schedule_key_deletion, KeyId=key, PendingWindowInDays=days)
+    out = kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    assert out["KeyState"] == "PendingDeletion" and out["PendingWindowInDays"] == 7
+    assert out["KeyId"] == md["Arn"]
+    left = out["DeletionDate"] - datetime.datetime.now(datetime.timezone.utc)
+    assert datetime.timedelta(days=6, hours=23) < left <= datetime.timedelta(days=7)
+    described = kms.describe_key(KeyId=key)["KeyMetadata"]
+    assert described["KeyState"] == "PendingDeletion" and described["Enabled"] is False
+    assert described["DeletionDate"] == out["DeletionDate"]
+    # Pending deletion: nothing may use or change the key.
+    raises("KMSInvalidStateException", kms.encrypt, KeyId=key, Plaintext=b"x")
+    raises("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blob)
+    raises("KMSInvalidStateException", kms.enable_key, KeyId=key)
+    raises("KMSInvalidStateException", kms.schedule_key_deletion, KeyId=key)
+    raises("KMSInvalidStateException", kms.create_alias, AliasName="alias/late", TargetKeyId=key)
+    raises("KMSInvalidStateException", kms.update_key_description, KeyId=key, Description="x")
+    # Cancelled: back as Disabled, usable once enabled.
+    assert kms.cancel_key_deletion(KeyId=key)["KeyId"] == md["Arn"]
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "Disabled"
+    raises("KMSInvalidStateException", kms.cancel_key_deletion, KeyId=key)
+    raises("DisabledException", kms.decrypt, CiphertextBlob=blob)
+    kms.enable_key(KeyId=key)
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"keep me"
+    assert kms.encrypt(KeyId="alias/leaving", Plaintext=b"x")["KeyId"] == md["Arn"]
+
+
 # ---- encrypt, decrypt, re-encrypt, data keys ----
 
 
@@ -427,7 +460,7 @@ def test_malformed_requests_are_refused_and_audited(server):
         ),
         ("TrentService.NoSuchThing", b"{}", "UnknownOperationException"),
         ("DynamoDB_20120810.ListTables", b"{}", "UnknownOperationException"),
-        ("TrentService.ScheduleKeyDeletion", b'{"KeyId": "x"}', "UnsupportedOperationException"),
+        ("TrentService.CreateGrant", b'{"KeyId": "x"}', "UnsupportedOperationException"),
     ]
     for target, body, expected in cases:
         status, answer = signed_request(server, target, body)

@@ -4,7 +4,7 @@ use strongroom_audit::AuditEvent;
 use strongroom_crypto::{KeyId, Purpose};
 use strongroom_store::{
     AliasName, AliasRecord, AliasWrite, KeyName, KeyRecord, KeyRingRecord, KeyState, Page,
-    PageRequest, Protection, RingName, StoreError, VersionRecord,
+    PageRequest, Protection, RingName, StoreError, Timestamp, VersionRecord, VersionState,
 };
 
 use crate::error::{Error, Result};
@@ -33,6 +33,8 @@ pub struct JobReport {
     pub rotated: u32,
     /// Versions destroyed.
     pub destroyed: u32,
+    /// Keys deleted.
+    pub deleted: u32,
     /// Jobs that failed (logged and audited; retried on the next run).
     pub failed: u32,
 }
@@ -58,7 +60,181 @@ fn validate_rotation(purpose: Purpose, period: Option<i64>) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to use or change a key whose deletion is scheduled (cancel it first) or done.
+pub(crate) fn require_live(k: &KeyRecord, op: Operation) -> Result<()> {
+    let requirement = match k.state {
+        KeyState::Enabled | KeyState::Disabled => return Ok(()),
+        KeyState::DeletionScheduled => "needs its deletion cancelled first",
+        KeyState::Deleted => "cannot be done: the key is deleted",
+    };
+    Err(Error::InvalidState {
+        resource: format!("key {}/{}", k.ring, k.name),
+        state: k.state.as_str(),
+        operation: op.as_str(),
+        requirement,
+    })
+}
+
 impl KeyService {
+    /// Schedules the deletion of a whole key, `window_secs` from now (1 to 120 days; 30 by
+    /// default). Until then the key cannot be used or changed, and the deletion can be
+    /// cancelled; at that time every version's material is wiped and its aliases removed.
+    pub async fn schedule_key_deletion(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        window_secs: Option<i64>,
+    ) -> Result<KeyRecord> {
+        let mut ev = self.event(ctx, Operation::ScheduleKeyDeletion);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "schedule-key-deletion", key, None)
+                .await?;
+            let w = window_secs.unwrap_or(DEFAULT_DESTROY_WINDOW_SECS);
+            if !(MIN_DESTROY_WINDOW_SECS..=MAX_DESTROY_WINDOW_SECS).contains(&w) {
+                return Err(Error::invalid("window", "must be between 1d and 120d"));
+            }
+            let at = self.clock.now().plus_secs(w);
+            self.modify_key(&mut ev, k, |k| {
+                require_live(k, Operation::ScheduleKeyDeletion)?;
+                Ok(Some(KeyRecord {
+                    state: KeyState::DeletionScheduled,
+                    deletion_time: Some(at),
+                    ..k.clone()
+                }))
+            })
+            .await
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Cancels a scheduled deletion; the key comes back disabled (enable it to use it), as
+    /// AWS KMS's CancelKeyDeletion does.
+    pub async fn cancel_key_deletion(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+    ) -> Result<KeyRecord> {
+        let mut ev = self.event(ctx, Operation::CancelKeyDeletion);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "cancel-key-deletion", key, None)
+                .await?;
+            self.modify_key(&mut ev, k, |k| {
+                if k.state != KeyState::DeletionScheduled {
+                    return Err(Error::InvalidState {
+                        resource: format!("key {}/{}", k.ring, k.name),
+                        state: k.state.as_str(),
+                        operation: Operation::CancelKeyDeletion.as_str(),
+                        requirement: "needs it deletion_scheduled",
+                    });
+                }
+                Ok(Some(KeyRecord {
+                    state: KeyState::Disabled,
+                    deletion_time: None,
+                    ..k.clone()
+                }))
+            })
+            .await
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Deletes a key whose deletion is due: removes its aliases, then wipes every version's
+    /// material and stops its rotation in one write. A crash between the two leaves the key
+    /// scheduled (and refusing everything) without aliases; the next run finishes it.
+    async fn delete_key_now(&self, ev: &mut AuditEvent, id: KeyId, now: Timestamp) -> Result<bool> {
+        let Some(mut k) = self.store.key_by_id(id).await? else {
+            return Ok(false);
+        };
+        note_key(ev, &k);
+        if k.state != KeyState::DeletionScheduled || k.deletion_time.is_none_or(|t| t > now) {
+            return Ok(false);
+        }
+        // The event goes first: no alias disappears without it (fail closed).
+        self.audit_before_commit(ev).await?;
+        self.remove_aliases_of(&k).await?;
+        let mut attempt = 0;
+        loop {
+            if k.state != KeyState::DeletionScheduled || k.deletion_time.is_none_or(|t| t > now) {
+                return Ok(false);
+            }
+            let mut versions = Vec::new();
+            let mut after = None;
+            loop {
+                let p = self
+                    .store
+                    .list_versions(k.id, &PageRequest { after, limit: 1000 })
+                    .await?;
+                versions.extend(p.items);
+                match p.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            let wiped: Vec<VersionRecord> = versions
+                .into_iter()
+                .filter(|v| v.state != VersionState::Destroyed)
+                .map(|v| VersionRecord {
+                    state: VersionState::Destroyed,
+                    sealed_material: None,
+                    destroy_time: v.destroy_time.or(Some(now)),
+                    destroyed_at: Some(now),
+                    ..v
+                })
+                .collect();
+            let next = KeyRecord {
+                state: KeyState::Deleted,
+                primary_version: None,
+                rotation_period_secs: None,
+                next_rotation_time: None,
+                ..k.clone()
+            };
+            match self.write_key(ev, &k, next, &wiped).await {
+                Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
+                    attempt += 1;
+                    k = self.reread(&k).await?;
+                }
+                Err(e) => return Err(e),
+                Ok(done) => {
+                    for v in &wiped {
+                        self.forget(done.id, v.version);
+                    }
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    /// Removes every alias of a deleted key.
+    async fn remove_aliases_of(&self, k: &KeyRecord) -> Result<()> {
+        loop {
+            let p = self
+                .store
+                .list_aliases(
+                    Some(k.id),
+                    &PageRequest {
+                        after: None,
+                        limit: 1000,
+                    },
+                )
+                .await?;
+            if p.items.is_empty() {
+                return Ok(());
+            }
+            for a in p.items {
+                match self.store.delete_alias(&a.name).await {
+                    Ok(()) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+
     /// Creates a key ring.
     pub async fn create_key_ring(
         &self,
@@ -218,6 +394,7 @@ impl KeyService {
                 next_rotation_time: input
                     .rotation_period_secs
                     .map(|p| input.next_rotation_time.unwrap_or(now.plus_secs(p))),
+                deletion_time: None,
                 created_at: now,
                 updated_at: now,
                 revision: 1,
@@ -360,7 +537,8 @@ impl KeyService {
                         limit: 1000,
                     })
                     .await?;
-                for k in p.items {
+                // Deleted keys are gone as far as the AWS view is concerned.
+                for k in p.items.into_iter().filter(|k| k.state != KeyState::Deleted) {
                     let ok = match allowed.get(&k.ring) {
                         Some(ok) => *ok,
                         None => {
@@ -428,6 +606,7 @@ impl KeyService {
                 .resolve_checked(&who, ctx, &mut ev, "update-key", key, None)
                 .await?;
             self.modify_key(&mut ev, k, |k| {
+                require_live(k, Operation::UpdateKey)?;
                 let input = input.clone();
                 let mut next = k.clone();
                 if let Some(d) = input.description {
@@ -509,6 +688,7 @@ impl KeyService {
                 KeyState::Disabled
             };
             self.modify_key(&mut ev, k, |k| {
+                require_live(k, op)?;
                 Ok((k.state != state).then(|| KeyRecord { state, ..k.clone() }))
             })
             .await
@@ -534,6 +714,7 @@ impl KeyService {
             let mut attempt = 0;
             loop {
                 // Checked on every attempt: a lost race may have been a concurrent disable.
+                require_live(&k, Operation::SetPrimaryVersion)?;
                 let v = self.version_record(&k, version).await?;
                 crate::service::require_version_enabled(&k, &v, Operation::SetPrimaryVersion)?;
                 if k.primary_version == Some(version) {
@@ -637,6 +818,7 @@ impl KeyService {
             let k = self
                 .resolve_checked(&who, ctx, &mut ev, "create-version", key, None)
                 .await?;
+            require_live(&k, Operation::CreateVersion)?;
             let (k2, info) = self
                 .add_version(&mut ev, &k, make_primary, true, true)
                 .await?;
@@ -758,6 +940,7 @@ impl KeyService {
             let k = self
                 .resolve_checked(&who, ctx, &mut ev, op.as_str(), key, None)
                 .await?;
+            require_live(&k, op)?;
             let a = action(self)?;
             self.change_version(&mut ev, &k, version, a, op).await
         }
@@ -878,6 +1061,8 @@ impl KeyService {
             let k = self
                 .resolve_checked(&who, ctx, &mut ev, action, target, None)
                 .await?;
+            // An alias may not come to point at a key that is going away.
+            require_live(&k, op)?;
             if update && let Some(old) = self.store.alias(name).await? {
                 // Moving an alias away from a key changes that key's users too.
                 if let Some(old_key) = self.store.key_by_id(old.key_id).await? {
@@ -1100,6 +1285,23 @@ impl KeyService {
                 Ok(_) => report.destroyed += 1,
                 Err(e) => {
                     tracing::warn!(key_id = %id, version = n, error = %e, "scheduled destruction failed; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        // Keys whose deletion is due (a run a crash interrupted is finished by the next).
+        for id in self.store.keys_due_for_deletion(now, 100).await? {
+            let mut ev = sched(Operation::ScheduledKeyDeletion);
+            let res = async {
+                self.authorize_scheduler(&mut ev);
+                self.delete_key_now(&mut ev, id, now).await
+            }
+            .await;
+            match self.finish(ev, res).await {
+                Ok(true) => report.deleted += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "scheduled key deletion failed; will retry");
                     report.failed += 1;
                 }
             }

@@ -81,6 +81,8 @@ const MANAGE_KEY: &[&str] = &[
     "create-alias",
     "update-alias",
     "delete-alias",
+    "schedule-key-deletion",
+    "cancel-key-deletion",
 ];
 const ADMIN: &[&str] = &[
     "create-token",

@@ -247,8 +247,8 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
         loop {
             tokio::select! {
                 _ = jobs.tick() => match svc.run_due_jobs().await {
-                    Ok(r) if r.rotated + r.destroyed + r.failed > 0 => {
-                        tracing::info!(rotated = r.rotated, destroyed = r.destroyed, failed = r.failed, "scheduled jobs ran");
+                    Ok(r) if r.rotated + r.destroyed + r.deleted + r.failed > 0 => {
+                        tracing::info!(rotated = r.rotated, destroyed = r.destroyed, deleted = r.deleted, failed = r.failed, "scheduled jobs ran");
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "scheduled jobs could not run; will retry"),

@@ -123,13 +123,19 @@ pub struct KeyRingRecord {
     pub created_at: Timestamp,
 }
 
-/// Whether a key (as a whole) may be used.
+/// Whether a key (as a whole) may be used. See `docs/key-states.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {
     /// Usable, subject to the state of the version used.
     Enabled,
     /// No version may be used until the key is enabled again.
     Disabled,
+    /// The whole key will be deleted at `deletion_time` unless the deletion is cancelled;
+    /// nothing may use or change it meanwhile.
+    DeletionScheduled,
+    /// Deleted: every version's material is wiped and its aliases are gone. The record
+    /// remains so old ciphertexts fail clearly and the id is never reused.
+    Deleted,
 }
 
 /// Where a key's material lives.
@@ -174,7 +180,12 @@ macro_rules! str_enum {
     };
 }
 
-str_enum!(KeyState { Enabled => "enabled", Disabled => "disabled" });
+str_enum!(KeyState {
+    Enabled => "enabled",
+    Disabled => "disabled",
+    DeletionScheduled => "deletion_scheduled",
+    Deleted => "deleted",
+});
 str_enum!(Protection { Software => "software" });
 str_enum!(VersionState {
     Enabled => "enabled",
@@ -215,6 +226,8 @@ pub struct KeyRecord {
     pub rotation_period_secs: Option<i64>,
     /// When the scheduler next rotates the key.
     pub next_rotation_time: Option<Timestamp>,
+    /// When a scheduled deletion happens (state `DeletionScheduled`), or happened (`Deleted`).
+    pub deletion_time: Option<Timestamp>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.

@@ -154,6 +154,13 @@ CREATE TABLE access_keys (
 CREATE INDEX access_keys_principal ON access_keys (principal);
 "#,
     ),
+    (
+        7,
+        r#"
+ALTER TABLE keys ADD COLUMN deletion_time INTEGER;
+CREATE INDEX keys_deletion_time ON keys (deletion_time) WHERE state = 'deletion_scheduled';
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -418,6 +425,7 @@ fn key_of(r: &SqliteRow) -> Result<KeyRecord> {
             .map_err(|_| corrupt("version count"))?,
         rotation_period_secs: r.try_get("rotation_period_secs").map_err(g)?,
         next_rotation_time: ts(r.try_get("next_rotation_time").map_err(g)?),
+        deletion_time: ts(r.try_get("deletion_time").map_err(g)?),
         created_at: Timestamp(r.try_get("created_at").map_err(g)?),
         updated_at: Timestamp(r.try_get("updated_at").map_err(g)?),
         revision: r.try_get("revision").map_err(g)?,
@@ -620,8 +628,9 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO keys (id, ring, name, purpose, algorithm, protection, exportable, description, labels, state,
-                               primary_version, version_count, rotation_period_secs, next_rotation_time, created_at, updated_at, revision)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                               primary_version, version_count, rotation_period_secs, next_rotation_time, created_at, updated_at, revision,
+                               deletion_time)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(key.id.as_bytes().as_slice())
         .bind(key.ring.as_str())
@@ -640,6 +649,7 @@ impl Store for SqliteStore {
         .bind(key.created_at.0)
         .bind(key.updated_at.0)
         .bind(key.revision)
+        .bind(key.deletion_time.map(|t| t.0))
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e, "key"))?;
@@ -730,7 +740,8 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let r = sqlx::query(
             "UPDATE keys SET exportable = $1, description = $2, labels = $3, state = $4, primary_version = $5,
-                             version_count = $6, rotation_period_secs = $7, next_rotation_time = $8, updated_at = $9, revision = $10
+                             version_count = $6, rotation_period_secs = $7, next_rotation_time = $8, updated_at = $9, revision = $10,
+                             deletion_time = $13
              WHERE id = $11 AND revision = $12",
         )
         .bind(key.exportable)
@@ -745,6 +756,7 @@ impl Store for SqliteStore {
         .bind(key.revision)
         .bind(key.id.as_bytes().as_slice())
         .bind(expected_revision)
+        .bind(key.deletion_time.map(|t| t.0))
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e, "key"))?;
@@ -814,6 +826,19 @@ impl Store for SqliteStore {
         self.check()?;
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT id FROM keys WHERE next_rotation_time IS NOT NULL AND next_rotation_time <= $1 ORDER BY next_rotation_time LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| self.err(e, "keys"))?;
+        rows.iter().map(|b| key_id_of(b)).collect()
+    }
+
+    async fn keys_due_for_deletion(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>> {
+        self.check()?;
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT id FROM keys WHERE state = 'deletion_scheduled' AND deletion_time <= $1 ORDER BY deletion_time LIMIT $2",
         )
         .bind(now.0)
         .bind(i64::from(limit))

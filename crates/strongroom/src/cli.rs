@@ -575,6 +575,21 @@ enum KeyCmd {
         /// <key ring>/<key>.
         key: String,
     },
+    /// Schedule the deletion of a whole key. Until then nothing may use or change it and
+    /// `key cancel-deletion` undoes it; at that time every version's material is wiped and
+    /// its aliases removed, and its ciphertexts can never be decrypted again.
+    Delete {
+        /// <key ring>/<key>.
+        key: String,
+        /// How long until the deletion (1d to 120d).
+        #[arg(long, default_value = "30d")]
+        window: String,
+    },
+    /// Cancel a scheduled deletion. The key comes back disabled: enable it to use it.
+    CancelDeletion {
+        /// <key ring>/<key>.
+        key: String,
+    },
     /// Make an enabled version the primary (used for new encryptions and signatures).
     SetPrimary {
         /// <key ring>/<key>.
@@ -1387,6 +1402,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             KeyCmd::Enable { key } => obj(c.call(Method::Post, &format!("{}/enable", key_path(&key)?), None).await?),
             KeyCmd::Disable { key } => obj(c.call(Method::Post, &format!("{}/disable", key_path(&key)?), None).await?),
+            KeyCmd::Delete { key, window } => {
+                obj(c.call(Method::Post, &format!("{}/schedule-deletion", key_path(&key)?), Some(&json!({"window": window}))).await?)
+            }
+            KeyCmd::CancelDeletion { key } => obj(c.call(Method::Post, &format!("{}/cancel-deletion", key_path(&key)?), None).await?),
             KeyCmd::SetPrimary { key, version } => {
                 obj(c.call(Method::Post, &format!("{}/primary", key_path(&key)?), Some(&json!({"version": version}))).await?)
             }

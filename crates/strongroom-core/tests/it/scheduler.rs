@@ -10,6 +10,7 @@ fn report(rotated: u32, destroyed: u32) -> JobReport {
     JobReport {
         rotated,
         destroyed,
+        deleted: 0,
         failed: 0,
     }
 }
@@ -357,4 +358,177 @@ async fn state_survives_a_restart_and_overdue_jobs_run_exactly_once() {
     );
     assert_eq!(kms.decrypt(&ct2, &ctx).await.unwrap().version, 2);
     assert_eq!(kms.encrypt(&key, b"v3", &ctx).await.unwrap().version, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_scheduled_for_deletion_refuses_everything_until_cancelled_or_deleted() {
+    use strongroom_core::{AliasName, KeyState};
+    let kms = Kms::new().await;
+    kms.ring("r").await;
+    let (k, key) = kms.key("r", "doomed", None).await;
+    kms.svc().create_version(&root(), &key, true).await.unwrap();
+    let ctx = ec(&[("t", "1")]);
+    let ct = kms.encrypt(&key, b"secret", &ctx).await.unwrap().ciphertext;
+    let alias = AliasName::try_new("doomed").unwrap();
+    kms.svc()
+        .put_alias(&root(), &alias, &key, false)
+        .await
+        .unwrap();
+    let sealed = sealed_material(&kms, &k, 1).await.unwrap();
+
+    // Out-of-range windows change nothing.
+    for w in [0, DAY - 1, 120 * DAY + 1] {
+        assert_err!(
+            kms.svc()
+                .schedule_key_deletion(&root(), &key, Some(w))
+                .await,
+            Error::InvalidArgument { .. }
+        );
+    }
+    let s = kms
+        .svc()
+        .schedule_key_deletion(&root(), &key, Some(7 * DAY))
+        .await
+        .unwrap();
+    assert_eq!(s.state, KeyState::DeletionScheduled);
+    assert_eq!(s.deletion_time, Some(Timestamp(T0 + 7 * DAY)));
+
+    // Nothing may use or change it meanwhile.
+    let refused = |e: Error| {
+        assert!(
+            matches!(
+                e,
+                Error::InvalidState {
+                    state: "deletion_scheduled",
+                    ..
+                }
+            ),
+            "{e:?}"
+        )
+    };
+    refused(kms.encrypt(&key, b"x", &ctx).await.unwrap_err());
+    refused(kms.decrypt(&ct, &ctx).await.unwrap_err());
+    refused(
+        kms.svc()
+            .set_key_enabled(&root(), &key, true)
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        kms.svc()
+            .create_version(&root(), &key, true)
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        kms.svc()
+            .disable_version(&root(), &key, 1)
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        kms.svc()
+            .update_key(
+                &root(),
+                &key,
+                UpdateKeyInput {
+                    description: Some("x".into()),
+                    ..UpdateKeyInput::default()
+                },
+            )
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        kms.svc()
+            .put_alias(&root(), &AliasName::try_new("other").unwrap(), &key, false)
+            .await
+            .unwrap_err(),
+    );
+    refused(
+        kms.svc()
+            .schedule_key_deletion(&root(), &key, None)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(kms.svc().get_key(&root(), &key).await.unwrap(), s);
+
+    // Cancelled: back as disabled, then usable once enabled.
+    let c = kms.svc().cancel_key_deletion(&root(), &key).await.unwrap();
+    assert_eq!((c.state, c.deletion_time), (KeyState::Disabled, None));
+    assert_err!(
+        kms.svc().cancel_key_deletion(&root(), &key).await,
+        Error::InvalidState { .. }
+    );
+    kms.svc()
+        .set_key_enabled(&root(), &key, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        kms.decrypt(&ct, &ctx)
+            .await
+            .unwrap()
+            .plaintext
+            .expose_secret(),
+        b"secret"
+    );
+
+    // Scheduled again and let run out: deleted once, exactly at its time.
+    kms.svc()
+        .schedule_key_deletion(&root(), &key, Some(DAY))
+        .await
+        .unwrap();
+    kms.advance(DAY - 1);
+    assert_eq!(kms.svc().run_due_jobs().await.unwrap().deleted, 0);
+    kms.advance(1);
+    let r = kms.svc().run_due_jobs().await.unwrap();
+    assert_eq!((r.deleted, r.failed), (1, 0));
+    assert_eq!(kms.svc().run_due_jobs().await.unwrap().deleted, 0);
+
+    let (gone, versions) = kms.snapshot(&key).await;
+    assert_eq!(gone.state, KeyState::Deleted);
+    assert_eq!(gone.primary_version, None);
+    assert!(versions.iter().all(|v| v.state == VersionState::Destroyed));
+    assert_eq!(versions.len(), 2);
+    assert_err!(
+        kms.svc().get_alias(&root(), &alias).await,
+        Error::NotFound { .. }
+    );
+    assert_err!(
+        kms.decrypt(&ct, &ctx).await,
+        Error::InvalidState {
+            state: "deleted",
+            ..
+        }
+    );
+    assert_err!(
+        kms.svc().cancel_key_deletion(&root(), &key).await,
+        Error::InvalidState {
+            state: "deleted",
+            ..
+        }
+    );
+    // Gone from the AWS view of all keys, and physically from the store's files.
+    let all = kms
+        .svc()
+        .list_all_keys(&root(), &strongroom_core::PageRequest::default())
+        .await
+        .unwrap();
+    assert!(all.items.iter().all(|x| x.id != k.id));
+    assert_eq!(sealed_material(&kms, &k, 1).await, None);
+    for (p, bytes) in files_under(&kms.data_dir()) {
+        assert!(
+            !contains(&bytes, &sealed),
+            "{} still holds the deleted key's sealed material",
+            p.display()
+        );
+    }
+    let ev = kms
+        .audit_events()
+        .into_iter()
+        .find(|e| e["operation"] == "scheduled-key-deletion")
+        .unwrap();
+    assert_eq!(ev["principal"], "strongroom-scheduler");
+    assert_eq!(ev["key_id"], k.id.to_string());
+    assert_eq!(ev["outcome"], "ok");
 }

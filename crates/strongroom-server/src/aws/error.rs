@@ -82,7 +82,15 @@ fn core_kind(e: &Error) -> &'static str {
         Error::NotFound { .. } => "NotFoundException",
         Error::AlreadyExists { .. } => "AlreadyExistsException",
         Error::InvalidArgument { .. } => "ValidationException",
-        Error::InvalidState { state, .. } if *state == "disabled" => "DisabledException",
+        // Disabled where the operation needs it enabled; other wrong states (cancelling the
+        // deletion of a disabled key, say) are KMSInvalidStateException, as in AWS.
+        Error::InvalidState {
+            state: "disabled",
+            requirement: "needs it enabled",
+            ..
+        } => "DisabledException",
+        // A deleted key no longer exists as far as AWS clients are concerned.
+        Error::InvalidState { state, .. } if *state == "deleted" => "NotFoundException",
         Error::InvalidState { .. } => "KMSInvalidStateException",
         Error::InvalidKeyUsage { .. } => "InvalidKeyUsageException",
         Error::InvalidCiphertext => "InvalidCiphertextException",

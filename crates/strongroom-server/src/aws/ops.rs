@@ -18,7 +18,6 @@ type AwsResult = Result<Response, AwsError>;
 /// learns that the name is right and the feature is missing. Kept in step with
 /// `docs/aws-compatibility.md`.
 const NOT_YET: &[&str] = &[
-    "CancelKeyDeletion",
     "ConnectCustomKeyStore",
     "CreateCustomKeyStore",
     "CreateGrant",
@@ -40,7 +39,6 @@ const NOT_YET: &[&str] = &[
     "ReplicateKey",
     "RetireGrant",
     "RevokeGrant",
-    "ScheduleKeyDeletion",
     "UpdateCustomKeyStore",
     "UpdatePrimaryRegion",
 ];
@@ -54,6 +52,8 @@ pub(crate) async fn dispatch(c: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
         "EnableKey" => set_enabled(c, parse(body)?, true).await,
         "DisableKey" => set_enabled(c, parse(body)?, false).await,
         "UpdateKeyDescription" => update_description(c, parse(body)?).await,
+        "ScheduleKeyDeletion" => schedule_deletion(c, parse(body)?).await,
+        "CancelKeyDeletion" => cancel_deletion(c, parse(body)?).await,
         "TagResource" => tag_resource(c, parse(body)?).await,
         "UntagResource" => untag_resource(c, parse(body)?).await,
         "ListResourceTags" => list_tags(c, parse(body)?).await,
@@ -366,7 +366,11 @@ fn metadata(c: &Call<'_>, k: &KeyRecord) -> KeyMetadata {
         key_state: match k.state {
             KeyState::Enabled => "Enabled",
             KeyState::Disabled => "Disabled",
+            KeyState::DeletionScheduled => "PendingDeletion",
+            // Never shown: a deleted key is NotFoundException here (see `live`).
+            KeyState::Deleted => "PendingDeletion",
         },
+        deletion_date: k.deletion_time.map(|t| t.0),
         origin: "AWS_KMS",
         key_manager: "CUSTOMER",
         customer_master_key_spec: spec,
@@ -563,7 +567,7 @@ async fn list_tags(c: &Call<'_>, req: ListResourceTagsRequest) -> AwsResult {
         marker,
     } = req;
     let p = page(limit, marker)?;
-    let k = c.svc.get_key(&c.ctx, &c.key_ref("KeyId", &key_id)?).await?;
+    let k = live(c.svc.get_key(&c.ctx, &c.key_ref("KeyId", &key_id)?).await?)?;
     // A key has at most 64 labels: the page is cut here, by tag key.
     let mut rest = k
         .labels
@@ -584,13 +588,56 @@ async fn list_tags(c: &Call<'_>, req: ListResourceTagsRequest) -> AwsResult {
     })
 }
 
+/// A key read for AWS: a deleted key no longer exists as far as AWS clients are concerned.
+fn live(k: KeyRecord) -> Result<KeyRecord, AwsError> {
+    if k.state == KeyState::Deleted {
+        return Err(AwsError::Audited {
+            kind: "NotFoundException",
+            message: format!("key {} is deleted", k.id),
+        });
+    }
+    Ok(k)
+}
+
+async fn schedule_deletion(c: &Call<'_>, req: ScheduleKeyDeletionRequest) -> AwsResult {
+    let ScheduleKeyDeletionRequest {
+        key_id,
+        pending_window_in_days,
+    } = req;
+    let days = pending_window_in_days.unwrap_or(30);
+    if !(7..=30).contains(&days) {
+        return Err(AwsError::validation(
+            "PendingWindowInDays: must be between 7 and 30",
+        ));
+    }
+    let k = c
+        .svc
+        .schedule_key_deletion(&c.ctx, &c.key_ref("KeyId", &key_id)?, Some(days * 86_400))
+        .await?;
+    ok(&ScheduleKeyDeletionResponse {
+        key_id: c.arn(&k),
+        deletion_date: k.deletion_time.map(|t| t.0).unwrap_or_default(),
+        key_state: "PendingDeletion",
+        pending_window_in_days: days,
+    })
+}
+
+async fn cancel_deletion(c: &Call<'_>, req: KeyIdOnly) -> AwsResult {
+    let KeyIdOnly { key_id } = req;
+    let k = c
+        .svc
+        .cancel_key_deletion(&c.ctx, &c.key_ref("KeyId", &key_id)?)
+        .await?;
+    ok(&KeyIdResponse { key_id: c.arn(&k) })
+}
+
 async fn describe_key(c: &Call<'_>, req: KeyIdRequest) -> AwsResult {
     let KeyIdRequest {
         key_id,
         grant_tokens,
     } = req;
     no_grants(grant_tokens)?;
-    let k = c.svc.get_key(&c.ctx, &c.key_ref("KeyId", &key_id)?).await?;
+    let k = live(c.svc.get_key(&c.ctx, &c.key_ref("KeyId", &key_id)?).await?)?;
     ok(&KeyMetadataResponse {
         key_metadata: metadata(c, &k),
     })
@@ -699,7 +746,7 @@ async fn disable_rotation(c: &Call<'_>, req: KeyIdOnly) -> AwsResult {
 
 async fn rotation_status(c: &Call<'_>, req: KeyIdOnly) -> AwsResult {
     let KeyIdOnly { key_id } = req;
-    let k = c.svc.get_key(&c.ctx, &c.key_ref("KeyId", &key_id)?).await?;
+    let k = live(c.svc.get_key(&c.ctx, &c.key_ref("KeyId", &key_id)?).await?)?;
     ok(&KeyRotationStatus {
         key_rotation_enabled: k.rotation_period_secs.is_some(),
         key_id: c.arn(&k),
@@ -711,7 +758,7 @@ async fn rotation_status(c: &Call<'_>, req: KeyIdOnly) -> AwsResult {
 async fn rotate_on_demand(c: &Call<'_>, req: KeyIdOnly) -> AwsResult {
     let KeyIdOnly { key_id } = req;
     let key = c.key_ref("KeyId", &key_id)?;
-    let k = c.svc.get_key(&c.ctx, &key).await?;
+    let k = live(c.svc.get_key(&c.ctx, &key).await?)?;
     if k.purpose != Purpose::EncryptDecrypt {
         return Err(AwsError::unsupported(
             "on-demand rotation is for symmetric encryption keys only",

@@ -60,6 +60,8 @@ pub(crate) struct KeyMetadata {
     pub(crate) description: String,
     pub(crate) key_usage: &'static str,
     pub(crate) key_state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) deletion_date: Option<i64>,
     pub(crate) origin: &'static str,
     pub(crate) key_manager: &'static str,
     pub(crate) customer_master_key_spec: &'static str,
@@ -144,6 +146,22 @@ pub(crate) struct ListKeysResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) next_marker: Option<String>,
     pub(crate) truncated: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct ScheduleKeyDeletionRequest {
+    pub(crate) key_id: String,
+    pub(crate) pending_window_in_days: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ScheduleKeyDeletionResponse {
+    pub(crate) key_id: String,
+    pub(crate) deletion_date: i64,
+    pub(crate) key_state: &'static str,
+    pub(crate) pending_window_in_days: i64,
 }
 
 // ---- rotation ----

@@ -46,6 +46,14 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
         )
         .route("/v1/keyrings/{ring}/keys/{key}/enable", post(enable_key))
         .route("/v1/keyrings/{ring}/keys/{key}/disable", post(disable_key))
+        .route(
+            "/v1/keyrings/{ring}/keys/{key}/schedule-deletion",
+            post(schedule_key_deletion),
+        )
+        .route(
+            "/v1/keyrings/{ring}/keys/{key}/cancel-deletion",
+            post(cancel_key_deletion),
+        )
         .route("/v1/keyrings/{ring}/keys/{key}/primary", post(set_primary))
         .route("/v1/keyrings/{ring}/keys/{key}/public-key", get(public_key))
         .route(
@@ -397,7 +405,12 @@ async fn list_keys(
         .map(|s| match s.as_str() {
             "enabled" => Ok(KeyState::Enabled),
             "disabled" => Ok(KeyState::Disabled),
-            _ => Err(ApiError::invalid("state", "must be enabled or disabled")),
+            "deletion_scheduled" => Ok(KeyState::DeletionScheduled),
+            "deleted" => Ok(KeyState::Deleted),
+            _ => Err(ApiError::invalid(
+                "state",
+                "must be enabled, disabled, deletion_scheduled or deleted",
+            )),
         })
         .transpose()?;
     filter.purpose = purpose
@@ -465,6 +478,31 @@ async fn disable_key(
 ) -> ApiResult<Response> {
     Ok(ok(KeyResponse::from(
         svc.set_key_enabled(&ctx, &key_path(&ring, &key)?, false)
+            .await?,
+    )))
+}
+
+async fn schedule_key_deletion(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+    OptionalJson(req): OptionalJson<ScheduleDeletionRequest>,
+) -> ApiResult<Response> {
+    let ScheduleDeletionRequest { window } = req;
+    let window = window.map(|w| duration(&w, "window")).transpose()?;
+    Ok(ok(KeyResponse::from(
+        svc.schedule_key_deletion(&ctx, &key_path(&ring, &key)?, window)
+            .await?,
+    )))
+}
+
+async fn cancel_key_deletion(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(ok(KeyResponse::from(
+        svc.cancel_key_deletion(&ctx, &key_path(&ring, &key)?)
             .await?,
     )))
 }

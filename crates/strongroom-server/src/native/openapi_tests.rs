@@ -23,6 +23,16 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("patch", "/v1/keyrings/{ring}/keys/{key}", "update_key"),
     ("post", "/v1/keyrings/{ring}/keys/{key}/enable", "enable_key"),
     ("post", "/v1/keyrings/{ring}/keys/{key}/disable", "disable_key"),
+    (
+        "post",
+        "/v1/keyrings/{ring}/keys/{key}/schedule-deletion",
+        "schedule_key_deletion",
+    ),
+    (
+        "post",
+        "/v1/keyrings/{ring}/keys/{key}/cancel-deletion",
+        "cancel_key_deletion",
+    ),
     ("post", "/v1/keyrings/{ring}/keys/{key}/primary", "set_primary"),
     ("get", "/v1/keyrings/{ring}/keys/{key}/public-key", "public_key"),
     ("post", "/v1/keyrings/{ring}/keys/{key}/versions", "create_version"),

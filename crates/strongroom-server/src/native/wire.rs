@@ -99,6 +99,12 @@ pub(crate) struct DestroyVersionRequest {
     pub(crate) window: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScheduleDeletionRequest {
+    pub(crate) window: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateAliasRequest {
@@ -296,6 +302,7 @@ pub(crate) struct KeyResponse {
     pub(crate) version_count: u32,
     pub(crate) rotation_period: Option<String>,
     pub(crate) next_rotation_time: Option<String>,
+    pub(crate) deletion_time: Option<String>,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
 }
@@ -317,6 +324,7 @@ impl From<KeyRecord> for KeyResponse {
             version_count,
             rotation_period_secs,
             next_rotation_time,
+            deletion_time,
             created_at,
             updated_at,
             revision: _,
@@ -337,6 +345,7 @@ impl From<KeyRecord> for KeyResponse {
             version_count,
             rotation_period: rotation_period_secs.map(strongroom_core::types::format_duration),
             next_rotation_time: ts(next_rotation_time),
+            deletion_time: ts(deletion_time),
             created_at: created_at.to_rfc3339(),
             updated_at: updated_at.to_rfc3339(),
         }

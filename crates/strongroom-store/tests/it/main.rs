@@ -40,7 +40,8 @@ sqlite_suite!(
     principals,
     policies,
     issuers,
-    access_keys
+    access_keys,
+    key_deletion
 );
 
 #[tokio::test]

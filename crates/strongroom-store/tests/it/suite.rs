@@ -33,6 +33,7 @@ pub(crate) fn sample_key(ring: &str, name: &str, versions: u32) -> (KeyRecord, V
         version_count: versions,
         rotation_period_secs: None,
         next_rotation_time: None,
+        deletion_time: None,
         created_at: Timestamp(100),
         updated_at: Timestamp(100),
         revision: 1,
@@ -232,6 +233,57 @@ pub(crate) async fn pagination(s: &dyn Store) {
         .await,
         Err(StoreError::Corrupt(_))
     ));
+}
+
+pub(crate) async fn key_deletion(s: &dyn Store) {
+    ensure_ring(s, "r").await;
+    let (k, v) = sample_key("r", "doomed", 1);
+    s.create_key(&k, &v).await.unwrap();
+    let (other, ov) = sample_key("r", "kept", 1);
+    s.create_key(&other, &ov).await.unwrap();
+    assert!(
+        s.keys_due_for_deletion(Timestamp(i64::MAX), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let scheduled = KeyRecord {
+        state: KeyState::DeletionScheduled,
+        deletion_time: Some(Timestamp(5000)),
+        revision: k.revision + 1,
+        ..k.clone()
+    };
+    s.update_key(k.revision, &scheduled, &[]).await.unwrap();
+    let back = s.key_by_id(k.id).await.unwrap().unwrap();
+    assert_eq!(back, scheduled);
+    assert!(
+        s.keys_due_for_deletion(Timestamp(4999), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.keys_due_for_deletion(Timestamp(5000), 10).await.unwrap(),
+        vec![k.id]
+    );
+    let deleted = KeyRecord {
+        state: KeyState::Deleted,
+        revision: scheduled.revision + 1,
+        ..scheduled.clone()
+    };
+    s.update_key(scheduled.revision, &deleted, &[])
+        .await
+        .unwrap();
+    assert!(
+        s.keys_due_for_deletion(Timestamp(i64::MAX), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.key_by_id(k.id).await.unwrap().unwrap().state,
+        KeyState::Deleted
+    );
 }
 
 pub(crate) async fn due_lists(s: &dyn Store) {

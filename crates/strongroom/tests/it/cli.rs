@@ -298,3 +298,33 @@ async fn bench_runs_and_reports_against_its_baseline() {
     assert_eq!(results[0]["op"], "health");
     assert_eq!(results[0]["throughput_vs_health"], 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_deletion_through_the_cli() {
+    let srv = TestServer::dev();
+    let run = |args: &[&str]| {
+        let (code, out, err) = cli(&srv, args);
+        assert_eq!(code, 0, "{args:?}\n{out}\n{err}");
+        out
+    };
+    run(&["keyring", "create", "r"]);
+    run(&["key", "create", "r/old"]);
+    let v: serde_json::Value = serde_json::from_str(&run(&[
+        "key", "delete", "r/old", "--window", "7d", "-o", "json",
+    ]))
+    .unwrap();
+    assert_eq!(v["state"], "deletion_scheduled", "{v}");
+    assert!(v["deletion_time"].is_string(), "{v}");
+    let (code, _, err) = cli(&srv, &["key", "enable", "r/old"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("deletion_scheduled"), "{err}");
+    let (code, _, err) = cli(&srv, &["key", "delete", "r/old", "--window", "0d"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("window"), "{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&["key", "cancel-deletion", "r/old", "-o", "json"])).unwrap();
+    assert_eq!(
+        (v["state"].as_str(), v["deletion_time"].is_null()),
+        (Some("disabled"), true)
+    );
+}

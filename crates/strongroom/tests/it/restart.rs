@@ -54,6 +54,22 @@ async fn keys_and_schedules_survive_restart() {
         Some(json!({"window": "1d"})),
     )
     .await;
+    srv.key("r/retired", json!({})).await;
+    srv.ok(
+        "POST",
+        "/v1/aliases",
+        Some(json!({"name": "retired", "key": "r/retired"})),
+    )
+    .await;
+    let retired_ct = srv.encrypt("r/retired", b"old", json!({})).await;
+    let k = srv
+        .ok(
+            "POST",
+            "/v1/keyrings/r/keys/retired/schedule-deletion",
+            Some(json!({"window": "1d"})),
+        )
+        .await;
+    assert_eq!(k["state"], "deletion_scheduled", "{k}");
     // SIGKILL: no shutdown path runs; acknowledged writes must still be there.
     srv.kill();
 
@@ -80,6 +96,23 @@ async fn keys_and_schedules_survive_restart() {
     })
     .await;
     assert!(destroyed, "scheduled destruction ran after restart");
+    let deleted = eventually(20, || async {
+        srv.ok("GET", "/v1/keyrings/r/keys/retired", None).await["state"] == "deleted"
+    })
+    .await;
+    assert!(deleted, "scheduled key deletion ran after restart");
+    let (s, v) = srv.call("GET", "/v1/aliases/retired", None).await;
+    assert_eq!(s, 404, "the deleted key's alias is gone: {v}");
+    let (s, v) = srv.decrypt(&retired_ct, json!({})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("invalid_state")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("deleted"),
+        "{v}"
+    );
     let (s, v) = srv.decrypt(&ct, json!({"a": "b"})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(
