@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)] // test code
 
+mod aws;
 mod cli;
 mod errors;
 mod federation;
