@@ -260,6 +260,61 @@ def test_re_encrypt(kms):
     raises("InvalidCiphertextException", kms.re_encrypt, CiphertextBlob=blob, DestinationKeyId=b["KeyId"])
 
 
+@pytest.mark.parametrize("spec", ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_SECG_P256K1"])
+def test_data_key_pairs(kms, spec):
+    key = symmetric(kms)
+    ctx = {"owner": "signing-service"}
+    out = kms.generate_data_key_pair(KeyId=key, KeyPairSpec=spec, EncryptionContext=ctx)
+    assert out["KeyPairSpec"] == spec and out["KeyId"].endswith(key)
+    private = serialization.load_der_private_key(out["PrivateKeyPlaintext"], password=None)
+    public = serialization.load_der_public_key(out["PublicKey"])
+    assert private.public_key().public_numbers() == public.public_numbers()
+    # The wrapped private key unwraps, under its context, to the same PKCS#8 bytes.
+    unwrapped = kms.decrypt(CiphertextBlob=out["PrivateKeyCiphertextBlob"], EncryptionContext=ctx)
+    assert unwrapped["Plaintext"] == out["PrivateKeyPlaintext"]
+    raises("InvalidCiphertextException", kms.decrypt, CiphertextBlob=out["PrivateKeyCiphertextBlob"])
+    wo = kms.generate_data_key_pair_without_plaintext(KeyId=key, KeyPairSpec=spec)
+    assert "PrivateKeyPlaintext" not in wo
+    assert serialization.load_der_private_key(
+        kms.decrypt(CiphertextBlob=wo["PrivateKeyCiphertextBlob"])["Plaintext"], password=None
+    )
+
+
+def test_data_key_pair_refusals(kms):
+    key = symmetric(kms)
+    signer = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    raises("InvalidKeyUsageException", kms.generate_data_key_pair, KeyId=signer, KeyPairSpec="RSA_2048")
+    raises("UnsupportedOperationException", kms.generate_data_key_pair, KeyId=key, KeyPairSpec="ECC_NIST_P521")
+
+
+def test_rsa_encrypt_decrypt(kms):
+    md = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]
+    assert md["EncryptionAlgorithms"] == ["RSAES_OAEP_SHA_256"]
+    out = kms.encrypt(KeyId=md["KeyId"], Plaintext=b"small secret", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert out["EncryptionAlgorithm"] == "RSAES_OAEP_SHA_256" and len(out["CiphertextBlob"]) == 256
+    back = kms.decrypt(KeyId=md["KeyId"], CiphertextBlob=out["CiphertextBlob"], EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert back["Plaintext"] == b"small secret"
+    # A client encrypting with the public key alone gets the same result.
+    pub = public_key(kms, md["KeyId"])
+    local = pub.encrypt(
+        b"from outside",
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
+    )
+    assert kms.decrypt(KeyId=md["KeyId"], CiphertextBlob=local, EncryptionAlgorithm="RSAES_OAEP_SHA_256")["Plaintext"] == b"from outside"
+    # OAEP-SHA-256 on RSA-2048 holds at most 190 bytes.
+    kms.encrypt(KeyId=md["KeyId"], Plaintext=b"x" * 190, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    raises("ValidationException", kms.encrypt, KeyId=md["KeyId"], Plaintext=b"x" * 191, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    raises("InvalidKeyUsageException", kms.encrypt, KeyId=md["KeyId"], Plaintext=b"x")
+    raises("ValidationException", kms.decrypt, CiphertextBlob=out["CiphertextBlob"], EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    raises(
+        "InvalidCiphertextException",
+        kms.decrypt,
+        KeyId=md["KeyId"],
+        CiphertextBlob=bytes(256),
+        EncryptionAlgorithm="RSAES_OAEP_SHA_256",
+    )
+
+
 def test_generate_random(kms):
     r = kms.generate_random(NumberOfBytes=1024)["Plaintext"]
     assert len(r) == 1024 and r != kms.generate_random(NumberOfBytes=1024)["Plaintext"]

@@ -376,6 +376,95 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
+    /// Encrypts up to the key's OAEP limit (190 bytes for RSA-2048) to an RSA-OAEP key's
+    /// primary version, as a client holding the public key could. The ciphertext is raw
+    /// RSA-OAEP (SHA-256); `asymmetric_decrypt` opens it.
+    pub async fn asymmetric_encrypt(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        plaintext: &Plaintext,
+    ) -> Result<EncryptOutput> {
+        let mut ev = self.event(ctx, Operation::AsymmetricEncrypt);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "encrypt", key, None)
+                .await?;
+            require_purpose(&k, Purpose::AsymmetricDecrypt, Operation::AsymmetricEncrypt)?;
+            let v = self
+                .usable_version(&k, None, Operation::AsymmetricEncrypt, &mut ev)
+                .await?;
+            let der = v
+                .public_key
+                .as_deref()
+                .ok_or_else(|| Error::Internal("asymmetric version without public key".into()))?;
+            // Exposed to encrypt it.
+            let ciphertext = keys::rsa_oaep_encrypt(der, plaintext.expose_secret())?;
+            Ok(EncryptOutput {
+                key: KeyIdentity::from(&k),
+                version: v.version,
+                ciphertext,
+            })
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Generates an asymmetric key pair for the caller's own use (AWS GenerateDataKeyPair):
+    /// the public key, the private key wrapped under `key`'s primary version, and the private
+    /// key in plaintext when asked. Strongroom keeps none of it.
+    pub async fn generate_data_key_pair(
+        &self,
+        ctx: &RequestContext,
+        input: GenerateDataKeyPairInput,
+    ) -> Result<GenerateDataKeyPairOutput> {
+        let mut ev = self.event(ctx, Operation::GenerateDataKeyPair);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let key = self
+                .resolve_checked(
+                    &who,
+                    ctx,
+                    &mut ev,
+                    "generate-data-key",
+                    &input.key,
+                    Some(&input.context),
+                )
+                .await?;
+            if !input.pair.is_asymmetric() {
+                return Err(Error::invalid("pair", "must be an asymmetric algorithm"));
+            }
+            require_purpose(
+                &key,
+                Purpose::EncryptDecrypt,
+                Operation::GenerateDataKeyPair,
+            )?;
+            // RSA key generation is CPU-heavy: keep it off the async workers.
+            let private = tokio::task::block_in_place(|| keys::generate(input.pair))?;
+            let public_key = keys::public_key_der(input.pair, &private)?;
+            // Exposed to wrap it.
+            let wrapped_private = self
+                .seal_under_primary(
+                    &key,
+                    Operation::GenerateDataKeyPair,
+                    &mut ev,
+                    &input.context,
+                    private.expose_secret(),
+                )
+                .await?;
+            Ok(GenerateDataKeyPairOutput {
+                wrapped_private,
+                private_key: input
+                    .include_private
+                    .then(|| Plaintext::copy_from(private.expose_secret())),
+                public_key,
+            })
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
     /// The public key of an asymmetric key's version (default: primary). Disabled versions
     /// still give their public key (verification of old signatures keeps working);
     /// destroyed ones do not.

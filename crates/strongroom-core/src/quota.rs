@@ -14,10 +14,9 @@ pub const CLASSES: [&str; 4] = ["crypto", "read", "write", "keygen"];
 pub fn class_of(operation: &str) -> &'static str {
     match operation {
         "encrypt" | "decrypt" | "generate-data-key" | "re-encrypt" | "asymmetric-decrypt"
-        | "get-public-key" | "sign" | "verify" | "mac" | "mac-verify" | "generate-random" => {
-            "crypto"
-        }
-        "create-key" | "create-version" => "keygen",
+        | "asymmetric-encrypt" | "get-public-key" | "sign" | "verify" | "mac" | "mac-verify"
+        | "generate-random" => "crypto",
+        "create-key" | "create-version" | "generate-data-key-pair" => "keygen",
         o if o.starts_with("get-")
             || o.starts_with("list-")
             || matches!(

@@ -346,6 +346,31 @@ pub struct GenerateDataKeyOutput {
     pub plaintext: Option<Plaintext>,
 }
 
+/// Input of `generate_data_key_pair`.
+#[derive(Debug)]
+pub struct GenerateDataKeyPairInput {
+    /// The symmetric key that wraps the private key.
+    pub key: KeyRef,
+    /// The pair's algorithm (an RSA or ECDSA signing algorithm names the key type; the pair
+    /// is for the caller's own use).
+    pub pair: Algorithm,
+    /// The encryption context bound to the wrapped private key.
+    pub context: EncryptionContext,
+    /// Whether to return the private key in plaintext too.
+    pub include_private: bool,
+}
+
+/// Output of `generate_data_key_pair`.
+#[derive(Debug)]
+pub struct GenerateDataKeyPairOutput {
+    /// The private key (PKCS#8 DER) wrapped under the key's primary version.
+    pub wrapped_private: EncryptOutput,
+    /// The private key, PKCS#8 DER, when asked for.
+    pub private_key: Option<Plaintext>,
+    /// The public key, SubjectPublicKeyInfo DER.
+    pub public_key: Vec<u8>,
+}
+
 /// Input of `re_encrypt`.
 #[derive(Debug)]
 pub struct ReEncryptInput {

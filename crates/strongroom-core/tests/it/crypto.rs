@@ -1073,3 +1073,89 @@ async fn one_rsa_key_signs_with_every_padding_and_hash_of_its_size() {
         Error::InvalidArgument { .. }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asymmetric_encrypt_and_data_key_pairs() {
+    use strongroom_core::types::GenerateDataKeyPairInput;
+    use strongroom_crypto::Algorithm;
+    let kms = Kms::new().await;
+    kms.ring("r").await;
+    let (_, rsa) = kms.key("r", "rsa", Some(alg("rsa-oaep-2048-sha256"))).await;
+    let (_, sym) = kms.key("r", "sym", None).await;
+    let svc = kms.svc();
+    let ct = svc
+        .asymmetric_encrypt(&root(), &rsa, &pt(b"to the key"))
+        .await
+        .unwrap();
+    assert_eq!(ct.ciphertext.len(), 256);
+    let back = svc
+        .asymmetric_decrypt(&root(), &rsa, None, &ct.ciphertext)
+        .await
+        .unwrap();
+    assert_eq!(back.plaintext.expose_secret(), b"to the key");
+    assert_err!(
+        svc.asymmetric_encrypt(&root(), &rsa, &pt(&[0; 191])).await,
+        Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        svc.asymmetric_encrypt(&root(), &sym, &pt(b"x")).await,
+        Error::InvalidKeyUsage { .. }
+    );
+
+    let ctx = ec(&[("owner", "me")]);
+    let pair = svc
+        .generate_data_key_pair(
+            &root(),
+            GenerateDataKeyPairInput {
+                key: sym.clone(),
+                pair: Algorithm::EcdsaP256Sha256,
+                context: ctx.clone(),
+                include_private: true,
+            },
+        )
+        .await
+        .unwrap();
+    let private = pair.private_key.unwrap();
+    // The private key is PKCS#8 and matches the public key; the wrapped copy unwraps to it.
+    let material = strongroom_crypto::KeyMaterial::copy_from(private.expose_secret());
+    assert_eq!(
+        keys::public_key_der(Algorithm::EcdsaP256Sha256, &material).unwrap(),
+        pair.public_key
+    );
+    let unwrapped = kms
+        .decrypt(&pair.wrapped_private.ciphertext, &ctx)
+        .await
+        .unwrap();
+    assert_eq!(unwrapped.plaintext.expose_secret(), private.expose_secret());
+    let without = svc
+        .generate_data_key_pair(
+            &root(),
+            GenerateDataKeyPairInput {
+                key: sym.clone(),
+                pair: Algorithm::EcdsaP256Sha256,
+                context: ctx.clone(),
+                include_private: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(without.private_key.is_none());
+    for (key, pair_alg) in [
+        (&rsa, Algorithm::EcdsaP256Sha256),
+        (&sym, Algorithm::Aes256Gcm),
+    ] {
+        assert!(
+            svc.generate_data_key_pair(
+                &root(),
+                GenerateDataKeyPairInput {
+                    key: key.clone(),
+                    pair: pair_alg,
+                    context: ctx.clone(),
+                    include_private: true,
+                },
+            )
+            .await
+            .is_err()
+        );
+    }
+}

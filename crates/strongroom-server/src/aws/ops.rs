@@ -26,8 +26,6 @@ const NOT_YET: &[&str] = &[
     "DeriveSharedSecret",
     "DescribeCustomKeyStores",
     "DisconnectCustomKeyStore",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
     "GetKeyPolicy",
     "GetParametersForImport",
     "ImportKeyMaterial",
@@ -70,6 +68,10 @@ pub(crate) async fn dispatch(c: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
         "ReEncrypt" => re_encrypt(c, parse(body)?).await,
         "GenerateDataKey" => generate_data_key(c, parse(body)?, true).await,
         "GenerateDataKeyWithoutPlaintext" => generate_data_key(c, parse(body)?, false).await,
+        "GenerateDataKeyPair" => generate_data_key_pair(c, parse(body)?, true).await,
+        "GenerateDataKeyPairWithoutPlaintext" => {
+            generate_data_key_pair(c, parse(body)?, false).await
+        }
         "GenerateRandom" => generate_random(c, parse(body)?).await,
         "Sign" => sign(c, parse(body)?).await,
         "Verify" => verify(c, parse(body)?).await,
@@ -856,8 +858,24 @@ async fn encrypt(c: &Call<'_>, req: EncryptRequest) -> AwsResult {
     } = req;
     no_grants(grant_tokens)?;
     no_dry_run(dry_run)?;
-    symmetric_only(encryption_algorithm, "EncryptionAlgorithm")?;
     blob_len("Plaintext", plaintext.0.len(), MAX_AWS_PLAINTEXT)?;
+    if encryption_algorithm.as_deref() == Some("RSAES_OAEP_SHA_256") {
+        if encryption_context.is_some_and(|m| !m.0.is_empty()) {
+            return Err(AwsError::validation(
+                "EncryptionContext: asymmetric keys take no encryption context",
+            ));
+        }
+        let out = c
+            .svc
+            .asymmetric_encrypt(&c.ctx, &c.key_ref("KeyId", &key_id)?, &plaintext.0)
+            .await?;
+        return ok(&EncryptResponse {
+            ciphertext_blob: B64Bytes(out.ciphertext),
+            key_id: arn_of(c, &out.key),
+            encryption_algorithm: "RSAES_OAEP_SHA_256",
+        });
+    }
+    symmetric_only(encryption_algorithm, "EncryptionAlgorithm")?;
     let out = c
         .svc
         .encrypt(
@@ -1060,6 +1078,71 @@ async fn generate_data_key(
         ciphertext_blob: B64Bytes(out.wrapped.ciphertext),
         plaintext: out.plaintext.map(SecretB64),
         key_id: arn_of(c, &out.wrapped.key),
+    })
+}
+
+/// KeyPairSpec → the algorithm whose key type the pair has, and its name.
+fn key_pair_spec(spec: &str) -> Result<(Algorithm, &'static str), AwsError> {
+    let rsa = |b| Algorithm::RsaPss(b, Sha2::Sha256);
+    Ok(match spec {
+        "RSA_2048" => (rsa(RsaBits::B2048), "RSA_2048"),
+        "RSA_3072" => (rsa(RsaBits::B3072), "RSA_3072"),
+        "RSA_4096" => (rsa(RsaBits::B4096), "RSA_4096"),
+        "ECC_NIST_P256" => (Algorithm::EcdsaP256Sha256, "ECC_NIST_P256"),
+        "ECC_NIST_P384" => (Algorithm::EcdsaP384Sha384, "ECC_NIST_P384"),
+        "ECC_SECG_P256K1" => (Algorithm::EcdsaSecp256k1Sha256, "ECC_SECG_P256K1"),
+        "ECC_NIST_P521" | "SM2" | "ECC_NIST_EDWARDS25519" => {
+            return Err(AwsError::unsupported(format!(
+                "KeyPairSpec {spec} is not supported by this server yet"
+            )));
+        }
+        _ => {
+            return Err(AwsError::validation(
+                "KeyPairSpec: not a key pair spec AWS KMS defines",
+            ));
+        }
+    })
+}
+
+async fn generate_data_key_pair(
+    c: &Call<'_>,
+    req: GenerateDataKeyPairRequest,
+    include_private: bool,
+) -> AwsResult {
+    let GenerateDataKeyPairRequest {
+        key_id,
+        encryption_context,
+        key_pair_spec: spec,
+        grant_tokens,
+        recipient,
+        dry_run,
+    } = req;
+    no_grants(grant_tokens)?;
+    no_dry_run(dry_run)?;
+    if recipient.is_some() {
+        return Err(AwsError::unsupported(
+            "Recipient (Nitro Enclaves attestation) is not supported by this server",
+        ));
+    }
+    let (pair, name) = key_pair_spec(&spec)?;
+    let out = c
+        .svc
+        .generate_data_key_pair(
+            &c.ctx,
+            GenerateDataKeyPairInput {
+                key: c.key_ref("KeyId", &key_id)?,
+                pair,
+                context: context(encryption_context, "EncryptionContext")?,
+                include_private,
+            },
+        )
+        .await?;
+    ok(&GenerateDataKeyPairResponse {
+        private_key_ciphertext_blob: B64Bytes(out.wrapped_private.ciphertext),
+        private_key_plaintext: out.private_key.map(SecretB64),
+        public_key: B64Bytes(out.public_key),
+        key_id: arn_of(c, &out.wrapped_private.key),
+        key_pair_spec: name,
     })
 }
 

@@ -320,6 +320,28 @@ pub(crate) struct GenerateDataKeyResponse {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct GenerateDataKeyPairRequest {
+    pub(crate) key_id: String,
+    pub(crate) encryption_context: Option<StrictMap>,
+    pub(crate) key_pair_spec: String,
+    pub(crate) grant_tokens: Option<Vec<String>>,
+    pub(crate) recipient: Option<serde_json::Value>,
+    pub(crate) dry_run: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct GenerateDataKeyPairResponse {
+    pub(crate) private_key_ciphertext_blob: B64Bytes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) private_key_plaintext: Option<SecretB64>,
+    pub(crate) public_key: B64Bytes,
+    pub(crate) key_id: String,
+    pub(crate) key_pair_spec: &'static str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(crate) struct GenerateRandomRequest {
     pub(crate) number_of_bytes: Option<i64>,
     pub(crate) custom_key_store_id: Option<String>,
