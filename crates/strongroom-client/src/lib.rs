@@ -1,10 +1,13 @@
-//! A client for Strongroom's native REST API (`docs/openapi.json`), used by the CLI.
+//! A client for Strongroom's native REST API (`docs/openapi.json`), used by the CLI, and a
+//! minimal SigV4-signing caller of its AWS KMS API (`aws`), used by the load generator.
 //!
 //! [`Client::call`] speaks the API generically (JSON in, JSON out, errors decoded from the
 //! API's `{"error": {...}}` body); the typed helpers cover the data-plane calls that carry
 //! bytes. No key logic here: the server decides everything.
 
 #![warn(missing_docs)]
+
+pub mod aws;
 
 use std::time::Duration;
 
