@@ -83,6 +83,7 @@ def test_create_describe_and_list_keys(kms):
         ("RSA_3072", "ENCRYPT_DECRYPT", "EncryptionAlgorithms"),
         ("ECC_NIST_P256", "SIGN_VERIFY", "SigningAlgorithms"),
         ("ECC_NIST_P384", "SIGN_VERIFY", "SigningAlgorithms"),
+        ("ECC_NIST_P521", "SIGN_VERIFY", "SigningAlgorithms"),
         ("ECC_SECG_P256K1", "SIGN_VERIFY", "SigningAlgorithms"),
         ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY", "SigningAlgorithms"),
         ("HMAC_256", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
@@ -104,7 +105,7 @@ def test_create_key_refusals_create_nothing(kms):
     raises("UnsupportedOperationException", kms.create_key, Policy=json.dumps({"Version": "2012-10-17"}))
     raises("UnsupportedOperationException", kms.create_key, Origin="EXTERNAL")
     raises("UnsupportedOperationException", kms.create_key, MultiRegion=True)
-    raises("UnsupportedOperationException", kms.create_key, KeySpec="ECC_NIST_P521", KeyUsage="SIGN_VERIFY")
+    raises("UnsupportedOperationException", kms.create_key, KeySpec="ML_DSA_65", KeyUsage="SIGN_VERIFY")
     # Tags that Strongroom's label rules cannot hold are refused, not altered.
     raises("TagException", kms.create_key, Tags=[{"TagKey": "Project Name", "TagValue": "x"}])
     raises("TagException", kms.create_key, Tags=[{"TagKey": "a", "TagValue": "1"}, {"TagKey": "a", "TagValue": "2"}])
@@ -260,7 +261,7 @@ def test_re_encrypt(kms):
     raises("InvalidCiphertextException", kms.re_encrypt, CiphertextBlob=blob, DestinationKeyId=b["KeyId"])
 
 
-@pytest.mark.parametrize("spec", ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_SECG_P256K1"])
+@pytest.mark.parametrize("spec", ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1"])
 def test_data_key_pairs(kms, spec):
     key = symmetric(kms)
     ctx = {"owner": "signing-service"}
@@ -284,7 +285,7 @@ def test_data_key_pair_refusals(kms):
     key = symmetric(kms)
     signer = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
     raises("InvalidKeyUsageException", kms.generate_data_key_pair, KeyId=signer, KeyPairSpec="RSA_2048")
-    raises("UnsupportedOperationException", kms.generate_data_key_pair, KeyId=key, KeyPairSpec="ECC_NIST_P521")
+    raises("UnsupportedOperationException", kms.generate_data_key_pair, KeyId=key, KeyPairSpec="SM2")
 
 
 def test_rsa_encrypt_decrypt(kms):
@@ -347,7 +348,7 @@ def independent_verify(pub, alg, message, signature):
 
 @pytest.mark.parametrize(
     "spec",
-    ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519"],
+    ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519"],
 )
 def test_sign_verify_every_algorithm(kms, spec):
     md = kms.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]

@@ -166,6 +166,8 @@ pub enum Algorithm {
     EcdsaP256Sha256,
     /// ECDSA on NIST P-384 with SHA-384; DER-encoded signatures.
     EcdsaP384Sha384,
+    /// ECDSA on NIST P-521 with SHA-512; DER-encoded signatures.
+    EcdsaP521Sha512,
     /// ECDSA on secp256k1 with SHA-256; DER-encoded signatures.
     EcdsaSecp256k1Sha256,
     /// Ed25519 (pure; signs messages only, never digests).
@@ -188,6 +190,7 @@ impl Algorithm {
         v.extend([
             Algorithm::EcdsaP256Sha256,
             Algorithm::EcdsaP384Sha384,
+            Algorithm::EcdsaP521Sha512,
             Algorithm::EcdsaSecp256k1Sha256,
             Algorithm::Ed25519,
         ]);
@@ -204,6 +207,7 @@ impl Algorithm {
             | Algorithm::RsaPkcs1(..)
             | Algorithm::EcdsaP256Sha256
             | Algorithm::EcdsaP384Sha384
+            | Algorithm::EcdsaP521Sha512
             | Algorithm::EcdsaSecp256k1Sha256
             | Algorithm::Ed25519 => Purpose::SignVerify,
             Algorithm::Hmac(_) => Purpose::Mac,
@@ -225,6 +229,7 @@ impl Algorithm {
             Algorithm::RsaPss(_, h) | Algorithm::RsaPkcs1(_, h) => Some(h),
             Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaSecp256k1Sha256 => Some(Sha2::Sha256),
             Algorithm::EcdsaP384Sha384 => Some(Sha2::Sha384),
+            Algorithm::EcdsaP521Sha512 => Some(Sha2::Sha512),
             _ => None,
         }
     }
@@ -253,6 +258,7 @@ impl Algorithm {
                 Some(SignatureScheme::Ecdsa(Sha2::Sha256))
             }
             Algorithm::EcdsaP384Sha384 => Some(SignatureScheme::Ecdsa(Sha2::Sha384)),
+            Algorithm::EcdsaP521Sha512 => Some(SignatureScheme::Ecdsa(Sha2::Sha512)),
             Algorithm::Ed25519 => Some(SignatureScheme::Ed25519),
             _ => None,
         }
@@ -274,6 +280,7 @@ impl Algorithm {
             Algorithm::RsaPkcs1(b, h) => format!("rsa-pkcs1-{}-{}", b.bits(), h.as_str()),
             Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256".into(),
             Algorithm::EcdsaP384Sha384 => "ecdsa-p384-sha384".into(),
+            Algorithm::EcdsaP521Sha512 => "ecdsa-p521-sha512".into(),
             Algorithm::EcdsaSecp256k1Sha256 => "ecdsa-secp256k1-sha256".into(),
             Algorithm::Ed25519 => "ed25519".into(),
             Algorithm::Hmac(h) => format!("hmac-{}", h.as_str()),
@@ -304,7 +311,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_are_unique() {
         let all = Algorithm::all();
-        assert_eq!(all.len(), 1 + 3 + 9 + 9 + 4 + 3);
+        assert_eq!(all.len(), 1 + 3 + 9 + 9 + 5 + 3);
         let mut names: Vec<String> = all.iter().map(|a| a.name()).collect();
         for (a, n) in all.iter().zip(&names) {
             assert_eq!(n.parse::<Algorithm>(), Ok(*a));

@@ -39,6 +39,7 @@ fn ecdsa_signing(alg: Algorithm) -> Option<&'static EcdsaSigningAlgorithm> {
     match alg {
         Algorithm::EcdsaP256Sha256 => Some(&signature::ECDSA_P256_SHA256_ASN1_SIGNING),
         Algorithm::EcdsaP384Sha384 => Some(&signature::ECDSA_P384_SHA384_ASN1_SIGNING),
+        Algorithm::EcdsaP521Sha512 => Some(&signature::ECDSA_P521_SHA512_ASN1_SIGNING),
         Algorithm::EcdsaSecp256k1Sha256 => Some(&signature::ECDSA_P256K1_SHA256_ASN1_SIGNING),
         _ => None,
     }
@@ -68,6 +69,7 @@ pub fn generate(alg: Algorithm) -> Result<KeyMaterial, Error> {
         }
         Algorithm::EcdsaP256Sha256
         | Algorithm::EcdsaP384Sha384
+        | Algorithm::EcdsaP521Sha512
         | Algorithm::EcdsaSecp256k1Sha256 => {
             let sa = ecdsa_signing(alg).ok_or(Error::Internal("ecdsa algorithm"))?;
             let k = EcdsaKeyPair::generate(sa).map_err(|_| Error::Internal("ecdsa keygen"))?;
@@ -122,6 +124,7 @@ pub fn public_key_der(alg: Algorithm, material: &KeyMaterial) -> Result<Vec<u8>,
         }
         Algorithm::EcdsaP256Sha256
         | Algorithm::EcdsaP384Sha384
+        | Algorithm::EcdsaP521Sha512
         | Algorithm::EcdsaSecp256k1Sha256 => {
             let sa = ecdsa_signing(alg).ok_or(Error::Internal("ecdsa algorithm"))?;
             let k = EcdsaKeyPair::from_pkcs8(sa, der).map_err(|_| Error::InvalidKeyMaterial)?;
@@ -179,6 +182,7 @@ pub fn sign(
         }
         Algorithm::EcdsaP256Sha256
         | Algorithm::EcdsaP384Sha384
+        | Algorithm::EcdsaP521Sha512
         | Algorithm::EcdsaSecp256k1Sha256 => {
             let sa = ecdsa_signing(alg).ok_or(Error::Internal("ecdsa algorithm"))?;
             let h = alg.signing_hash().ok_or(Error::Internal("ecdsa hash"))?;
@@ -210,6 +214,7 @@ fn verification_algorithm(alg: Algorithm) -> Result<&'static dyn VerificationAlg
         Algorithm::RsaPkcs1(_, Sha2::Sha512) => &signature::RSA_PKCS1_2048_8192_SHA512,
         Algorithm::EcdsaP256Sha256 => &signature::ECDSA_P256_SHA256_ASN1,
         Algorithm::EcdsaP384Sha384 => &signature::ECDSA_P384_SHA384_ASN1,
+        Algorithm::EcdsaP521Sha512 => &signature::ECDSA_P521_SHA512_ASN1,
         Algorithm::EcdsaSecp256k1Sha256 => &signature::ECDSA_P256K1_SHA256_ASN1,
         Algorithm::Ed25519 => &signature::ED25519,
         _ => return Err(Error::WrongAlgorithm),

@@ -488,7 +488,7 @@ enum KeyCmd {
     ///   encrypt-decrypt     aes-256-gcm (default)
     ///   asymmetric-decrypt  rsa-oaep-{2048,3072,4096}-sha256 (default 3072)
     ///   sign-verify         ecdsa-p256-sha256 (default), ecdsa-p384-sha384,
-    ///                       ecdsa-secp256k1-sha256, ed25519,
+    ///                       ecdsa-p521-sha512, ecdsa-secp256k1-sha256, ed25519,
     ///                       rsa-pss-{2048,3072,4096}-{sha256,sha384,sha512},
     ///                       rsa-pkcs1-{2048,3072,4096}-{sha256,sha384,sha512}
     ///   mac                 hmac-sha256 (default), hmac-sha384, hmac-sha512

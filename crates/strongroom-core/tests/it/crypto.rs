@@ -671,6 +671,7 @@ async fn sign_and_verify() {
     for name in [
         "ecdsa-p256-sha256",
         "ecdsa-p384-sha384",
+        "ecdsa-p521-sha512",
         "ecdsa-secp256k1-sha256",
         "ed25519",
         "rsa-pss-2048-sha256",

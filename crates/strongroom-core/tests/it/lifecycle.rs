@@ -163,6 +163,7 @@ async fn keys_with_explicit_algorithms() {
         "rsa-pkcs1-2048-sha512",
         "ecdsa-p256-sha256",
         "ecdsa-p384-sha384",
+        "ecdsa-p521-sha512",
         "ecdsa-secp256k1-sha256",
         "ed25519",
         "hmac-sha256",

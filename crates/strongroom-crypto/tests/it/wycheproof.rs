@@ -76,6 +76,7 @@ fn ecdsa_der_signatures() {
     for (name, alg) in [
         (TestName::EcdsaSecp256r1Sha256, Algorithm::EcdsaP256Sha256),
         (TestName::EcdsaSecp384r1Sha384, Algorithm::EcdsaP384Sha384),
+        (TestName::EcdsaSecp521r1Sha512, Algorithm::EcdsaP521Sha512),
         (
             TestName::EcdsaSecp256k1Sha256,
             Algorithm::EcdsaSecp256k1Sha256,

@@ -196,6 +196,7 @@ fn key_spec(a: Algorithm) -> &'static str {
         Algorithm::RsaOaep(b) | Algorithm::RsaPss(b, _) | Algorithm::RsaPkcs1(b, _) => rsa_spec(b),
         Algorithm::EcdsaP256Sha256 => "ECC_NIST_P256",
         Algorithm::EcdsaP384Sha384 => "ECC_NIST_P384",
+        Algorithm::EcdsaP521Sha512 => "ECC_NIST_P521",
         Algorithm::EcdsaSecp256k1Sha256 => "ECC_SECG_P256K1",
         Algorithm::Ed25519 => "ECC_NIST_EDWARDS25519",
         Algorithm::Hmac(Sha2::Sha256) => "HMAC_256",
@@ -335,12 +336,13 @@ fn algorithm_for(spec: &str, usage: Option<&str>) -> Result<Algorithm, AwsError>
         "RSA_4096" => rsa(RsaBits::B4096),
         "ECC_NIST_P256" => sign_only(Algorithm::EcdsaP256Sha256),
         "ECC_NIST_P384" => sign_only(Algorithm::EcdsaP384Sha384),
+        "ECC_NIST_P521" => sign_only(Algorithm::EcdsaP521Sha512),
         "ECC_SECG_P256K1" => sign_only(Algorithm::EcdsaSecp256k1Sha256),
         "ECC_NIST_EDWARDS25519" => sign_only(Algorithm::Ed25519),
         "HMAC_256" => mac_only(Sha2::Sha256),
         "HMAC_384" => mac_only(Sha2::Sha384),
         "HMAC_512" => mac_only(Sha2::Sha512),
-        "ECC_NIST_P521" | "HMAC_224" | "ML_DSA_44" | "ML_DSA_65" | "ML_DSA_87" | "SM2" => {
+        "HMAC_224" | "ML_DSA_44" | "ML_DSA_65" | "ML_DSA_87" | "SM2" => {
             return Err(not_yet(&format!("KeySpec {spec}")));
         }
         _ => {
@@ -1090,8 +1092,9 @@ fn key_pair_spec(spec: &str) -> Result<(Algorithm, &'static str), AwsError> {
         "RSA_4096" => (rsa(RsaBits::B4096), "RSA_4096"),
         "ECC_NIST_P256" => (Algorithm::EcdsaP256Sha256, "ECC_NIST_P256"),
         "ECC_NIST_P384" => (Algorithm::EcdsaP384Sha384, "ECC_NIST_P384"),
+        "ECC_NIST_P521" => (Algorithm::EcdsaP521Sha512, "ECC_NIST_P521"),
         "ECC_SECG_P256K1" => (Algorithm::EcdsaSecp256k1Sha256, "ECC_SECG_P256K1"),
-        "ECC_NIST_P521" | "SM2" | "ECC_NIST_EDWARDS25519" => {
+        "SM2" | "ECC_NIST_EDWARDS25519" => {
             return Err(AwsError::unsupported(format!(
                 "KeyPairSpec {spec} is not supported by this server yet"
             )));

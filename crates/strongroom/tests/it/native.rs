@@ -353,6 +353,7 @@ async fn signing_keys() {
     for (name, alg, dl) in [
         ("p256", "ecdsa-p256-sha256", Some(32)),
         ("p384", "ecdsa-p384-sha384", Some(48)),
+        ("p521", "ecdsa-p521-sha512", Some(64)),
         ("k1", "ecdsa-secp256k1-sha256", Some(32)),
         ("ed", "ed25519", None),
         ("pss", "rsa-pss-2048-sha256", Some(32)),
