@@ -15,6 +15,10 @@ use crate::types::validate_description;
 
 /// Prefix of the access key ids Strongroom makes (AWS's own start with `AKIA`/`ASIA`).
 const ID_PREFIX: &str = "SRAK";
+/// Prefix of session credentials' access key ids (from a token exchange).
+const SESSION_ID_PREFIX: &str = "SRSK";
+/// Prefix of session tokens.
+const SESSION_TOKEN_PREFIX: &str = "srst_";
 /// Active (unrevoked) access keys a principal may hold: two, as in AWS IAM, so a key can be
 /// rotated by creating the new one before revoking the old.
 pub const MAX_ACTIVE_ACCESS_KEYS: usize = 2;
@@ -34,6 +38,20 @@ pub struct AccessKeyInfo {
     pub created_at: Timestamp,
     /// When revoked.
     pub revoked_at: Option<Timestamp>,
+    /// When session credentials expire (`None` for long-term pairs).
+    pub expires_at: Option<Timestamp>,
+}
+
+/// AWS-style session credentials from a token exchange: the pair and the session token
+/// that must accompany every request signed with it, returned exactly once.
+#[derive(Debug)]
+pub struct NewAwsSession {
+    /// The pair's description (with its expiry).
+    pub info: AccessKeyInfo,
+    /// The secret access key.
+    pub secret: SecretAccessKey,
+    /// The session token (`X-Amz-Security-Token`, `AWS_SESSION_TOKEN`).
+    pub session_token: crate::request::BearerToken,
 }
 
 /// A newly created access key pair: the secret is returned exactly once.
@@ -52,6 +70,7 @@ fn info(r: &AccessKeyRecord) -> AccessKeyInfo {
         description: r.description.clone(),
         created_at: r.created_at,
         revoked_at: r.revoked_at,
+        expires_at: r.expires_at,
     }
 }
 
@@ -66,10 +85,10 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn new_id() -> Result<String> {
+fn new_id(prefix: &str) -> Result<String> {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let bytes = rand::bytes(16)?;
-    let mut s = String::from(ID_PREFIX);
+    let mut s = String::from(prefix);
     s.extend(bytes.iter().map(|b| ALPHABET[usize::from(b & 31)] as char));
     Ok(s)
 }
@@ -125,12 +144,13 @@ impl KeyService {
                     requirement: "needs it enabled",
                 });
             }
+            // Session credentials expire by themselves and do not count.
             let active = self
                 .store
                 .access_keys_of(principal.as_str())
                 .await?
                 .iter()
-                .filter(|k| k.revoked_at.is_none())
+                .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none())
                 .count();
             if active >= MAX_ACTIVE_ACCESS_KEYS {
                 return Err(Error::InvalidState {
@@ -140,15 +160,52 @@ impl KeyService {
                     requirement: "needs one revoked first",
                 });
             }
-            self.mint_access_key(&mut ev, new_id()?, principal.as_str(), description, None)
-                .await
+            self.mint_access_key(
+                &mut ev,
+                new_id(ID_PREFIX)?,
+                principal.as_str(),
+                description,
+                None,
+                None,
+            )
+            .await
+            .map(|(k, _)| k)
         }
         .await;
         self.finish(ev, res).await
     }
 
-    /// Seals and stores an access key (after writing the audit event ahead, when there is
-    /// one). `secret` is generated unless given (dev mode's configured pair).
+    /// Session credentials for `principal` until `expires_at` (after a verified exchange).
+    pub(crate) async fn mint_aws_session(
+        &self,
+        ev: &mut AuditEvent,
+        principal: &str,
+        expires_at: Timestamp,
+        description: String,
+    ) -> Result<NewAwsSession> {
+        let (k, token) = self
+            .mint_access_key(
+                ev,
+                new_id(SESSION_ID_PREFIX)?,
+                principal,
+                description,
+                None,
+                Some(expires_at),
+            )
+            .await?;
+        let NewAccessKey { info, secret } = k;
+        let session_token =
+            token.ok_or_else(|| Error::Internal("session credentials without a token".into()))?;
+        Ok(NewAwsSession {
+            info,
+            secret,
+            session_token,
+        })
+    }
+
+    /// Seals and stores an access key (after writing the audit event ahead). `secret` is
+    /// generated unless given (dev mode's configured pair). With `expires_at`, the pair is
+    /// session credentials and a session token is made too (only its hash is kept).
     async fn mint_access_key(
         &self,
         ev: &mut AuditEvent,
@@ -156,10 +213,18 @@ impl KeyService {
         principal: &str,
         description: String,
         secret: Option<SecretAccessKey>,
-    ) -> Result<NewAccessKey> {
+        expires_at: Option<Timestamp>,
+    ) -> Result<(NewAccessKey, Option<crate::request::BearerToken>)> {
         let secret = match secret {
             Some(s) => s,
             None => new_secret()?,
+        };
+        let session_token = match expires_at {
+            Some(_) => Some(crate::request::BearerToken::new(format!(
+                "{SESSION_TOKEN_PREFIX}{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::bytes(32)?)
+            ))),
+            None => None,
         };
         ev.target = Some(id.clone());
         let rec = AccessKeyRecord {
@@ -172,6 +237,11 @@ impl KeyService {
             description,
             created_at: self.clock.now(),
             revoked_at: None,
+            expires_at,
+            // Exposed to hash it; only the hash is stored.
+            session_token_hash: session_token
+                .as_ref()
+                .map(|t| hash::sha256(t.expose_secret().as_bytes()).to_vec()),
         };
         self.audit_before_commit(ev).await?;
         self.store
@@ -184,10 +254,13 @@ impl KeyService {
                 },
                 e => e.into(),
             })?;
-        Ok(NewAccessKey {
-            info: info(&rec),
-            secret,
-        })
+        Ok((
+            NewAccessKey {
+                info: info(&rec),
+                secret,
+            },
+            session_token,
+        ))
     }
 
     /// Gives root the access key pair dev mode was configured with (first start only).
@@ -223,6 +296,7 @@ impl KeyService {
             crate::ROOT_PRINCIPAL,
             "dev mode access key (STRONGROOM_DEV_AWS_ACCESS_KEY_ID)".into(),
             Some(secret),
+            None,
         )
         .await
         .map(|_| ())
@@ -300,10 +374,22 @@ impl KeyService {
             .access_key(&req.access_key_id)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        if rec.revoked_at.is_some() {
+        let now = self.clock.now().0;
+        if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|t| t.0 <= now) {
             return Err(Error::Unauthenticated);
         }
-        let now = self.clock.now().0;
+        // Session credentials need their session token; long-term pairs take none.
+        match (&rec.session_token_hash, &req.session_token) {
+            (None, None) => {}
+            (Some(want), Some(got)) => {
+                // Exposed to hash it; compared in constant time.
+                let h = hash::sha256(got.expose_secret().as_bytes());
+                if !hash::constant_time_eq(want, &h) {
+                    return Err(Error::Unauthenticated);
+                }
+            }
+            _ => return Err(Error::Unauthenticated),
+        }
         if (now - req.signed_at).abs() > SIGV4_MAX_SKEW_SECS {
             return Err(Error::InvalidSignature(format!(
                 "signature expired: signed at {}, more than 15 minutes from the server's time {}",
@@ -348,7 +434,7 @@ impl KeyService {
 mod tests {
     #[test]
     fn ids_and_dates() {
-        let id = super::new_id().unwrap();
+        let id = super::new_id(super::ID_PREFIX).unwrap();
         assert_eq!(id.len(), 20);
         assert!(id.starts_with("SRAK") && super::valid_id(&id));
         assert!(

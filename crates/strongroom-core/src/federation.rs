@@ -309,6 +309,51 @@ impl KeyService {
         let mut ev = self.event(ctx, Operation::ExchangeToken);
         ev.auth_method = Some("jwt");
         let res = async {
+            let (principal, expires_at, description) = self
+                .verify_exchange(ctx, &mut ev, issuer, jwt, ttl_secs)
+                .await?;
+            self.mint_token(&mut ev, &principal, expires_at, description)
+                .await
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Exchanges a JWT, as `exchange_token` does, for AWS-style session credentials: an
+    /// access key pair and a session token that must accompany every request signed with it
+    /// (`X-Amz-Security-Token`), all expiring together. For AWS SDKs run by federated
+    /// workloads.
+    pub async fn exchange_for_aws_session(
+        &self,
+        ctx: &RequestContext,
+        issuer: Option<&str>,
+        jwt: &str,
+        ttl_secs: Option<i64>,
+    ) -> Result<crate::access_keys::NewAwsSession> {
+        let mut ev = self.event(ctx, Operation::ExchangeToken);
+        ev.auth_method = Some("jwt");
+        let res = async {
+            let (principal, expires_at, description) = self
+                .verify_exchange(ctx, &mut ev, issuer, jwt, ttl_secs)
+                .await?;
+            self.mint_aws_session(&mut ev, &principal, expires_at, description)
+                .await
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Verifies a presented JWT against its trusted issuer and maps it to a principal:
+    /// who the new credential acts as, when it expires, and its description.
+    async fn verify_exchange(
+        &self,
+        ctx: &RequestContext,
+        ev: &mut strongroom_audit::AuditEvent,
+        issuer: Option<&str>,
+        jwt: &str,
+        ttl_secs: Option<i64>,
+    ) -> Result<(String, strongroom_store::Timestamp, String)> {
+        {
             if jwt.is_empty() || jwt.len() > MAX_JWT_LEN {
                 return Err(refuse(ctx, "empty or oversized token"));
             }
@@ -389,13 +434,8 @@ impl KeyService {
                 return Err(refuse(ctx, "token expires too soon"));
             }
             let description = format!("exchanged from issuer {}", i.name);
-            let t = self
-                .mint_token(&mut ev, p.name.as_str(), now.plus_secs(ttl), description)
-                .await?;
-            Ok(t)
+            Ok((p.name.to_string(), now.plus_secs(ttl), description))
         }
-        .await;
-        self.finish(ev, res).await
     }
 }
 

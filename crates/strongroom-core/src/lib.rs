@@ -24,7 +24,7 @@ pub mod states;
 pub mod tokens;
 pub mod types;
 
-pub use access_keys::{AccessKeyInfo, NewAccessKey};
+pub use access_keys::{AccessKeyInfo, NewAccessKey, NewAwsSession};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use governance::{PolicyTest, PrincipalInput, PrincipalUpdate, TestResource};

@@ -66,6 +66,8 @@ pub struct SigV4Request {
     pub string_to_sign: String,
     /// The signature the client sent (32 bytes, decoded from hex).
     pub signature: Vec<u8>,
+    /// `X-Amz-Security-Token`, required with session credentials.
+    pub session_token: Option<BearerToken>,
 }
 
 impl fmt::Debug for SigV4Request {

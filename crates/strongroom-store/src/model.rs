@@ -386,6 +386,11 @@ pub struct AccessKeyRecord {
     pub created_at: Timestamp,
     /// When revoked.
     pub revoked_at: Option<Timestamp>,
+    /// Session credentials (from a token exchange) expire; long-term pairs do not.
+    pub expires_at: Option<Timestamp>,
+    /// Session credentials: the SHA-256 of the session token that must accompany every
+    /// request signed with this pair (`X-Amz-Security-Token`).
+    pub session_token_hash: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for AccessKeyRecord {
@@ -394,6 +399,7 @@ impl fmt::Debug for AccessKeyRecord {
             .field("id", &self.id)
             .field("principal", &self.principal)
             .field("revoked_at", &self.revoked_at)
+            .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
 }

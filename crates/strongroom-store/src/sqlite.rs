@@ -161,6 +161,13 @@ ALTER TABLE keys ADD COLUMN deletion_time INTEGER;
 CREATE INDEX keys_deletion_time ON keys (deletion_time) WHERE state = 'deletion_scheduled';
 "#,
     ),
+    (
+        8,
+        r#"
+ALTER TABLE access_keys ADD COLUMN expires_at INTEGER;
+ALTER TABLE access_keys ADD COLUMN session_token_hash BLOB;
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -496,6 +503,8 @@ fn access_key_of(r: &SqliteRow) -> Result<AccessKeyRecord> {
         description: r.try_get("description").map_err(g)?,
         created_at: Timestamp(r.try_get("created_at").map_err(g)?),
         revoked_at: ts(r.try_get("revoked_at").map_err(g)?),
+        expires_at: ts(r.try_get("expires_at").map_err(g)?),
+        session_token_hash: r.try_get("session_token_hash").map_err(g)?,
     })
 }
 
@@ -1232,13 +1241,15 @@ impl Store for SqliteStore {
 
     async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO access_keys (id, principal, sealed_secret, description, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        sqlx::query("INSERT INTO access_keys (id, principal, sealed_secret, description, created_at, revoked_at, expires_at, session_token_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(&k.id)
             .bind(&k.principal)
             .bind(k.sealed_secret.as_slice())
             .bind(&k.description)
             .bind(k.created_at.0)
             .bind(k.revoked_at.map(|t| t.0))
+            .bind(k.expires_at.map(|t| t.0))
+            .bind(k.session_token_hash.as_deref())
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e, "access key"))?;

@@ -143,6 +143,10 @@ enum Command {
         /// Requested lifetime (capped by the issuer's max and the JWT's own expiry).
         #[arg(long)]
         ttl: Option<String>,
+        /// Get AWS session credentials (for AWS SDKs and the aws CLI) instead of a token;
+        /// prints `export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… AWS_SESSION_TOKEN=…`.
+        #[arg(long)]
+        aws: bool,
     },
     /// Measure a running server: throughput and latency percentiles per operation, against a
     /// baseline (health) measured in the same run. Creates key ring `bench` and keys in it.
@@ -1171,9 +1175,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
-        Command::Login { jwt_file, issuer, ttl } => {
+        Command::Login { jwt_file, issuer, ttl, aws } => {
             let jwt = read_text(&jwt_file)?;
             let mut body = json!({"token": jwt.trim()});
+            if aws {
+                body["credential"] = "aws".into();
+            }
             if let Some(i) = issuer {
                 body["issuer"] = i.into();
             }
@@ -1183,6 +1190,14 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let v = c.call(Method::Post, "/v1/auth/exchange", Some(&body)).await?;
             if fmt == Format::Json {
                 output::object(fmt, &v);
+            } else if aws {
+                let f = |k: &str| v[k].as_str().unwrap_or("").to_string();
+                line(&format!(
+                    "export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_SESSION_TOKEN={}",
+                    f("access_key_id"),
+                    f("secret_access_key"),
+                    f("session_token")
+                ));
             } else {
                 line(v["token"].as_str().unwrap_or(""));
             }

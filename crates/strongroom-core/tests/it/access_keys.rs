@@ -51,6 +51,7 @@ fn signed(id: &str, secret: &str, at: i64, sts: &str) -> SigV4Request {
         signed_at: at,
         string_to_sign: sts.into(),
         signature: signature.to_vec(),
+        session_token: None,
     }
 }
 

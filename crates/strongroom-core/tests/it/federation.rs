@@ -549,3 +549,94 @@ async fn issuer_configuration_is_validated() {
         "nothing stored"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_session_credentials_expire_with_the_exchange() {
+    let kms = Kms::new().await;
+    let k = keys();
+    setup(&kms, Some(&k.jwks), None).await;
+    let key = kms.aes_key("pay", "card").await;
+    let jwt = sign(
+        &k,
+        JwtAlg::ES256,
+        "ec1",
+        &claims("system:serviceaccount:pay:api"),
+    );
+    let s = kms
+        .svc()
+        .exchange_for_aws_session(&anon(), None, &jwt, Some(120))
+        .await
+        .unwrap();
+    assert_eq!(s.info.principal, "payments");
+    assert_eq!(
+        s.info.expires_at,
+        Some(strongroom_core::Timestamp(T0 + 120))
+    );
+    assert!(s.info.id.starts_with("SRSK"));
+    assert!(!format!("{s:?}").contains(s.session_token.expose_secret()));
+    let signed = |token: Option<&str>, at: i64| {
+        let scope_date = strongroom_core::Timestamp(at).to_rfc3339()[..10].replace('-', "");
+        let sts = "AWS4-HMAC-SHA256\n...";
+        let signature = strongroom_crypto::sigv4::signature(
+            s.secret.expose_secret().as_bytes(),
+            &scope_date,
+            "us-east-1",
+            "kms",
+            sts.as_bytes(),
+        );
+        RequestContext {
+            request_id: strongroom_core::new_request_id(),
+            token: None,
+            protocol: strongroom_core::Protocol::Aws,
+            client_addr: None,
+            client_cert: None,
+            sigv4: Some(strongroom_core::SigV4Request {
+                access_key_id: s.info.id.clone(),
+                scope_date,
+                region: "us-east-1".into(),
+                service: "kms".into(),
+                signed_at: at,
+                string_to_sign: sts.into(),
+                signature: signature.to_vec(),
+                session_token: token.map(|t| strongroom_core::BearerToken::new(t.into())),
+            }),
+        }
+    };
+    let enc = |ctx: RequestContext| {
+        let key = key.clone();
+        let svc = kms.svc();
+        async move {
+            svc.encrypt(
+                &ctx,
+                EncryptInput {
+                    key,
+                    plaintext: Plaintext::copy_from(b"x"),
+                    context: ec(&[]),
+                },
+            )
+            .await
+        }
+    };
+    let token = s.session_token.expose_secret().to_string();
+    enc(signed(Some(&token), T0)).await.unwrap();
+    assert_err!(enc(signed(None, T0)).await, Error::Unauthenticated);
+    assert_err!(
+        enc(signed(Some("srst_other"), T0)).await,
+        Error::Unauthenticated
+    );
+    // Session pairs do not count against the principal's two long-term pairs.
+    let p = strongroom_core::PrincipalName::try_new("payments").unwrap();
+    for _ in 0..2 {
+        kms.svc()
+            .create_access_key(&root(), &p, String::new())
+            .await
+            .unwrap();
+    }
+    kms.advance(119);
+    enc(signed(Some(&token), T0 + 119)).await.unwrap();
+    kms.advance(1);
+    assert_err!(
+        enc(signed(Some(&token), T0 + 120)).await,
+        Error::Unauthenticated
+    );
+}

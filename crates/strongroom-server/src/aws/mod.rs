@@ -134,13 +134,6 @@ pub(crate) async fn handle(State((svc, opts)): State<AwsState>, req: Request) ->
             return reject(&svc, &ctx, what, e, false).await;
         }
     }
-    if parts.headers.contains_key("x-amz-security-token") {
-        let e = AwsError::request(
-            "UnrecognizedClientException",
-            "session credentials (X-Amz-Security-Token) are not issued by this server; sign with an access key pair",
-        );
-        return reject(&svc, &ctx, what, e, true).await;
-    }
     let mime = parts
         .headers
         .get(header::CONTENT_TYPE)

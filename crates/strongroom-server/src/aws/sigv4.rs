@@ -283,7 +283,13 @@ pub(crate) fn read(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
         hex_sha256(canonical_request.as_bytes())
     );
+    let session_token = headers
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| !t.is_empty())
+        .map(|t| strongroom_core::BearerToken::new(t.to_string()));
     Ok(SigV4Request {
+        session_token,
         access_key_id: a.access_key_id.to_string(),
         scope_date: a.date.to_string(),
         region: a.region.to_string(),

@@ -1396,8 +1396,30 @@ async fn exchange_token(
     Ctx(ctx): Ctx,
     Json(req): Json<ExchangeRequest>,
 ) -> ApiResult<Response> {
-    let ExchangeRequest { token, issuer, ttl } = req;
+    let ExchangeRequest {
+        token,
+        issuer,
+        ttl,
+        credential,
+    } = req;
     let ttl = ttl.map(|t| duration(&t, "ttl")).transpose()?;
+    match credential.as_deref() {
+        None | Some("token") => {}
+        Some("aws") => {
+            let s = svc
+                .exchange_for_aws_session(&ctx, issuer.as_deref(), &token.0, ttl)
+                .await?;
+            // Exposed to hand the new credentials to the caller, once.
+            let secret_access_key = s.secret.expose_secret().to_string();
+            let session_token = s.session_token.expose_secret().to_string();
+            return Ok(created(AwsSessionResponse {
+                info: AccessKeyResponse::from(s.info),
+                secret_access_key,
+                session_token,
+            }));
+        }
+        Some(_) => return Err(ApiError::invalid("credential", "must be token or aws")),
+    }
     let t = svc
         .exchange_token(&ctx, issuer.as_deref(), &token.0, ttl)
         .await?;

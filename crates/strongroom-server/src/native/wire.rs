@@ -551,6 +551,7 @@ pub(crate) struct AccessKeyResponse {
     pub(crate) description: String,
     pub(crate) created_at: String,
     pub(crate) revoked_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
 }
 
 impl From<strongroom_core::AccessKeyInfo> for AccessKeyResponse {
@@ -561,6 +562,7 @@ impl From<strongroom_core::AccessKeyInfo> for AccessKeyResponse {
             description,
             created_at,
             revoked_at,
+            expires_at,
         } = k;
         Self {
             access_key_id: id,
@@ -568,6 +570,7 @@ impl From<strongroom_core::AccessKeyInfo> for AccessKeyResponse {
             description,
             created_at: created_at.to_rfc3339(),
             revoked_at: ts(revoked_at),
+            expires_at: ts(expires_at),
         }
     }
 }
@@ -842,6 +845,18 @@ pub(crate) struct ExchangeRequest {
     pub(crate) token: SecretText,
     pub(crate) issuer: Option<String>,
     pub(crate) ttl: Option<String>,
+    /// `token` (default) or `aws` (session credentials for the AWS API).
+    pub(crate) credential: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct AwsSessionResponse {
+    #[serde(flatten)]
+    pub(crate) info: AccessKeyResponse,
+    /// Shown once.
+    pub(crate) secret_access_key: String,
+    /// Shown once.
+    pub(crate) session_token: String,
 }
 
 /// A secret string field (a JWT), wiped after use and never debug-printed.

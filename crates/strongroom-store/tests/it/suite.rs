@@ -652,14 +652,31 @@ pub(crate) async fn access_keys(s: &dyn Store) {
         description: "ci".into(),
         created_at: Timestamp(1),
         revoked_at: None,
+        expires_at: None,
+        session_token_hash: None,
     };
     s.insert_access_key(&k).await.unwrap();
+    let session = AccessKeyRecord {
+        id: "SRSKAAAAAAAAAAAAAAAA".into(),
+        expires_at: Some(Timestamp(99)),
+        session_token_hash: Some(vec![7; 32]),
+        ..k.clone()
+    };
+    s.insert_access_key(&session).await.unwrap();
+    assert_eq!(
+        s.access_key(&session.id).await.unwrap(),
+        Some(session.clone())
+    );
+    s.revoke_access_key(&session.id, Timestamp(2))
+        .await
+        .unwrap();
     assert!(matches!(
         s.insert_access_key(&k).await,
         Err(StoreError::AlreadyExists(_))
     ));
     assert_eq!(s.access_key(&k.id).await.unwrap(), Some(k.clone()));
-    assert_eq!(s.access_keys_of("svc").await.unwrap(), vec![k.clone()]);
+    assert_eq!(s.access_keys_of("svc").await.unwrap().len(), 2);
+    assert_eq!(s.access_keys_of("svc").await.unwrap()[0], k.clone());
     assert!(s.access_keys_of("other").await.unwrap().is_empty());
     s.revoke_access_key(&k.id, Timestamp(5)).await.unwrap();
     s.revoke_access_key(&k.id, Timestamp(6)).await.unwrap();

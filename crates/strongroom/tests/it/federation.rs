@@ -142,4 +142,59 @@ async fn a_workload_logs_in_with_its_platform_jwt() {
         .await;
     assert_eq!(s, 400);
     let _: Value = v;
+
+    // The same JWT buys AWS session credentials; the official Rust SDK uses them as is.
+    let (code, out, err) = cli_in(
+        &srv,
+        &["login", "--jwt-file", "jwt", "--aws", "-o", "json"],
+        Some(dir.path()),
+    );
+    assert_eq!(code, 0, "{err}");
+    let creds: Value = serde_json::from_str(&out).unwrap();
+    let id = creds["access_key_id"].as_str().unwrap().to_string();
+    let secret = creds["secret_access_key"].as_str().unwrap().to_string();
+    let session = creds["session_token"].as_str().unwrap().to_string();
+    assert!(
+        id.starts_with("SRSK") && session.starts_with("srst_"),
+        "{creds}"
+    );
+    assert_eq!(creds["principal"], "payments");
+    let exp =
+        strongroom_core::Timestamp::parse_rfc3339(creds["expires_at"].as_str().unwrap()).unwrap();
+    assert!(exp.0 <= now + 15 * 60 + 5, "capped by the issuer's max_ttl");
+    let sdk = |token: Option<String>| {
+        let conf = aws_sdk_kms::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .endpoint_url(&srv.addr)
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                &id, &secret, token, None, "test",
+            ))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_kms::Client::from_conf(conf)
+    };
+    let out = sdk(Some(session.clone()))
+        .encrypt()
+        .key_id("pay/card")
+        .plaintext(aws_sdk_kms::primitives::Blob::new(b"hi".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.ciphertext_blob.is_some());
+    // Without the session token, or with another one, the pair is refused.
+    for token in [None, Some(format!("{session}x"))] {
+        let e = sdk(token).list_keys().send().await.unwrap_err();
+        assert_eq!(
+            e.as_service_error()
+                .and_then(|s| aws_sdk_kms::error::ProvideErrorMetadata::code(s)),
+            Some("UnrecognizedClientException")
+        );
+    }
+    // The session token is not a bearer token.
+    let (s, _) = srv
+        .call_as(Some(&session), "GET", "/v1/tokens/self", None)
+        .await;
+    assert_eq!(s, 401);
+    assert!(!srv.logs().contains(&secret) && !srv.logs().contains(&session));
 }
