@@ -516,7 +516,7 @@ def test_malformed_requests_are_refused_and_audited(server):
         ),
         ("TrentService.NoSuchThing", b"{}", "UnknownOperationException"),
         ("DynamoDB_20120810.ListTables", b"{}", "UnknownOperationException"),
-        ("TrentService.CreateGrant", b'{"KeyId": "x"}', "UnsupportedOperationException"),
+        ("TrentService.ImportKeyMaterial", b'{"KeyId": "x"}', "UnsupportedOperationException"),
     ]
     for target, body, expected in cases:
         status, answer = signed_request(server, target, body)
@@ -585,3 +585,73 @@ def test_principals_policy_and_native_interop(server, kms):
     log = json.dumps(server.audit())
     for secret in (SECRET, pair["secret_access_key"], "user data", "from aws"):
         assert secret not in log
+
+
+# ---- grants ----
+
+
+def test_grants(server, kms):
+    key = symmetric(kms)
+    for name in ("grantee-app", "grant-ops"):
+        assert server.native("POST", "/v1/principals", {"name": name})[0] == 201
+    status, pair = server.native("POST", "/v1/principals/grantee-app/access-keys", {})
+    assert status == 201
+    app = server.client(access_key_id=pair["access_key_id"], secret=pair["secret_access_key"])
+    raises("AccessDeniedException", app.encrypt, KeyId=key, Plaintext=b"x", EncryptionContext={"tenant": "acme"})
+
+    g = kms.create_grant(
+        KeyId=key,
+        GranteePrincipal="arn:aws:iam::000000000000:user/grantee-app",
+        RetiringPrincipal="grant-ops",
+        Operations=["Encrypt", "Decrypt"],
+        Constraints={"EncryptionContextSubset": {"tenant": "acme"}},
+        Name="acme-app",
+    )
+    assert g["GrantId"].startswith("srg_") and g["GrantToken"]
+    blob = app.encrypt(KeyId=key, Plaintext=b"granted", EncryptionContext={"tenant": "acme"}, GrantTokens=[g["GrantToken"]])[
+        "CiphertextBlob"
+    ]
+    assert app.decrypt(CiphertextBlob=blob, EncryptionContext={"tenant": "acme"})["Plaintext"] == b"granted"
+    raises("AccessDeniedException", app.encrypt, KeyId=key, Plaintext=b"x", EncryptionContext={"tenant": "other"})
+    raises("AccessDeniedException", app.generate_data_key, KeyId=key, KeySpec="AES_256", EncryptionContext={"tenant": "acme"})
+
+    listed = kms.list_grants(KeyId=key)["Grants"]
+    assert len(listed) == 1
+    entry = listed[0]
+    assert entry["GrantId"] == g["GrantId"] and entry["Name"] == "acme-app"
+    assert entry["GranteePrincipal"] == "arn:aws:iam::000000000000:user/grantee-app"
+    assert entry["RetiringPrincipal"] == "arn:aws:iam::000000000000:user/grant-ops"
+    assert sorted(entry["Operations"]) == ["Decrypt", "Encrypt"]
+    assert entry["Constraints"] == {"EncryptionContextSubset": {"tenant": "acme"}}
+    assert [x["GrantId"] for x in kms.list_retirable_grants(RetiringPrincipal="grant-ops")["Grants"]] == [g["GrantId"]]
+
+    # Refusals: bad operations, constraints on an operation without a context, unknown
+    # grantee, a grant id that names nothing. None creates a grant.
+    raises("ValidationException", kms.create_grant, KeyId=key, GranteePrincipal="grantee-app", Operations=["Dance"])
+    raises(
+        "ValidationException",
+        kms.create_grant,
+        KeyId=key,
+        GranteePrincipal="grantee-app",
+        Operations=["Sign"],
+        Constraints={"EncryptionContextEquals": {"a": "1"}},
+    )
+    raises("NotFoundException", kms.create_grant, KeyId=key, GranteePrincipal="nobody-here", Operations=["Encrypt"])
+    raises("InvalidGrantIdException", kms.revoke_grant, KeyId=key, GrantId="srg_000000000000000000000000")
+    assert len(kms.list_grants(KeyId=key)["Grants"]) == 1
+    # The grantee cannot revoke it (that needs revoke-grant on the key); root revokes.
+    raises("AccessDeniedException", app.revoke_grant, KeyId=key, GrantId=g["GrantId"])
+    kms.revoke_grant(KeyId=key, GrantId=g["GrantId"])
+    raises("AccessDeniedException", app.encrypt, KeyId=key, Plaintext=b"x", EncryptionContext={"tenant": "acme"})
+    assert kms.list_grants(KeyId=key)["Grants"] == []
+
+    # Retired with its token by its retiring principal.
+    g2 = kms.create_grant(KeyId=key, GranteePrincipal="grantee-app", RetiringPrincipal="grant-ops", Operations=["Encrypt"])
+    status, ops_pair = server.native("POST", "/v1/principals/grant-ops/access-keys", {})
+    ops = server.client(access_key_id=ops_pair["access_key_id"], secret=ops_pair["secret_access_key"])
+    app.encrypt(KeyId=key, Plaintext=b"x")
+    ops.retire_grant(GrantToken=g2["GrantToken"])
+    raises("AccessDeniedException", app.encrypt, KeyId=key, Plaintext=b"x")
+    raises("InvalidGrantIdException", ops.retire_grant, GrantToken=g2["GrantToken"])
+    events = [e for e in server.audit(operation="encrypt") if e.get("policy", "").startswith("grant:")]
+    assert events, "grant decisions are named in the audit log"

@@ -16,6 +16,7 @@ mod crypto_ops;
 pub mod error;
 pub mod federation;
 mod governance;
+pub mod grants;
 mod lifecycle;
 pub mod quota;
 pub mod request;
@@ -28,6 +29,7 @@ pub use access_keys::{AccessKeyInfo, NewAccessKey, NewAwsSession};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use governance::{PolicyTest, PrincipalInput, PrincipalUpdate, TestResource};
+pub use grants::{GrantInfo, GrantInput, GrantRef, NewGrant};
 pub use lifecycle::{AliasInfo, JobReport};
 pub use request::{
     Authorized, BearerToken, Operation, Principal, Protocol, RequestContext, SecretAccessKey,

@@ -379,11 +379,45 @@ impl KeyService {
         resource: &ResourceAttrs,
         ec: Option<&EncryptionContext>,
     ) -> Result<Authorized> {
+        match self.decide(who, ctx, ev, action, resource, ec)? {
+            Verdict::Allowed(a) => Ok(a),
+            Verdict::Forbidden | Verdict::NothingPermits => Err(Error::AccessDenied),
+        }
+    }
+
+    /// Decides `action` on an existing key: policy first; when no policy permits it and
+    /// none forbids it, a grant on the key for the caller may allow it (`docs/grants.md`).
+    pub(crate) async fn permit_key(
+        &self,
+        who: &Caller,
+        ctx: &RequestContext,
+        ev: &mut AuditEvent,
+        action: &'static str,
+        k: &KeyRecord,
+        ec: Option<&EncryptionContext>,
+    ) -> Result<Authorized> {
+        let res = self.key_resource(k).await?;
+        match self.decide(who, ctx, ev, action, &res, ec)? {
+            Verdict::Allowed(a) => Ok(a),
+            Verdict::Forbidden => Err(Error::AccessDenied),
+            Verdict::NothingPermits => self.grant_allows(who, ev, action, k, ec).await,
+        }
+    }
+
+    fn decide(
+        &self,
+        who: &Caller,
+        ctx: &RequestContext,
+        ev: &mut AuditEvent,
+        action: &'static str,
+        resource: &ResourceAttrs,
+        ec: Option<&EncryptionContext>,
+    ) -> Result<Verdict> {
         let Some(attrs) = &who.attrs else {
             ev.policy = Some("builtin:root".into());
-            return Ok(Authorized {
+            return Ok(Verdict::Allowed(Authorized {
                 principal: who.principal.clone(),
-            });
+            }));
         };
         let req = RequestAttrs {
             protocol: ctx.protocol.as_str().into(),
@@ -410,13 +444,15 @@ impl KeyService {
         if !d.policies.is_empty() {
             ev.policy = Some(d.policies.join(","));
         }
-        if d.allowed {
-            Ok(Authorized {
+        Ok(if d.allowed {
+            Verdict::Allowed(Authorized {
                 principal: who.principal.clone(),
             })
+        } else if d.policies.is_empty() {
+            Verdict::NothingPermits
         } else {
-            Err(Error::AccessDenied)
-        }
+            Verdict::Forbidden
+        })
     }
 
     /// The policy view of a key (with its ring's labels).
@@ -468,8 +504,7 @@ impl KeyService {
     ) -> Result<KeyRecord> {
         match self.resolve(r, ev).await {
             Ok(k) => {
-                let res = self.key_resource(&k).await?;
-                self.permit(who, ctx, ev, action, &res, ec)?;
+                self.permit_key(who, ctx, ev, action, &k, ec).await?;
                 Ok(k)
             }
             Err(e @ Error::NotFound { .. }) => {
@@ -500,8 +535,7 @@ impl KeyService {
         k: &KeyRecord,
         ec: Option<&EncryptionContext>,
     ) -> Result<Authorized> {
-        let res = self.key_resource(k).await?;
-        self.permit(who, ctx, ev, action, &res, ec)
+        self.permit_key(who, ctx, ev, action, k, ec).await
     }
 
     /// Checks an action on the whole service (listing, tokens, policies, audit, random).
@@ -660,6 +694,16 @@ impl KeyService {
             destroyed_at: None,
         })
     }
+}
+
+/// What policy says of a request.
+pub(crate) enum Verdict {
+    /// A policy (or root) allows it.
+    Allowed(Authorized),
+    /// A `forbid` matched: nothing, not even a grant, allows it.
+    Forbidden,
+    /// No policy permits it (default deny); a grant still may.
+    NothingPermits,
 }
 
 /// An authenticated caller: the principal and, unless it is root, what policies see of it.

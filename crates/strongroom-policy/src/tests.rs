@@ -67,7 +67,13 @@ const USE: &[&str] = &[
     "mac",
     "mac-verify",
 ];
-const READ_KEY: &[&str] = &["get-key", "get-version", "list-versions", "get-alias"];
+const READ_KEY: &[&str] = &[
+    "get-key",
+    "get-version",
+    "list-versions",
+    "get-alias",
+    "list-grants",
+];
 const MANAGE_KEY: &[&str] = &[
     "update-key",
     "enable-key",
@@ -83,6 +89,9 @@ const MANAGE_KEY: &[&str] = &[
     "delete-alias",
     "schedule-key-deletion",
     "cancel-key-deletion",
+    "create-grant",
+    "retire-grant",
+    "revoke-grant",
 ];
 const ADMIN: &[&str] = &[
     "create-token",

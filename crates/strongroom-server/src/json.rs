@@ -165,3 +165,24 @@ impl<'de> Deserialize<'de> for StrictMap {
         d.deserialize_map(V)
     }
 }
+
+/// A secret string field (a JWT, a grant token), wiped after use and never debug-printed.
+pub(crate) struct SecretText(pub(crate) String);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretText)
+    }
+}
+
+impl Drop for SecretText {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl Serialize for StrictMap {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}

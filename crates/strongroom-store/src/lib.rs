@@ -171,6 +171,21 @@ pub trait Store: Send + Sync + 'static {
     /// Marks an access key revoked (idempotent: the first time is kept).
     async fn revoke_access_key(&self, id: &str, at: Timestamp) -> Result<()>;
 
+    /// Stores a new grant.
+    async fn insert_grant(&self, grant: &GrantRecord) -> Result<()>;
+    /// Reads a grant by id.
+    async fn grant(&self, id: &str) -> Result<Option<GrantRecord>>;
+    /// Finds a grant by the SHA-256 of its token.
+    async fn grant_by_token_hash(&self, hash: &[u8]) -> Result<Option<GrantRecord>>;
+    /// A key's grants, oldest first.
+    async fn grants_of_key(&self, key_id: KeyId) -> Result<Vec<GrantRecord>>;
+    /// The grants a principal may retire, oldest first.
+    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>>;
+    /// The grants on a key for one grantee.
+    async fn grants_for(&self, grantee: &str, key_id: KeyId) -> Result<Vec<GrantRecord>>;
+    /// Deletes a grant.
+    async fn delete_grant(&self, id: &str) -> Result<()>;
+
     /// Whether the store is still accepting operations (false after a fatal I/O error).
     fn is_healthy(&self) -> bool;
 }

@@ -355,6 +355,45 @@ pub struct IssuerRecord {
     pub updated_at: i64,
 }
 
+/// A grant: permission for one principal to perform some actions on one key, optionally
+/// only with certain encryption contexts (AWS KMS grants).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Public id (`srg_` and hex).
+    pub id: String,
+    /// The key it is on.
+    pub key_id: KeyId,
+    /// The principal it empowers.
+    pub grantee: String,
+    /// The principal that may retire it, if any.
+    pub retiring_principal: Option<String>,
+    /// Strongroom action names (`decrypt`, `encrypt`, …) it allows.
+    pub actions: Vec<String>,
+    /// The request's encryption context must include these pairs.
+    pub context_subset: Option<BTreeMap<String, String>>,
+    /// The request's encryption context must be exactly these pairs.
+    pub context_equals: Option<BTreeMap<String, String>>,
+    /// The caller's name for it (not unique).
+    pub name: Option<String>,
+    /// SHA-256 of the grant token handed out with it.
+    pub token_hash: Vec<u8>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Who created it.
+    pub created_by: String,
+}
+
+impl fmt::Debug for GrantRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantRecord")
+            .field("id", &self.id)
+            .field("key_id", &self.key_id)
+            .field("grantee", &self.grantee)
+            .field("actions", &self.actions)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A named policy document at one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRecord {

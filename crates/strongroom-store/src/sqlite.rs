@@ -8,6 +8,7 @@
 //! disk or corruption reported by SQLite marks the store failed: every later call returns
 //! `Unavailable` until restart. An fsync failure is never retried.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -166,6 +167,22 @@ CREATE INDEX keys_deletion_time ON keys (deletion_time) WHERE state = 'deletion_
         r#"
 ALTER TABLE access_keys ADD COLUMN expires_at INTEGER;
 ALTER TABLE access_keys ADD COLUMN session_token_hash BLOB;
+"#,
+    ),
+    (
+        9,
+        r#"
+CREATE TABLE grants (
+    id TEXT PRIMARY KEY,
+    key_id BLOB NOT NULL,
+    grantee TEXT NOT NULL,
+    retiring TEXT,
+    token_hash BLOB NOT NULL UNIQUE,
+    spec TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX grants_key ON grants (key_id, grantee);
+CREATE INDEX grants_retiring ON grants (retiring);
 "#,
     ),
 ];
@@ -505,6 +522,35 @@ fn access_key_of(r: &SqliteRow) -> Result<AccessKeyRecord> {
         revoked_at: ts(r.try_get("revoked_at").map_err(g)?),
         expires_at: ts(r.try_get("expires_at").map_err(g)?),
         session_token_hash: r.try_get("session_token_hash").map_err(g)?,
+    })
+}
+
+/// The parts of a grant kept as JSON in `grants.spec`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GrantSpec {
+    actions: Vec<String>,
+    context_subset: Option<BTreeMap<String, String>>,
+    context_equals: Option<BTreeMap<String, String>>,
+    name: Option<String>,
+    created_by: String,
+}
+
+fn grant_of(r: &SqliteRow) -> Result<GrantRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("grant row: {e}"));
+    let spec: String = r.try_get("spec").map_err(g)?;
+    let spec: GrantSpec = serde_json::from_str(&spec).map_err(|_| corrupt("grant"))?;
+    Ok(GrantRecord {
+        id: r.try_get("id").map_err(g)?,
+        key_id: key_id_of(r.try_get("key_id").map_err(g)?)?,
+        grantee: r.try_get("grantee").map_err(g)?,
+        retiring_principal: r.try_get("retiring").map_err(g)?,
+        actions: spec.actions,
+        context_subset: spec.context_subset,
+        context_equals: spec.context_equals,
+        name: spec.name,
+        token_hash: r.try_get("token_hash").map_err(g)?,
+        created_at: Timestamp(r.try_get("created_at").map_err(g)?),
+        created_by: spec.created_by,
     })
 }
 
@@ -1292,6 +1338,98 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound("access key"));
         }
         tx.commit().await.map_err(|e| self.err(e, "access key"))
+    }
+
+    async fn insert_grant(&self, gr: &GrantRecord) -> Result<()> {
+        let spec = serde_json::to_string(&GrantSpec {
+            actions: gr.actions.clone(),
+            context_subset: gr.context_subset.clone(),
+            context_equals: gr.context_equals.clone(),
+            name: gr.name.clone(),
+            created_by: gr.created_by.clone(),
+        })
+        .map_err(|e| StoreError::Corrupt(format!("grant: {e}")))?;
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO grants (id, key_id, grantee, retiring, token_hash, spec, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&gr.id)
+            .bind(gr.key_id.as_bytes().as_slice())
+            .bind(&gr.grantee)
+            .bind(gr.retiring_principal.as_deref())
+            .bind(gr.token_hash.as_slice())
+            .bind(spec)
+            .bind(gr.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "grant"))?;
+        tx.commit().await.map_err(|e| self.err(e, "grant"))
+    }
+
+    async fn grant(&self, id: &str) -> Result<Option<GrantRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM grants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "grant"))?
+            .as_ref()
+            .map(grant_of)
+            .transpose()
+    }
+
+    async fn grant_by_token_hash(&self, hash: &[u8]) -> Result<Option<GrantRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM grants WHERE token_hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "grant"))?
+            .as_ref()
+            .map(grant_of)
+            .transpose()
+    }
+
+    async fn grants_of_key(&self, key_id: KeyId) -> Result<Vec<GrantRecord>> {
+        self.check()?;
+        let rows = sqlx::query("SELECT * FROM grants WHERE key_id = $1 ORDER BY created_at, id")
+            .bind(key_id.as_bytes().as_slice())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "grants"))?;
+        rows.iter().map(grant_of).collect()
+    }
+
+    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>> {
+        self.check()?;
+        let rows = sqlx::query("SELECT * FROM grants WHERE retiring = $1 ORDER BY created_at, id")
+            .bind(principal)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "grants"))?;
+        rows.iter().map(grant_of).collect()
+    }
+
+    async fn grants_for(&self, grantee: &str, key_id: KeyId) -> Result<Vec<GrantRecord>> {
+        self.check()?;
+        let rows = sqlx::query("SELECT * FROM grants WHERE key_id = $1 AND grantee = $2")
+            .bind(key_id.as_bytes().as_slice())
+            .bind(grantee)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "grants"))?;
+        rows.iter().map(grant_of).collect()
+    }
+
+    async fn delete_grant(&self, id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("DELETE FROM grants WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "grant"))?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound("grant"));
+        }
+        tx.commit().await.map_err(|e| self.err(e, "grant"))
     }
 
     fn is_healthy(&self) -> bool {

@@ -14,6 +14,7 @@ mod audit;
 mod bootstrap;
 mod crypto;
 mod federation;
+mod grants;
 mod lifecycle;
 mod policy;
 mod properties;

@@ -3,8 +3,9 @@
 use axum::response::Response;
 use strongroom_core::types::*;
 use strongroom_core::{
-    Algorithm, AliasName, EncryptionContext, Error, KeyRecord, KeyState, Labels, PageRequest,
-    Purpose, Sha2, SignatureScheme, Timestamp,
+    Algorithm, AliasName, BearerToken, EncryptionContext, Error, GrantInfo, GrantInput, GrantRef,
+    KeyRecord, KeyState, Labels, PageRequest, PrincipalName, Purpose, Sha2, SignatureScheme,
+    Timestamp,
 };
 use strongroom_crypto::RsaBits;
 
@@ -20,7 +21,6 @@ type AwsResult = Result<Response, AwsError>;
 const NOT_YET: &[&str] = &[
     "ConnectCustomKeyStore",
     "CreateCustomKeyStore",
-    "CreateGrant",
     "DeleteCustomKeyStore",
     "DeleteImportedKeyMaterial",
     "DeriveSharedSecret",
@@ -29,14 +29,10 @@ const NOT_YET: &[&str] = &[
     "GetKeyPolicy",
     "GetParametersForImport",
     "ImportKeyMaterial",
-    "ListGrants",
     "ListKeyPolicies",
     "ListKeyRotations",
-    "ListRetirableGrants",
     "PutKeyPolicy",
     "ReplicateKey",
-    "RetireGrant",
-    "RevokeGrant",
     "UpdateCustomKeyStore",
     "UpdatePrimaryRegion",
 ];
@@ -59,6 +55,11 @@ pub(crate) async fn dispatch(c: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
         "DisableKeyRotation" => disable_rotation(c, parse(body)?).await,
         "GetKeyRotationStatus" => rotation_status(c, parse(body)?).await,
         "RotateKeyOnDemand" => rotate_on_demand(c, parse(body)?).await,
+        "CreateGrant" => create_grant(c, parse(body)?).await,
+        "ListGrants" => list_grants(c, parse(body)?).await,
+        "ListRetirableGrants" => list_retirable_grants(c, parse(body)?).await,
+        "RetireGrant" => retire_grant(c, parse(body)?).await,
+        "RevokeGrant" => revoke_grant(c, parse(body)?).await,
         "CreateAlias" => put_alias(c, parse(body)?, false).await,
         "UpdateAlias" => put_alias(c, parse(body)?, true).await,
         "DeleteAlias" => delete_alias(c, parse(body)?).await,
@@ -162,15 +163,16 @@ fn blob_len(field: &str, len: usize, max: usize) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// Grant tokens let AWS clients use a grant before it has propagated. Strongroom's grants
+/// take effect at once, so the tokens are checked for shape and otherwise not needed.
 fn no_grants(g: Option<Vec<String>>) -> Result<(), AwsError> {
-    // Grants are not implemented: a request that relies on one is refused rather than
-    // decided without it.
-    match g {
-        Some(v) if !v.is_empty() => Err(AwsError::unsupported(
-            "grants are not supported by this server yet; GrantTokens must be empty",
-        )),
-        _ => Ok(()),
+    let g = g.unwrap_or_default();
+    if g.len() > 10 || g.iter().any(|t| t.is_empty() || t.len() > 8192) {
+        return Err(AwsError::validation(
+            "GrantTokens: at most 10 tokens of 1 to 8192 characters",
+        ));
     }
+    Ok(())
 }
 
 fn no_dry_run(d: Option<bool>) -> Result<(), AwsError> {
@@ -692,6 +694,261 @@ async fn update_description(c: &Call<'_>, req: UpdateKeyDescriptionRequest) -> A
         )
         .await?;
     ok(&Empty {})
+}
+
+// ---- grants ----
+
+/// AWS grant operations and the Strongroom actions they allow. GenerateDataKey stands for
+/// every data key operation (one Strongroom action), and Decrypt for both decryptions.
+const GRANT_OPERATIONS: &[(&str, &[&str])] = &[
+    ("Decrypt", &["decrypt", "asymmetric-decrypt"]),
+    ("Encrypt", &["encrypt"]),
+    ("GenerateDataKey", &["generate-data-key"]),
+    ("GenerateDataKeyWithoutPlaintext", &["generate-data-key"]),
+    ("GenerateDataKeyPair", &["generate-data-key"]),
+    (
+        "GenerateDataKeyPairWithoutPlaintext",
+        &["generate-data-key"],
+    ),
+    ("ReEncryptFrom", &["re-encrypt-from"]),
+    ("ReEncryptTo", &["re-encrypt-to"]),
+    ("Sign", &["sign"]),
+    ("Verify", &["verify"]),
+    ("GetPublicKey", &["get-public-key"]),
+    ("GenerateMac", &["mac"]),
+    ("VerifyMac", &["mac-verify"]),
+    ("DescribeKey", &["get-key"]),
+    ("CreateGrant", &["create-grant"]),
+    ("RetireGrant", &["retire-grant"]),
+];
+
+fn grant_actions(ops: &[String]) -> Result<Vec<String>, AwsError> {
+    let mut out = Vec::new();
+    for op in ops {
+        match GRANT_OPERATIONS.iter().find(|(n, _)| n == op) {
+            Some((_, actions)) => out.extend(actions.iter().map(|a| a.to_string())),
+            None if op == "DeriveSharedSecret" => {
+                return Err(AwsError::unsupported(
+                    "Operations: DeriveSharedSecret is not supported by this server yet",
+                ));
+            }
+            None => {
+                return Err(AwsError::validation(
+                    "Operations: not a grant operation AWS KMS defines",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The AWS operations a grant's actions stand for (every one they allow).
+fn grant_operations(actions: &[String]) -> Vec<&'static str> {
+    GRANT_OPERATIONS
+        .iter()
+        .filter(|(_, acts)| acts.iter().all(|a| actions.iter().any(|x| x == a)))
+        .map(|(op, _)| *op)
+        .collect()
+}
+
+impl Call<'_> {
+    /// A principal as AWS names it: `arn:aws:iam::<account>:user/<name>` or `role/<name>`
+    /// in this server's account, or (a Strongroom extension) the principal's name.
+    fn principal(&self, field: &str, s: &str) -> Result<PrincipalName, AwsError> {
+        let name = match s.strip_prefix(&format!("arn:aws:iam::{}:", self.opts.account_id)) {
+            Some(rest) => rest
+                .strip_prefix("user/")
+                .or_else(|| rest.strip_prefix("role/"))
+                .ok_or_else(|| {
+                    AwsError::validation(format!("{field}: must be a user or role ARN"))
+                })?,
+            None if s.starts_with("arn:") => {
+                return Err(AwsError::validation(format!(
+                    "{field}: the ARN names another account or service"
+                )));
+            }
+            None => s,
+        };
+        PrincipalName::try_new(name)
+            .map_err(|_| AwsError::validation(format!("{field}: not a principal name")))
+    }
+
+    fn principal_arn(&self, name: &str) -> String {
+        format!("arn:aws:iam::{}:user/{name}", self.opts.account_id)
+    }
+
+    fn grant_entry(&self, g: &GrantInfo) -> GrantListEntry {
+        let constraints =
+            (g.context_subset.is_some() || g.context_equals.is_some()).then(|| GrantConstraints {
+                encryption_context_subset: g.context_subset.clone().map(StrictMap),
+                encryption_context_equals: g.context_equals.clone().map(StrictMap),
+            });
+        GrantListEntry {
+            key_id: format!(
+                "arn:aws:kms:{}:{}:key/{}",
+                self.opts.region, self.opts.account_id, g.key_id
+            ),
+            grant_id: g.id.clone(),
+            name: g.name.clone(),
+            creation_date: g.created_at.0,
+            grantee_principal: self.principal_arn(&g.grantee),
+            retiring_principal: g
+                .retiring_principal
+                .as_deref()
+                .map(|p| self.principal_arn(p)),
+            issuing_account: format!("arn:aws:iam::{}:root", self.opts.account_id),
+            operations: grant_operations(&g.actions),
+            constraints,
+        }
+    }
+}
+
+/// A page of grants, by the order they were listed in; the marker is the last grant id.
+fn grant_page(
+    c: &Call<'_>,
+    grants: Vec<GrantInfo>,
+    limit: Option<i64>,
+    marker: Option<String>,
+) -> AwsResult {
+    let p = page(limit, marker)?;
+    let start = match &p.after {
+        None => 0,
+        Some(m) => grants
+            .iter()
+            .position(|g| &g.id == m)
+            .map(|i| i + 1)
+            .ok_or_else(|| {
+                AwsError::request("InvalidMarkerException", "Marker: not from this listing")
+            })?,
+    };
+    let rest = &grants[start.min(grants.len())..];
+    let take = rest.len().min(p.limit as usize);
+    let truncated = rest.len() > take;
+    ok(&ListGrantsResponse {
+        grants: rest[..take].iter().map(|g| c.grant_entry(g)).collect(),
+        next_marker: truncated.then(|| rest[take - 1].id.clone()),
+        truncated,
+    })
+}
+
+async fn create_grant(c: &Call<'_>, req: CreateGrantRequest) -> AwsResult {
+    let CreateGrantRequest {
+        key_id,
+        grantee_principal,
+        retiring_principal,
+        operations,
+        constraints,
+        grant_tokens,
+        name,
+        dry_run,
+    } = req;
+    no_grants(grant_tokens)?;
+    no_dry_run(dry_run)?;
+    let GrantConstraints {
+        encryption_context_subset,
+        encryption_context_equals,
+    } = constraints.unwrap_or_default();
+    let input = GrantInput {
+        grantee: c.principal("GranteePrincipal", &grantee_principal)?,
+        retiring_principal: retiring_principal
+            .map(|p| c.principal("RetiringPrincipal", &p))
+            .transpose()?,
+        actions: grant_actions(&operations)?,
+        context_subset: encryption_context_subset.map(|m| m.0),
+        context_equals: encryption_context_equals.map(|m| m.0),
+        name,
+    };
+    let g = c
+        .svc
+        .create_grant(&c.ctx, &c.key_ref("KeyId", &key_id)?, input)
+        .await?;
+    ok(&CreateGrantResponse {
+        // Exposed to hand the token to the caller, once.
+        grant_token: g.token.expose_secret().to_string(),
+        grant_id: g.info.id,
+    })
+}
+
+async fn list_grants(c: &Call<'_>, req: ListGrantsRequest) -> AwsResult {
+    let ListGrantsRequest {
+        key_id,
+        limit,
+        marker,
+        grant_id,
+        grantee_principal,
+    } = req;
+    let grantee = grantee_principal
+        .map(|p| c.principal("GranteePrincipal", &p))
+        .transpose()?;
+    let grants: Vec<GrantInfo> = c
+        .svc
+        .list_grants(&c.ctx, &c.key_ref("KeyId", &key_id)?)
+        .await?
+        .into_iter()
+        .filter(|g| grant_id.as_ref().is_none_or(|id| &g.id == id))
+        .filter(|g| grantee.as_ref().is_none_or(|p| g.grantee == p.as_str()))
+        .collect();
+    grant_page(c, grants, limit, marker)
+}
+
+async fn list_retirable_grants(c: &Call<'_>, req: ListRetirableGrantsRequest) -> AwsResult {
+    let ListRetirableGrantsRequest {
+        retiring_principal,
+        limit,
+        marker,
+    } = req;
+    let p = c.principal("RetiringPrincipal", &retiring_principal)?;
+    let grants = c.svc.list_retirable_grants(&c.ctx, &p).await?;
+    grant_page(c, grants, limit, marker)
+}
+
+async fn retire_grant(c: &Call<'_>, req: RetireGrantRequest) -> AwsResult {
+    let RetireGrantRequest {
+        grant_token,
+        key_id,
+        grant_id,
+        dry_run,
+    } = req;
+    no_dry_run(dry_run)?;
+    let by = match (grant_token, key_id, grant_id) {
+        (Some(t), None, None) => GrantRef::Token(BearerToken::new(t.0.clone())),
+        (None, Some(k), Some(id)) => GrantRef::Id(c.key_ref("KeyId", &k)?, id),
+        _ => {
+            return Err(AwsError::validation(
+                "give GrantToken, or KeyId and GrantId",
+            ));
+        }
+    };
+    c.svc.retire_grant(&c.ctx, by).await.map_err(grant_error)?;
+    ok(&Empty {})
+}
+
+async fn revoke_grant(c: &Call<'_>, req: RevokeGrantRequest) -> AwsResult {
+    let RevokeGrantRequest {
+        key_id,
+        grant_id,
+        dry_run,
+    } = req;
+    no_dry_run(dry_run)?;
+    c.svc
+        .revoke_grant(&c.ctx, &c.key_ref("KeyId", &key_id)?, &grant_id)
+        .await
+        .map_err(grant_error)?;
+    ok(&Empty {})
+}
+
+/// A grant id or token that names no grant is AWS's `InvalidGrantIdException` /
+/// `InvalidGrantTokenException`.
+fn grant_error(e: Error) -> AwsError {
+    match e {
+        Error::NotFound { kind: "grant", .. } => {
+            AwsError::Core(e).relabel("InvalidGrantIdException")
+        }
+        Error::InvalidArgument { ref field, .. } if field == "grant_id" => {
+            AwsError::Core(e).relabel("InvalidGrantIdException")
+        }
+        e => AwsError::Core(e),
+    }
 }
 
 // ---- rotation ----

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use crate::json::{B64Bytes, SecretB64, StrictMap};
+pub(crate) use crate::json::{B64Bytes, SecretB64, SecretText, StrictMap};
 
 // ---- shared ----
 
@@ -162,6 +162,98 @@ pub(crate) struct ScheduleKeyDeletionResponse {
     pub(crate) deletion_date: i64,
     pub(crate) key_state: &'static str,
     pub(crate) pending_window_in_days: i64,
+}
+
+// ---- grants ----
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct GrantConstraints {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) encryption_context_subset: Option<StrictMap>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) encryption_context_equals: Option<StrictMap>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct CreateGrantRequest {
+    pub(crate) key_id: String,
+    pub(crate) grantee_principal: String,
+    pub(crate) retiring_principal: Option<String>,
+    pub(crate) operations: Vec<String>,
+    pub(crate) constraints: Option<GrantConstraints>,
+    pub(crate) grant_tokens: Option<Vec<String>>,
+    pub(crate) name: Option<String>,
+    pub(crate) dry_run: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct CreateGrantResponse {
+    pub(crate) grant_token: String,
+    pub(crate) grant_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct ListGrantsRequest {
+    pub(crate) key_id: String,
+    pub(crate) limit: Option<i64>,
+    pub(crate) marker: Option<String>,
+    pub(crate) grant_id: Option<String>,
+    pub(crate) grantee_principal: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct ListRetirableGrantsRequest {
+    pub(crate) retiring_principal: String,
+    pub(crate) limit: Option<i64>,
+    pub(crate) marker: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct GrantListEntry {
+    pub(crate) key_id: String,
+    pub(crate) grant_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    pub(crate) creation_date: i64,
+    pub(crate) grantee_principal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retiring_principal: Option<String>,
+    pub(crate) issuing_account: String,
+    pub(crate) operations: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) constraints: Option<GrantConstraints>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListGrantsResponse {
+    pub(crate) grants: Vec<GrantListEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_marker: Option<String>,
+    pub(crate) truncated: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct RetireGrantRequest {
+    pub(crate) grant_token: Option<SecretText>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) grant_id: Option<String>,
+    pub(crate) dry_run: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct RevokeGrantRequest {
+    pub(crate) key_id: String,
+    pub(crate) grant_id: String,
+    pub(crate) dry_run: Option<bool>,
 }
 
 // ---- rotation ----

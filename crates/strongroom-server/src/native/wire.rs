@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use strongroom_core::types::{KeyIdentity, TokenInfo, VersionInfo};
 use strongroom_core::{AliasInfo, KeyRecord, KeyRingRecord, Timestamp};
 
-pub(crate) use crate::json::{B64Bytes, SecretB64, StrictMap};
+pub(crate) use crate::json::{B64Bytes, SecretB64, SecretText, StrictMap};
 
 /// A map of string keys to whole numbers that refuses duplicate keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -857,19 +857,4 @@ pub(crate) struct AwsSessionResponse {
     pub(crate) secret_access_key: String,
     /// Shown once.
     pub(crate) session_token: String,
-}
-
-/// A secret string field (a JWT), wiped after use and never debug-printed.
-pub(crate) struct SecretText(pub(crate) String);
-
-impl<'de> Deserialize<'de> for SecretText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(SecretText)
-    }
-}
-
-impl Drop for SecretText {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
-    }
 }

@@ -41,7 +41,8 @@ sqlite_suite!(
     policies,
     issuers,
     access_keys,
-    key_deletion
+    key_deletion,
+    grants
 );
 
 #[tokio::test]

@@ -689,3 +689,53 @@ pub(crate) async fn access_keys(s: &dyn Store) {
         Err(StoreError::NotFound(_))
     ));
 }
+
+pub(crate) async fn grants(s: &dyn Store) {
+    ensure_ring(s, "r").await;
+    let (k, v) = sample_key("r", "k", 1);
+    s.create_key(&k, &v).await.unwrap();
+    let g = GrantRecord {
+        id: "srg_1".into(),
+        key_id: k.id,
+        grantee: "app".into(),
+        retiring_principal: Some("ops".into()),
+        actions: vec!["decrypt".into(), "encrypt".into()],
+        context_subset: Some(BTreeMap::from([("tenant".into(), "acme".into())])),
+        context_equals: None,
+        name: Some("n".into()),
+        token_hash: vec![1; 32],
+        created_at: Timestamp(10),
+        created_by: "root".into(),
+    };
+    s.insert_grant(&g).await.unwrap();
+    let g2 = GrantRecord {
+        id: "srg_2".into(),
+        grantee: "other".into(),
+        retiring_principal: None,
+        token_hash: vec![2; 32],
+        created_at: Timestamp(11),
+        ..g.clone()
+    };
+    s.insert_grant(&g2).await.unwrap();
+    assert!(matches!(
+        s.insert_grant(&g).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(s.grant("srg_1").await.unwrap(), Some(g.clone()));
+    assert_eq!(
+        s.grant_by_token_hash(&[2; 32]).await.unwrap(),
+        Some(g2.clone())
+    );
+    assert_eq!(
+        s.grants_of_key(k.id).await.unwrap(),
+        vec![g.clone(), g2.clone()]
+    );
+    assert_eq!(s.grants_for("app", k.id).await.unwrap(), vec![g.clone()]);
+    assert_eq!(s.grants_retirable_by("ops").await.unwrap(), vec![g.clone()]);
+    s.delete_grant("srg_1").await.unwrap();
+    assert!(matches!(
+        s.delete_grant("srg_1").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.grants_for("app", k.id).await.unwrap().is_empty());
+}
