@@ -489,6 +489,14 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
+    /// Checks a policy document's name, syntax and schema without storing it — no request,
+    /// no audit event: for front-ends that generate Cedar (AWS key policies) to check their
+    /// output before anything is created.
+    pub fn validate_policy_text(name: &str, text: &str) -> Result<()> {
+        validate_policy_name(name)?;
+        PolicyEngine::validate(name, text).map_err(invalid_policy)
+    }
+
     /// Validates a document without storing it. Any authenticated caller may ask.
     pub async fn validate_policy(
         &self,

@@ -8,6 +8,7 @@
 
 mod error;
 mod ops;
+mod policy;
 mod sigv4;
 mod wire;
 

@@ -164,6 +164,48 @@ pub(crate) struct ScheduleKeyDeletionResponse {
     pub(crate) pending_window_in_days: i64,
 }
 
+// ---- key policies ----
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct GetKeyPolicyRequest {
+    pub(crate) key_id: String,
+    pub(crate) policy_name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct GetKeyPolicyResponse {
+    pub(crate) policy: String,
+    pub(crate) policy_name: &'static str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct PutKeyPolicyRequest {
+    pub(crate) key_id: String,
+    pub(crate) policy_name: Option<String>,
+    pub(crate) policy: String,
+    // Accepted and without effect: Strongroom's shipped roles keep administrators in.
+    #[allow(dead_code)]
+    pub(crate) bypass_policy_lockout_safety_check: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct ListKeyPoliciesRequest {
+    pub(crate) key_id: String,
+    pub(crate) limit: Option<i64>,
+    pub(crate) marker: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListKeyPoliciesResponse {
+    pub(crate) policy_names: Vec<&'static str>,
+    pub(crate) truncated: bool,
+}
+
 // ---- grants ----
 
 #[derive(Debug, Default, Deserialize, Serialize)]
