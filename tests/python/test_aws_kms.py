@@ -103,7 +103,7 @@ def test_create_key_refusals_create_nothing(kms):
     raises("ValidationException", kms.create_key, KeySpec="HMAC_256", KeyUsage="ENCRYPT_DECRYPT")
     raises("ValidationException", kms.create_key, KeySpec="SYMMETRIC_DEFAULT", KeyUsage="SIGN_VERIFY")
     raises("MalformedPolicyDocumentException", kms.create_key, Policy=json.dumps({"Version": "2012-10-17"}))
-    raises("UnsupportedOperationException", kms.create_key, Origin="EXTERNAL")
+    raises("UnsupportedOperationException", kms.create_key, Origin="AWS_CLOUDHSM")
     raises("UnsupportedOperationException", kms.create_key, MultiRegion=True)
     raises("UnsupportedOperationException", kms.create_key, KeySpec="ML_DSA_65", KeyUsage="SIGN_VERIFY")
     # Tags that Strongroom's label rules cannot hold are refused, not altered.
@@ -516,7 +516,7 @@ def test_malformed_requests_are_refused_and_audited(server):
         ),
         ("TrentService.NoSuchThing", b"{}", "UnknownOperationException"),
         ("DynamoDB_20120810.ListTables", b"{}", "UnknownOperationException"),
-        ("TrentService.ImportKeyMaterial", b'{"KeyId": "x"}', "UnsupportedOperationException"),
+        ("TrentService.DeriveSharedSecret", b'{"KeyId": "x"}', "UnsupportedOperationException"),
     ]
     for target, body, expected in cases:
         status, answer = signed_request(server, target, body)
@@ -731,3 +731,99 @@ def test_key_policies(server, kms):
     k2 = kms.create_key(Policy=allow_app)["KeyMetadata"]["KeyId"]
     app.encrypt(KeyId=k2, Plaintext=b"x")
     assert kms.get_key_policy(KeyId=k2, PolicyName="default")["Policy"] == allow_app
+
+
+# ---- importing key material (BYOK) ----
+
+
+def test_import_key_material(kms):
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    md = kms.create_key(Origin="EXTERNAL", Description="byok")["KeyMetadata"]
+    key = md["KeyId"]
+    assert (md["Origin"], md["KeyState"], md["Enabled"]) == ("EXTERNAL", "PendingImport", False)
+    raises("KMSInvalidStateException", kms.encrypt, KeyId=key, Plaintext=b"x")
+
+    material = os.urandom(32)
+    p = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    assert p["KeyId"] == md["Arn"]
+    wrapping_key = serialization.load_der_public_key(p["PublicKey"])
+    assert wrapping_key.key_size == 2048
+    # Wrong length for SYMMETRIC_DEFAULT: IncorrectKeyMaterialException; the token survives.
+    raises(
+        "IncorrectKeyMaterialException",
+        kms.import_key_material,
+        KeyId=key,
+        ImportToken=p["ImportToken"],
+        EncryptedKeyMaterial=wrapping_key.encrypt(os.urandom(16), oaep),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    )
+    raises(
+        "UnsupportedOperationException",
+        kms.import_key_material,
+        KeyId=key,
+        ImportToken=p["ImportToken"],
+        EncryptedKeyMaterial=wrapping_key.encrypt(material, oaep),
+        ExpirationModel="KEY_MATERIAL_EXPIRES",
+        ValidTo=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1),
+    )
+    kms.import_key_material(
+        KeyId=key,
+        ImportToken=p["ImportToken"],
+        EncryptedKeyMaterial=wrapping_key.encrypt(material, oaep),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    )
+    md = kms.describe_key(KeyId=key)["KeyMetadata"]
+    assert (md["KeyState"], md["ExpirationModel"]) == ("Enabled", "KEY_MATERIAL_DOES_NOT_EXPIRE")
+    blob = kms.encrypt(KeyId=key, Plaintext=b"mine", EncryptionContext={"a": "b"})["CiphertextBlob"]
+    # Material in place: importing again needs it deleted first.
+    raises(
+        "KMSInvalidStateException",
+        kms.import_key_material,
+        KeyId=key,
+        ImportToken=p["ImportToken"],
+        EncryptedKeyMaterial=wrapping_key.encrypt(material, oaep),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    )
+    raises("UnsupportedOperationException", kms.rotate_key_on_demand, KeyId=key)
+
+    kms.delete_imported_key_material(KeyId=key)
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "PendingImport"
+    raises("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blob, EncryptionContext={"a": "b"})
+    # A spent token, and a forged one, are refused.
+    for token in (p["ImportToken"], b"srit_forged"):
+        raises(
+            "InvalidImportTokenException",
+            kms.import_key_material,
+            KeyId=key,
+            ImportToken=token,
+            EncryptedKeyMaterial=wrapping_key.encrypt(material, oaep),
+            ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+        )
+
+    # Re-import, wrapped with RSA_AES_KEY_WRAP_SHA_256: only the same material is taken.
+    p2 = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec="RSA_3072")
+    wk2 = serialization.load_der_public_key(p2["PublicKey"])
+
+    def kwp(m):
+        kek = os.urandom(32)
+        return wk2.encrypt(kek, oaep) + aes_key_wrap_with_padding(kek, m)
+
+    raises(
+        "IncorrectKeyMaterialException",
+        kms.import_key_material,
+        KeyId=key,
+        ImportToken=p2["ImportToken"],
+        EncryptedKeyMaterial=kwp(os.urandom(32)),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    )
+    kms.import_key_material(
+        KeyId=key, ImportToken=p2["ImportToken"], EncryptedKeyMaterial=kwp(material), ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE"
+    )
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"a": "b"})["Plaintext"] == b"mine"
+
+    # Refusals: a generated key takes no import; an unsupported wrapping.
+    generated = symmetric(kms)
+    raises("UnsupportedOperationException", kms.get_parameters_for_import, KeyId=generated, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    raises("UnsupportedOperationException", kms.get_parameters_for_import, KeyId=key, WrappingAlgorithm="RSAES_PKCS1_V1_5", WrappingKeySpec="RSA_2048")

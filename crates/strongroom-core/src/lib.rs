@@ -17,6 +17,7 @@ pub mod error;
 pub mod federation;
 mod governance;
 pub mod grants;
+pub mod import;
 mod lifecycle;
 pub mod quota;
 pub mod request;
@@ -41,9 +42,9 @@ pub use strongroom_crypto::{
 };
 pub use strongroom_policy::{DEFAULT_POLICIES, Decision, SCHEMA as POLICY_SCHEMA};
 pub use strongroom_store::{
-    AliasName, ClaimRule, IssuerRecord, KeyName, KeyRecord, KeyRingRecord, KeyState, Labels, Page,
-    PageRequest, PolicyRecord, PrincipalName, PrincipalRecord, Protection, RingName, Timestamp,
-    VersionState,
+    AliasName, ClaimRule, IssuerRecord, KeyName, KeyOrigin, KeyRecord, KeyRingRecord, KeyState,
+    Labels, Page, PageRequest, PolicyRecord, PrincipalName, PrincipalRecord, Protection, RingName,
+    Timestamp, VersionState,
 };
 
 /// The built-in principal of the root token: allowed everything, by no policy.

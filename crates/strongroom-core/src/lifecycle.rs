@@ -3,8 +3,8 @@
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::{KeyId, Purpose};
 use strongroom_store::{
-    AliasName, AliasRecord, AliasWrite, KeyName, KeyRecord, KeyRingRecord, KeyState, Page,
-    PageRequest, Protection, RingName, StoreError, Timestamp, VersionRecord, VersionState,
+    AliasName, AliasRecord, AliasWrite, KeyName, KeyOrigin, KeyRecord, KeyRingRecord, KeyState,
+    Page, PageRequest, Protection, RingName, StoreError, Timestamp, VersionRecord, VersionState,
 };
 
 use crate::error::{Error, Result};
@@ -63,7 +63,7 @@ fn validate_rotation(purpose: Purpose, period: Option<i64>) -> Result<()> {
 /// Refuses to use or change a key whose deletion is scheduled (cancel it first) or done.
 pub(crate) fn require_live(k: &KeyRecord, op: Operation) -> Result<()> {
     let requirement = match k.state {
-        KeyState::Enabled | KeyState::Disabled => return Ok(()),
+        KeyState::Enabled | KeyState::Disabled | KeyState::PendingImport => return Ok(()),
         KeyState::DeletionScheduled => "needs its deletion cancelled first",
         KeyState::Deleted => "cannot be done: the key is deleted",
     };
@@ -73,6 +73,19 @@ pub(crate) fn require_live(k: &KeyRecord, op: Operation) -> Result<()> {
         operation: op.as_str(),
         requirement,
     })
+}
+
+/// Refuses what needs key material on a key whose imported material is not there.
+pub(crate) fn require_material(k: &KeyRecord, op: Operation) -> Result<()> {
+    if k.state == KeyState::PendingImport {
+        return Err(Error::InvalidState {
+            resource: format!("key {}/{}", k.ring, k.name),
+            state: k.state.as_str(),
+            operation: op.as_str(),
+            requirement: "needs its material imported first",
+        });
+    }
+    Ok(())
 }
 
 impl KeyService {
@@ -328,6 +341,33 @@ impl KeyService {
         ctx: &RequestContext,
         input: CreateKeyInput,
     ) -> Result<(KeyRecord, VersionInfo)> {
+        let (k, v) = self.create_key_as(ctx, input, KeyOrigin::Generated).await?;
+        let v = v.ok_or_else(|| Error::Internal("a generated key without a version".into()))?;
+        Ok((k, v))
+    }
+
+    /// Creates a key whose material its owner will import (bring your own key): no version
+    /// yet, state `pending_import` until `import_key_material`. No automatic rotation.
+    pub async fn create_key_for_import(
+        &self,
+        ctx: &RequestContext,
+        input: CreateKeyInput,
+    ) -> Result<KeyRecord> {
+        if input.rotation_period_secs.is_some() {
+            return Err(Error::invalid(
+                "rotation_period",
+                "imported keys do not rotate automatically",
+            ));
+        }
+        Ok(self.create_key_as(ctx, input, KeyOrigin::Imported).await?.0)
+    }
+
+    async fn create_key_as(
+        &self,
+        ctx: &RequestContext,
+        input: CreateKeyInput,
+        origin: KeyOrigin,
+    ) -> Result<(KeyRecord, Option<VersionInfo>)> {
         let mut ev = self.event(ctx, Operation::CreateKey);
         ev.key_ring = Some(input.ring.to_string());
         ev.key = input.name.as_ref().map(|n| n.to_string());
@@ -384,12 +424,16 @@ impl KeyService {
                 purpose,
                 algorithm,
                 protection: Protection::Software,
+                origin,
                 exportable: input.exportable,
                 description: input.description,
                 labels: input.labels,
-                state: KeyState::Enabled,
-                primary_version: Some(1),
-                version_count: 1,
+                state: match origin {
+                    KeyOrigin::Generated => KeyState::Enabled,
+                    KeyOrigin::Imported => KeyState::PendingImport,
+                },
+                primary_version: (origin == KeyOrigin::Generated).then_some(1),
+                version_count: u32::from(origin == KeyOrigin::Generated),
                 rotation_period_secs: input.rotation_period_secs,
                 next_rotation_time: input
                     .rotation_period_secs
@@ -400,9 +444,14 @@ impl KeyService {
                 revision: 1,
             };
             ev.key_id = Some(key.id.to_string());
-            ev.version = Some(1);
-            // Key generation (RSA especially) is CPU-heavy: keep it off the async workers.
-            let v1 = tokio::task::block_in_place(|| self.new_version(&key, 1))?;
+            let v1 = match origin {
+                KeyOrigin::Generated => {
+                    ev.version = Some(1);
+                    // Key generation (RSA especially) is CPU-heavy: keep it off the async workers.
+                    Some(tokio::task::block_in_place(|| self.new_version(&key, 1))?)
+                }
+                KeyOrigin::Imported => None,
+            };
             if self.store.key(&key.ring, &key.name).await?.is_some() {
                 return Err(Error::AlreadyExists {
                     kind: "key",
@@ -411,7 +460,7 @@ impl KeyService {
             }
             self.audit_before_commit(&mut ev).await?;
             self.store
-                .create_key(&key, std::slice::from_ref(&v1))
+                .create_key(&key, v1.as_slice())
                 .await
                 .map_err(|e| match e {
                     StoreError::AlreadyExists(_) => Error::AlreadyExists {
@@ -421,7 +470,7 @@ impl KeyService {
                     StoreError::NotFound(_) => Error::not_found("key ring", key.ring.to_string()),
                     e => e.into(),
                 })?;
-            Ok((key, VersionInfo::from(&v1)))
+            Ok((key, v1.as_ref().map(VersionInfo::from)))
         }
         .await;
         self.finish(ev, res).await
@@ -569,7 +618,7 @@ impl KeyService {
     }
 
     /// Writes a key update with optimistic concurrency.
-    async fn write_key(
+    pub(crate) async fn write_key(
         &self,
         ev: &mut AuditEvent,
         before: &KeyRecord,
@@ -625,6 +674,12 @@ impl KeyService {
                 }
                 if let Some(p) = input.rotation_period_secs {
                     validate_rotation(k.purpose, p)?;
+                    if p.is_some() && k.origin == KeyOrigin::Imported {
+                        return Err(Error::invalid(
+                            "rotation_period",
+                            "imported keys do not rotate automatically",
+                        ));
+                    }
                     next.rotation_period_secs = p;
                     next.next_rotation_time = p.map(|p| self.clock.now().plus_secs(p));
                 }
@@ -689,6 +744,7 @@ impl KeyService {
             };
             self.modify_key(&mut ev, k, |k| {
                 require_live(k, op)?;
+                require_material(k, op)?;
                 Ok((k.state != state).then(|| KeyRecord { state, ..k.clone() }))
             })
             .await
@@ -819,6 +875,14 @@ impl KeyService {
                 .resolve_checked(&who, ctx, &mut ev, "create-version", key, None)
                 .await?;
             require_live(&k, Operation::CreateVersion)?;
+            if k.origin == KeyOrigin::Imported {
+                return Err(Error::InvalidState {
+                    resource: format!("key {}/{}", k.ring, k.name),
+                    state: "imported",
+                    operation: Operation::CreateVersion.as_str(),
+                    requirement: "has only the material its owner imported; it cannot make new versions",
+                });
+            }
             let (k2, info) = self
                 .add_version(&mut ev, &k, make_primary, true, true)
                 .await?;

@@ -16,7 +16,9 @@ pub fn class_of(operation: &str) -> &'static str {
         "encrypt" | "decrypt" | "generate-data-key" | "re-encrypt" | "asymmetric-decrypt"
         | "asymmetric-encrypt" | "get-public-key" | "sign" | "verify" | "mac" | "mac-verify"
         | "generate-random" => "crypto",
-        "create-key" | "create-version" | "generate-data-key-pair" => "keygen",
+        "create-key" | "create-version" | "generate-data-key-pair" | "get-import-parameters" => {
+            "keygen"
+        }
         o if o.starts_with("get-")
             || o.starts_with("list-")
             || matches!(

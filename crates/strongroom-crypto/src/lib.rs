@@ -10,6 +10,7 @@ pub mod algorithm;
 pub mod ciphertext;
 pub mod context;
 pub mod hash;
+pub mod import;
 pub mod key_id;
 pub mod keys;
 pub mod rand;

@@ -92,6 +92,8 @@ const MANAGE_KEY: &[&str] = &[
     "create-grant",
     "retire-grant",
     "revoke-grant",
+    "import-key-material",
+    "delete-imported-key-material",
 ];
 const ADMIN: &[&str] = &[
     "create-token",

@@ -171,6 +171,14 @@ pub trait Store: Send + Sync + 'static {
     /// Marks an access key revoked (idempotent: the first time is kept).
     async fn revoke_access_key(&self, id: &str, at: Timestamp) -> Result<()>;
 
+    /// Stores new import parameters.
+    async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<()>;
+    /// Finds import parameters by the SHA-256 of their token.
+    async fn import_token_by_hash(&self, hash: &[u8]) -> Result<Option<ImportTokenRecord>>;
+    /// Marks import parameters used; fails with `Conflict` when they already were (single
+    /// use, even under races).
+    async fn use_import_token(&self, id: &str, at: Timestamp) -> Result<()>;
+
     /// Stores a new grant.
     async fn insert_grant(&self, grant: &GrantRecord) -> Result<()>;
     /// Reads a grant by id.

@@ -185,6 +185,22 @@ CREATE INDEX grants_key ON grants (key_id, grantee);
 CREATE INDEX grants_retiring ON grants (retiring);
 "#,
     ),
+    (
+        10,
+        r#"
+ALTER TABLE keys ADD COLUMN origin TEXT NOT NULL DEFAULT 'generated';
+CREATE TABLE import_tokens (
+    id TEXT PRIMARY KEY,
+    key_id BLOB NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    wrapping TEXT NOT NULL,
+    wrapping_algorithm TEXT NOT NULL,
+    sealed_private BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -436,6 +452,7 @@ fn key_of(r: &SqliteRow) -> Result<KeyRecord> {
         purpose: parse::<Purpose>(r.try_get::<&str, _>("purpose").map_err(g)?, "purpose")?,
         algorithm: parse::<Algorithm>(r.try_get::<&str, _>("algorithm").map_err(g)?, "algorithm")?,
         protection: parse(r.try_get::<&str, _>("protection").map_err(g)?, "protection")?,
+        origin: parse(r.try_get::<&str, _>("origin").map_err(g)?, "key origin")?,
         exportable: r.try_get("exportable").map_err(g)?,
         description: r.try_get("description").map_err(g)?,
         labels: labels_of(r.try_get("labels").map_err(g)?)?,
@@ -551,6 +568,23 @@ fn grant_of(r: &SqliteRow) -> Result<GrantRecord> {
         token_hash: r.try_get("token_hash").map_err(g)?,
         created_at: Timestamp(r.try_get("created_at").map_err(g)?),
         created_by: spec.created_by,
+    })
+}
+
+fn import_token_of(r: &SqliteRow) -> Result<ImportTokenRecord> {
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("import token row: {e}"));
+    Ok(ImportTokenRecord {
+        id: r.try_get("id").map_err(g)?,
+        key_id: key_id_of(r.try_get("key_id").map_err(g)?)?,
+        token_hash: r.try_get("token_hash").map_err(g)?,
+        wrapping: r.try_get("wrapping").map_err(g)?,
+        wrapping_algorithm: parse::<Algorithm>(
+            r.try_get::<&str, _>("wrapping_algorithm").map_err(g)?,
+            "wrapping algorithm",
+        )?,
+        sealed_private: r.try_get("sealed_private").map_err(g)?,
+        expires_at: Timestamp(r.try_get("expires_at").map_err(g)?),
+        used_at: ts(r.try_get("used_at").map_err(g)?),
     })
 }
 
@@ -684,8 +718,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO keys (id, ring, name, purpose, algorithm, protection, exportable, description, labels, state,
                                primary_version, version_count, rotation_period_secs, next_rotation_time, created_at, updated_at, revision,
-                               deletion_time)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                               deletion_time, origin)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(key.id.as_bytes().as_slice())
         .bind(key.ring.as_str())
@@ -705,6 +739,7 @@ impl Store for SqliteStore {
         .bind(key.updated_at.0)
         .bind(key.revision)
         .bind(key.deletion_time.map(|t| t.0))
+        .bind(key.origin.as_str())
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e, "key"))?;
@@ -836,7 +871,9 @@ impl Store for SqliteStore {
                 .map_err(|e| self.err(e, "key version"))?;
         }
         tx.commit().await.map_err(|e| self.err(e, "key"))?;
-        if versions.iter().any(|v| v.state == VersionState::Destroyed) {
+        // Material was wiped (a destruction, or imported material deleted): make sure the
+        // freed pages leave the WAL too.
+        if versions.iter().any(|v| v.sealed_material.is_none()) {
             self.checkpoint().await;
         }
         Ok(())
@@ -1338,6 +1375,50 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound("access key"));
         }
         tx.commit().await.map_err(|e| self.err(e, "access key"))
+    }
+
+    async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO import_tokens (id, key_id, token_hash, wrapping, wrapping_algorithm, sealed_private, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(&t.id)
+            .bind(t.key_id.as_bytes().as_slice())
+            .bind(t.token_hash.as_slice())
+            .bind(&t.wrapping)
+            .bind(t.wrapping_algorithm.name())
+            .bind(t.sealed_private.as_slice())
+            .bind(t.expires_at.0)
+            .bind(t.used_at.map(|u| u.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "import token"))?;
+        tx.commit().await.map_err(|e| self.err(e, "import token"))
+    }
+
+    async fn import_token_by_hash(&self, hash: &[u8]) -> Result<Option<ImportTokenRecord>> {
+        self.check()?;
+        sqlx::query("SELECT * FROM import_tokens WHERE token_hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "import token"))?
+            .as_ref()
+            .map(import_token_of)
+            .transpose()
+    }
+
+    async fn use_import_token(&self, id: &str, at: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r =
+            sqlx::query("UPDATE import_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+                .bind(at.0)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "import token"))?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::Conflict);
+        }
+        tx.commit().await.map_err(|e| self.err(e, "import token"))
     }
 
     async fn insert_grant(&self, gr: &GrantRecord) -> Result<()> {

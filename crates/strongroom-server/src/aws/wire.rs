@@ -63,6 +63,8 @@ pub(crate) struct KeyMetadata {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) deletion_date: Option<i64>,
     pub(crate) origin: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) expiration_model: Option<&'static str>,
     pub(crate) key_manager: &'static str,
     pub(crate) customer_master_key_spec: &'static str,
     pub(crate) key_spec: &'static str,
@@ -162,6 +164,38 @@ pub(crate) struct ScheduleKeyDeletionResponse {
     pub(crate) deletion_date: i64,
     pub(crate) key_state: &'static str,
     pub(crate) pending_window_in_days: i64,
+}
+
+// ---- importing key material ----
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct GetParametersForImportRequest {
+    pub(crate) key_id: String,
+    pub(crate) wrapping_algorithm: String,
+    pub(crate) wrapping_key_spec: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct GetParametersForImportResponse {
+    pub(crate) key_id: String,
+    pub(crate) import_token: B64Bytes,
+    pub(crate) public_key: B64Bytes,
+    pub(crate) parameters_valid_to: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct ImportKeyMaterialRequest {
+    pub(crate) key_id: String,
+    pub(crate) import_token: SecretB64,
+    pub(crate) encrypted_key_material: B64Bytes,
+    pub(crate) valid_to: Option<serde_json::Value>,
+    pub(crate) expiration_model: Option<String>,
+    pub(crate) import_type: Option<String>,
+    pub(crate) key_material_description: Option<String>,
+    pub(crate) key_material_id: Option<String>,
 }
 
 // ---- key policies ----

@@ -42,7 +42,8 @@ sqlite_suite!(
     issuers,
     access_keys,
     key_deletion,
-    grants
+    grants,
+    import_tokens
 );
 
 #[tokio::test]

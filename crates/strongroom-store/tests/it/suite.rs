@@ -25,6 +25,7 @@ pub(crate) fn sample_key(ring: &str, name: &str, versions: u32) -> (KeyRecord, V
         purpose: Purpose::EncryptDecrypt,
         algorithm: Algorithm::Aes256Gcm,
         protection: Protection::Software,
+        origin: KeyOrigin::Generated,
         exportable: false,
         description: "d".into(),
         labels: BTreeMap::from([("team".into(), "payments".into())]),
@@ -738,4 +739,45 @@ pub(crate) async fn grants(s: &dyn Store) {
         Err(StoreError::NotFound(_))
     ));
     assert!(s.grants_for("app", k.id).await.unwrap().is_empty());
+}
+
+pub(crate) async fn import_tokens(s: &dyn Store) {
+    ensure_ring(s, "r").await;
+    let (k, v) = sample_key("r", "imported", 1);
+    let k = KeyRecord {
+        origin: KeyOrigin::Imported,
+        state: KeyState::PendingImport,
+        ..k
+    };
+    s.create_key(&k, &v).await.unwrap();
+    assert_eq!(s.key_by_id(k.id).await.unwrap().unwrap(), k);
+    let t = ImportTokenRecord {
+        id: "imp_1".into(),
+        key_id: k.id,
+        token_hash: vec![3; 32],
+        wrapping: "rsaes-oaep-sha256".into(),
+        wrapping_algorithm: Algorithm::RsaOaep(strongroom_crypto::RsaBits::B2048),
+        sealed_private: vec![9; 100],
+        expires_at: Timestamp(1000),
+        used_at: None,
+    };
+    s.insert_import_token(&t).await.unwrap();
+    assert_eq!(
+        s.import_token_by_hash(&[3; 32]).await.unwrap(),
+        Some(t.clone())
+    );
+    assert!(s.import_token_by_hash(&[4; 32]).await.unwrap().is_none());
+    s.use_import_token("imp_1", Timestamp(5)).await.unwrap();
+    assert!(matches!(
+        s.use_import_token("imp_1", Timestamp(6)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.import_token_by_hash(&[3; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        Some(Timestamp(5))
+    );
 }
