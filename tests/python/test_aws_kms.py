@@ -437,7 +437,11 @@ def test_rotation(server, kms):
     assert status["KeyRotationEnabled"] and status["RotationPeriodInDays"] == 90
     assert isinstance(status["NextRotationDate"], datetime.datetime)
     old = kms.encrypt(KeyId=key, Plaintext=b"old")["CiphertextBlob"]
+    assert kms.list_key_rotations(KeyId=key)["Rotations"] == []
     assert kms.rotate_key_on_demand(KeyId=key)["KeyId"] == key
+    rotations = kms.list_key_rotations(KeyId=key)["Rotations"]
+    assert [r["RotationType"] for r in rotations] == ["ON_DEMAND"]
+    assert rotations[0]["KeyId"].endswith(key) and isinstance(rotations[0]["RotationDate"], datetime.datetime)
     new = kms.encrypt(KeyId=key, Plaintext=b"new")["CiphertextBlob"]
     assert old[20:24] != new[20:24], "the new ciphertext names the new version"
     assert kms.decrypt(CiphertextBlob=old)["Plaintext"] == b"old"

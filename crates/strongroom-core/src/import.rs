@@ -7,8 +7,8 @@ use base64::Engine;
 use strongroom_crypto::import::{self as unwrap, ImportWrapping};
 use strongroom_crypto::{Algorithm, KeyMaterial, RsaBits, hash, keys, rand};
 use strongroom_store::{
-    ImportTokenRecord, KeyOrigin, KeyRecord, KeyState, StoreError, Timestamp, VersionRecord,
-    VersionState,
+    ImportTokenRecord, KeyOrigin, KeyRecord, KeyState, StoreError, Timestamp, VersionOrigin,
+    VersionRecord, VersionState,
 };
 
 use crate::error::{Error, Result};
@@ -213,6 +213,7 @@ impl KeyService {
                 key_id: k.id,
                 version: 1,
                 state: VersionState::Enabled,
+                origin: VersionOrigin::Import,
                 // Exposed to seal it: the only way material reaches the store.
                 sealed_material: Some(self.root.seal(&binding(&k, 1), material.expose_secret())?),
                 public_key,

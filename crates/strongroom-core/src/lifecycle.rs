@@ -4,7 +4,8 @@ use strongroom_audit::AuditEvent;
 use strongroom_crypto::{KeyId, Purpose};
 use strongroom_store::{
     AliasName, AliasRecord, AliasWrite, KeyName, KeyOrigin, KeyRecord, KeyRingRecord, KeyState,
-    Page, PageRequest, Protection, RingName, StoreError, Timestamp, VersionRecord, VersionState,
+    Page, PageRequest, Protection, RingName, StoreError, Timestamp, VersionOrigin, VersionRecord,
+    VersionState,
 };
 
 use crate::error::{Error, Result};
@@ -448,7 +449,9 @@ impl KeyService {
                 KeyOrigin::Generated => {
                     ev.version = Some(1);
                     // Key generation (RSA especially) is CPU-heavy: keep it off the async workers.
-                    Some(tokio::task::block_in_place(|| self.new_version(&key, 1))?)
+                    Some(tokio::task::block_in_place(|| {
+                        self.new_version(&key, 1, VersionOrigin::Creation)
+                    })?)
                 }
                 KeyOrigin::Imported => None,
             };
@@ -810,7 +813,12 @@ impl KeyService {
                 .version_count
                 .checked_add(1)
                 .ok_or_else(|| Error::invalid("version", "version numbers exhausted"))?;
-            let v = tokio::task::block_in_place(|| self.new_version(&k, n))?;
+            let origin = if retry {
+                VersionOrigin::Rotation
+            } else {
+                VersionOrigin::ScheduledRotation
+            };
+            let v = tokio::task::block_in_place(|| self.new_version(&k, n, origin))?;
             let mut next = k.clone();
             next.version_count = n;
             if make_primary {

@@ -674,7 +674,12 @@ impl KeyService {
     }
 
     /// Generates and seals material for a new version.
-    pub(crate) fn new_version(&self, key: &KeyRecord, n: u32) -> Result<VersionRecord> {
+    pub(crate) fn new_version(
+        &self,
+        key: &KeyRecord,
+        n: u32,
+        origin: strongroom_store::VersionOrigin,
+    ) -> Result<VersionRecord> {
         let material = keys::generate(key.algorithm)?;
         let public_key = if key.algorithm.is_asymmetric() {
             Some(keys::public_key_der(key.algorithm, &material)?)
@@ -687,6 +692,7 @@ impl KeyService {
             key_id: key.id,
             version: n,
             state: VersionState::Enabled,
+            origin,
             sealed_material: Some(sealed),
             public_key,
             created_at: self.clock.now(),

@@ -106,6 +106,7 @@ mod tests {
 
     fn fresh() -> VersionRecord {
         VersionRecord {
+            origin: strongroom_store::VersionOrigin::Creation,
             key_id: KeyId::from_bytes([1; 16]),
             version: 1,
             state: VersionState::Enabled,

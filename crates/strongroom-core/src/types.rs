@@ -195,6 +195,8 @@ pub struct VersionInfo {
     pub version: u32,
     /// State.
     pub state: VersionState,
+    /// How it came to be (creation, rotation, scheduled rotation, import).
+    pub origin: strongroom_store::VersionOrigin,
     /// Creation time.
     pub created_at: Timestamp,
     /// Scheduled destruction time.
@@ -208,6 +210,7 @@ impl From<&VersionRecord> for VersionInfo {
         Self {
             version: v.version,
             state: v.state,
+            origin: v.origin,
             created_at: v.created_at,
             destroy_time: v.destroy_time,
             destroyed_at: v.destroyed_at,

@@ -200,6 +200,12 @@ str_enum!(KeyState {
     PendingImport => "pending_import",
 });
 str_enum!(KeyOrigin { Generated => "generated", Imported => "imported" });
+str_enum!(VersionOrigin {
+    Creation => "creation",
+    Rotation => "rotation",
+    ScheduledRotation => "scheduled-rotation",
+    Import => "import",
+});
 str_enum!(Protection { Software => "software" });
 str_enum!(VersionState {
     Enabled => "enabled",
@@ -252,6 +258,19 @@ pub struct KeyRecord {
     pub revision: i64,
 }
 
+/// How a version came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionOrigin {
+    /// The key's first version, made with the key.
+    Creation,
+    /// Made by a request (a manual or on-demand rotation).
+    Rotation,
+    /// Made by the scheduler (automatic rotation).
+    ScheduledRotation,
+    /// The owner's imported material.
+    Import,
+}
+
 /// One immutable version of a key. Only its state and the destruction bookkeeping change.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VersionRecord {
@@ -261,6 +280,8 @@ pub struct VersionRecord {
     pub version: u32,
     /// Lifecycle state.
     pub state: VersionState,
+    /// How it came to be.
+    pub origin: VersionOrigin,
     /// The key material sealed under the root key; `None` once destroyed.
     pub sealed_material: Option<Vec<u8>>,
     /// SubjectPublicKeyInfo DER for asymmetric keys.

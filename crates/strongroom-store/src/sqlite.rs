@@ -201,6 +201,13 @@ CREATE TABLE import_tokens (
 );
 "#,
     ),
+    (
+        11,
+        r#"
+ALTER TABLE key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'creation';
+UPDATE key_versions SET origin = 'rotation' WHERE version > 1;
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -480,6 +487,7 @@ fn version_of(r: &SqliteRow) -> Result<VersionRecord> {
         version: u32::try_from(r.try_get::<i64, _>("version").map_err(g)?)
             .map_err(|_| corrupt("version"))?,
         state: parse(r.try_get::<&str, _>("state").map_err(g)?, "version state")?,
+        origin: parse(r.try_get::<&str, _>("origin").map_err(g)?, "version origin")?,
         sealed_material: r.try_get("sealed_material").map_err(g)?,
         public_key: r.try_get("public_key").map_err(g)?,
         created_at: Timestamp(r.try_get("created_at").map_err(g)?),
@@ -607,8 +615,8 @@ async fn upsert_version(
     v: &VersionRecord,
 ) -> std::result::Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO key_versions (key_id, version, state, sealed_material, public_key, created_at, destroy_time, destroyed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        "INSERT INTO key_versions (key_id, version, state, sealed_material, public_key, created_at, destroy_time, destroyed_at, origin)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (key_id, version) DO UPDATE SET
            state = excluded.state,
            sealed_material = excluded.sealed_material,
@@ -624,6 +632,7 @@ async fn upsert_version(
     .bind(v.created_at.0)
     .bind(v.destroy_time.map(|t| t.0))
     .bind(v.destroyed_at.map(|t| t.0))
+    .bind(v.origin.as_str())
     .execute(&mut **tx)
     .await
     .map(|_| ())

@@ -194,6 +194,7 @@ async fn keys_with_explicit_algorithms() {
             VersionInfo {
                 version: 1,
                 state: VersionState::Enabled,
+                origin: strongroom_core::VersionOrigin::Creation,
                 created_at: Timestamp(T0),
                 destroy_time: None,
                 destroyed_at: None,

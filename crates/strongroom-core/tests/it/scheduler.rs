@@ -64,6 +64,14 @@ async fn rotation_happens_once_per_due_time() {
     assert_eq!((k.version_count, k.primary_version), (2, Some(2)));
     assert_eq!(k.next_rotation_time, Some(Timestamp(T0 + 2 * DAY)));
     assert_eq!(versions[1].created_at, Timestamp(T0 + DAY));
+    // Recorded as the scheduler's work (AWS ListKeyRotations reports it as AUTOMATIC).
+    assert_eq!(
+        (versions[0].origin, versions[1].origin),
+        (
+            strongroom_core::VersionOrigin::Creation,
+            strongroom_core::VersionOrigin::ScheduledRotation
+        )
+    );
     assert_eq!(kms.encrypt(&key, b"two", &ctx).await.unwrap().version, 2);
 
     // Long overdue (the server was busy or down): still one rotation, never a burst.
@@ -76,11 +84,12 @@ async fn rotation_happens_once_per_due_time() {
 
     // A manual rotation pushes the schedule one period past now.
     kms.advance(DAY / 2);
-    let (k, _) = kms.svc().create_version(&root(), &key, true).await.unwrap();
+    let (k, manual) = kms.svc().create_version(&root(), &key, true).await.unwrap();
     assert_eq!(
         k.next_rotation_time,
         Some(Timestamp(T0 + 7 * DAY + 17 + DAY / 2))
     );
+    assert_eq!(manual.origin, strongroom_core::VersionOrigin::Rotation);
     kms.advance(DAY / 2 + 1);
     assert_eq!(kms.svc().run_due_jobs().await.unwrap(), report(0, 0));
 

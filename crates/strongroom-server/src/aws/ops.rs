@@ -5,7 +5,7 @@ use strongroom_core::types::*;
 use strongroom_core::{
     Algorithm, AliasName, BearerToken, EncryptionContext, Error, GrantInfo, GrantInput, GrantRef,
     KeyOrigin, KeyRecord, KeyState, Labels, PageRequest, PrincipalName, Purpose, Sha2,
-    SignatureScheme, Timestamp,
+    SignatureScheme, Timestamp, VersionOrigin,
 };
 use strongroom_crypto::RsaBits;
 use strongroom_crypto::import::ImportWrapping;
@@ -26,7 +26,6 @@ const NOT_YET: &[&str] = &[
     "DeriveSharedSecret",
     "DescribeCustomKeyStores",
     "DisconnectCustomKeyStore",
-    "ListKeyRotations",
     "ReplicateKey",
     "UpdateCustomKeyStore",
     "UpdatePrimaryRegion",
@@ -50,6 +49,7 @@ pub(crate) async fn dispatch(c: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
         "DisableKeyRotation" => disable_rotation(c, parse(body)?).await,
         "GetKeyRotationStatus" => rotation_status(c, parse(body)?).await,
         "RotateKeyOnDemand" => rotate_on_demand(c, parse(body)?).await,
+        "ListKeyRotations" => list_rotations(c, parse(body)?).await,
         "GetParametersForImport" => get_parameters_for_import(c, parse(body)?).await,
         "ImportKeyMaterial" => import_key_material(c, parse(body)?).await,
         "DeleteImportedKeyMaterial" => delete_imported_key_material(c, parse(body)?).await,
@@ -1247,6 +1247,40 @@ async fn enable_rotation(c: &Call<'_>, req: EnableKeyRotationRequest) -> AwsResu
         Err(e) => Err(e.into()),
         Ok(_) => ok(&Empty {}),
     }
+}
+
+async fn list_rotations(c: &Call<'_>, req: ListKeyRotationsRequest) -> AwsResult {
+    let ListKeyRotationsRequest {
+        key_id,
+        limit,
+        marker,
+    } = req;
+    let (k, p) = c
+        .svc
+        .list_versions(&c.ctx, &c.key_ref("KeyId", &key_id)?, &page(limit, marker)?)
+        .await
+        .map_err(marker_error)?;
+    let rotations = p
+        .items
+        .iter()
+        .filter_map(|v| {
+            let kind = match v.origin {
+                VersionOrigin::Rotation => "ON_DEMAND",
+                VersionOrigin::ScheduledRotation => "AUTOMATIC",
+                VersionOrigin::Creation | VersionOrigin::Import => return None,
+            };
+            Some(KeyRotation {
+                key_id: c.arn(&k),
+                rotation_date: v.created_at.0,
+                rotation_type: kind,
+            })
+        })
+        .collect();
+    ok(&ListKeyRotationsResponse {
+        rotations,
+        truncated: p.next.is_some(),
+        next_marker: p.next,
+    })
 }
 
 async fn disable_rotation(c: &Call<'_>, req: KeyIdOnly) -> AwsResult {

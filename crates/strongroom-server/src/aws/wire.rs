@@ -352,6 +352,31 @@ pub(crate) struct KeyRotationStatus {
     pub(crate) next_rotation_date: Option<i64>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct ListKeyRotationsRequest {
+    pub(crate) key_id: String,
+    pub(crate) limit: Option<i64>,
+    pub(crate) marker: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct KeyRotation {
+    pub(crate) key_id: String,
+    pub(crate) rotation_date: i64,
+    pub(crate) rotation_type: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListKeyRotationsResponse {
+    pub(crate) rotations: Vec<KeyRotation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_marker: Option<String>,
+    pub(crate) truncated: bool,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct KeyIdResponse {

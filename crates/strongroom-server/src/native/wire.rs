@@ -360,6 +360,7 @@ pub(crate) struct VersionResponse {
     pub(crate) key: String,
     pub(crate) version: u32,
     pub(crate) state: String,
+    pub(crate) origin: String,
     pub(crate) created_at: String,
     pub(crate) destroy_time: Option<String>,
     pub(crate) destroyed_at: Option<String>,
@@ -370,6 +371,7 @@ impl VersionResponse {
         let VersionInfo {
             version,
             state,
+            origin,
             created_at,
             destroy_time,
             destroyed_at,
@@ -378,6 +380,7 @@ impl VersionResponse {
             key: key.to_string(),
             version,
             state: state.to_string(),
+            origin: origin.to_string(),
             created_at: created_at.to_rfc3339(),
             destroy_time: ts(destroy_time),
             destroyed_at: ts(destroyed_at),

@@ -41,6 +41,7 @@ pub(crate) fn sample_key(ring: &str, name: &str, versions: u32) -> (KeyRecord, V
     };
     let vs = (1..=versions)
         .map(|n| VersionRecord {
+            origin: VersionOrigin::Creation,
             key_id: id,
             version: n,
             state: VersionState::Enabled,
