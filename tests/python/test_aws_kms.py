@@ -520,7 +520,7 @@ def test_malformed_requests_are_refused_and_audited(server):
         ),
         ("TrentService.NoSuchThing", b"{}", "UnknownOperationException"),
         ("DynamoDB_20120810.ListTables", b"{}", "UnknownOperationException"),
-        ("TrentService.DeriveSharedSecret", b'{"KeyId": "x"}', "UnsupportedOperationException"),
+        ("TrentService.ReplicateKey", b'{"KeyId": "x"}', "UnsupportedOperationException"),
     ]
     for target, body, expected in cases:
         status, answer = signed_request(server, target, body)
@@ -831,3 +831,27 @@ def test_import_key_material(kms):
     generated = symmetric(kms)
     raises("UnsupportedOperationException", kms.get_parameters_for_import, KeyId=generated, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
     raises("UnsupportedOperationException", kms.get_parameters_for_import, KeyId=key, WrappingAlgorithm="RSAES_PKCS1_V1_5", WrappingKeySpec="RSA_2048")
+
+
+# ---- key agreement ----
+
+
+@pytest.mark.parametrize("spec,curve", [("ECC_NIST_P256", ec.SECP256R1()), ("ECC_NIST_P384", ec.SECP384R1()), ("ECC_NIST_P521", ec.SECP521R1())])
+def test_derive_shared_secret(kms, spec, curve):
+    md = kms.create_key(KeySpec=spec, KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
+    assert md["KeyUsage"] == "KEY_AGREEMENT" and md["KeyAgreementAlgorithms"] == ["ECDH"]
+    ours = public_key(kms, md["KeyId"])
+    peer = ec.generate_private_key(curve)
+    peer_der = peer.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    out = kms.derive_shared_secret(KeyId=md["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=peer_der)
+    assert out["SharedSecret"] == peer.exchange(ec.ECDH(), ours)
+    assert out["KeyAgreementAlgorithm"] == "ECDH" and out["KeyId"] == md["Arn"]
+    # Another curve's key, an uncompressed point without its DER wrapping: refused.
+    other = ec.generate_private_key(ec.SECP256K1()).public_key()
+    bad = other.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    raises("ValidationException", kms.derive_shared_secret, KeyId=md["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=bad)
+    raw = peer.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    raises("ValidationException", kms.derive_shared_secret, KeyId=md["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=raw)
+    raises("InvalidKeyUsageException", kms.sign, KeyId=md["KeyId"], Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+    sym_key = symmetric(kms)
+    raises("InvalidKeyUsageException", kms.derive_shared_secret, KeyId=sym_key, KeyAgreementAlgorithm="ECDH", PublicKey=peer_der)

@@ -680,6 +680,39 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
+    /// Derives the ECDH shared secret of a key-agreement key's version (default: primary)
+    /// and another party's public key (SubjectPublicKeyInfo DER on the key's curve). The
+    /// secret is returned to the caller, who derives keys from it with a KDF of its choice.
+    pub async fn derive_shared_secret(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: Option<u32>,
+        peer_public_key: &[u8],
+    ) -> Result<SharedSecretOutput> {
+        let mut ev = self.event(ctx, Operation::DeriveSharedSecret);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "derive-shared-secret", key, None)
+                .await?;
+            require_purpose(&k, Purpose::KeyAgreement, Operation::DeriveSharedSecret)?;
+            check_len("public_key", peer_public_key.len(), 1024)?;
+            let v = self
+                .usable_version(&k, version, Operation::DeriveSharedSecret, &mut ev)
+                .await?;
+            let m = self.material(&k, &v)?;
+            let secret = keys::derive_shared_secret(k.algorithm, &m, peer_public_key)?;
+            Ok(SharedSecretOutput {
+                key: KeyIdentity::from(&k),
+                version: v.version,
+                secret,
+            })
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
     /// Returns `length` (1 to 1024) random bytes.
     pub async fn generate_random(&self, ctx: &RequestContext, length: usize) -> Result<Plaintext> {
         let mut ev = self.event(ctx, Operation::GenerateRandom);

@@ -164,6 +164,10 @@ impl From<strongroom_crypto::Error> for Error {
                 "this key's algorithm signs messages only; send `message`",
             ),
             C::PlaintextTooLong => Error::invalid("plaintext", "too long for this key"),
+            C::InvalidPublicKey => Error::invalid(
+                "public_key",
+                "is not a valid public key on this key's curve (SubjectPublicKeyInfo DER)",
+            ),
             C::WrongAlgorithm => {
                 Error::Internal("operation dispatched to the wrong algorithm".into())
             }

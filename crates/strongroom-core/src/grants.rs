@@ -28,6 +28,7 @@ pub const GRANTABLE: &[&str] = &[
     "get-public-key",
     "mac",
     "mac-verify",
+    "derive-shared-secret",
     "get-key",
     "create-grant",
     "retire-grant",

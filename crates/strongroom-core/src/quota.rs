@@ -13,8 +13,18 @@ pub const CLASSES: [&str; 4] = ["crypto", "read", "write", "keygen"];
 /// The class an operation (by its audit name) counts against.
 pub fn class_of(operation: &str) -> &'static str {
     match operation {
-        "encrypt" | "decrypt" | "generate-data-key" | "re-encrypt" | "asymmetric-decrypt"
-        | "asymmetric-encrypt" | "get-public-key" | "sign" | "verify" | "mac" | "mac-verify"
+        "encrypt"
+        | "decrypt"
+        | "generate-data-key"
+        | "re-encrypt"
+        | "asymmetric-decrypt"
+        | "asymmetric-encrypt"
+        | "derive-shared-secret"
+        | "get-public-key"
+        | "sign"
+        | "verify"
+        | "mac"
+        | "mac-verify"
         | "generate-random" => "crypto",
         "create-key" | "create-version" | "generate-data-key-pair" | "get-import-parameters" => {
             "keygen"

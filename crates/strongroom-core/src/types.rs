@@ -363,6 +363,17 @@ pub struct GenerateDataKeyPairInput {
     pub include_private: bool,
 }
 
+/// Output of `derive_shared_secret`.
+#[derive(Debug)]
+pub struct SharedSecretOutput {
+    /// The key.
+    pub key: KeyIdentity,
+    /// The version used.
+    pub version: u32,
+    /// The raw ECDH shared secret (the x-coordinate), as AWS KMS returns it.
+    pub secret: Plaintext,
+}
+
 /// Output of `generate_data_key_pair`.
 #[derive(Debug)]
 pub struct GenerateDataKeyPairOutput {

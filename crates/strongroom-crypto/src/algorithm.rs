@@ -17,15 +17,18 @@ pub enum Purpose {
     SignVerify,
     /// HMAC generation and verification.
     Mac,
+    /// Elliptic-curve Diffie-Hellman: derive a shared secret with another party's public key.
+    KeyAgreement,
 }
 
 impl Purpose {
     /// All purposes, in documentation order.
-    pub const ALL: [Purpose; 4] = [
+    pub const ALL: [Purpose; 5] = [
         Purpose::EncryptDecrypt,
         Purpose::AsymmetricDecrypt,
         Purpose::SignVerify,
         Purpose::Mac,
+        Purpose::KeyAgreement,
     ];
 
     /// The wire name.
@@ -35,6 +38,7 @@ impl Purpose {
             Purpose::AsymmetricDecrypt => "asymmetric-decrypt",
             Purpose::SignVerify => "sign-verify",
             Purpose::Mac => "mac",
+            Purpose::KeyAgreement => "key-agreement",
         }
     }
 
@@ -45,6 +49,7 @@ impl Purpose {
             Purpose::AsymmetricDecrypt => Algorithm::RsaOaep(RsaBits::B3072),
             Purpose::SignVerify => Algorithm::EcdsaP256Sha256,
             Purpose::Mac => Algorithm::Hmac(Sha2::Sha256),
+            Purpose::KeyAgreement => Algorithm::EcdhP256,
         }
     }
 }
@@ -174,6 +179,12 @@ pub enum Algorithm {
     Ed25519,
     /// HMAC with a key as long as the hash output.
     Hmac(Sha2),
+    /// ECDH on NIST P-256 (the raw shared secret, no KDF).
+    EcdhP256,
+    /// ECDH on NIST P-384.
+    EcdhP384,
+    /// ECDH on NIST P-521.
+    EcdhP521,
 }
 
 impl Algorithm {
@@ -195,6 +206,11 @@ impl Algorithm {
             Algorithm::Ed25519,
         ]);
         v.extend(Sha2::ALL.map(Algorithm::Hmac));
+        v.extend([
+            Algorithm::EcdhP256,
+            Algorithm::EcdhP384,
+            Algorithm::EcdhP521,
+        ]);
         v
     }
 
@@ -211,6 +227,9 @@ impl Algorithm {
             | Algorithm::EcdsaSecp256k1Sha256
             | Algorithm::Ed25519 => Purpose::SignVerify,
             Algorithm::Hmac(_) => Purpose::Mac,
+            Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {
+                Purpose::KeyAgreement
+            }
         }
     }
 
@@ -218,7 +237,7 @@ impl Algorithm {
     pub fn is_asymmetric(self) -> bool {
         matches!(
             self.purpose(),
-            Purpose::AsymmetricDecrypt | Purpose::SignVerify
+            Purpose::AsymmetricDecrypt | Purpose::SignVerify | Purpose::KeyAgreement
         )
     }
 
@@ -284,6 +303,9 @@ impl Algorithm {
             Algorithm::EcdsaSecp256k1Sha256 => "ecdsa-secp256k1-sha256".into(),
             Algorithm::Ed25519 => "ed25519".into(),
             Algorithm::Hmac(h) => format!("hmac-{}", h.as_str()),
+            Algorithm::EcdhP256 => "ecdh-p256".into(),
+            Algorithm::EcdhP384 => "ecdh-p384".into(),
+            Algorithm::EcdhP521 => "ecdh-p521".into(),
         }
     }
 }
@@ -311,7 +333,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_are_unique() {
         let all = Algorithm::all();
-        assert_eq!(all.len(), 1 + 3 + 9 + 9 + 5 + 3);
+        assert_eq!(all.len(), 1 + 3 + 9 + 9 + 5 + 3 + 3);
         let mut names: Vec<String> = all.iter().map(|a| a.name()).collect();
         for (a, n) in all.iter().zip(&names) {
             assert_eq!(n.parse::<Algorithm>(), Ok(*a));

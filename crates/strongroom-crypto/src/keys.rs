@@ -3,7 +3,8 @@
 //! Asymmetric material is a PKCS#8 v1 DER document; AES and HMAC material is raw bytes.
 //! Public keys are X.509 SubjectPublicKeyInfo DER.
 
-use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::agreement;
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rsa::{
     KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
     PrivateDecryptingKey, PublicEncryptingKey,
@@ -85,7 +86,88 @@ pub fn generate(alg: Algorithm) -> Result<KeyMaterial, Error> {
                 .map_err(|_| Error::Internal("pkcs8 encoding"))?;
             Ok(KeyMaterial::copy_from(doc.as_ref()))
         }
+        Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {
+            let a = ecdh(alg).ok_or(Error::Internal("ecdh algorithm"))?;
+            let k =
+                agreement::PrivateKey::generate(a).map_err(|_| Error::Internal("ecdh keygen"))?;
+            let doc: Pkcs8V1Der<'static> =
+                k.as_der().map_err(|_| Error::Internal("pkcs8 encoding"))?;
+            Ok(KeyMaterial::copy_from(doc.as_ref()))
+        }
     }
+}
+
+fn ecdh(alg: Algorithm) -> Option<&'static agreement::Algorithm> {
+    match alg {
+        Algorithm::EcdhP256 => Some(&agreement::ECDH_P256),
+        Algorithm::EcdhP384 => Some(&agreement::ECDH_P384),
+        Algorithm::EcdhP521 => Some(&agreement::ECDH_P521),
+        _ => None,
+    }
+}
+
+/// The DER of a named-curve SubjectPublicKeyInfo up to the uncompressed point's `04`
+/// (RFC 5480: id-ecPublicKey with the curve's OID).
+fn spki_prefix(alg: Algorithm) -> Option<&'static [u8]> {
+    const P256: &[u8] = &[
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    const P384: &[u8] = &[
+        0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05,
+        0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
+    ];
+    const P521: &[u8] = &[
+        0x30, 0x81, 0x9b, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+        0x05, 0x2b, 0x81, 0x04, 0x00, 0x23, 0x03, 0x81, 0x86, 0x00,
+    ];
+    match alg {
+        Algorithm::EcdhP256 => Some(P256),
+        Algorithm::EcdhP384 => Some(P384),
+        Algorithm::EcdhP521 => Some(P521),
+        _ => None,
+    }
+}
+
+fn ecdh_field_len(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::EcdhP384 => 48,
+        Algorithm::EcdhP521 => 66,
+        _ => 32,
+    }
+}
+
+fn ecdh_private(alg: Algorithm, material: &KeyMaterial) -> Result<agreement::PrivateKey, Error> {
+    let a = ecdh(alg).ok_or(Error::WrongAlgorithm)?;
+    // Exposed to load the private key into aws-lc.
+    agreement::PrivateKey::from_private_key_der(a, material.expose_secret())
+        .map_err(|_| Error::InvalidKeyMaterial)
+}
+
+/// ECDH: the raw shared secret of a key-agreement key and another party's public key
+/// (SubjectPublicKeyInfo DER or an uncompressed point, on the key's curve). A public key that
+/// is malformed, on another curve or not on the curve at all is `InvalidPublicKey`.
+pub fn derive_shared_secret(
+    alg: Algorithm,
+    material: &KeyMaterial,
+    peer_public_key: &[u8],
+) -> Result<Plaintext, Error> {
+    let a = ecdh(alg).ok_or(Error::WrongAlgorithm)?;
+    // Only the named-curve SubjectPublicKeyInfo with an uncompressed point: explicit curve
+    // parameters (which let a peer name a weak curve) and other encodings are refused
+    // before aws-lc checks that the point is on the curve.
+    let prefix = spki_prefix(alg).ok_or(Error::WrongAlgorithm)?;
+    let point_len = 1 + 2 * ecdh_field_len(alg);
+    if peer_public_key.len() != prefix.len() + point_len || !peer_public_key.starts_with(prefix) {
+        return Err(Error::InvalidPublicKey);
+    }
+    let k = ecdh_private(alg, material)?;
+    agreement::agree(
+        &k,
+        agreement::UnparsedPublicKey::new(a, peer_public_key),
+        Error::InvalidPublicKey,
+        |s| Ok(Plaintext::copy_from(s)),
+    )
 }
 
 /// Checks that `material` is usable key material for `alg` (used when unsealing, so a
@@ -133,6 +215,15 @@ pub fn public_key_der(alg: Algorithm, material: &KeyMaterial) -> Result<Vec<u8>,
         Algorithm::Ed25519 => {
             let k = Ed25519KeyPair::from_pkcs8(der).map_err(|_| Error::InvalidKeyMaterial)?;
             k.public_key().as_der().map_err(bad)?.as_ref().to_vec()
+        }
+        Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {
+            let k = ecdh_private(alg, material)?;
+            let pk = k
+                .compute_public_key()
+                .map_err(|_| Error::InvalidKeyMaterial)?;
+            let der: PublicKeyX509Der<'static> =
+                pk.as_der().map_err(|_| Error::InvalidKeyMaterial)?;
+            der.as_ref().to_vec()
         }
         Algorithm::Aes256Gcm | Algorithm::Hmac(_) => return Err(Error::WrongAlgorithm),
     };
@@ -381,6 +472,20 @@ mod tests {
                     assert!(matches!(
                         rsa_oaep_decrypt(alg, &m, &ct[1..]),
                         Err(Error::InvalidCiphertext)
+                    ));
+                }
+                crate::Purpose::KeyAgreement => {
+                    let other = generate(alg).unwrap();
+                    let (pk, pk_other) = (
+                        public_key_der(alg, &m).unwrap(),
+                        public_key_der(alg, &other).unwrap(),
+                    );
+                    let ab = derive_shared_secret(alg, &m, &pk_other).unwrap();
+                    let ba = derive_shared_secret(alg, &other, &pk).unwrap();
+                    assert_eq!(ab.expose_secret(), ba.expose_secret(), "{alg}");
+                    assert!(matches!(
+                        derive_shared_secret(alg, &m, &pk[1..]),
+                        Err(Error::InvalidPublicKey)
                     ));
                 }
                 crate::Purpose::Mac => {

@@ -52,6 +52,9 @@ pub enum Error {
     /// Plaintext too long for an RSA-OAEP key.
     #[error("plaintext too long for this key")]
     PlaintextTooLong,
+    /// Another party's public key for key agreement is malformed or not on the key's curve.
+    #[error("the public key is not a valid point on the key's curve")]
+    InvalidPublicKey,
     /// The system random generator failed.
     #[error("random number generator failed")]
     Rng,

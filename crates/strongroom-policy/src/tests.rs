@@ -66,6 +66,7 @@ const USE: &[&str] = &[
     "verify",
     "mac",
     "mac-verify",
+    "derive-shared-secret",
 ];
 const READ_KEY: &[&str] = &[
     "get-key",

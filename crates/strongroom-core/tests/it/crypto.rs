@@ -1160,3 +1160,46 @@ async fn asymmetric_encrypt_and_data_key_pairs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_agreement_derives_the_same_secret_on_both_sides() {
+    use strongroom_crypto::Algorithm;
+    let kms = Kms::new().await;
+    kms.ring("r").await;
+    let (_, a) = kms.key("r", "a", Some(Algorithm::EcdhP384)).await;
+    let (_, b) = kms.key("r", "b", Some(Algorithm::EcdhP384)).await;
+    let (_, other_curve) = kms.key("r", "c", Some(Algorithm::EcdhP256)).await;
+    let svc = kms.svc();
+    let pub_a = svc.get_public_key(&root(), &a, None).await.unwrap().der;
+    let pub_b = svc.get_public_key(&root(), &b, None).await.unwrap().der;
+    let ab = svc
+        .derive_shared_secret(&root(), &a, None, &pub_b)
+        .await
+        .unwrap();
+    let ba = svc
+        .derive_shared_secret(&root(), &b, None, &pub_a)
+        .await
+        .unwrap();
+    assert_eq!(ab.secret.expose_secret(), ba.secret.expose_secret());
+    assert_eq!(ab.secret.len(), 48);
+    assert_err!(
+        svc.derive_shared_secret(&root(), &other_curve, None, &pub_a)
+            .await,
+        Error::InvalidArgument { .. }
+    );
+    let mut bent = pub_b.clone();
+    let last = bent.len() - 1;
+    bent[last] ^= 1; // no longer on the curve
+    assert_err!(
+        svc.derive_shared_secret(&root(), &a, None, &bent).await,
+        Error::InvalidArgument { .. }
+    );
+    let (_, aes) = kms.key("r", "aes", None).await;
+    assert_err!(
+        svc.derive_shared_secret(&root(), &aes, None, &pub_a).await,
+        Error::InvalidKeyUsage { .. }
+    );
+    // The secret is never in the audit log.
+    let log = std::fs::read(&kms.opened().audit_path).unwrap();
+    assert!(!contains(&log, ab.secret.expose_secret()));
+}

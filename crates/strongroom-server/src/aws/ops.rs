@@ -23,7 +23,6 @@ const NOT_YET: &[&str] = &[
     "ConnectCustomKeyStore",
     "CreateCustomKeyStore",
     "DeleteCustomKeyStore",
-    "DeriveSharedSecret",
     "DescribeCustomKeyStores",
     "DisconnectCustomKeyStore",
     "ReplicateKey",
@@ -79,6 +78,7 @@ pub(crate) async fn dispatch(c: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
         "Verify" => verify(c, parse(body)?).await,
         "GetPublicKey" => public_key(c, parse(body)?).await,
         "GenerateMac" => generate_mac(c, parse(body)?).await,
+        "DeriveSharedSecret" => derive_shared_secret(c, parse(body)?).await,
         "VerifyMac" => verify_mac(c, parse(body)?).await,
         op if NOT_YET.contains(&op) => Err(AwsError::unsupported(format!(
             "{op} is not supported by this server yet; see docs/aws-compatibility.md"
@@ -205,6 +205,9 @@ fn key_spec(a: Algorithm) -> &'static str {
         Algorithm::Hmac(Sha2::Sha256) => "HMAC_256",
         Algorithm::Hmac(Sha2::Sha384) => "HMAC_384",
         Algorithm::Hmac(Sha2::Sha512) => "HMAC_512",
+        Algorithm::EcdhP256 => "ECC_NIST_P256",
+        Algorithm::EcdhP384 => "ECC_NIST_P384",
+        Algorithm::EcdhP521 => "ECC_NIST_P521",
     }
 }
 
@@ -213,6 +216,7 @@ fn key_usage(p: Purpose) -> &'static str {
         Purpose::EncryptDecrypt | Purpose::AsymmetricDecrypt => "ENCRYPT_DECRYPT",
         Purpose::SignVerify => "SIGN_VERIFY",
         Purpose::Mac => "GENERATE_VERIFY_MAC",
+        Purpose::KeyAgreement => "KEY_AGREEMENT",
     }
 }
 
@@ -265,11 +269,13 @@ fn mac_name(h: Sha2) -> &'static str {
     }
 }
 
-/// Encryption, signing and MAC algorithms a key offers, as DescribeKey lists them.
+/// Encryption, signing, MAC and key agreement algorithms a key offers, as DescribeKey lists
+/// them.
 struct Algorithms {
     encryption: Option<Vec<&'static str>>,
     signing: Option<Vec<&'static str>>,
     mac: Option<Vec<&'static str>>,
+    key_agreement: Option<Vec<&'static str>>,
 }
 
 fn algorithms(a: Algorithm) -> Algorithms {
@@ -277,11 +283,15 @@ fn algorithms(a: Algorithm) -> Algorithms {
         encryption: None,
         signing: None,
         mac: None,
+        key_agreement: None,
     };
     match a {
         Algorithm::Aes256Gcm => out.encryption = Some(vec!["SYMMETRIC_DEFAULT"]),
         Algorithm::RsaOaep(_) => out.encryption = Some(vec!["RSAES_OAEP_SHA_256"]),
         Algorithm::Hmac(h) => out.mac = Some(vec![mac_name(h)]),
+        Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {
+            out.key_agreement = Some(vec!["ECDH"])
+        }
         a => {
             out.signing = Some(
                 a.signing_variants()
@@ -304,8 +314,7 @@ fn algorithm_for(spec: &str, usage: Option<&str>) -> Result<Algorithm, AwsError>
     };
     let usage = match usage {
         None | Some("ENCRYPT_DECRYPT") => "ENCRYPT_DECRYPT",
-        Some(u @ ("SIGN_VERIFY" | "GENERATE_VERIFY_MAC")) => u,
-        Some("KEY_AGREEMENT") => return Err(not_yet("KeyUsage KEY_AGREEMENT")),
+        Some(u @ ("SIGN_VERIFY" | "GENERATE_VERIFY_MAC" | "KEY_AGREEMENT")) => u,
         Some(_) => {
             return Err(AwsError::validation(
                 "KeyUsage: must be ENCRYPT_DECRYPT, SIGN_VERIFY, GENERATE_VERIFY_MAC or KEY_AGREEMENT",
@@ -324,6 +333,12 @@ fn algorithm_for(spec: &str, usage: Option<&str>) -> Result<Algorithm, AwsError>
             Err(())
         }
     };
+    // NIST curves sign, or agree on keys.
+    let ec = |sign, agree| match usage {
+        "SIGN_VERIFY" => Ok(sign),
+        "KEY_AGREEMENT" => Ok(agree),
+        _ => Err(()),
+    };
     let mac_only = |h| {
         if usage == "GENERATE_VERIFY_MAC" {
             Ok(Algorithm::Hmac(h))
@@ -337,9 +352,9 @@ fn algorithm_for(spec: &str, usage: Option<&str>) -> Result<Algorithm, AwsError>
         "RSA_2048" => rsa(RsaBits::B2048),
         "RSA_3072" => rsa(RsaBits::B3072),
         "RSA_4096" => rsa(RsaBits::B4096),
-        "ECC_NIST_P256" => sign_only(Algorithm::EcdsaP256Sha256),
-        "ECC_NIST_P384" => sign_only(Algorithm::EcdsaP384Sha384),
-        "ECC_NIST_P521" => sign_only(Algorithm::EcdsaP521Sha512),
+        "ECC_NIST_P256" => ec(Algorithm::EcdsaP256Sha256, Algorithm::EcdhP256),
+        "ECC_NIST_P384" => ec(Algorithm::EcdsaP384Sha384, Algorithm::EcdhP384),
+        "ECC_NIST_P521" => ec(Algorithm::EcdsaP521Sha512, Algorithm::EcdhP521),
         "ECC_SECG_P256K1" => sign_only(Algorithm::EcdsaSecp256k1Sha256),
         "ECC_NIST_EDWARDS25519" => sign_only(Algorithm::Ed25519),
         "HMAC_256" => mac_only(Sha2::Sha256),
@@ -391,6 +406,7 @@ fn metadata(c: &Call<'_>, k: &KeyRecord) -> KeyMetadata {
         encryption_algorithms: algs.encryption,
         signing_algorithms: algs.signing,
         mac_algorithms: algs.mac,
+        key_agreement_algorithms: algs.key_agreement,
         multi_region: false,
     }
 }
@@ -979,6 +995,7 @@ const GRANT_OPERATIONS: &[(&str, &[&str])] = &[
     ("DescribeKey", &["get-key"]),
     ("CreateGrant", &["create-grant"]),
     ("RetireGrant", &["retire-grant"]),
+    ("DeriveSharedSecret", &["derive-shared-secret"]),
 ];
 
 fn grant_actions(ops: &[String]) -> Result<Vec<String>, AwsError> {
@@ -986,11 +1003,6 @@ fn grant_actions(ops: &[String]) -> Result<Vec<String>, AwsError> {
     for op in ops {
         match GRANT_OPERATIONS.iter().find(|(n, _)| n == op) {
             Some((_, actions)) => out.extend(actions.iter().map(|a| a.to_string())),
-            None if op == "DeriveSharedSecret" => {
-                return Err(AwsError::unsupported(
-                    "Operations: DeriveSharedSecret is not supported by this server yet",
-                ));
-            }
             None => {
                 return Err(AwsError::validation(
                     "Operations: not a grant operation AWS KMS defines",
@@ -1850,6 +1862,39 @@ async fn public_key(c: &Call<'_>, req: KeyIdRequest) -> AwsResult {
         key_usage: key_usage(out.algorithm.purpose()),
         encryption_algorithms: algs.encryption,
         signing_algorithms: algs.signing,
+        key_agreement_algorithms: algs.key_agreement,
+    })
+}
+
+async fn derive_shared_secret(c: &Call<'_>, req: DeriveSharedSecretRequest) -> AwsResult {
+    let DeriveSharedSecretRequest {
+        key_id,
+        key_agreement_algorithm,
+        public_key,
+        grant_tokens,
+        dry_run,
+        recipient,
+    } = req;
+    no_grants(grant_tokens)?;
+    no_dry_run(dry_run)?;
+    if recipient.is_some() {
+        return Err(AwsError::unsupported(
+            "Recipient (Nitro Enclaves attestation) is not supported by this server",
+        ));
+    }
+    if key_agreement_algorithm != "ECDH" {
+        return Err(AwsError::validation("KeyAgreementAlgorithm: must be ECDH"));
+    }
+    blob_len("PublicKey", public_key.0.len(), 8192)?;
+    let out = c
+        .svc
+        .derive_shared_secret(&c.ctx, &c.key_ref("KeyId", &key_id)?, None, &public_key.0)
+        .await?;
+    ok(&DeriveSharedSecretResponse {
+        key_id: arn_of(c, &out.key),
+        shared_secret: SecretB64(out.secret),
+        key_agreement_algorithm: "ECDH",
+        key_origin: "AWS_KMS",
     })
 }
 

@@ -52,6 +52,7 @@ const KEY_ACTIONS: &[(&str, &[&str])] = &[
     ("CreateAlias", &["create-alias"]),
     ("UpdateAlias", &["update-alias"]),
     ("DeleteAlias", &["delete-alias"]),
+    ("DeriveSharedSecret", &["derive-shared-secret"]),
 ];
 
 /// Actions AWS KMS has that concern no single key: valid in a policy, without effect here.
@@ -68,7 +69,6 @@ const OTHER_ACTIONS: &[&str] = &[
     "GetParametersForImport",
     "ImportKeyMaterial",
     "DeleteImportedKeyMaterial",
-    "DeriveSharedSecret",
     "ConnectCustomKeyStore",
     "CreateCustomKeyStore",
     "DeleteCustomKeyStore",

@@ -74,6 +74,8 @@ pub(crate) struct KeyMetadata {
     pub(crate) signing_algorithms: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) mac_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_agreement_algorithms: Option<Vec<&'static str>>,
     pub(crate) multi_region: bool,
 }
 
@@ -598,6 +600,28 @@ pub(crate) struct GetPublicKeyResponse {
     pub(crate) encryption_algorithms: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) signing_algorithms: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_agreement_algorithms: Option<Vec<&'static str>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct DeriveSharedSecretRequest {
+    pub(crate) key_id: String,
+    pub(crate) key_agreement_algorithm: String,
+    pub(crate) public_key: B64Bytes,
+    pub(crate) grant_tokens: Option<Vec<String>>,
+    pub(crate) dry_run: Option<bool>,
+    pub(crate) recipient: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DeriveSharedSecretResponse {
+    pub(crate) key_id: String,
+    pub(crate) shared_secret: SecretB64,
+    pub(crate) key_agreement_algorithm: &'static str,
+    pub(crate) key_origin: &'static str,
 }
 
 #[derive(Deserialize)]

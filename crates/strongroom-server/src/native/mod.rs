@@ -94,6 +94,10 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
         .route("/v1/crypto/verify", post(verify))
         .route("/v1/crypto/mac", post(mac))
         .route("/v1/crypto/mac-verify", post(mac_verify))
+        .route(
+            "/v1/crypto/derive-shared-secret",
+            post(derive_shared_secret),
+        )
         .route("/v1/crypto/random", post(random))
         .route("/v1/tokens", post(create_token).get(list_tokens))
         .route("/v1/tokens/self", get(lookup_self))
@@ -335,7 +339,7 @@ async fn create_key(
                 p.parse::<Purpose>().map_err(|_| {
                     ApiError::invalid(
                         "purpose",
-                        "must be one of encrypt-decrypt, asymmetric-decrypt, sign-verify, mac",
+                        "must be one of encrypt-decrypt, asymmetric-decrypt, sign-verify, mac, key-agreement",
                     )
                 })
             })
@@ -904,6 +908,26 @@ async fn mac(State(svc): App, Ctx(ctx): Ctx, Json(req): Json<MacRequest>) -> Api
         key: out.key.path(),
         version: out.version,
         mac: B64Bytes(out.mac),
+    }))
+}
+
+async fn derive_shared_secret(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<DeriveSharedSecretRequest>,
+) -> ApiResult<Response> {
+    let DeriveSharedSecretRequest {
+        key,
+        version,
+        public_key,
+    } = req;
+    let out = svc
+        .derive_shared_secret(&ctx, &key_ref(&key, "key")?, version, &public_key.0)
+        .await?;
+    Ok(ok(DeriveSharedSecretResponse {
+        key: out.key.path(),
+        version: out.version,
+        shared_secret: SecretB64(out.secret),
     }))
 }
 

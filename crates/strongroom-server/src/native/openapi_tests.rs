@@ -56,6 +56,11 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/v1/crypto/verify", "verify"),
     ("post", "/v1/crypto/mac", "mac"),
     ("post", "/v1/crypto/mac-verify", "mac_verify"),
+    (
+        "post",
+        "/v1/crypto/derive-shared-secret",
+        "derive_shared_secret",
+    ),
     ("post", "/v1/crypto/random", "random"),
     ("post", "/v1/tokens", "create_token"),
     ("get", "/v1/tokens", "list_tokens"),

@@ -194,6 +194,21 @@ pub(crate) struct MacRequest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct DeriveSharedSecretRequest {
+    pub(crate) key: String,
+    pub(crate) version: Option<u32>,
+    pub(crate) public_key: B64Bytes,
+}
+
+#[derive(Serialize)]
+pub(crate) struct DeriveSharedSecretResponse {
+    pub(crate) key: String,
+    pub(crate) version: u32,
+    pub(crate) shared_secret: SecretB64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct MacVerifyRequest {
     pub(crate) key: String,
     pub(crate) version: Option<u32>,
