@@ -86,6 +86,8 @@ def test_create_describe_and_list_keys(kms):
         ("ECC_NIST_P521", "SIGN_VERIFY", "SigningAlgorithms"),
         ("ECC_SECG_P256K1", "SIGN_VERIFY", "SigningAlgorithms"),
         ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY", "SigningAlgorithms"),
+        ("ML_DSA_65", "SIGN_VERIFY", "SigningAlgorithms"),
+        ("ECC_NIST_P256", "KEY_AGREEMENT", "KeyAgreementAlgorithms"),
         ("HMAC_256", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
         ("HMAC_384", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
         ("HMAC_512", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
@@ -105,7 +107,7 @@ def test_create_key_refusals_create_nothing(kms):
     raises("MalformedPolicyDocumentException", kms.create_key, Policy=json.dumps({"Version": "2012-10-17"}))
     raises("UnsupportedOperationException", kms.create_key, Origin="AWS_CLOUDHSM")
     raises("UnsupportedOperationException", kms.create_key, MultiRegion=True)
-    raises("UnsupportedOperationException", kms.create_key, KeySpec="ML_DSA_65", KeyUsage="SIGN_VERIFY")
+    raises("UnsupportedOperationException", kms.create_key, KeySpec="HMAC_224", KeyUsage="GENERATE_VERIFY_MAC")
     # Tags that Strongroom's label rules cannot hold are refused, not altered.
     raises("TagException", kms.create_key, Tags=[{"TagKey": "Project Name", "TagValue": "x"}])
     raises("TagException", kms.create_key, Tags=[{"TagKey": "a", "TagValue": "1"}, {"TagKey": "a", "TagValue": "2"}])
@@ -334,7 +336,7 @@ HASHES = {"SHA_256": hashes.SHA256(), "SHA_384": hashes.SHA384(), "SHA_512": has
 
 def independent_verify(pub, alg, message, signature):
     """Verifies with pyca/cryptography; raises InvalidSignature if it does not check out."""
-    if alg == "ED25519_SHA_512":
+    if alg in ("ED25519_SHA_512", "ML_DSA_SHAKE_256"):
         pub.verify(signature, message)
         return
     h = HASHES[alg[-7:]]
@@ -348,7 +350,7 @@ def independent_verify(pub, alg, message, signature):
 
 @pytest.mark.parametrize(
     "spec",
-    ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519"],
+    ["RSA_2048", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87"],
 )
 def test_sign_verify_every_algorithm(kms, spec):
     md = kms.create_key(KeySpec=spec, KeyUsage="SIGN_VERIFY")["KeyMetadata"]
@@ -370,7 +372,9 @@ def test_sign_verify_every_algorithm(kms, spec):
             Signature=s["Signature"],
             SigningAlgorithm=alg,
         )
-        if alg == "ED25519_SHA_512":
+        if alg in ("ED25519_SHA_512", "ML_DSA_SHAKE_256"):
+            # Pure schemes: messages only.
+            raises("ValidationException", kms.sign, KeyId=md["KeyId"], Message=b"x" * 32, MessageType="DIGEST", SigningAlgorithm=alg)
             continue
         # MessageType DIGEST: the caller hashes; the signature is the same kind.
         h = hashlib.new(alg[-7:].replace("SHA_", "sha"), message).digest()

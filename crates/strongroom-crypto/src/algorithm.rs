@@ -154,6 +154,8 @@ pub enum SignatureScheme {
     Ecdsa(Sha2),
     /// Pure Ed25519.
     Ed25519,
+    /// Pure ML-DSA (FIPS 204), with an empty context string.
+    MlDsa,
 }
 
 /// A key's algorithm. Every version of a key has the same algorithm.
@@ -177,6 +179,12 @@ pub enum Algorithm {
     EcdsaSecp256k1Sha256,
     /// Ed25519 (pure; signs messages only, never digests).
     Ed25519,
+    /// ML-DSA-44 (FIPS 204; pure, messages only).
+    MlDsa44,
+    /// ML-DSA-65.
+    MlDsa65,
+    /// ML-DSA-87.
+    MlDsa87,
     /// HMAC with a key as long as the hash output.
     Hmac(Sha2),
     /// ECDH on NIST P-256 (the raw shared secret, no KDF).
@@ -204,6 +212,9 @@ impl Algorithm {
             Algorithm::EcdsaP521Sha512,
             Algorithm::EcdsaSecp256k1Sha256,
             Algorithm::Ed25519,
+            Algorithm::MlDsa44,
+            Algorithm::MlDsa65,
+            Algorithm::MlDsa87,
         ]);
         v.extend(Sha2::ALL.map(Algorithm::Hmac));
         v.extend([
@@ -225,7 +236,10 @@ impl Algorithm {
             | Algorithm::EcdsaP384Sha384
             | Algorithm::EcdsaP521Sha512
             | Algorithm::EcdsaSecp256k1Sha256
-            | Algorithm::Ed25519 => Purpose::SignVerify,
+            | Algorithm::Ed25519
+            | Algorithm::MlDsa44
+            | Algorithm::MlDsa65
+            | Algorithm::MlDsa87 => Purpose::SignVerify,
             Algorithm::Hmac(_) => Purpose::Mac,
             Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {
                 Purpose::KeyAgreement
@@ -279,6 +293,9 @@ impl Algorithm {
             Algorithm::EcdsaP384Sha384 => Some(SignatureScheme::Ecdsa(Sha2::Sha384)),
             Algorithm::EcdsaP521Sha512 => Some(SignatureScheme::Ecdsa(Sha2::Sha512)),
             Algorithm::Ed25519 => Some(SignatureScheme::Ed25519),
+            Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87 => {
+                Some(SignatureScheme::MlDsa)
+            }
             _ => None,
         }
     }
@@ -302,6 +319,9 @@ impl Algorithm {
             Algorithm::EcdsaP521Sha512 => "ecdsa-p521-sha512".into(),
             Algorithm::EcdsaSecp256k1Sha256 => "ecdsa-secp256k1-sha256".into(),
             Algorithm::Ed25519 => "ed25519".into(),
+            Algorithm::MlDsa44 => "ml-dsa-44".into(),
+            Algorithm::MlDsa65 => "ml-dsa-65".into(),
+            Algorithm::MlDsa87 => "ml-dsa-87".into(),
             Algorithm::Hmac(h) => format!("hmac-{}", h.as_str()),
             Algorithm::EcdhP256 => "ecdh-p256".into(),
             Algorithm::EcdhP384 => "ecdh-p384".into(),
@@ -333,7 +353,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_are_unique() {
         let all = Algorithm::all();
-        assert_eq!(all.len(), 1 + 3 + 9 + 9 + 5 + 3 + 3);
+        assert_eq!(all.len(), 1 + 3 + 9 + 9 + 5 + 3 + 3 + 3);
         let mut names: Vec<String> = all.iter().map(|a| a.name()).collect();
         for (a, n) in all.iter().zip(&names) {
             assert_eq!(n.parse::<Algorithm>(), Ok(*a));

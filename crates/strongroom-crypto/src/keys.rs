@@ -11,7 +11,7 @@ use aws_lc_rs::rsa::{
 };
 use aws_lc_rs::signature::{
     self, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair, ParsedPublicKey,
-    RsaKeyPair, VerificationAlgorithm,
+    PqdsaKeyPair, RsaKeyPair, VerificationAlgorithm,
 };
 use aws_lc_rs::{digest, hmac};
 
@@ -86,6 +86,14 @@ pub fn generate(alg: Algorithm) -> Result<KeyMaterial, Error> {
                 .map_err(|_| Error::Internal("pkcs8 encoding"))?;
             Ok(KeyMaterial::copy_from(doc.as_ref()))
         }
+        Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87 => {
+            let sa = mldsa_signing(alg).ok_or(Error::Internal("ml-dsa algorithm"))?;
+            let k = PqdsaKeyPair::generate(sa).map_err(|_| Error::Internal("ml-dsa keygen"))?;
+            let doc = k
+                .to_pkcs8v1()
+                .map_err(|_| Error::Internal("pkcs8 encoding"))?;
+            Ok(KeyMaterial::copy_from(doc.as_ref()))
+        }
         Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {
             let a = ecdh(alg).ok_or(Error::Internal("ecdh algorithm"))?;
             let k =
@@ -94,6 +102,15 @@ pub fn generate(alg: Algorithm) -> Result<KeyMaterial, Error> {
                 k.as_der().map_err(|_| Error::Internal("pkcs8 encoding"))?;
             Ok(KeyMaterial::copy_from(doc.as_ref()))
         }
+    }
+}
+
+fn mldsa_signing(alg: Algorithm) -> Option<&'static signature::PqdsaSigningAlgorithm> {
+    match alg {
+        Algorithm::MlDsa44 => Some(&signature::ML_DSA_44_SIGNING),
+        Algorithm::MlDsa65 => Some(&signature::ML_DSA_65_SIGNING),
+        Algorithm::MlDsa87 => Some(&signature::ML_DSA_87_SIGNING),
+        _ => None,
     }
 }
 
@@ -216,6 +233,11 @@ pub fn public_key_der(alg: Algorithm, material: &KeyMaterial) -> Result<Vec<u8>,
             let k = Ed25519KeyPair::from_pkcs8(der).map_err(|_| Error::InvalidKeyMaterial)?;
             k.public_key().as_der().map_err(bad)?.as_ref().to_vec()
         }
+        Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87 => {
+            let sa = mldsa_signing(alg).ok_or(Error::Internal("ml-dsa algorithm"))?;
+            let k = PqdsaKeyPair::from_pkcs8(sa, der).map_err(|_| Error::InvalidKeyMaterial)?;
+            k.public_key().as_der().map_err(bad)?.as_ref().to_vec()
+        }
         Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {
             let k = ecdh_private(alg, material)?;
             let pk = k
@@ -291,6 +313,19 @@ pub fn sign(
             let k = Ed25519KeyPair::from_pkcs8(der).map_err(|_| Error::InvalidKeyMaterial)?;
             Ok(k.sign(m).as_ref().to_vec())
         }
+        Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87 => {
+            let SignInput::Message(m) = input else {
+                return Err(Error::DigestNotSupported);
+            };
+            let sa = mldsa_signing(alg).ok_or(Error::Internal("ml-dsa algorithm"))?;
+            let k = PqdsaKeyPair::from_pkcs8(sa, der).map_err(|_| Error::InvalidKeyMaterial)?;
+            let mut sig = vec![0u8; sa.signature_len()];
+            let n = k
+                .sign(m, &mut sig)
+                .map_err(|_| Error::Internal("ml-dsa sign"))?;
+            sig.truncate(n);
+            Ok(sig)
+        }
         _ => Err(Error::WrongAlgorithm),
     }
 }
@@ -308,6 +343,9 @@ fn verification_algorithm(alg: Algorithm) -> Result<&'static dyn VerificationAlg
         Algorithm::EcdsaP521Sha512 => &signature::ECDSA_P521_SHA512_ASN1,
         Algorithm::EcdsaSecp256k1Sha256 => &signature::ECDSA_P256K1_SHA256_ASN1,
         Algorithm::Ed25519 => &signature::ED25519,
+        Algorithm::MlDsa44 => &signature::ML_DSA_44,
+        Algorithm::MlDsa65 => &signature::ML_DSA_65,
+        Algorithm::MlDsa87 => &signature::ML_DSA_87,
         _ => return Err(Error::WrongAlgorithm),
     })
 }
@@ -323,8 +361,14 @@ pub fn verify(
     let va = verification_algorithm(alg)?;
     let pk = ParsedPublicKey::new(va, public_key_der).map_err(|_| Error::InvalidKeyMaterial)?;
     match (alg, input) {
-        (Algorithm::Ed25519, SignInput::Digest(_)) => Err(Error::DigestNotSupported),
-        (Algorithm::Ed25519, SignInput::Message(m)) => Ok(pk.verify_sig(m, sig).is_ok()),
+        (
+            Algorithm::Ed25519 | Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87,
+            SignInput::Digest(_),
+        ) => Err(Error::DigestNotSupported),
+        (
+            Algorithm::Ed25519 | Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87,
+            SignInput::Message(m),
+        ) => Ok(pk.verify_sig(m, sig).is_ok()),
         (_, input) => {
             let h = alg.signing_hash().ok_or(Error::WrongAlgorithm)?;
             let d = digest_of(h, input)?;

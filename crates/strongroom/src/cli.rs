@@ -493,6 +493,7 @@ enum KeyCmd {
     ///   asymmetric-decrypt  rsa-oaep-{2048,3072,4096}-sha256 (default 3072)
     ///   sign-verify         ecdsa-p256-sha256 (default), ecdsa-p384-sha384,
     ///                       ecdsa-p521-sha512, ecdsa-secp256k1-sha256, ed25519,
+    ///                       ml-dsa-44, ml-dsa-65, ml-dsa-87,
     ///                       rsa-pss-{2048,3072,4096}-{sha256,sha384,sha512},
     ///                       rsa-pkcs1-{2048,3072,4096}-{sha256,sha384,sha512}
     ///   mac                 hmac-sha256 (default), hmac-sha384, hmac-sha512

@@ -674,6 +674,7 @@ async fn sign_and_verify() {
         "ecdsa-p521-sha512",
         "ecdsa-secp256k1-sha256",
         "ed25519",
+        "ml-dsa-65",
         "rsa-pss-2048-sha256",
         "rsa-pkcs1-2048-sha512",
     ] {
@@ -727,7 +728,7 @@ async fn sign_and_verify() {
             "{name}"
         );
         assert_err!(
-            verify(msg(message), vec![0; 1025], None).await,
+            verify(msg(message), vec![0; 8193], None).await,
             Error::InvalidArgument { ref field, .. } if field == "signature"
         );
 

@@ -166,6 +166,8 @@ async fn keys_with_explicit_algorithms() {
         "ecdsa-p521-sha512",
         "ecdsa-secp256k1-sha256",
         "ed25519",
+        "ml-dsa-44",
+        "ecdh-p256",
         "hmac-sha256",
         "hmac-sha384",
         "hmac-sha512",

