@@ -88,6 +88,7 @@ def test_create_describe_and_list_keys(kms):
         ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY", "SigningAlgorithms"),
         ("ML_DSA_65", "SIGN_VERIFY", "SigningAlgorithms"),
         ("ECC_NIST_P256", "KEY_AGREEMENT", "KeyAgreementAlgorithms"),
+        ("HMAC_224", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
         ("HMAC_256", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
         ("HMAC_384", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
         ("HMAC_512", "GENERATE_VERIFY_MAC", "MacAlgorithms"),
@@ -107,7 +108,7 @@ def test_create_key_refusals_create_nothing(kms):
     raises("MalformedPolicyDocumentException", kms.create_key, Policy=json.dumps({"Version": "2012-10-17"}))
     raises("UnsupportedOperationException", kms.create_key, Origin="AWS_CLOUDHSM")
     raises("UnsupportedOperationException", kms.create_key, MultiRegion=True)
-    raises("UnsupportedOperationException", kms.create_key, KeySpec="HMAC_224", KeyUsage="GENERATE_VERIFY_MAC")
+    raises("UnsupportedOperationException", kms.create_key, KeySpec="SM2", KeyUsage="SIGN_VERIFY")
     # Tags that Strongroom's label rules cannot hold are refused, not altered.
     raises("TagException", kms.create_key, Tags=[{"TagKey": "Project Name", "TagValue": "x"}])
     raises("TagException", kms.create_key, Tags=[{"TagKey": "a", "TagValue": "1"}, {"TagKey": "a", "TagValue": "2"}])
@@ -390,16 +391,54 @@ def test_sign_verify_every_algorithm(kms, spec):
         )
 
 
-def test_mac(kms):
-    key = kms.create_key(KeySpec="HMAC_384", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["KeyId"]
-    out = kms.generate_mac(KeyId=key, Message=b"payload", MacAlgorithm="HMAC_SHA_384")
-    assert out["MacAlgorithm"] == "HMAC_SHA_384" and len(out["Mac"]) == 48
-    assert kms.verify_mac(KeyId=key, Message=b"payload", Mac=out["Mac"], MacAlgorithm="HMAC_SHA_384")["MacValid"]
-    raises("KMSInvalidMacException", kms.verify_mac, KeyId=key, Message=b"other", Mac=out["Mac"], MacAlgorithm="HMAC_SHA_384")
+@pytest.mark.parametrize("bits", [224, 256, 384, 512])
+def test_mac(kms, bits):
+    alg = f"HMAC_SHA_{bits}"
+    md = kms.create_key(KeySpec=f"HMAC_{bits}", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
+    key = md["KeyId"]
+    assert md["MacAlgorithms"] == [alg]
+    out = kms.generate_mac(KeyId=key, Message=b"payload", MacAlgorithm=alg)
+    assert out["MacAlgorithm"] == alg and len(out["Mac"]) == bits // 8
+    assert kms.verify_mac(KeyId=key, Message=b"payload", Mac=out["Mac"], MacAlgorithm=alg)["MacValid"]
+    raises("KMSInvalidMacException", kms.verify_mac, KeyId=key, Message=b"other", Mac=out["Mac"], MacAlgorithm=alg)
     bad = bytes([out["Mac"][0] ^ 1]) + out["Mac"][1:]
-    raises("KMSInvalidMacException", kms.verify_mac, KeyId=key, Message=b"payload", Mac=bad, MacAlgorithm="HMAC_SHA_384")
+    raises("KMSInvalidMacException", kms.verify_mac, KeyId=key, Message=b"payload", Mac=bad, MacAlgorithm=alg)
     # Deterministic: the same message gives the same MAC.
-    assert kms.generate_mac(KeyId=key, Message=b"payload", MacAlgorithm="HMAC_SHA_384")["Mac"] == out["Mac"]
+    assert kms.generate_mac(KeyId=key, Message=b"payload", MacAlgorithm=alg)["Mac"] == out["Mac"]
+    # A key of one size takes no other MAC algorithm.
+    other = "HMAC_SHA_256" if bits != 256 else "HMAC_SHA_224"
+    raises("InvalidKeyUsageException", kms.generate_mac, KeyId=key, Message=b"payload", MacAlgorithm=other)
+
+
+@pytest.mark.parametrize("bits", [224, 256, 384, 512])
+def test_imported_mac_key_matches_python_hmac(kms, bits):
+    """Known key material imported into an HMAC key gives the MAC Python's hmac computes."""
+    import hashlib
+    import hmac
+
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    key = kms.create_key(KeySpec=f"HMAC_{bits}", KeyUsage="GENERATE_VERIFY_MAC", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    p = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+    wrapping_key = serialization.load_der_public_key(p["PublicKey"])
+    # Material must be as long as the hash output.
+    raises(
+        "IncorrectKeyMaterialException",
+        kms.import_key_material,
+        KeyId=key,
+        ImportToken=p["ImportToken"],
+        EncryptedKeyMaterial=wrapping_key.encrypt(os.urandom(bits // 8 + 1), oaep),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    )
+    material = os.urandom(bits // 8)
+    kms.import_key_material(
+        KeyId=key,
+        ImportToken=p["ImportToken"],
+        EncryptedKeyMaterial=wrapping_key.encrypt(material, oaep),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    )
+    message = b"interoperable MAC"
+    want = hmac.new(material, message, getattr(hashlib, f"sha{bits}")).digest()
+    assert kms.generate_mac(KeyId=key, Message=message, MacAlgorithm=f"HMAC_SHA_{bits}")["Mac"] == want
 
 
 # ---- aliases ----

@@ -187,6 +187,9 @@ pub enum Algorithm {
     MlDsa87,
     /// HMAC with a key as long as the hash output.
     Hmac(Sha2),
+    /// HMAC-SHA-224 with a 28-byte key. Kept apart from [`Algorithm::Hmac`] because SHA-224
+    /// serves no other algorithm here.
+    Hmac224,
     /// ECDH on NIST P-256 (the raw shared secret, no KDF).
     EcdhP256,
     /// ECDH on NIST P-384.
@@ -216,6 +219,7 @@ impl Algorithm {
             Algorithm::MlDsa65,
             Algorithm::MlDsa87,
         ]);
+        v.push(Algorithm::Hmac224);
         v.extend(Sha2::ALL.map(Algorithm::Hmac));
         v.extend([
             Algorithm::EcdhP256,
@@ -240,7 +244,7 @@ impl Algorithm {
             | Algorithm::MlDsa44
             | Algorithm::MlDsa65
             | Algorithm::MlDsa87 => Purpose::SignVerify,
-            Algorithm::Hmac(_) => Purpose::Mac,
+            Algorithm::Hmac(_) | Algorithm::Hmac224 => Purpose::Mac,
             Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {
                 Purpose::KeyAgreement
             }
@@ -323,6 +327,7 @@ impl Algorithm {
             Algorithm::MlDsa65 => "ml-dsa-65".into(),
             Algorithm::MlDsa87 => "ml-dsa-87".into(),
             Algorithm::Hmac(h) => format!("hmac-{}", h.as_str()),
+            Algorithm::Hmac224 => "hmac-sha224".into(),
             Algorithm::EcdhP256 => "ecdh-p256".into(),
             Algorithm::EcdhP384 => "ecdh-p384".into(),
             Algorithm::EcdhP521 => "ecdh-p521".into(),
@@ -353,7 +358,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_are_unique() {
         let all = Algorithm::all();
-        assert_eq!(all.len(), 1 + 3 + 9 + 9 + 5 + 3 + 3 + 3);
+        assert_eq!(all.len(), 1 + 3 + 9 + 9 + 5 + 3 + 1 + 3 + 3);
         let mut names: Vec<String> = all.iter().map(|a| a.name()).collect();
         for (a, n) in all.iter().zip(&names) {
             assert_eq!(n.parse::<Algorithm>(), Ok(*a));

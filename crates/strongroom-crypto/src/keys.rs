@@ -58,6 +58,7 @@ pub fn generate(alg: Algorithm) -> Result<KeyMaterial, Error> {
     match alg {
         Algorithm::Aes256Gcm => Ok(KeyMaterial::new(rand::bytes(ciphertext::KEY_LEN)?)),
         Algorithm::Hmac(h) => Ok(KeyMaterial::new(rand::bytes(h.output_len())?)),
+        Algorithm::Hmac224 => Ok(KeyMaterial::new(rand::bytes(HMAC_224_KEY_LEN)?)),
         Algorithm::RsaOaep(bits) => {
             let k = PrivateDecryptingKey::generate(rsa_size(bits))
                 .map_err(|_| Error::Internal("rsa keygen"))?;
@@ -187,6 +188,9 @@ pub fn derive_shared_secret(
     )
 }
 
+/// Key length of an HMAC-SHA-224 key: the hash output, 28 bytes.
+pub const HMAC_224_KEY_LEN: usize = 28;
+
 /// Checks that `material` is usable key material for `alg` (used when unsealing, so a
 /// corrupted or mismatched record is caught before use).
 pub fn validate(alg: Algorithm, material: &KeyMaterial) -> Result<(), Error> {
@@ -195,6 +199,9 @@ pub fn validate(alg: Algorithm, material: &KeyMaterial) -> Result<(), Error> {
             .then_some(())
             .ok_or(Error::InvalidKeyMaterial),
         Algorithm::Hmac(h) => (material.len() == h.output_len())
+            .then_some(())
+            .ok_or(Error::InvalidKeyMaterial),
+        Algorithm::Hmac224 => (material.len() == HMAC_224_KEY_LEN)
             .then_some(())
             .ok_or(Error::InvalidKeyMaterial),
         _ => public_key_der(alg, material).map(|_| ()),
@@ -247,7 +254,9 @@ pub fn public_key_der(alg: Algorithm, material: &KeyMaterial) -> Result<Vec<u8>,
                 pk.as_der().map_err(|_| Error::InvalidKeyMaterial)?;
             der.as_ref().to_vec()
         }
-        Algorithm::Aes256Gcm | Algorithm::Hmac(_) => return Err(Error::WrongAlgorithm),
+        Algorithm::Aes256Gcm | Algorithm::Hmac(_) | Algorithm::Hmac224 => {
+            return Err(Error::WrongAlgorithm);
+        }
     };
     Ok(spki)
 }
@@ -379,6 +388,7 @@ pub fn verify(
 
 fn hmac_algorithm(alg: Algorithm) -> Result<hmac::Algorithm, Error> {
     match alg {
+        Algorithm::Hmac224 => Ok(hmac::HMAC_SHA224),
         Algorithm::Hmac(Sha2::Sha256) => Ok(hmac::HMAC_SHA256),
         Algorithm::Hmac(Sha2::Sha384) => Ok(hmac::HMAC_SHA384),
         Algorithm::Hmac(Sha2::Sha512) => Ok(hmac::HMAC_SHA512),

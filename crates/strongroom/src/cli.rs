@@ -496,7 +496,7 @@ enum KeyCmd {
     ///                       ml-dsa-44, ml-dsa-65, ml-dsa-87,
     ///                       rsa-pss-{2048,3072,4096}-{sha256,sha384,sha512},
     ///                       rsa-pkcs1-{2048,3072,4096}-{sha256,sha384,sha512}
-    ///   mac                 hmac-sha256 (default), hmac-sha384, hmac-sha512
+    ///   mac                 hmac-sha256 (default), hmac-sha224, hmac-sha384, hmac-sha512
     ///   key-agreement       ecdh-p256 (default), ecdh-p384, ecdh-p521
     #[command(verbatim_doc_comment)]
     Create {

@@ -835,6 +835,7 @@ async fn mac_and_mac_verify() {
     kms.ring("r").await;
     let m = pt(b"message");
     for (name, len) in [
+        ("hmac-sha224", 28),
         ("hmac-sha256", 32),
         ("hmac-sha384", 48),
         ("hmac-sha512", 64),

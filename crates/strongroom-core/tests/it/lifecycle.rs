@@ -168,6 +168,7 @@ async fn keys_with_explicit_algorithms() {
         "ed25519",
         "ml-dsa-44",
         "ecdh-p256",
+        "hmac-sha224",
         "hmac-sha256",
         "hmac-sha384",
         "hmac-sha512",

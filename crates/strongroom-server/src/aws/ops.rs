@@ -205,6 +205,7 @@ fn key_spec(a: Algorithm) -> &'static str {
         Algorithm::MlDsa44 => "ML_DSA_44",
         Algorithm::MlDsa65 => "ML_DSA_65",
         Algorithm::MlDsa87 => "ML_DSA_87",
+        Algorithm::Hmac224 => "HMAC_224",
         Algorithm::Hmac(Sha2::Sha256) => "HMAC_256",
         Algorithm::Hmac(Sha2::Sha384) => "HMAC_384",
         Algorithm::Hmac(Sha2::Sha512) => "HMAC_512",
@@ -265,12 +266,26 @@ fn signing_scheme(name: &str) -> Result<SignatureScheme, AwsError> {
     ))
 }
 
-fn mac_name(h: Sha2) -> &'static str {
-    match h {
-        Sha2::Sha256 => "HMAC_SHA_256",
-        Sha2::Sha384 => "HMAC_SHA_384",
-        Sha2::Sha512 => "HMAC_SHA_512",
-    }
+/// The MAC algorithm names AWS KMS gives each HMAC algorithm, in both directions.
+const MAC_NAMES: [(Algorithm, &str); 4] = [
+    (Algorithm::Hmac224, "HMAC_SHA_224"),
+    (Algorithm::Hmac(Sha2::Sha256), "HMAC_SHA_256"),
+    (Algorithm::Hmac(Sha2::Sha384), "HMAC_SHA_384"),
+    (Algorithm::Hmac(Sha2::Sha512), "HMAC_SHA_512"),
+];
+
+/// The AWS name of a MAC algorithm; `None` for algorithms that do not MAC.
+fn mac_name(a: Algorithm) -> Option<&'static str> {
+    MAC_NAMES.iter().find(|(m, _)| *m == a).map(|(_, n)| *n)
+}
+
+/// The MAC algorithm a request names, with its name as responses spell it.
+fn parse_mac_algorithm(name: &str) -> Result<(Algorithm, &'static str), AwsError> {
+    MAC_NAMES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .copied()
+        .ok_or_else(|| AwsError::validation("MacAlgorithm: not a MAC algorithm AWS KMS defines"))
 }
 
 /// Encryption, signing, MAC and key agreement algorithms a key offers, as DescribeKey lists
@@ -292,7 +307,7 @@ fn algorithms(a: Algorithm) -> Algorithms {
     match a {
         Algorithm::Aes256Gcm => out.encryption = Some(vec!["SYMMETRIC_DEFAULT"]),
         Algorithm::RsaOaep(_) => out.encryption = Some(vec!["RSAES_OAEP_SHA_256"]),
-        Algorithm::Hmac(h) => out.mac = Some(vec![mac_name(h)]),
+        Algorithm::Hmac(_) | Algorithm::Hmac224 => out.mac = mac_name(a).map(|n| vec![n]),
         Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {
             out.key_agreement = Some(vec!["ECDH"])
         }
@@ -343,9 +358,9 @@ fn algorithm_for(spec: &str, usage: Option<&str>) -> Result<Algorithm, AwsError>
         "KEY_AGREEMENT" => Ok(agree),
         _ => Err(()),
     };
-    let mac_only = |h| {
+    let mac_only = |a| {
         if usage == "GENERATE_VERIFY_MAC" {
-            Ok(Algorithm::Hmac(h))
+            Ok(a)
         } else {
             Err(())
         }
@@ -364,10 +379,11 @@ fn algorithm_for(spec: &str, usage: Option<&str>) -> Result<Algorithm, AwsError>
         "ML_DSA_44" => sign_only(Algorithm::MlDsa44),
         "ML_DSA_65" => sign_only(Algorithm::MlDsa65),
         "ML_DSA_87" => sign_only(Algorithm::MlDsa87),
-        "HMAC_256" => mac_only(Sha2::Sha256),
-        "HMAC_384" => mac_only(Sha2::Sha384),
-        "HMAC_512" => mac_only(Sha2::Sha512),
-        "HMAC_224" | "SM2" => {
+        "HMAC_224" => mac_only(Algorithm::Hmac224),
+        "HMAC_256" => mac_only(Algorithm::Hmac(Sha2::Sha256)),
+        "HMAC_384" => mac_only(Algorithm::Hmac(Sha2::Sha384)),
+        "HMAC_512" => mac_only(Algorithm::Hmac(Sha2::Sha512)),
+        "SM2" => {
             return Err(not_yet(&format!("KeySpec {spec}")));
         }
         _ => {
@@ -1905,20 +1921,6 @@ async fn derive_shared_secret(c: &Call<'_>, req: DeriveSharedSecretRequest) -> A
     })
 }
 
-fn mac_hash(name: &str) -> Result<Sha2, AwsError> {
-    match name {
-        "HMAC_SHA_256" => Ok(Sha2::Sha256),
-        "HMAC_SHA_384" => Ok(Sha2::Sha384),
-        "HMAC_SHA_512" => Ok(Sha2::Sha512),
-        "HMAC_SHA_224" => Err(AwsError::unsupported(
-            "HMAC_SHA_224 is not supported by this server yet",
-        )),
-        _ => Err(AwsError::validation(
-            "MacAlgorithm: not a MAC algorithm AWS KMS defines",
-        )),
-    }
-}
-
 async fn generate_mac(c: &Call<'_>, req: GenerateMacRequest) -> AwsResult {
     let GenerateMacRequest {
         key_id,
@@ -1929,17 +1931,17 @@ async fn generate_mac(c: &Call<'_>, req: GenerateMacRequest) -> AwsResult {
     } = req;
     no_grants(grant_tokens)?;
     no_dry_run(dry_run)?;
-    let want = mac_hash(&mac_algorithm)?;
+    let (want, want_name) = parse_mac_algorithm(&mac_algorithm)?;
     blob_len("Message", message.0.len(), MAX_AWS_PLAINTEXT)?;
     let key = c.key_ref("KeyId", &key_id)?;
     let out = c
         .svc
-        .mac(&c.ctx, &key, None, &message.0, Some(Algorithm::Hmac(want)))
+        .mac(&c.ctx, &key, None, &message.0, Some(want))
         .await
         .map_err(scheme_error)?;
     ok(&GenerateMacResponse {
         mac: B64Bytes(out.mac),
-        mac_algorithm: mac_name(want),
+        mac_algorithm: want_name,
         key_id: arn_of(c, &out.key),
     })
 }
@@ -1955,20 +1957,13 @@ async fn verify_mac(c: &Call<'_>, req: VerifyMacRequest) -> AwsResult {
     } = req;
     no_grants(grant_tokens)?;
     no_dry_run(dry_run)?;
-    let want = mac_hash(&mac_algorithm)?;
+    let (want, want_name) = parse_mac_algorithm(&mac_algorithm)?;
     blob_len("Message", message.0.len(), MAX_AWS_PLAINTEXT)?;
     blob_len("Mac", mac.0.len(), 6144)?;
     let key = c.key_ref("KeyId", &key_id)?;
     let out = c
         .svc
-        .mac_verify(
-            &c.ctx,
-            &key,
-            None,
-            &message.0,
-            &mac.0,
-            Some(Algorithm::Hmac(want)),
-        )
+        .mac_verify(&c.ctx, &key, None, &message.0, &mac.0, Some(want))
         .await
         .map_err(scheme_error)?;
     if !out.valid {
@@ -1981,6 +1976,6 @@ async fn verify_mac(c: &Call<'_>, req: VerifyMacRequest) -> AwsResult {
     ok(&VerifyMacResponse {
         key_id: arn_of(c, &out.key),
         mac_valid: true,
-        mac_algorithm: mac_name(want),
+        mac_algorithm: want_name,
     })
 }
