@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 import urllib.request
 
 import botocore
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from conftest import ACCESS_KEY_ID, REGION, ROOT_TOKEN, SECRET
+from conftest import ACCESS_KEY_ID, REGION, ROOT_TOKEN, SECRET, Server
 
 
 def error_code(excinfo):
@@ -413,9 +414,6 @@ def test_mac(kms, bits):
 @pytest.mark.parametrize("bits", [224, 256, 384, 512])
 def test_imported_mac_key_matches_python_hmac(kms, bits):
     """Known key material imported into an HMAC key gives the MAC Python's hmac computes."""
-    import hashlib
-    import hmac
-
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
     key = kms.create_key(KeySpec=f"HMAC_{bits}", KeyUsage="GENERATE_VERIFY_MAC", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
     p = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
@@ -806,15 +804,18 @@ def test_import_key_material(kms):
         EncryptedKeyMaterial=wrapping_key.encrypt(os.urandom(16), oaep),
         ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
     )
-    raises(
-        "UnsupportedOperationException",
-        kms.import_key_material,
-        KeyId=key,
-        ImportToken=p["ImportToken"],
-        EncryptedKeyMaterial=wrapping_key.encrypt(material, oaep),
-        ExpirationModel="KEY_MATERIAL_EXPIRES",
-        ValidTo=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1),
-    )
+    # ExpirationModel and ValidTo as AWS checks them; none of these spends the token.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    wrapped = wrapping_key.encrypt(material, oaep)
+    for args in (
+        {},  # KEY_MATERIAL_EXPIRES is the default, and needs ValidTo
+        {"ExpirationModel": "KEY_MATERIAL_EXPIRES"},
+        {"ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "ValidTo": now + day},
+        {"ValidTo": now - day},
+        {"ValidTo": now + 366 * day},
+    ):
+        raises("ValidationException", kms.import_key_material, KeyId=key, ImportToken=p["ImportToken"], EncryptedKeyMaterial=wrapped, **args)
     kms.import_key_material(
         KeyId=key,
         ImportToken=p["ImportToken"],
@@ -874,6 +875,42 @@ def test_import_key_material(kms):
     generated = symmetric(kms)
     raises("UnsupportedOperationException", kms.get_parameters_for_import, KeyId=generated, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
     raises("UnsupportedOperationException", kms.get_parameters_for_import, KeyId=key, WrappingAlgorithm="RSAES_PKCS1_V1_5", WrappingKeySpec="RSA_2048")
+
+
+def test_imported_material_expires(kms):
+    """Material imported with ValidTo is deleted at that time; the key waits for it again."""
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    s = Server(["--scheduler-interval", "1s"])
+    try:
+        kms = s.client()
+        key = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+        material = os.urandom(32)
+
+        def import_material(**expiry):
+            p = kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+            wrapping_key = serialization.load_der_public_key(p["PublicKey"])
+            kms.import_key_material(KeyId=key, ImportToken=p["ImportToken"], EncryptedKeyMaterial=wrapping_key.encrypt(material, oaep), **expiry)
+
+        valid_to = int(time.time()) + 3
+        import_material(ValidTo=valid_to)  # ExpirationModel defaults to KEY_MATERIAL_EXPIRES
+        md = kms.describe_key(KeyId=key)["KeyMetadata"]
+        assert (md["KeyState"], md["ExpirationModel"], int(md["ValidTo"].timestamp())) == ("Enabled", "KEY_MATERIAL_EXPIRES", valid_to)
+        blob = kms.encrypt(KeyId=key, Plaintext=b"for a few seconds")["CiphertextBlob"]
+        deadline = time.time() + 20
+        while kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] != "PendingImport":
+            assert time.time() < deadline, "the material did not expire"
+            time.sleep(0.2)
+        assert time.time() >= valid_to
+        raises("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blob)
+        events = [e for e in s.audit() if e["operation"] == "scheduled-material-expiry"]
+        assert [e["outcome"] for e in events] == ["ok"]
+        # The same material again, without expiry, opens what it sealed.
+        import_material(ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+        md = kms.describe_key(KeyId=key)["KeyMetadata"]
+        assert (md["ExpirationModel"], "ValidTo" in md) == ("KEY_MATERIAL_DOES_NOT_EXPIRE", False)
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"for a few seconds"
+    finally:
+        s.stop()
 
 
 # ---- key agreement ----

@@ -119,14 +119,7 @@ impl KeyService {
             .version(key.id, header.version)
             .await?
             .ok_or(Error::InvalidCiphertext)?;
-        if key.state != strongroom_store::KeyState::Enabled {
-            return Err(Error::InvalidState {
-                resource: format!("key {}/{}", key.ring, key.name),
-                state: key.state.as_str(),
-                operation: op.as_str(),
-                requirement: "needs it enabled",
-            });
-        }
+        self.require_usable(&key, op)?;
         require_version_enabled(&key, &v, op)?;
         let m = self.material(&key, &v)?;
         let pt = ciphertext::decrypt(&m, &header, context, ct)?;

@@ -4,8 +4,9 @@
 //! `docs/aws-compatibility.md`, "Importing key material".
 
 use base64::Engine;
+use strongroom_audit::AuditEvent;
 use strongroom_crypto::import::{self as unwrap, ImportWrapping};
-use strongroom_crypto::{Algorithm, KeyMaterial, RsaBits, hash, keys, rand};
+use strongroom_crypto::{Algorithm, KeyId, KeyMaterial, RsaBits, hash, keys, rand};
 use strongroom_store::{
     ImportTokenRecord, KeyOrigin, KeyRecord, KeyState, StoreError, Timestamp, VersionOrigin,
     VersionRecord, VersionState,
@@ -14,11 +15,13 @@ use strongroom_store::{
 use crate::error::{Error, Result};
 use crate::lifecycle::require_live;
 use crate::request::{BearerToken, Operation, RequestContext};
-use crate::service::{KeyService, binding};
+use crate::service::{KeyService, binding, note_key};
 use crate::types::{KeyIdentity, KeyRef};
 
 /// How long import parameters stay usable (as AWS).
 pub const IMPORT_TOKEN_TTL_SECS: i64 = 24 * 3600;
+/// How far ahead imported material may be set to expire (as AWS: 365 days).
+pub const MAX_MATERIAL_LIFETIME_SECS: i64 = 365 * 24 * 3600;
 const TOKEN_PREFIX: &str = "srit_";
 
 /// What `get_import_parameters` returns: the wrapping public key and the token.
@@ -128,12 +131,17 @@ impl KeyService {
     /// imports (after `delete_imported_key_material`) must bring the same. The token is
     /// spent once it has unwrapped valid material, even if storing then fails (ask for new
     /// parameters then).
+    ///
+    /// With `expires_at` (later than now, at most 365 days ahead) the material is deleted
+    /// then, as `delete_imported_key_material` would, and the key is unusable from that
+    /// moment even before the scheduler runs; without it the material does not expire.
     pub async fn import_key_material(
         &self,
         ctx: &RequestContext,
         key: &KeyRef,
         token: &BearerToken,
         wrapped: &[u8],
+        expires_at: Option<Timestamp>,
     ) -> Result<KeyRecord> {
         let mut ev = self.event(ctx, Operation::ImportKeyMaterial);
         let res = async {
@@ -153,6 +161,15 @@ impl KeyService {
             }
             if wrapped.is_empty() || wrapped.len() > 8192 {
                 return Err(Error::invalid("key_material", "must be 1 to 8192 bytes"));
+            }
+            if let Some(t) = expires_at {
+                let now = self.clock.now();
+                if t <= now || t > now.plus_secs(MAX_MATERIAL_LIFETIME_SECS) {
+                    return Err(Error::invalid(
+                        "valid_to",
+                        "must be in the future and at most 365 days from now",
+                    ));
+                }
             }
             // Exposed to hash it for lookup; the stored hash is compared in constant time.
             let h = hash::sha256(token.expose_secret().as_bytes());
@@ -225,6 +242,7 @@ impl KeyService {
                 state: KeyState::Enabled,
                 primary_version: Some(1),
                 version_count: 1,
+                material_expires_at: expires_at,
                 ..k.clone()
             };
             ev.version = Some(1);
@@ -264,22 +282,53 @@ impl KeyService {
             if k.state == KeyState::PendingImport {
                 return Ok(k);
             }
-            let v1 = self.version_record(&k, 1).await?;
-            let wiped = VersionRecord {
-                sealed_material: None,
-                ..v1
-            };
-            let next = KeyRecord {
-                state: KeyState::PendingImport,
-                ..k.clone()
-            };
-            ev.version = Some(1);
-            let done = self.write_key(&mut ev, &k, next, &[wiped]).await?;
-            self.forget(k.id, 1);
-            Ok(done)
+            self.wipe_imported_material(&mut ev, &k).await
         }
         .await;
         self.finish(ev, res).await
+    }
+
+    /// Deletes a key's imported material: the version keeps its number and public key, the
+    /// key waits for the same material again.
+    async fn wipe_imported_material(
+        &self,
+        ev: &mut AuditEvent,
+        k: &KeyRecord,
+    ) -> Result<KeyRecord> {
+        let v1 = self.version_record(k, 1).await?;
+        let wiped = VersionRecord {
+            sealed_material: None,
+            ..v1
+        };
+        let next = KeyRecord {
+            state: KeyState::PendingImport,
+            material_expires_at: None,
+            ..k.clone()
+        };
+        ev.version = Some(1);
+        let done = self.write_key(ev, k, next, &[wiped]).await?;
+        self.forget(k.id, 1);
+        Ok(done)
+    }
+
+    /// The scheduler's job for a key whose imported material is due to expire: deletes it.
+    /// `false` when there was nothing to do (the key changed since it was listed).
+    pub(crate) async fn expire_imported_material(
+        &self,
+        ev: &mut AuditEvent,
+        id: KeyId,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let Some(k) = self.store.key_by_id(id).await? else {
+            return Ok(false);
+        };
+        note_key(ev, &k);
+        let due = k.material_expires_at.is_some_and(|t| t <= now);
+        if !due || !matches!(k.state, KeyState::Enabled | KeyState::Disabled) {
+            return Ok(false);
+        }
+        self.wipe_imported_material(ev, &k).await?;
+        Ok(true)
     }
 }
 

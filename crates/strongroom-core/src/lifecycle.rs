@@ -36,6 +36,8 @@ pub struct JobReport {
     pub destroyed: u32,
     /// Keys deleted.
     pub deleted: u32,
+    /// Keys whose imported material expired and was deleted.
+    pub expired: u32,
     /// Jobs that failed (logged and audited; retried on the next run).
     pub failed: u32,
 }
@@ -440,6 +442,7 @@ impl KeyService {
                     .rotation_period_secs
                     .map(|p| input.next_rotation_time.unwrap_or(now.plus_secs(p))),
                 deletion_time: None,
+                material_expires_at: None,
                 created_at: now,
                 updated_at: now,
                 revision: 1,
@@ -1374,6 +1377,23 @@ impl KeyService {
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(key_id = %id, error = %e, "scheduled key deletion failed; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        // Imported material whose time is up (the key is already unusable; see usable_version).
+        for id in self.store.keys_due_for_material_expiry(now, 100).await? {
+            let mut ev = sched(Operation::ScheduledMaterialExpiry);
+            let res = async {
+                self.authorize_scheduler(&mut ev);
+                self.expire_imported_material(&mut ev, id, now).await
+            }
+            .await;
+            match self.finish(ev, res).await {
+                Ok(true) => report.expired += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "expiring imported material failed; will retry");
                     report.failed += 1;
                 }
             }

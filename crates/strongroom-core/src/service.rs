@@ -593,15 +593,10 @@ impl KeyService {
         })
     }
 
-    /// The version a cryptographic operation uses: `requested`, or the primary. Checks that
-    /// the key and the version are enabled.
-    pub(crate) async fn usable_version(
-        &self,
-        key: &KeyRecord,
-        requested: Option<u32>,
-        op: Operation,
-        ev: &mut AuditEvent,
-    ) -> Result<VersionRecord> {
+    /// Refuses a cryptographic operation on a key that is not enabled, or whose imported
+    /// material has expired: it is unusable from its expiry, not from when the scheduler
+    /// gets to deleting it.
+    pub(crate) fn require_usable(&self, key: &KeyRecord, op: Operation) -> Result<()> {
         if key.state != KeyState::Enabled {
             return Err(Error::InvalidState {
                 resource: format!("key {}/{}", key.ring, key.name),
@@ -610,6 +605,30 @@ impl KeyService {
                 requirement: "needs it enabled",
             });
         }
+        if key
+            .material_expires_at
+            .is_some_and(|t| t <= self.clock.now())
+        {
+            return Err(Error::InvalidState {
+                resource: format!("key {}/{}", key.ring, key.name),
+                state: KeyState::PendingImport.as_str(),
+                operation: op.as_str(),
+                requirement: "needs its material imported again (it expired)",
+            });
+        }
+        Ok(())
+    }
+
+    /// The version a cryptographic operation uses: `requested`, or the primary. Checks that
+    /// the key is usable and the version enabled.
+    pub(crate) async fn usable_version(
+        &self,
+        key: &KeyRecord,
+        requested: Option<u32>,
+        op: Operation,
+        ev: &mut AuditEvent,
+    ) -> Result<VersionRecord> {
+        self.require_usable(key, op)?;
         let n = match requested.or(key.primary_version) {
             Some(n) => n,
             None => {

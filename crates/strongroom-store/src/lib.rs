@@ -97,6 +97,8 @@ pub trait Store: Send + Sync + 'static {
     async fn keys_due_for_rotation(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>>;
     /// Keys whose scheduled deletion is due (state `deletion_scheduled`, time passed).
     async fn keys_due_for_deletion(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>>;
+    /// Enabled or disabled keys whose imported material expires at or before `now`.
+    async fn keys_due_for_material_expiry(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>>;
     /// Versions scheduled for destruction whose `destroy_time` is at or before `now`.
     async fn versions_due_for_destruction(
         &self,

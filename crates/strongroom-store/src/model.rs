@@ -250,6 +250,9 @@ pub struct KeyRecord {
     pub next_rotation_time: Option<Timestamp>,
     /// When a scheduled deletion happens (state `DeletionScheduled`), or happened (`Deleted`).
     pub deletion_time: Option<Timestamp>,
+    /// When imported material expires (the scheduler then deletes it); `None` for material
+    /// that does not expire, and for keys without imported material.
+    pub material_expires_at: Option<Timestamp>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.

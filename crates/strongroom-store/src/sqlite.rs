@@ -208,6 +208,13 @@ ALTER TABLE key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'creation';
 UPDATE key_versions SET origin = 'rotation' WHERE version > 1;
 "#,
     ),
+    (
+        12,
+        r#"
+ALTER TABLE keys ADD COLUMN material_expires_at INTEGER;
+CREATE INDEX keys_material_expiry ON keys (material_expires_at) WHERE material_expires_at IS NOT NULL;
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.
@@ -474,6 +481,7 @@ fn key_of(r: &SqliteRow) -> Result<KeyRecord> {
         rotation_period_secs: r.try_get("rotation_period_secs").map_err(g)?,
         next_rotation_time: ts(r.try_get("next_rotation_time").map_err(g)?),
         deletion_time: ts(r.try_get("deletion_time").map_err(g)?),
+        material_expires_at: ts(r.try_get("material_expires_at").map_err(g)?),
         created_at: Timestamp(r.try_get("created_at").map_err(g)?),
         updated_at: Timestamp(r.try_get("updated_at").map_err(g)?),
         revision: r.try_get("revision").map_err(g)?,
@@ -727,8 +735,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO keys (id, ring, name, purpose, algorithm, protection, exportable, description, labels, state,
                                primary_version, version_count, rotation_period_secs, next_rotation_time, created_at, updated_at, revision,
-                               deletion_time, origin)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                               deletion_time, origin, material_expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .bind(key.id.as_bytes().as_slice())
         .bind(key.ring.as_str())
@@ -749,6 +757,7 @@ impl Store for SqliteStore {
         .bind(key.revision)
         .bind(key.deletion_time.map(|t| t.0))
         .bind(key.origin.as_str())
+        .bind(key.material_expires_at.map(|t| t.0))
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e, "key"))?;
@@ -840,7 +849,7 @@ impl Store for SqliteStore {
         let r = sqlx::query(
             "UPDATE keys SET exportable = $1, description = $2, labels = $3, state = $4, primary_version = $5,
                              version_count = $6, rotation_period_secs = $7, next_rotation_time = $8, updated_at = $9, revision = $10,
-                             deletion_time = $13
+                             deletion_time = $13, material_expires_at = $14
              WHERE id = $11 AND revision = $12",
         )
         .bind(key.exportable)
@@ -856,6 +865,7 @@ impl Store for SqliteStore {
         .bind(key.id.as_bytes().as_slice())
         .bind(expected_revision)
         .bind(key.deletion_time.map(|t| t.0))
+        .bind(key.material_expires_at.map(|t| t.0))
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e, "key"))?;
@@ -940,6 +950,20 @@ impl Store for SqliteStore {
         self.check()?;
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT id FROM keys WHERE state = 'deletion_scheduled' AND deletion_time <= $1 ORDER BY deletion_time LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(|e| self.err(e, "keys"))?;
+        rows.iter().map(|b| key_id_of(b)).collect()
+    }
+
+    async fn keys_due_for_material_expiry(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>> {
+        self.check()?;
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT id FROM keys WHERE material_expires_at <= $1 AND state IN ('enabled', 'disabled')
+             ORDER BY material_expires_at LIMIT $2",
         )
         .bind(now.0)
         .bind(i64::from(limit))

@@ -57,15 +57,22 @@ async fn imported_material_encrypts_and_can_be_deleted_and_reimported() {
     assert!(!format!("{p:?}").contains(p.token.expose_secret()));
     // Wrong size for AES-256: refused, and the token is not spent.
     assert_err!(
-        svc.import_key_material(&root(), &key, &p.token, &wrap_oaep(&p.public_key, &[1; 16]))
-            .await,
+        svc.import_key_material(
+            &root(),
+            &key,
+            &p.token,
+            &wrap_oaep(&p.public_key, &[1; 16]),
+            None
+        )
+        .await,
         Error::InvalidArgument { .. }
     );
     // Tampered: refused alike.
     let mut bad = wrap_oaep(&p.public_key, &material);
     bad[10] ^= 1;
     assert_err!(
-        svc.import_key_material(&root(), &key, &p.token, &bad).await,
+        svc.import_key_material(&root(), &key, &p.token, &bad, None)
+            .await,
         Error::InvalidCiphertext
     );
     let done = svc
@@ -74,6 +81,7 @@ async fn imported_material_encrypts_and_can_be_deleted_and_reimported() {
             &key,
             &p.token,
             &wrap_oaep(&p.public_key, &material),
+            None,
         )
         .await
         .unwrap();
@@ -87,7 +95,8 @@ async fn imported_material_encrypts_and_can_be_deleted_and_reimported() {
             &root(),
             &key,
             &p.token,
-            &wrap_oaep(&p.public_key, &material)
+            &wrap_oaep(&p.public_key, &material),
+            None
         )
         .await,
         Error::InvalidArgument { .. } | Error::InvalidState { .. }
@@ -140,7 +149,8 @@ async fn imported_material_encrypts_and_can_be_deleted_and_reimported() {
             &root(),
             &key,
             &p2.token,
-            &wrap_kwp(&p2.public_key, &[0x18; 32])
+            &wrap_kwp(&p2.public_key, &[0x18; 32]),
+            None
         )
         .await,
         Error::InvalidArgument { .. }
@@ -150,6 +160,7 @@ async fn imported_material_encrypts_and_can_be_deleted_and_reimported() {
         &key,
         &p2.token,
         &wrap_kwp(&p2.public_key, &material),
+        None,
     )
     .await
     .unwrap();
@@ -182,7 +193,7 @@ async fn import_tokens_expire_and_belong_to_one_key() {
         .unwrap();
     let wrapped = wrap_oaep(&p.public_key, &[5; 32]);
     assert_err!(
-        svc.import_key_material(&root(), &b, &p.token, &wrapped)
+        svc.import_key_material(&root(), &b, &p.token, &wrapped, None)
             .await,
         Error::InvalidArgument { .. }
     );
@@ -201,13 +212,155 @@ async fn import_tokens_expire_and_belong_to_one_key() {
     );
     kms.advance(24 * 3600);
     let e = assert_err!(
-        svc.import_key_material(&root(), &a, &p.token, &wrapped)
+        svc.import_key_material(&root(), &a, &p.token, &wrapped, None)
             .await,
         Error::InvalidArgument { .. }
     );
     assert!(e.to_string().contains("expired"), "{e}");
     assert_eq!(
         svc.get_key(&root(), &a).await.unwrap().state,
+        KeyState::PendingImport
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_material_expires_at_its_time() {
+    let kms = Kms::new().await;
+    kms.ring("r").await;
+    let svc = kms.svc();
+    svc.create_key_for_import(&root(), key_input("r", "k"))
+        .await
+        .unwrap();
+    let key = path("r", "k");
+    let material = [0x33u8; 32];
+    let params = || async {
+        svc.get_import_parameters(&root(), &key, ImportWrapping::RsaOaepSha256, RsaBits::B2048)
+            .await
+            .unwrap()
+    };
+    let p = params().await;
+    let wrapped = wrap_oaep(&p.public_key, &material);
+    // The expiry must be in the future and at most 365 days away; a refusal spends nothing.
+    for bad in [T0, T0 - 1, T0 + 365 * 86400 + 1] {
+        let e = assert_err!(
+            svc.import_key_material(&root(), &key, &p.token, &wrapped, Some(Timestamp(bad)))
+                .await,
+            Error::InvalidArgument { .. }
+        );
+        assert!(e.to_string().contains("valid_to"), "{e}");
+    }
+    let done = svc
+        .import_key_material(
+            &root(),
+            &key,
+            &p.token,
+            &wrapped,
+            Some(Timestamp(T0 + 3600)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.material_expires_at, Some(Timestamp(T0 + 3600)));
+    let ctx = ec(&[]);
+    let ct = kms.encrypt(&key, b"short-lived", &ctx).await.unwrap();
+    kms.advance(3599);
+    assert_eq!(svc.run_due_jobs().await.unwrap().expired, 0);
+    kms.decrypt(&ct.ciphertext, &ctx).await.unwrap();
+
+    // At the second it expires the key is unusable, before the scheduler has run.
+    kms.advance(1);
+    let unusable = |e: &Error| {
+        matches!(
+            e,
+            Error::InvalidState {
+                state: "pending_import",
+                ..
+            }
+        )
+    };
+    assert!(unusable(
+        &kms.decrypt(&ct.ciphertext, &ctx).await.unwrap_err()
+    ));
+    assert!(unusable(&kms.encrypt(&key, b"x", &ctx).await.unwrap_err()));
+    let report = svc.run_due_jobs().await.unwrap();
+    assert_eq!((report.expired, report.failed), (1, 0));
+    let k = svc.get_key(&root(), &key).await.unwrap();
+    assert_eq!(
+        (k.state, k.material_expires_at),
+        (KeyState::PendingImport, None)
+    );
+    assert!(unusable(
+        &kms.decrypt(&ct.ciphertext, &ctx).await.unwrap_err()
+    ));
+    assert_eq!(
+        svc.run_due_jobs().await.unwrap().expired,
+        0,
+        "expired twice"
+    );
+    let events: Vec<_> = kms
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["operation"] == "scheduled-material-expiry")
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["outcome"], "ok");
+
+    // The same material comes back, this time without expiry, and opens the old ciphertext.
+    let p = params().await;
+    svc.import_key_material(
+        &root(),
+        &key,
+        &p.token,
+        &wrap_oaep(&p.public_key, &material),
+        None,
+    )
+    .await
+    .unwrap();
+    kms.advance(400 * 86400);
+    assert_eq!(svc.run_due_jobs().await.unwrap().expired, 0);
+    assert_eq!(
+        kms.decrypt(&ct.ciphertext, &ctx)
+            .await
+            .unwrap()
+            .plaintext
+            .expose_secret(),
+        b"short-lived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_keys_material_expires_and_deletion_waits() {
+    let kms = Kms::new().await;
+    kms.ring("r").await;
+    let svc = kms.svc();
+    svc.create_key_for_import(&root(), key_input("r", "k"))
+        .await
+        .unwrap();
+    let key = path("r", "k");
+    let p = svc
+        .get_import_parameters(&root(), &key, ImportWrapping::RsaOaepSha256, RsaBits::B2048)
+        .await
+        .unwrap();
+    svc.import_key_material(
+        &root(),
+        &key,
+        &p.token,
+        &wrap_oaep(&p.public_key, &[9; 32]),
+        Some(Timestamp(T0 + 60)),
+    )
+    .await
+    .unwrap();
+    svc.set_key_enabled(&root(), &key, false).await.unwrap();
+    svc.schedule_key_deletion(&root(), &key, Some(7 * 86400))
+        .await
+        .unwrap();
+    kms.advance(120);
+    // Scheduled for deletion: left for the deletion (or for after its cancellation).
+    assert_eq!(svc.run_due_jobs().await.unwrap().expired, 0);
+    let k = svc.cancel_key_deletion(&root(), &key).await.unwrap();
+    assert_eq!(k.state, KeyState::Disabled);
+    assert_eq!(svc.run_due_jobs().await.unwrap().expired, 1);
+    assert_eq!(
+        svc.get_key(&root(), &key).await.unwrap().state,
         KeyState::PendingImport
     );
 }

@@ -11,6 +11,7 @@ fn report(rotated: u32, destroyed: u32) -> JobReport {
         rotated,
         destroyed,
         deleted: 0,
+        expired: 0,
         failed: 0,
     }
 }

@@ -164,6 +164,20 @@ fn blob_len(field: &str, len: usize, max: usize) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// A timestamp as AWS's JSON protocol sends it: seconds since the epoch, a number that may
+/// have a fraction (dropped: Strongroom keeps whole seconds).
+fn epoch_seconds(field: &str, v: &serde_json::Value) -> Result<Timestamp, AwsError> {
+    let bad = || AwsError::validation(format!("{field}: must be a timestamp (epoch seconds)"));
+    if let Some(i) = v.as_i64() {
+        return Ok(Timestamp(i));
+    }
+    match v.as_f64() {
+        // Bounded well inside i64 so the conversion cannot saturate.
+        Some(f) if f.is_finite() && f.abs() < 1e15 => Ok(Timestamp(f.floor() as i64)),
+        _ => Err(bad()),
+    }
+}
+
 /// Grant tokens let AWS clients use a grant before it has propagated. Strongroom's grants
 /// take effect at once, so the tokens are checked for shape and otherwise not needed.
 fn no_grants(g: Option<Vec<String>>) -> Result<(), AwsError> {
@@ -421,8 +435,13 @@ fn metadata(c: &Call<'_>, k: &KeyRecord) -> KeyMetadata {
             KeyOrigin::Generated => "AWS_KMS",
             KeyOrigin::Imported => "EXTERNAL",
         },
-        expiration_model: (k.origin == KeyOrigin::Imported)
-            .then_some("KEY_MATERIAL_DOES_NOT_EXPIRE"),
+        expiration_model: (k.origin == KeyOrigin::Imported).then_some(
+            match k.material_expires_at {
+                Some(_) => "KEY_MATERIAL_EXPIRES",
+                None => "KEY_MATERIAL_DOES_NOT_EXPIRE",
+            },
+        ),
+        valid_to: k.material_expires_at.map(|t| t.0),
         key_manager: "CUSTOMER",
         customer_master_key_spec: spec,
         key_spec: spec,
@@ -635,19 +654,26 @@ async fn import_key_material(c: &Call<'_>, req: ImportKeyMaterialRequest) -> Aws
         key_material_description,
         key_material_id,
     } = req;
-    match (expiration_model.as_deref(), valid_to) {
-        (None | Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), None) => {}
-        (Some("KEY_MATERIAL_EXPIRES"), _) | (_, Some(_)) => {
-            return Err(AwsError::unsupported(
-                "expiring key material (ValidTo, KEY_MATERIAL_EXPIRES) is not supported by this server yet",
+    // KEY_MATERIAL_EXPIRES is AWS's default, and needs ValidTo.
+    let expires_at = match (expiration_model.as_deref(), valid_to) {
+        (None | Some("KEY_MATERIAL_EXPIRES"), Some(t)) => Some(epoch_seconds("ValidTo", &t)?),
+        (None | Some("KEY_MATERIAL_EXPIRES"), None) => {
+            return Err(AwsError::validation(
+                "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES (the default)",
             ));
         }
-        (Some(_), None) => {
+        (Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), None) => None,
+        (Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), Some(_)) => {
+            return Err(AwsError::validation(
+                "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE",
+            ));
+        }
+        (Some(_), _) => {
             return Err(AwsError::validation(
                 "ExpirationModel: must be KEY_MATERIAL_EXPIRES or KEY_MATERIAL_DOES_NOT_EXPIRE",
             ));
         }
-    }
+    };
     if import_type
         .as_deref()
         .is_some_and(|t| t != "EXISTING_KEY_MATERIAL")
@@ -667,6 +693,7 @@ async fn import_key_material(c: &Call<'_>, req: ImportKeyMaterialRequest) -> Aws
             &c.key_ref("KeyId", &key_id)?,
             &token,
             &encrypted_key_material.0,
+            expires_at,
         )
         .await
         .map_err(import_error)?;

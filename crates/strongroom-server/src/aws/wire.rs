@@ -65,6 +65,8 @@ pub(crate) struct KeyMetadata {
     pub(crate) origin: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) expiration_model: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) valid_to: Option<i64>,
     pub(crate) key_manager: &'static str,
     pub(crate) customer_master_key_spec: &'static str,
     pub(crate) key_spec: &'static str,

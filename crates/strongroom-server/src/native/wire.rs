@@ -319,6 +319,7 @@ pub(crate) struct KeyResponse {
     pub(crate) rotation_period: Option<String>,
     pub(crate) next_rotation_time: Option<String>,
     pub(crate) deletion_time: Option<String>,
+    pub(crate) material_expires_at: Option<String>,
     pub(crate) created_at: String,
     pub(crate) updated_at: String,
 }
@@ -342,6 +343,7 @@ impl From<KeyRecord> for KeyResponse {
             rotation_period_secs,
             next_rotation_time,
             deletion_time,
+            material_expires_at,
             created_at,
             updated_at,
             revision: _,
@@ -364,6 +366,7 @@ impl From<KeyRecord> for KeyResponse {
             rotation_period: rotation_period_secs.map(strongroom_core::types::format_duration),
             next_rotation_time: ts(next_rotation_time),
             deletion_time: ts(deletion_time),
+            material_expires_at: ts(material_expires_at),
             created_at: created_at.to_rfc3339(),
             updated_at: updated_at.to_rfc3339(),
         }

@@ -43,7 +43,8 @@ sqlite_suite!(
     access_keys,
     key_deletion,
     grants,
-    import_tokens
+    import_tokens,
+    material_expiry
 );
 
 #[tokio::test]

@@ -35,6 +35,7 @@ pub(crate) fn sample_key(ring: &str, name: &str, versions: u32) -> (KeyRecord, V
         rotation_period_secs: None,
         next_rotation_time: None,
         deletion_time: None,
+        material_expires_at: None,
         created_at: Timestamp(100),
         updated_at: Timestamp(100),
         revision: 1,
@@ -286,6 +287,56 @@ pub(crate) async fn key_deletion(s: &dyn Store) {
         s.key_by_id(k.id).await.unwrap().unwrap().state,
         KeyState::Deleted
     );
+}
+
+pub(crate) async fn material_expiry(s: &dyn Store) {
+    ensure_ring(s, "r").await;
+    let (mut k, v) = sample_key("r", "imported", 1);
+    k.origin = KeyOrigin::Imported;
+    k.material_expires_at = Some(Timestamp(7000));
+    s.create_key(&k, &v).await.unwrap();
+    let (mut never, nv) = sample_key("r", "never", 1);
+    never.origin = KeyOrigin::Imported;
+    s.create_key(&never, &nv).await.unwrap();
+    assert_eq!(s.key_by_id(k.id).await.unwrap().unwrap(), k);
+    let due = |t| async move {
+        s.keys_due_for_material_expiry(Timestamp(t), 10)
+            .await
+            .unwrap()
+    };
+    assert!(due(6999).await.is_empty());
+    assert_eq!(due(7000).await, vec![k.id]);
+    // A disabled key's material expires too; a key scheduled for deletion waits.
+    let disabled = KeyRecord {
+        state: KeyState::Disabled,
+        revision: k.revision + 1,
+        ..k.clone()
+    };
+    s.update_key(k.revision, &disabled, &[]).await.unwrap();
+    assert_eq!(due(i64::MAX).await, vec![k.id]);
+    let scheduled = KeyRecord {
+        state: KeyState::DeletionScheduled,
+        deletion_time: Some(Timestamp(9000)),
+        revision: disabled.revision + 1,
+        ..disabled.clone()
+    };
+    s.update_key(disabled.revision, &scheduled, &[])
+        .await
+        .unwrap();
+    assert!(due(i64::MAX).await.is_empty());
+    // Clearing the time (material deleted, or re-imported without expiry) takes it off.
+    let cleared = KeyRecord {
+        state: KeyState::PendingImport,
+        material_expires_at: None,
+        deletion_time: None,
+        revision: scheduled.revision + 1,
+        ..scheduled.clone()
+    };
+    s.update_key(scheduled.revision, &cleared, &[])
+        .await
+        .unwrap();
+    assert_eq!(s.key_by_id(k.id).await.unwrap().unwrap(), cleared);
+    assert!(due(i64::MAX).await.is_empty());
 }
 
 pub(crate) async fn due_lists(s: &dyn Store) {

@@ -195,3 +195,61 @@ async fn signatures_and_bad_credentials() {
         .unwrap_err();
     assert_eq!(code(e), "InvalidSignatureException");
 }
+
+/// BYOK through the Rust SDK: its wrapping-key and token blobs, and its `DateTime` encoding
+/// of ValidTo (which arrives with a fraction of a second).
+#[tokio::test(flavor = "multi_thread")]
+async fn importing_expiring_material() {
+    use aws_sdk_kms::primitives::DateTime;
+    use aws_sdk_kms::types::{AlgorithmSpec, ExpirationModelType, OriginType, WrappingKeySpec};
+
+    let srv = server();
+    let kms = client(&srv, SECRET);
+    let key = kms
+        .create_key()
+        .origin(OriginType::External)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(key.key_state, Some(KeyState::PendingImport));
+    let params = kms
+        .get_parameters_for_import()
+        .key_id(&key.key_id)
+        .wrapping_algorithm(AlgorithmSpec::RsaesOaepSha256)
+        .wrapping_key_spec(WrappingKeySpec::Rsa2048)
+        .send()
+        .await
+        .unwrap();
+    let wrapped =
+        strongroom_crypto::keys::rsa_oaep_encrypt(params.public_key.unwrap().as_ref(), &[0x5a; 32])
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let valid_to = now.as_secs() as i64 + 86400;
+    kms.import_key_material()
+        .key_id(&key.key_id)
+        .import_token(params.import_token.unwrap())
+        .encrypted_key_material(Blob::new(wrapped))
+        .expiration_model(ExpirationModelType::KeyMaterialExpires)
+        .valid_to(DateTime::from_secs_and_nanos(valid_to, 250_000_000))
+        .send()
+        .await
+        .unwrap();
+    let md = kms
+        .describe_key()
+        .key_id(&key.key_id)
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap();
+    assert_eq!(md.key_state, Some(KeyState::Enabled));
+    assert_eq!(
+        md.expiration_model,
+        Some(ExpirationModelType::KeyMaterialExpires)
+    );
+    assert_eq!(md.valid_to.map(|t| t.secs()), Some(valid_to));
+}
