@@ -43,15 +43,21 @@ class Server:
         def pump(stream, sink):
             for line in stream:
                 sink(line)
+            sink(None)  # the stream closed: the process is exiting
 
         threading.Thread(target=pump, args=(self.proc.stdout, lines.put), daemon=True).start()
-        threading.Thread(target=pump, args=(self.proc.stderr, self.stderr.append), daemon=True).start()
+        err_pump = threading.Thread(target=pump, args=(self.proc.stderr, self.stderr.append), daemon=True)
+        err_pump.start()
         while True:
             try:
                 line = lines.get(timeout=30)
             except queue.Empty:
                 self.stop()
-                raise RuntimeError("strongroom did not start: " + "".join(self.stderr))
+                raise RuntimeError("strongroom did not start: " + "".join(l for l in self.stderr if l))
+            if line is None:
+                self.proc.wait(timeout=10)
+                err_pump.join(timeout=5)
+                raise RuntimeError("strongroom exited at start: " + "".join(l for l in self.stderr if l))
             if line.startswith("strongroom listening on "):
                 self.url = line.split()[-1].strip()
                 break

@@ -82,6 +82,10 @@ pub struct AuditEvent {
     /// The client's address, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<String>,
+    /// The client's own id for the request, when its protocol carries one (the Kubernetes
+    /// API server's `uid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     /// Set by core once this event was written ahead of a state change. Not serialised.
     #[serde(skip)]
     pub written_ahead: bool,
@@ -113,6 +117,7 @@ impl AuditEvent {
             outcome: Outcome::Ok,
             error_code: None,
             client_addr: None,
+            client_request_id: None,
             written_ahead: false,
         }
     }

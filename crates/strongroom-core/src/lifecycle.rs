@@ -1292,6 +1292,8 @@ impl KeyService {
                 client_addr: None,
                 client_cert: None,
                 sigv4: None,
+                socket_principal: None,
+                client_request_id: None,
             };
             self.event(&ctx, op)
         };

@@ -87,6 +87,8 @@ pub enum Protocol {
     Native,
     /// The AWS KMS JSON 1.1 API at `POST /`.
     Aws,
+    /// The Kubernetes KMS v2 plugin (gRPC on a unix socket).
+    K8sKms,
     /// Strongroom's own background jobs (scheduled rotation and destruction).
     Scheduler,
 }
@@ -97,6 +99,7 @@ impl Protocol {
         match self {
             Protocol::Native => "native",
             Protocol::Aws => "aws",
+            Protocol::K8sKms => "k8s-kms",
             Protocol::Scheduler => "scheduler",
         }
     }
@@ -118,6 +121,13 @@ pub struct RequestContext {
     pub client_cert: Option<[u8; 32]>,
     /// A SigV4 signature (the AWS API). Used when no token is given.
     pub sigv4: Option<SigV4Request>,
+    /// A principal the transport vouches for: the Kubernetes KMS plugin's unix socket, which
+    /// only the server's own user can open, acts as the principal it was configured with.
+    /// Honoured for `Protocol::K8sKms` only, and only when no other credential is given.
+    pub socket_principal: Option<String>,
+    /// The client's own id for the request, recorded in the audit event (at most 128
+    /// characters of `A-Z a-z 0-9 - _ . :`; front-ends refuse others).
+    pub client_request_id: Option<String>,
 }
 
 /// An authenticated caller.
@@ -317,6 +327,8 @@ mod tests {
             client_addr: None,
             client_cert: None,
             sigv4: None,
+            socket_principal: None,
+            client_request_id: None,
         };
         assert!(!format!("{ctx:?}").contains("CANARY"));
         let k = SecretAccessKey::new("CANARYSECRET".into());

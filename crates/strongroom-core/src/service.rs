@@ -201,6 +201,7 @@ impl KeyService {
             op.as_str(),
         );
         ev.client_addr = ctx.client_addr.clone();
+        ev.client_request_id = ctx.client_request_id.clone();
         ev
     }
 
@@ -259,9 +260,13 @@ impl KeyService {
             if let Some(sig) = &ctx.sigv4 {
                 return self.authenticate_sigv4(sig, ev).await;
             }
-            return match ctx.client_cert {
-                Some(fp) => self.authenticate_cert(&fp, ev).await,
-                None => Err(Error::Unauthenticated),
+            return match (ctx.client_cert, &ctx.socket_principal) {
+                (Some(fp), _) => self.authenticate_cert(&fp, ev).await,
+                (None, Some(p)) if ctx.protocol == Protocol::K8sKms => {
+                    self.caller(p, "unix-socket".into(), "unix-socket", ev)
+                        .await
+                }
+                (None, _) => Err(Error::Unauthenticated),
             };
         };
         // Exposed to hash it for lookup; only the hash is stored or compared.

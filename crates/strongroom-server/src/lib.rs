@@ -1,5 +1,5 @@
-//! Strongroom's network front-ends over `KeyService`: the native REST API (`native/`) and the
-//! AWS KMS API (`aws/`); later the Vault Transit and Kubernetes KMS protocols. Front-ends translate,
+//! Strongroom's network front-ends over `KeyService`: the native REST API (`native/`), the
+//! AWS KMS API (`aws/`) and the Kubernetes KMS v2 plugin (`k8s_kms/`); later Vault Transit. Front-ends translate,
 //! never decide: no key logic, storage access or policy lives here.
 //!
 //! Also here: the HTTP listener (header-read timeout, connection cap, graceful shutdown) and
@@ -7,6 +7,7 @@
 
 pub mod aws;
 mod json;
+pub mod k8s_kms;
 pub mod native;
 mod request_id;
 
@@ -117,6 +118,8 @@ async fn audit_rejections(
         client_addr,
         client_cert: req_cert,
         sigv4: None,
+        socket_principal: None,
+        client_request_id: None,
     };
     match svc.audit_rejected(&ctx, what, u.code, !public).await {
         Ok(()) => resp,
@@ -247,8 +250,8 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
         loop {
             tokio::select! {
                 _ = jobs.tick() => match svc.run_due_jobs().await {
-                    Ok(r) if r.rotated + r.destroyed + r.deleted + r.failed > 0 => {
-                        tracing::info!(rotated = r.rotated, destroyed = r.destroyed, deleted = r.deleted, failed = r.failed, "scheduled jobs ran");
+                    Ok(r) if r.rotated + r.destroyed + r.deleted + r.expired + r.failed > 0 => {
+                        tracing::info!(rotated = r.rotated, destroyed = r.destroyed, deleted = r.deleted, expired = r.expired, failed = r.failed, "scheduled jobs ran");
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "scheduled jobs could not run; will retry"),

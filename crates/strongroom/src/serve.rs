@@ -95,6 +95,37 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "aws", value_name = "RING")]
     pub(crate) aws_key_ring: String,
 
+    /// Serve the Kubernetes KMS v2 plugin on this unix socket (created mode 0600; a stale
+    /// socket is replaced, a live one is refused). The kube-apiserver's
+    /// EncryptionConfiguration names it as `endpoint: unix://<path>` (docs/kubernetes.md).
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "k8s_kms_key",
+        env = "STRONGROOM_K8S_KMS_SOCKET"
+    )]
+    pub(crate) k8s_kms_socket: Option<PathBuf>,
+
+    /// The key the Kubernetes plugin encrypts with (`<ring>/<key>`, `alias/<name>` or a key
+    /// id; an encrypt-decrypt key). Rotating it makes the API server roll its data keys.
+    #[arg(
+        long,
+        value_name = "KEY",
+        requires = "k8s_kms_socket",
+        env = "STRONGROOM_K8S_KMS_KEY"
+    )]
+    pub(crate) k8s_kms_key: Option<String>,
+
+    /// The principal the Kubernetes plugin acts as: whoever can open the socket is this
+    /// principal, under its policies. Required unless --dev (where it is root).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "k8s_kms_socket",
+        env = "STRONGROOM_K8S_KMS_PRINCIPAL"
+    )]
+    pub(crate) k8s_kms_principal: Option<String>,
+
     /// How often to run due scheduled rotations and destructions (e.g. 30s, 5m).
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub(crate) scheduler_interval: String,
@@ -143,10 +174,38 @@ fn aws_options(args: &ServeArgs) -> anyhow::Result<strongroom_server::aws::AwsOp
     })
 }
 
+fn k8s_kms_options(
+    args: &ServeArgs,
+) -> anyhow::Result<Option<strongroom_server::k8s_kms::K8sKmsOptions>> {
+    let (Some(socket), Some(key)) = (&args.k8s_kms_socket, &args.k8s_kms_key) else {
+        return Ok(None);
+    };
+    let key = strongroom_core::types::KeyRef::parse(key, "k8s-kms-key")
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let principal = match (&args.k8s_kms_principal, args.dev) {
+        (Some(p), _) => p.clone(),
+        (None, true) => strongroom_core::ROOT_PRINCIPAL.to_string(),
+        (None, false) => bail!(
+            "--k8s-kms-socket needs --k8s-kms-principal: the principal the kube-apiserver acts as (whoever can open the socket is that principal)"
+        ),
+    };
+    if principal != strongroom_core::ROOT_PRINCIPAL
+        && strongroom_core::PrincipalName::try_new(&principal).is_err()
+    {
+        bail!("--k8s-kms-principal: {principal:?} is not a principal name");
+    }
+    Ok(Some(strongroom_server::k8s_kms::K8sKmsOptions {
+        socket: socket.clone(),
+        key,
+        principal,
+    }))
+}
+
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
     harden_process();
     let aws = aws_options(&args)?;
+    let k8s = k8s_kms_options(&args)?;
     let interval =
         strongroom_core::types::parse_duration(&args.scheduler_interval, "scheduler-interval")
             .map_err(|e| anyhow::anyhow!("--{e}"))?;
@@ -244,6 +303,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
 
+    // Bound before the HTTP listener, so a refused socket stops the start before anything
+    // is announced.
+    let k8s_socket = match &k8s {
+        None => None,
+        Some(opts) => Some(
+            strongroom_server::k8s_kms::bind_socket(&opts.socket)
+                .context("cannot create the Kubernetes KMS plugin socket")?,
+        ),
+    };
     let tls = tls_config(&args)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -256,6 +324,32 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, data_dir = %data_dir.display(), audit = %opened.audit_path.display(), "serving");
 
     let svc = opened.service.clone();
+    // One shutdown signal, seen by every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let plugin = match (&k8s, k8s_socket) {
+        (Some(opts), Some(socket)) => {
+            line(&format!(
+                "kubernetes kms plugin listening on unix://{} (key {}, principal {})",
+                opts.socket.display(),
+                opts.key,
+                opts.principal
+            ));
+            let (svc, opts, stop) = (svc.clone(), opts.clone(), stopped(stop_rx.clone()));
+            Some(tokio::spawn(async move {
+                if let Err(e) = strongroom_server::k8s_kms::serve(svc, &opts, socket, stop).await {
+                    tracing::error!(error = %e, "the Kubernetes KMS plugin stopped");
+                }
+            }))
+        }
+        _ => None,
+    };
     let background =
         strongroom_server::spawn_background(svc.clone(), Duration::from_secs(interval as u64));
     let app = strongroom_server::router(svc.clone(), aws);
@@ -266,10 +360,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tls,
             ..strongroom_server::ServeOptions::default()
         },
-        shutdown_signal(),
+        stopped(stop_rx),
     )
     .await
     .context("server failed")?;
+    if let Some(plugin) = plugin {
+        let _ = tokio::time::timeout(Duration::from_secs(10), plugin).await;
+    }
+    if let Some(opts) = &k8s {
+        strongroom_server::k8s_kms::remove_socket(&opts.socket);
+    }
     background.abort();
     if let Err(e) = svc.close_audit().await {
         warn_line(&format!(

@@ -63,6 +63,8 @@ fn as_sigv4(sig: SigV4Request) -> RequestContext {
         client_addr: None,
         client_cert: None,
         sigv4: Some(sig),
+        socket_principal: None,
+        client_request_id: None,
     }
 }
 

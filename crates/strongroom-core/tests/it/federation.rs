@@ -600,6 +600,8 @@ async fn aws_session_credentials_expire_with_the_exchange() {
                 signature: signature.to_vec(),
                 session_token: token.map(|t| strongroom_core::BearerToken::new(t.into())),
             }),
+            socket_principal: None,
+            client_request_id: None,
         }
     };
     let enc = |ctx: RequestContext| {

@@ -454,3 +454,88 @@ async fn principals_and_their_tokens() {
         Error::AccessDenied,
     );
 }
+
+/// A request as the Kubernetes KMS plugin's socket makes it: the socket vouches for a
+/// configured principal.
+fn over_socket(protocol: strongroom_core::Protocol, principal: &str) -> RequestContext {
+    let mut ctx = as_token(None);
+    ctx.protocol = protocol;
+    ctx.socket_principal = Some(principal.into());
+    ctx.client_request_id = Some("6f1c9a2e-uid".into());
+    ctx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_principal_is_honoured_only_on_the_kubernetes_socket() {
+    use strongroom_core::Protocol;
+    let kms = Kms::new().await;
+    let svc = kms.svc();
+    let key = kms.aes_key("r", "k").await;
+    principal(&kms, "kube", &["key-user"], &[]).await;
+
+    let ctx = over_socket(Protocol::K8sKms, "kube");
+    let ct = svc.encrypt(&ctx, enc(&key, b"seed", &[])).await.unwrap();
+    let events = kms.audit_events();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (
+            &last["principal"],
+            &last["auth_method"],
+            &last["token_id"],
+            &last["protocol"],
+            &last["client_request_id"]
+        ),
+        (
+            &serde_json::json!("kube"),
+            &serde_json::json!("unix-socket"),
+            &serde_json::json!("unix-socket"),
+            &serde_json::json!("k8s-kms"),
+            &serde_json::json!("6f1c9a2e-uid")
+        )
+    );
+    // The same claim from another front-end is no credential at all.
+    for p in [Protocol::Native, Protocol::Aws] {
+        assert_err!(
+            svc.encrypt(&over_socket(p, "kube"), enc(&key, b"seed", &[]))
+                .await,
+            Error::Unauthenticated
+        );
+    }
+    // Policy still decides: a principal without a role may not decrypt.
+    principal(&kms, "nobody", &[], &[]).await;
+    assert_err!(
+        svc.decrypt(
+            &over_socket(Protocol::K8sKms, "nobody"),
+            DecryptInput {
+                ciphertext: ct.ciphertext.clone(),
+                context: ec(&[]),
+                key: None,
+            }
+        )
+        .await,
+        Error::AccessDenied
+    );
+    // An unknown or disabled principal is refused.
+    assert_err!(
+        svc.encrypt(
+            &over_socket(Protocol::K8sKms, "ghost"),
+            enc(&key, b"x", &[])
+        )
+        .await,
+        Error::Unauthenticated
+    );
+    svc.update_principal(
+        &root(),
+        &PrincipalName::try_new("kube").unwrap(),
+        PrincipalUpdate {
+            disabled: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_err!(
+        svc.encrypt(&ctx, enc(&key, b"x", &[])).await,
+        Error::Unauthenticated
+    );
+}

@@ -331,6 +331,8 @@ pub(crate) fn as_token(token: Option<&str>) -> RequestContext {
         client_addr: None,
         client_cert: None,
         sigv4: None,
+        socket_principal: None,
+        client_request_id: None,
     }
 }
 

@@ -349,6 +349,8 @@ async fn the_scheduler_identity_cannot_be_claimed_by_a_caller() {
         client_addr: Some("203.0.113.9:4242".into()),
         client_cert: None,
         sigv4: None,
+        socket_principal: None,
+        client_request_id: None,
     };
     let r = kms
         .svc()

@@ -77,6 +77,8 @@ pub(crate) async fn handle(State((svc, opts)): State<AwsState>, req: Request) ->
         client_addr,
         client_cert: None,
         sigv4: None,
+        socket_principal: None,
+        client_request_id: None,
     };
     let target = parts
         .headers

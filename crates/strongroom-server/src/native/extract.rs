@@ -160,6 +160,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             client_addr,
             client_cert: parts.extensions.get::<crate::ClientCert>().map(|c| c.0),
             sigv4: None,
+            socket_principal: None,
+            client_request_id: None,
         }))
     }
 }
