@@ -6,8 +6,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={f}");
     }
     let fds = protox::compile(files, ["proto"])?;
+    // The client (for `strongroom bench` and tests) runs over our own unix-socket
+    // connection, so tonic's transport-based constructors are not generated.
     tonic_prost_build::configure()
-        .build_client(false)
+        .build_transport(false)
         .compile_fds(fds)?;
     Ok(())
 }

@@ -16,10 +16,17 @@ use crate::output::{Format, line};
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
     /// Operations to measure, comma-separated: health, lookup (an authenticated, audited
-    /// read), encrypt, decrypt, data-key, sign, mac, and through the AWS KMS API with SigV4
-    /// aws-encrypt, aws-decrypt, aws-data-key (these need an access key pair).
+    /// read), encrypt, decrypt, data-key, sign, mac; through the AWS KMS API with SigV4
+    /// aws-encrypt, aws-decrypt, aws-data-key (these need an access key pair); and over the
+    /// Kubernetes KMS v2 plugin socket k8s-encrypt, k8s-decrypt (32-byte seeds, as the API
+    /// server sends) and k8s-status (an encrypt and a decrypt each), which need
+    /// --k8s-kms-socket on a server whose plugin key exists.
     #[arg(long, default_value = "health,lookup,encrypt,decrypt,data-key")]
     ops: String,
+    /// The Kubernetes KMS plugin socket for the k8s-* operations (the server's
+    /// --k8s-kms-socket; this machine only).
+    #[arg(long, env = "STRONGROOM_K8S_KMS_SOCKET", value_name = "PATH")]
+    k8s_kms_socket: Option<std::path::PathBuf>,
     /// Access key id for the aws-* operations.
     #[arg(long, env = "AWS_ACCESS_KEY_ID", value_name = "ID")]
     aws_access_key_id: Option<String>,
@@ -111,16 +118,66 @@ async fn prepare(c: &Client, size: usize) -> anyhow::Result<(String, String)> {
     ))
 }
 
-/// One request of the load: the native API with the CLI's token, or the AWS API signed.
+/// One request of the load: the native API with the CLI's token, the AWS API signed, or a
+/// call on the Kubernetes plugin socket.
 #[derive(Clone)]
 enum Request {
     Native(Method, &'static str, Option<Value>),
     Aws(&'static str, Value),
+    K8s(K8sCall),
 }
 
+#[derive(Clone)]
+enum K8sCall {
+    Status,
+    Encrypt,
+    Decrypt(pb::EncryptResponse),
+}
+
+use strongroom_server::k8s_kms::client::UnixChannel;
+use strongroom_server::k8s_kms::pb;
+type K8sClient = pb::key_management_service_client::KeyManagementServiceClient<UnixChannel>;
+
+/// A 32-byte seed, as the API server sends.
+const K8S_SEED: [u8; 32] = [0x5a; 32];
+
+async fn k8s_client(socket: Option<&std::path::Path>) -> anyhow::Result<K8sClient> {
+    let path = socket.context("the k8s-* operations need --k8s-kms-socket")?;
+    strongroom_server::k8s_kms::client::connect(path)
+        .await
+        .with_context(|| format!("cannot connect to {}", path.display()))
+}
+
+async fn k8s_once(c: &mut K8sClient, call: &K8sCall) -> bool {
+    match call {
+        K8sCall::Status => c
+            .status(pb::StatusRequest {})
+            .await
+            .is_ok_and(|r| r.get_ref().healthz == "ok"),
+        K8sCall::Encrypt => c
+            .encrypt(pb::EncryptRequest {
+                plaintext: K8S_SEED.to_vec(),
+                uid: String::new(),
+            })
+            .await
+            .is_ok(),
+        K8sCall::Decrypt(e) => c
+            .decrypt(pb::DecryptRequest {
+                ciphertext: e.ciphertext.clone(),
+                uid: String::new(),
+                key_id: e.key_id.clone(),
+                annotations: e.annotations.clone(),
+            })
+            .await
+            .is_ok(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_op(
     c: &Client,
     aws: Option<&AwsCredentials>,
+    k8s_socket: Option<&std::path::Path>,
     op: &str,
     concurrency: usize,
     dur: Duration,
@@ -164,6 +221,19 @@ async fn run_op(
             "GenerateDataKey",
             json!({"KeyId": "bench/aes", "KeySpec": "AES_256"}),
         ),
+        "k8s-status" => Request::K8s(K8sCall::Status),
+        "k8s-encrypt" => Request::K8s(K8sCall::Encrypt),
+        "k8s-decrypt" => {
+            let mut k = k8s_client(k8s_socket).await?;
+            let e = k
+                .encrypt(pb::EncryptRequest {
+                    plaintext: K8S_SEED.to_vec(),
+                    uid: String::new(),
+                })
+                .await
+                .context("k8s-decrypt: the plugin's Encrypt failed (does its key exist?)")?;
+            Request::K8s(K8sCall::Decrypt(e.into_inner()))
+        }
         other => bail!("unknown operation {other:?}"),
     };
     if matches!(req, Aws(..)) && aws.is_none() {
@@ -179,15 +249,21 @@ async fn run_op(
         let c = c.clone();
         let req = req.clone();
         let aws = aws.clone();
+        // One socket connection per client, as each API server holds one.
+        let mut k8s = match req.as_ref() {
+            Request::K8s(_) => Some(k8s_client(k8s_socket).await?),
+            _ => None,
+        };
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let ok = match (req.as_ref(), aws.as_ref()) {
-                    (Native(m, p, b), _) => c.call(*m, p, b.as_ref()).await.is_ok(),
-                    (Aws(op, b), Some(creds)) => c.aws_call(creds, op, b).await.is_ok(),
-                    (Aws(..), None) => false,
+                let ok = match (req.as_ref(), aws.as_ref(), k8s.as_mut()) {
+                    (Native(m, p, b), _, _) => c.call(*m, p, b.as_ref()).await.is_ok(),
+                    (Aws(op, b), Some(creds), _) => c.aws_call(creds, op, b).await.is_ok(),
+                    (Request::K8s(call), _, Some(k)) => k8s_once(k, call).await,
+                    _ => false,
                 };
                 if ok {
                     lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
@@ -245,7 +321,19 @@ pub(crate) async fn run(c: &Client, fmt: Format, args: BenchArgs) -> anyhow::Res
     };
     let mut results = Vec::new();
     for op in &ops {
-        results.push(run_op(c, aws.as_ref(), op, args.concurrency, dur, &pt, &ct).await?);
+        results.push(
+            run_op(
+                c,
+                aws.as_ref(),
+                args.k8s_kms_socket.as_deref(),
+                op,
+                args.concurrency,
+                dur,
+                &pt,
+                &ct,
+            )
+            .await?,
+        );
     }
     let base = results
         .iter()

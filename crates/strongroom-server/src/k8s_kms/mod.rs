@@ -6,6 +6,7 @@
 //! (and root) can connect, and every call acts as the configured principal, under policy
 //! and audit like any other request.
 
+pub mod client;
 mod socket;
 
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::support::{TestServer, bin, cli, cli_in};
+use crate::support::{ROOT, TestServer, bin, cli, cli_in};
 
 #[test]
 fn help_explains_itself() {
@@ -297,6 +297,55 @@ async fn bench_runs_and_reports_against_its_baseline() {
     }
     assert_eq!(results[0]["op"], "health");
     assert_eq!(results[0]["throughput_vs_health"], 1.0);
+}
+
+/// The load generator drives the Kubernetes KMS plugin socket: the Rust client connects as
+/// the API server does, Status is healthy, and every call succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_drives_the_kubernetes_plugin_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kms.sock");
+    let socket = socket.to_str().unwrap();
+    let srv = TestServer::start(
+        &[
+            "--dev",
+            "--k8s-kms-socket",
+            socket,
+            "--k8s-kms-key",
+            "bench/aes",
+        ],
+        &[("STRONGROOM_DEV_ROOT_TOKEN", ROOT)],
+    )
+    .server
+    .expect("dev server starts");
+    let (code, out, err) = cli(
+        &srv,
+        &[
+            "bench",
+            "--ops",
+            "k8s-status,k8s-encrypt,k8s-decrypt",
+            "--k8s-kms-socket",
+            socket,
+            "--duration",
+            "1s",
+            "--concurrency",
+            "2",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{v}");
+    for r in results {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+    }
+    // Without the socket, the k8s operations say what they need.
+    let (code, _, err) = cli(&srv, &["bench", "--ops", "k8s-encrypt", "--duration", "1s"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--k8s-kms-socket"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
