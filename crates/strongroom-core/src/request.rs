@@ -89,6 +89,8 @@ pub enum Protocol {
     Aws,
     /// The Kubernetes KMS v2 plugin (gRPC on a unix socket).
     K8sKms,
+    /// The Vault Transit API under `/v1/<mount>/`.
+    VaultTransit,
     /// Strongroom's own background jobs (scheduled rotation and destruction).
     Scheduler,
 }
@@ -100,6 +102,7 @@ impl Protocol {
             Protocol::Native => "native",
             Protocol::Aws => "aws",
             Protocol::K8sKms => "k8s-kms",
+            Protocol::VaultTransit => "vault-transit",
             Protocol::Scheduler => "scheduler",
         }
     }

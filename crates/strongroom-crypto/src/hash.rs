@@ -17,6 +17,73 @@ pub fn digest(hash: crate::Sha2, data: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
+/// Hash functions offered for hashing data on its own (no key): SHA-2 and SHA-3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashFunction {
+    /// SHA-224.
+    Sha224,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+    /// SHA3-256.
+    Sha3_256,
+    /// SHA3-384.
+    Sha3_384,
+    /// SHA3-512.
+    Sha3_512,
+}
+
+impl HashFunction {
+    /// Every function.
+    pub const ALL: [HashFunction; 7] = [
+        HashFunction::Sha224,
+        HashFunction::Sha256,
+        HashFunction::Sha384,
+        HashFunction::Sha512,
+        HashFunction::Sha3_256,
+        HashFunction::Sha3_384,
+        HashFunction::Sha3_512,
+    ];
+
+    /// The name, as Vault spells it: `sha2-256`, `sha3-256`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            HashFunction::Sha224 => "sha2-224",
+            HashFunction::Sha256 => "sha2-256",
+            HashFunction::Sha384 => "sha2-384",
+            HashFunction::Sha512 => "sha2-512",
+            HashFunction::Sha3_256 => "sha3-256",
+            HashFunction::Sha3_384 => "sha3-384",
+            HashFunction::Sha3_512 => "sha3-512",
+        }
+    }
+
+    /// The function of that name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    fn algorithm(self) -> &'static digest::Algorithm {
+        match self {
+            HashFunction::Sha224 => &digest::SHA224,
+            HashFunction::Sha256 => &digest::SHA256,
+            HashFunction::Sha384 => &digest::SHA384,
+            HashFunction::Sha512 => &digest::SHA512,
+            HashFunction::Sha3_256 => &digest::SHA3_256,
+            HashFunction::Sha3_384 => &digest::SHA3_384,
+            HashFunction::Sha3_512 => &digest::SHA3_512,
+        }
+    }
+
+    /// The digest of `data`.
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
+        digest::digest(self.algorithm(), data).as_ref().to_vec()
+    }
+}
+
 /// Compares two byte strings in constant time (for equal lengths).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
@@ -24,6 +91,28 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::HashFunction;
+
+    /// The "abc" examples of FIPS 180-2 and FIPS 202 (first four bytes).
+    #[test]
+    fn hash_functions_known_answers() {
+        let want: [(HashFunction, [u8; 4], usize); 7] = [
+            (HashFunction::Sha224, [0x23, 0x09, 0x7d, 0x22], 28),
+            (HashFunction::Sha256, [0xba, 0x78, 0x16, 0xbf], 32),
+            (HashFunction::Sha384, [0xcb, 0x00, 0x75, 0x3f], 48),
+            (HashFunction::Sha512, [0xdd, 0xaf, 0x35, 0xa1], 64),
+            (HashFunction::Sha3_256, [0x3a, 0x98, 0x5d, 0xa7], 32),
+            (HashFunction::Sha3_384, [0xec, 0x01, 0x49, 0x82], 48),
+            (HashFunction::Sha3_512, [0xb7, 0x51, 0x85, 0x0b], 64),
+        ];
+        for (f, prefix, len) in want {
+            let d = f.hash(b"abc");
+            assert_eq!((&d[..4], d.len()), (&prefix[..], len), "{}", f.name());
+            assert_eq!(HashFunction::from_name(f.name()), Some(f));
+        }
+        assert_eq!(HashFunction::from_name("md5"), None);
+    }
+
     #[test]
     fn sha256_known_answer() {
         // FIPS 180-2 example "abc".

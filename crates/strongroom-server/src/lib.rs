@@ -10,6 +10,7 @@ mod json;
 pub mod k8s_kms;
 pub mod native;
 mod request_id;
+pub mod vault;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,11 +56,13 @@ impl Default for ServeOptions {
     }
 }
 
-/// The whole HTTP application: the native API under `/v1/` and the AWS KMS API at `POST /`.
-pub fn router(svc: Arc<KeyService>, aws: aws::AwsOptions) -> Router {
+/// The whole HTTP application: the native API under `/v1/`, the AWS KMS API at `POST /`
+/// and the Vault Transit API under `/v1/<mount>/`.
+pub fn router(svc: Arc<KeyService>, aws: aws::AwsOptions, vault: vault::VaultOptions) -> Router {
     native::routes()
         .with_state(svc.clone())
         .merge(aws::routes(svc.clone(), aws))
+        .merge(vault::routes(svc.clone(), vault))
         .fallback(native::not_found)
         .method_not_allowed_fallback(native::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(native::MAX_BODY))

@@ -83,7 +83,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Strongroom server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage key rings (containers for keys).
     #[command(subcommand)]
     Keyring(KeyringCmd),
@@ -1079,7 +1079,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } = cli;
     let command = match command {
         Command::Serve(args) => {
-            serve::run(args).await?;
+            serve::run(*args).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Audit(AuditCmd::Verify {

@@ -95,6 +95,21 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "aws", value_name = "RING")]
     pub(crate) aws_key_ring: String,
 
+    /// The mount path of the Vault Transit API (`/v1/<mount>/encrypt/<key>`, …): what
+    /// Vault clients call their Transit mount (docs/vault-compatibility.md).
+    #[arg(
+        long,
+        default_value = "transit",
+        value_name = "PATH",
+        env = "STRONGROOM_VAULT_TRANSIT_MOUNT"
+    )]
+    pub(crate) vault_transit_mount: String,
+
+    /// The key ring Transit keys live in (created when first needed); a Transit key is the
+    /// key of the same name there.
+    #[arg(long, default_value = "transit", value_name = "RING")]
+    pub(crate) vault_transit_key_ring: String,
+
     /// Serve the Kubernetes KMS v2 plugin on this unix socket (created mode 0600; a stale
     /// socket is replaced, a live one is refused). The kube-apiserver's
     /// EncryptionConfiguration names it as `endpoint: unix://<path>` (docs/kubernetes.md).
@@ -174,6 +189,18 @@ fn aws_options(args: &ServeArgs) -> anyhow::Result<strongroom_server::aws::AwsOp
     })
 }
 
+fn vault_options(args: &ServeArgs) -> anyhow::Result<strongroom_server::vault::VaultOptions> {
+    let key_ring = strongroom_core::RingName::try_new(&args.vault_transit_key_ring)
+        .map_err(|e| anyhow::anyhow!("--vault-transit-key-ring: {e}"))?;
+    let opts = strongroom_server::vault::VaultOptions {
+        mount: args.vault_transit_mount.clone(),
+        key_ring,
+    };
+    opts.validate()
+        .map_err(|e| anyhow::anyhow!("--vault-transit-mount: {e}"))?;
+    Ok(opts)
+}
+
 fn k8s_kms_options(
     args: &ServeArgs,
 ) -> anyhow::Result<Option<strongroom_server::k8s_kms::K8sKmsOptions>> {
@@ -206,6 +233,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     harden_process();
     let aws = aws_options(&args)?;
     let k8s = k8s_kms_options(&args)?;
+    let vault = vault_options(&args)?;
     let interval =
         strongroom_core::types::parse_duration(&args.scheduler_interval, "scheduler-interval")
             .map_err(|e| anyhow::anyhow!("--{e}"))?;
@@ -352,7 +380,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let background =
         strongroom_server::spawn_background(svc.clone(), Duration::from_secs(interval as u64));
-    let app = strongroom_server::router(svc.clone(), aws);
+    let app = strongroom_server::router(svc.clone(), aws, vault);
     strongroom_server::serve(
         listener,
         app,

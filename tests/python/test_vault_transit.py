@@ -1,0 +1,392 @@
+"""The Vault Transit API through hvac, the client Vault users use. Every test runs twice:
+against the real `strongroom` binary and against a real OpenBao dev server (the reference).
+An assertion holds on both unless it is marked with a deviation from
+docs/vault-compatibility.md ("Deviations"), where each target's behaviour is asserted."""
+
+import base64
+import itertools
+import json
+import urllib.request
+
+import hvac
+import hvac.exceptions as hx
+import pytest
+
+from conftest import ROOT_TOKEN, OpenBao, Server
+
+B = lambda b: base64.b64encode(b).decode()  # noqa: E731
+names = (f"k{i}" for i in itertools.count())
+
+
+class Target:
+    def __init__(self, kind):
+        self.kind = kind
+        if kind == "strongroom":
+            self.proc = Server()
+            self.url, self.token = self.proc.url, ROOT_TOKEN
+        else:
+            self.proc = OpenBao()
+            self.url, self.token = self.proc.url, self.proc.token
+        self.client = hvac.Client(url=self.url, token=self.token)
+        self.transit = self.client.secrets.transit
+
+    @property
+    def strongroom(self):
+        return self.kind == "strongroom"
+
+    def raw(self, method, path, body=None, token="default"):
+        """(status, parsed body or None) of a request hvac would not make."""
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if token == "default":
+            token = self.token
+        if token:
+            req.add_header("X-Vault-Token", token)
+        try:
+            with urllib.request.urlopen(req) as r:
+                raw = r.read()
+                return r.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            return e.code, json.loads(raw) if raw else None
+
+
+@pytest.fixture(scope="module", params=["strongroom", "openbao"])
+def vault(request):
+    t = Target(request.param)
+    yield t
+    t.proc.stop()
+
+
+def new_key(v, **kw):
+    name = next(names)
+    v.transit.create_key(name, **kw)
+    return name
+
+
+def key_names(v):
+    try:
+        return v.transit.list_keys()["data"]["keys"]
+    except hx.InvalidPath:  # no keys at all: 404, as Vault answers an empty LIST
+        return []
+
+
+def errors_of(exc):
+    return exc.value.errors or []
+
+
+# ---- keys ----
+
+
+def test_key_lifecycle(vault):
+    name = new_key(vault)
+    k = vault.transit.read_key(name)["data"]
+    assert (k["type"], k["latest_version"], k["min_decryption_version"], k["min_encryption_version"]) == ("aes256-gcm96", 1, 1, 0)
+    assert (k["derived"], k["exportable"], k["deletion_allowed"]) == (False, False, False)
+    assert (k["supports_encryption"], k["supports_decryption"], k["supports_signing"]) == (True, True, False)
+    assert list(k["keys"]) == ["1"] and isinstance(k["keys"]["1"], int)
+    assert name in key_names(vault)
+
+    # Creating it again changes nothing, even with other parameters.
+    again = vault.transit.create_key(name, exportable=True)
+    assert again["data"]["keys"] == k["keys"] and again["data"]["exportable"] is False
+
+    rotated = vault.transit.rotate_key(name)["data"]
+    assert rotated["latest_version"] == 2 and sorted(rotated["keys"]) == ["1", "2"]
+
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.transit.delete_key(name)
+    assert errors_of(e) == [f"error deleting policy {name}: deletion is not allowed for this key"]
+    vault.transit.update_key_configuration(name, deletion_allowed=True)
+    assert vault.transit.read_key(name)["data"]["deletion_allowed"] is True
+    vault.transit.delete_key(name)
+    with pytest.raises(hx.InvalidPath):
+        vault.transit.read_key(name)
+    assert name not in key_names(vault)
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.transit.delete_key(name)
+    assert "not found" in errors_of(e)[0]
+    # Deviation "delete": Strongroom deletes after a one-day window, during which the name
+    # stays taken; OpenBao deletes at once and lets the name be reused.
+    if vault.strongroom:
+        with pytest.raises(hx.InvalidRequest):
+            vault.transit.create_key(name)
+    else:
+        vault.transit.create_key(name)
+
+
+def test_reading_a_missing_key_or_an_empty_list(vault):
+    with pytest.raises(hx.InvalidPath):
+        vault.transit.read_key("never-created")
+    status, body = vault.raw("GET", "/v1/transit/keys/never-created")
+    assert (status, body) == (404, {"errors": []})
+
+
+def test_key_types(vault):
+    for kind in ["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048"]:
+        name = new_key(vault, key_type=kind)
+        k = vault.transit.read_key(name)["data"]
+        assert (k["type"], k["supports_signing"]) == (kind, True)
+        # Deviation "rsa": Strongroom's Transit RSA keys sign; OpenBao's also encrypt.
+        rsa_encrypts = kind.startswith("rsa") and not vault.strongroom
+        assert k["supports_encryption"] == rsa_encrypts
+        entry = k["keys"]["1"]
+        assert entry["public_key"]
+        if kind == "ed25519":
+            assert len(base64.b64decode(entry["public_key"])) == 32
+        else:
+            assert entry["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
+    # Deviation "key types": AES-128 and ChaCha20 keys are not offered by Strongroom.
+    for kind in ["chacha20-poly1305"]:
+        if vault.strongroom:
+            with pytest.raises(hx.InvalidRequest) as e:
+                vault.transit.create_key(next(names), key_type=kind)
+            assert "not supported by this server" in errors_of(e)[0]
+        else:
+            vault.transit.create_key(next(names), key_type=kind)
+    status, body = vault.raw("POST", f"/v1/transit/keys/{next(names)}", {"type": "no-such-type"})
+    assert (status, body["errors"]) == (400, ["unknown key type no-such-type"])
+
+
+# ---- encrypt / decrypt ----
+
+
+def test_encrypt_decrypt_round_trip(vault):
+    name = new_key(vault)
+    out = vault.transit.encrypt_data(name, plaintext=B(b"hello transit"))["data"]
+    assert out["ciphertext"].startswith("vault:v1:") and out["key_version"] == 1
+    back = vault.transit.decrypt_data(name, ciphertext=out["ciphertext"])["data"]
+    assert base64.b64decode(back["plaintext"]) == b"hello transit"
+    # Same plaintext, fresh ciphertext each time.
+    assert vault.transit.encrypt_data(name, plaintext=B(b"hello transit"))["data"]["ciphertext"] != out["ciphertext"]
+    # An empty plaintext round-trips.
+    empty = vault.transit.encrypt_data(name, plaintext="")["data"]["ciphertext"]
+    assert vault.transit.decrypt_data(name, ciphertext=empty)["data"]["plaintext"] == ""
+
+
+def test_upsert_on_encrypt(vault):
+    name = next(names)
+    ct = vault.transit.encrypt_data(name, plaintext=B(b"x"))["data"]["ciphertext"]
+    assert vault.transit.read_key(name)["data"]["type"] == "aes256-gcm96"
+    assert base64.b64decode(vault.transit.decrypt_data(name, ciphertext=ct)["data"]["plaintext"]) == b"x"
+    # With a context, the key made on the way is derived.
+    dname = next(names)
+    vault.transit.encrypt_data(dname, plaintext=B(b"x"), context=B(b"tenant-1"))
+    assert vault.transit.read_key(dname)["data"]["derived"] is True
+
+
+def test_derived_keys_bind_the_context(vault):
+    name = new_key(vault, derived=True)
+    k = vault.transit.read_key(name)["data"]
+    assert (k["derived"], k["kdf"]) == (True, "hkdf_sha256")
+    ct = vault.transit.encrypt_data(name, plaintext=B(b"tenant data"), context=B(b"tenant-a"))["data"]["ciphertext"]
+    assert base64.b64decode(vault.transit.decrypt_data(name, ciphertext=ct, context=B(b"tenant-a"))["data"]["plaintext"]) == b"tenant data"
+    with pytest.raises(hx.InvalidRequest):
+        vault.transit.decrypt_data(name, ciphertext=ct, context=B(b"tenant-b"))
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.transit.encrypt_data(name, plaintext=B(b"x"))
+    assert errors_of(e)[0].startswith("missing 'context' for key derivation")
+    # A context given to a key that is not derived is ignored.
+    plain = new_key(vault)
+    ct = vault.transit.encrypt_data(plain, plaintext=B(b"y"), context=B(b"ignored"))["data"]["ciphertext"]
+    assert base64.b64decode(vault.transit.decrypt_data(plain, ciphertext=ct)["data"]["plaintext"]) == b"y"
+
+
+def test_associated_data(vault):
+    name = new_key(vault)
+    ct = vault.transit.encrypt_data(name, plaintext=B(b"z"), associated_data=B(b"row-7"))["data"]["ciphertext"]
+    assert vault.transit.decrypt_data(name, ciphertext=ct, associated_data=B(b"row-7"))["data"]["plaintext"] == B(b"z")
+    with pytest.raises(hx.InvalidRequest):
+        vault.transit.decrypt_data(name, ciphertext=ct, associated_data=B(b"row-8"))
+    with pytest.raises(hx.InvalidRequest):
+        vault.transit.decrypt_data(name, ciphertext=ct)
+
+
+def test_bad_ciphertexts(vault):
+    name = new_key(vault)
+    ct = vault.transit.encrypt_data(name, plaintext=B(b"secret"))["data"]["ciphertext"]
+    cases = {
+        "abc": "invalid ciphertext: no prefix",
+        "vault:v1:%%%": "invalid ciphertext: could not decode base64",
+        "vault:v9:" + ct.split(":")[2]: "invalid ciphertext: version is too new",
+    }
+    for bad, msg in cases.items():
+        with pytest.raises(hx.InvalidRequest) as e:
+            vault.transit.decrypt_data(name, ciphertext=bad)
+        assert errors_of(e) == [msg], bad
+    raw = bytearray(base64.b64decode(ct.split(":")[2]))
+    raw[-1] ^= 1
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.transit.decrypt_data(name, ciphertext="vault:v1:" + B(bytes(raw)))
+    assert errors_of(e) == ["cipher: message authentication failed"]
+    # Another key's ciphertext does not open here.
+    other = new_key(vault)
+    with pytest.raises(hx.InvalidRequest):
+        vault.transit.decrypt_data(other, ciphertext=ct)
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.transit.decrypt_data("missing-key", ciphertext=ct)
+    assert errors_of(e) == ["encryption key not found"]
+    status, body = vault.raw("POST", f"/v1/transit/encrypt/{name}", {})
+    assert (status, body["errors"]) == (400, ["missing plaintext to encrypt"])
+
+
+def test_rotation_and_min_decryption_version(vault):
+    name = new_key(vault)
+    v1 = vault.transit.encrypt_data(name, plaintext=B(b"old"))["data"]["ciphertext"]
+    vault.transit.rotate_key(name)
+    out = vault.transit.encrypt_data(name, plaintext=B(b"new"))["data"]
+    assert out["ciphertext"].startswith("vault:v2:") and out["key_version"] == 2
+    assert vault.transit.decrypt_data(name, ciphertext=v1)["data"]["plaintext"] == B(b"old")
+
+    re = vault.transit.rewrap_data(name, ciphertext=v1)["data"]
+    assert re["ciphertext"].startswith("vault:v2:") and re["key_version"] == 2
+    assert vault.transit.decrypt_data(name, ciphertext=re["ciphertext"])["data"]["plaintext"] == B(b"old")
+
+    vault.transit.update_key_configuration(name, min_decryption_version=2)
+    k = vault.transit.read_key(name)["data"]
+    assert (k["min_decryption_version"], list(k["keys"])) == (2, ["2"])
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.transit.decrypt_data(name, ciphertext=v1)
+    assert errors_of(e) == ["ciphertext or signature version is disallowed by policy (too old)"]
+    vault.transit.update_key_configuration(name, min_decryption_version=1)
+    assert vault.transit.decrypt_data(name, ciphertext=v1)["data"]["plaintext"] == B(b"old")
+
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.transit.encrypt_data(name, plaintext=B(b"x"), key_version=3)
+    assert errors_of(e) == ["requested version for encryption is higher than the latest key version"]
+    # key_version naming the latest version is accepted everywhere.
+    assert vault.transit.encrypt_data(name, plaintext=B(b"x"), key_version=2)["data"]["key_version"] == 2
+    # Deviation "key_version": Strongroom encrypts only with the current version.
+    if vault.strongroom:
+        with pytest.raises(hx.InvalidRequest):
+            vault.transit.encrypt_data(name, plaintext=B(b"x"), key_version=1)
+    else:
+        assert vault.transit.encrypt_data(name, plaintext=B(b"x"), key_version=1)["data"]["key_version"] == 1
+
+
+def test_batches(vault):
+    name = new_key(vault)
+    ok = vault.transit.encrypt_data(name, batch_input=[{"plaintext": B(b"a"), "reference": "r1"}, {"plaintext": B(b"b")}])["data"]
+    results = ok["batch_results"]
+    assert [r["reference"] for r in results] == ["r1", ""]
+    assert all(r["ciphertext"].startswith("vault:v1:") for r in results)
+    back = vault.transit.decrypt_data(name, batch_input=[{"ciphertext": r["ciphertext"]} for r in results])["data"]["batch_results"]
+    assert [base64.b64decode(r["plaintext"]) for r in back] == [b"a", b"b"]
+
+    # One bad item: the batch answers 400 with every item's result, good ones included.
+    status, body = vault.raw("POST", f"/v1/transit/decrypt/{name}", {"batch_input": [{"ciphertext": results[0]["ciphertext"]}, {"ciphertext": "garbage"}]})
+    assert status == 400
+    items = body["data"]["batch_results"]
+    assert items[0]["plaintext"] == B(b"a") and "error" not in items[0]
+    assert items[1]["error"] == "invalid ciphertext: no prefix" and items[1]["plaintext"] == ""
+    # ... or the code asked for, when some items succeeded.
+    status, body = vault.raw(
+        "POST",
+        f"/v1/transit/encrypt/{name}",
+        {"batch_input": [{"plaintext": B(b"a")}, {"plaintext": "%%%"}], "partial_failure_response_code": 207},
+    )
+    assert status == 207 and "error" in body["data"]["batch_results"][1]
+    # Rewrap batches answer 200 whatever their items do.
+    status, body = vault.raw("POST", f"/v1/transit/rewrap/{name}", {"batch_input": [{"ciphertext": results[0]["ciphertext"]}, {"ciphertext": "garbage"}]})
+    assert status == 200
+    assert body["data"]["batch_results"][0]["ciphertext"].startswith("vault:v1:")
+    assert "error" in body["data"]["batch_results"][1]
+    status, body = vault.raw("POST", f"/v1/transit/encrypt/{name}", {"batch_input": []})
+    assert (status, body["errors"]) == (400, ["missing batch input to process"])
+
+
+def test_data_keys(vault):
+    name = new_key(vault)
+    out = vault.transit.generate_data_key(name, key_type="plaintext")["data"]
+    pt = base64.b64decode(out["plaintext"])
+    assert len(pt) == 32 and out["ciphertext"].startswith("vault:v1:")
+    assert base64.b64decode(vault.transit.decrypt_data(name, ciphertext=out["ciphertext"])["data"]["plaintext"]) == pt
+    wrapped = vault.transit.generate_data_key(name, key_type="wrapped", bits=512)["data"]
+    assert "plaintext" not in wrapped
+    assert len(base64.b64decode(vault.transit.decrypt_data(name, ciphertext=wrapped["ciphertext"])["data"]["plaintext"])) == 64
+    status, body = vault.raw("POST", f"/v1/transit/datakey/plaintext/{name}", {"bits": 100})
+    assert status == 400
+    status, body = vault.raw("POST", f"/v1/transit/datakey/other/{name}", {})
+    assert (status, body["errors"]) == (400, ["Invalid path, must be 'plaintext' or 'wrapped'"])
+
+
+def test_random(vault):
+    assert len(base64.b64decode(vault.transit.generate_random_bytes(n_bytes=16)["data"]["random_bytes"])) == 16
+    hex_out = vault.transit.generate_random_bytes(n_bytes=8, output_format="hex")["data"]["random_bytes"]
+    assert len(hex_out) == 16 and int(hex_out, 16) >= 0
+    status, body = vault.raw("POST", "/v1/transit/random/24", {})
+    assert status == 200 and len(base64.b64decode(body["data"]["random_bytes"])) == 24
+    # Deviation "random": Strongroom hands out at most 1024 bytes per request.
+    status, _ = vault.raw("POST", "/v1/transit/random", {"bytes": 4096})
+    assert status == (400 if vault.strongroom else 200)
+
+
+# ---- auth, errors, sys ----
+
+
+def test_tokens_and_permissions(vault):
+    for token in (None, "not-a-token"):
+        status, body = vault.raw("POST", "/v1/transit/encrypt/any", {"plaintext": B(b"x")}, token=token)
+        assert status == 403 and "permission denied" in body["errors"][0]
+    assert vault.client.is_authenticated()
+    assert "root" in vault.client.auth.token.lookup_self()["data"]["policies"]
+    assert not hvac.Client(url=vault.url, token="not-a-token").is_authenticated()
+    # A token that no policy lets use Transit.
+    if vault.strongroom:
+        status, _ = vault.proc.native("POST", "/v1/principals", {"name": "transit-nobody", "kind": "workload", "roles": []})
+        assert status == 201
+        status, tok = vault.proc.native("POST", "/v1/principals/transit-nobody/tokens", {"ttl": "1h"})
+        weak = tok["token"]
+    else:
+        weak = vault.client.auth.token.create(policies=["default"])["auth"]["client_token"]
+    name = new_key(vault)
+    with pytest.raises(hx.Forbidden):
+        hvac.Client(url=vault.url, token=weak).secrets.transit.encrypt_data(name, plaintext=B(b"x"))
+
+
+def test_paths_and_bodies(vault):
+    status, body = vault.raw("POST", "/v1/transit/bogus/path", {})
+    assert (status, body["errors"]) == (404, ["1 error occurred:\n\t* unsupported path\n\n"])
+    status, body = vault.raw("GET", "/v1/transit/encrypt/k", None)
+    assert status == 405
+    status, body = vault.raw("POST", "/v1/transit/encrypt/k", b"{not json")
+    assert status == 400 and body["errors"]
+    # Unknown parameters are ignored with a warning.
+    name = new_key(vault)
+    status, body = vault.raw("POST", f"/v1/transit/encrypt/{name}", {"plaintext": B(b"x"), "colour": "blue"})
+    assert status == 200
+    assert any("unrecognized parameters" in w and "colour" in w for w in body["warnings"])
+
+
+def test_sys_mounts(vault):
+    mounts = vault.client.sys.list_mounted_secrets_engines()
+    assert mounts["data"]["transit/"]["type"] == "transit"
+    assert mounts["transit/"]["type"] == "transit"  # sys/ answers copy data to the top level
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.client.sys.enable_secrets_engine("transit")
+    assert "path is already in use at transit/" in errors_of(e)[0]
+
+
+# ---- Strongroom only: one key store for every protocol ----
+
+
+def test_transit_keys_are_strongroom_keys(vault):
+    if not vault.strongroom:
+        pytest.skip("Strongroom's own API")
+    name = new_key(vault)
+    ct = vault.transit.encrypt_data(name, plaintext=B(b"shared"))["data"]["ciphertext"]
+    status, key = vault.proc.native("GET", f"/v1/keyrings/transit/keys/{name}")
+    assert status == 200 and key["algorithm"] == "aes-256-gcm"
+    # The payload is a Strongroom ciphertext, decryptable through the native API.
+    status, out = vault.proc.native("POST", "/v1/crypto/decrypt", {"ciphertext": ct.split(":", 2)[2]})
+    assert status == 200 and base64.b64decode(out["plaintext"]) == b"shared"
+    # A native rotation is a Transit rotation.
+    assert vault.proc.native("POST", f"/v1/keyrings/transit/keys/{name}/versions", {})[0] == 201
+    assert vault.transit.read_key(name)["data"]["latest_version"] == 2
+    # Disabling the key in Strongroom stops Transit at once.
+    assert vault.proc.native("POST", f"/v1/keyrings/transit/keys/{name}/disable")[0] == 200
+    with pytest.raises(hx.InvalidRequest):
+        vault.transit.decrypt_data(name, ciphertext=ct)
+    events = [e for e in vault.proc.audit() if e["protocol"] == "vault-transit"]
+    assert {"encrypt", "decrypt", "create-key"} <= {e["operation"] for e in events}
+    assert not any(B(b"shared") in json.dumps(e) for e in events)
