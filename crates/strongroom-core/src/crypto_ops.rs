@@ -707,6 +707,25 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
+    /// Hashes up to 64 KiB with a SHA-2 or SHA-3 function (no key; `hash` on the system).
+    pub async fn hash(
+        &self,
+        ctx: &RequestContext,
+        function: strongroom_crypto::hash::HashFunction,
+        input: &Plaintext,
+    ) -> Result<Vec<u8>> {
+        let mut ev = self.event(ctx, Operation::Hash);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "hash")?;
+            check_len("input", input.len(), MAX_PLAINTEXT)?;
+            // Exposed to hash it; only the digest leaves.
+            Ok(function.hash(input.expose_secret()))
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
     /// Returns `length` (1 to 1024) random bytes.
     pub async fn generate_random(&self, ctx: &RequestContext, length: usize) -> Result<Plaintext> {
         let mut ev = self.event(ctx, Operation::GenerateRandom);

@@ -25,7 +25,8 @@ pub fn class_of(operation: &str) -> &'static str {
         | "verify"
         | "mac"
         | "mac-verify"
-        | "generate-random" => "crypto",
+        | "generate-random"
+        | "hash" => "crypto",
         "create-key" | "create-version" | "generate-data-key-pair" | "get-import-parameters" => {
             "keygen"
         }

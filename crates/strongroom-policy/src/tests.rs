@@ -126,6 +126,7 @@ fn default_policies_validate_and_the_schema_lists_every_action() {
             "list-key-rings",
             "list-aliases",
             "generate-random",
+            "hash",
             "read-audit",
         ])
     {

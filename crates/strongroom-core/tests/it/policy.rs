@@ -539,3 +539,43 @@ async fn a_socket_principal_is_honoured_only_on_the_kubernetes_socket() {
         Error::Unauthenticated
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashing_is_a_use_of_the_system() {
+    use strongroom_crypto::hash::HashFunction;
+    let kms = Kms::new().await;
+    let svc = kms.svc();
+    let user = principal(&kms, "hasher", &["key-user"], &[]).await;
+    let auditor = principal(&kms, "reader", &["auditor"], &[]).await;
+    let input = Plaintext::copy_from(b"abc");
+    let d = svc
+        .hash(&user, HashFunction::Sha3_256, &input)
+        .await
+        .unwrap();
+    assert_eq!(d, HashFunction::Sha3_256.hash(b"abc"));
+    assert_err!(
+        svc.hash(&auditor, HashFunction::Sha256, &input).await,
+        Error::AccessDenied
+    );
+    assert_err!(
+        svc.hash(&as_token(None), HashFunction::Sha256, &input)
+            .await,
+        Error::Unauthenticated
+    );
+    let big = Plaintext::new(vec![0; 64 * 1024 + 1]);
+    assert_err!(
+        svc.hash(&user, HashFunction::Sha256, &big).await,
+        Error::InvalidArgument { .. }
+    );
+    let events: Vec<_> = kms
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["operation"] == "hash")
+        .collect();
+    assert_eq!(events.len(), 4);
+    assert_eq!(
+        events.iter().filter(|e| e["outcome"] == "ok").count(),
+        1,
+        "{events:?}"
+    );
+}
