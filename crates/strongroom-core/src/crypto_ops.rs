@@ -707,6 +707,60 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
+    /// Exports key material (`export-key`): only from keys created exportable, and only of
+    /// enabled versions — `version`, or every one. No shipped role may export.
+    pub async fn export_key(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        version: Option<u32>,
+    ) -> Result<ExportOutput> {
+        let mut ev = self.event(ctx, Operation::ExportKey);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "export-key", key, None)
+                .await?;
+            if !k.exportable {
+                return Err(Error::InvalidState {
+                    resource: format!("key {}/{}", k.ring, k.name),
+                    state: "not exportable",
+                    operation: Operation::ExportKey.as_str(),
+                    requirement: "needs a key created exportable",
+                });
+            }
+            self.require_usable(&k, Operation::ExportKey)?;
+            let wanted: Vec<u32> = match version {
+                Some(n) => vec![n],
+                None => (1..=k.version_count).collect(),
+            };
+            ev.version = version;
+            let mut versions = Vec::new();
+            for n in wanted {
+                let v = self.version_record(&k, n).await?;
+                if v.state != strongroom_store::VersionState::Enabled {
+                    if version.is_some() {
+                        require_version_enabled(&k, &v, Operation::ExportKey)?;
+                    }
+                    continue;
+                }
+                let m = self.material(&k, &v)?;
+                // Exposed to copy it out: exporting is this operation's purpose.
+                versions.push((
+                    n,
+                    strongroom_crypto::KeyMaterial::copy_from(m.expose_secret()),
+                ));
+            }
+            Ok(ExportOutput {
+                key: KeyIdentity::from(&k),
+                algorithm: k.algorithm,
+                versions,
+            })
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
     /// Hashes up to 64 KiB with a SHA-2 or SHA-3 function (no key; `hash` on the system).
     pub async fn hash(
         &self,

@@ -421,6 +421,18 @@ pub enum SignData {
     Digest(Vec<u8>),
 }
 
+/// Output of `export_key`: key material, for keys created exportable.
+#[derive(Debug)]
+pub struct ExportOutput {
+    /// The key.
+    pub key: KeyIdentity,
+    /// Its algorithm: how to read the material (raw bytes for symmetric keys, PKCS#8 DER
+    /// for private keys).
+    pub algorithm: Algorithm,
+    /// Each exported version's number and material (zeroized on drop).
+    pub versions: Vec<(u32, strongroom_crypto::KeyMaterial)>,
+}
+
 /// Output of `sign`.
 #[derive(Debug)]
 pub struct SignOutput {

@@ -579,3 +579,64 @@ async fn hashing_is_a_use_of_the_system() {
         "{events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_needs_an_exportable_key_and_a_policy_no_role_has() {
+    let kms = Kms::new().await;
+    let svc = kms.svc();
+    kms.ring("r").await;
+    let mut input = key_input("r", "portable");
+    input.exportable = true;
+    svc.create_key(&root(), input).await.unwrap();
+    let portable = path("r", "portable");
+    svc.create_version(&root(), &portable, true).await.unwrap();
+    let sealed = kms.aes_key("r", "sealed").await;
+
+    let out = svc.export_key(&root(), &portable, None).await.unwrap();
+    assert_eq!(
+        out.versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(out.versions.iter().all(|(_, m)| m.len() == 32));
+    assert!(!format!("{out:?}").contains(&format!("{:?}", out.versions[0].1.expose_secret())));
+    // The exported material is the key: data encrypted under it opens with it.
+    let ct = kms
+        .encrypt(&portable, b"moving out", &ec(&[]))
+        .await
+        .unwrap()
+        .ciphertext;
+    let header = strongroom_crypto::ciphertext::parse_header(&ct).unwrap();
+    let (_, m) = out
+        .versions
+        .iter()
+        .find(|(n, _)| *n == header.version)
+        .unwrap();
+    let pt = strongroom_crypto::ciphertext::decrypt(m, &header, &ec(&[]), &ct).unwrap();
+    assert_eq!(pt.expose_secret(), b"moving out");
+
+    assert_err!(
+        svc.export_key(&root(), &sealed, None).await,
+        Error::InvalidState {
+            state: "not exportable",
+            ..
+        }
+    );
+    for role in ["key-user", "key-admin", "auditor", "security-admin"] {
+        let who = principal(&kms, &format!("p-{role}"), &[role], &[]).await;
+        assert_err!(
+            svc.export_key(&who, &portable, None).await,
+            Error::AccessDenied
+        );
+    }
+    // A disabled version is left out; asked for by number, it is refused.
+    svc.disable_version(&root(), &portable, 1).await.unwrap();
+    let out = svc.export_key(&root(), &portable, None).await.unwrap();
+    assert_eq!(
+        out.versions.iter().map(|v| v.0).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_err!(
+        svc.export_key(&root(), &portable, Some(1)).await,
+        Error::InvalidState { .. }
+    );
+}

@@ -68,12 +68,15 @@ pub(crate) async fn transit(
         ["datakey", kind, name] if post => datakey(c, kind, name, p).await,
         ["random", rest @ ..] if post && rest.len() <= 2 => random(c, rest, p).await,
         ["hash", rest @ ..] if post && rest.len() <= 1 => hash(c, rest, p).await,
+        ["export", kind, name] if get => export(c, kind, name, None).await,
+        ["export", kind, name, version] if get => export(c, kind, name, Some(version)).await,
         ["hmac", name, rest @ ..] if post && rest.len() <= 1 => hmac(c, name, rest, p).await,
         ["sign", name, rest @ ..] if post && rest.len() <= 1 => sign(c, name, rest, p).await,
         ["verify", name, rest @ ..] if post && rest.len() <= 1 => verify(c, name, rest, p).await,
         ["encrypt" | "decrypt" | "rewrap", _]
         | ["datakey", _, _]
         | ["random" | "hash", ..]
+        | ["export", _, _, ..]
         | ["hmac" | "sign" | "verify", _, ..] => Err(unsupported_operation()),
         _ => Err(unsupported_path()),
     }

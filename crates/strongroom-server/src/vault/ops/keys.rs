@@ -386,3 +386,143 @@ pub(super) async fn rotate(c: &mut Call<'_>, name: &str) -> VaultResult {
         .await?;
     Ok(Reply::Data(key_info(c, &k).await?, vec![]))
 }
+
+/// `GET export/:key_type/:name(/:version)`: key material of a key created exportable
+/// (`encryption-key`, `signing-key`, `hmac-key`), or its public keys (`public-key`).
+pub(super) async fn export(
+    c: &mut Call<'_>,
+    kind: &str,
+    name: &str,
+    version: Option<&str>,
+) -> VaultResult {
+    let fits = |k: &KeyRecord| match kind {
+        "encryption-key" => k.algorithm.purpose() == Purpose::EncryptDecrypt,
+        "signing-key" | "public-key" => k.algorithm.purpose() == Purpose::SignVerify,
+        "hmac-key" => k.algorithm.purpose() == Purpose::Mac,
+        _ => false,
+    };
+    if !["encryption-key", "signing-key", "hmac-key", "public-key"].contains(&kind) {
+        return Err(VaultError::bad(format!("invalid export type: {kind}")));
+    }
+    let k = key_or(c, name, "no such key").await?;
+    if !fits(&k) {
+        return Err(VaultError::bad(format!(
+            "key of type {} has no {kind} to export",
+            transit_type(k.algorithm)
+        )));
+    }
+    let version = match version {
+        None => None,
+        Some("latest") => k.primary_version,
+        Some(v) => Some(
+            v.parse::<u32>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| VaultError::bad("version: must be a version number or latest"))?,
+        ),
+    };
+    let r = key_path(&k);
+    let mut keys = Map::new();
+    if kind == "public-key" {
+        let wanted: Vec<u32> = match version {
+            Some(v) => vec![v],
+            None => versions(c, &r)
+                .await?
+                .into_iter()
+                .filter(|v| v.state == VersionState::Enabled)
+                .map(|v| v.version)
+                .collect(),
+        };
+        for n in wanted {
+            let pk = c.svc.get_public_key(&c.ctx, &r, Some(n)).await?;
+            keys.insert(n.to_string(), json!(public_key_text(k.algorithm, &pk.der)));
+        }
+    } else {
+        let out = c
+            .svc
+            .export_key(&c.ctx, &r, version)
+            .await
+            .map_err(|e| match &e {
+                Error::InvalidState {
+                    state: "not exportable",
+                    ..
+                } => VaultError::core_as(&e, "private key material is not exportable"),
+                _ => VaultError::from(&e),
+            })?;
+        for (n, m) in &out.versions {
+            keys.insert(n.to_string(), json!(exported_text(out.algorithm, m)?));
+        }
+    }
+    Ok(Reply::Data(
+        json!({ "name": k.name.as_str(), "type": transit_type(k.algorithm), "keys": keys }),
+        vec![],
+    ))
+}
+
+/// Material as Transit exports it: raw base64 for symmetric and HMAC keys, Go's 64-byte
+/// seed‖public form for ed25519, and PKCS#8 PEM for ECDSA and RSA.
+fn exported_text(a: Algorithm, m: &strongroom_crypto::KeyMaterial) -> Result<String, VaultError> {
+    let internal = || VaultError::from(Error::Internal("unexpected private key encoding".into()));
+    match a {
+        Algorithm::Aes256Gcm | Algorithm::Hmac(_) | Algorithm::Hmac224 => {
+            // Exposed to export it: the caller is allowed the material.
+            Ok(B64.encode(m.expose_secret()))
+        }
+        Algorithm::Ed25519 => {
+            // Exposed to export it.
+            let seed = pkcs8_private_octets(m.expose_secret())
+                .and_then(|inner| inner.strip_prefix(&[0x04, 0x20][..]))
+                .filter(|s| s.len() == 32)
+                .ok_or_else(internal)?;
+            let public = strongroom_crypto::keys::public_key_der(a, m).map_err(|_| internal())?;
+            let mut both = zeroize::Zeroizing::new(seed.to_vec());
+            both.extend_from_slice(&public[public.len().saturating_sub(32)..]);
+            Ok(B64.encode(&*both))
+        }
+        _ => {
+            // Exposed to export it, as PKCS#8 PEM.
+            let b = zeroize::Zeroizing::new(B64.encode(m.expose_secret()));
+            let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+            for chunk in b.as_bytes().chunks(64) {
+                pem.push_str(&String::from_utf8_lossy(chunk));
+                pem.push('\n');
+            }
+            pem.push_str("-----END PRIVATE KEY-----\n");
+            Ok(pem)
+        }
+    }
+}
+
+/// The `privateKey` OCTET STRING's contents of a PKCS#8 document.
+fn pkcs8_private_octets(der: &[u8]) -> Option<&[u8]> {
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = b.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 2 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |a, &x| (a << 8) | usize::from(x));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (0x30, body, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x02, _, body) = tlv(body)? else {
+        return None;
+    };
+    let (0x30, _, body) = tlv(body)? else {
+        return None;
+    };
+    let (0x04, octets, _) = tlv(body)? else {
+        return None;
+    };
+    Some(octets)
+}
