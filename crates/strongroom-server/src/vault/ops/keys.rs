@@ -475,19 +475,22 @@ fn exported_text(a: Algorithm, m: &strongroom_crypto::KeyMaterial) -> Result<Str
                 .filter(|s| s.len() == 32)
                 .ok_or_else(internal)?;
             let public = strongroom_crypto::keys::public_key_der(a, m).map_err(|_| internal())?;
-            let mut both = zeroize::Zeroizing::new(seed.to_vec());
+            let mut both = seed.to_vec();
             both.extend_from_slice(&public[public.len().saturating_sub(32)..]);
-            Ok(B64.encode(&*both))
+            let both = strongroom_crypto::KeyMaterial::new(both);
+            // Exposed to export it.
+            Ok(B64.encode(both.expose_secret()))
         }
         _ => {
             // Exposed to export it, as PKCS#8 PEM.
-            let b = zeroize::Zeroizing::new(B64.encode(m.expose_secret()));
+            let mut b = B64.encode(m.expose_secret());
             let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
             for chunk in b.as_bytes().chunks(64) {
                 pem.push_str(&String::from_utf8_lossy(chunk));
                 pem.push('\n');
             }
             pem.push_str("-----END PRIVATE KEY-----\n");
+            zeroize::Zeroize::zeroize(&mut b);
             Ok(pem)
         }
     }
