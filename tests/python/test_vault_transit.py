@@ -597,3 +597,13 @@ def test_sizes(vault):
     # Both refuse a batch of 1001 items (OpenBao for the JSON's complexity).
     status, body = vault.raw("POST", f"/v1/transit/encrypt/{name}", {"batch_input": [{"plaintext": B(b"x")}] * 1001})
     assert status == 400 and body["errors"]
+
+
+def test_concurrent_upserts_make_one_key(vault):
+    import concurrent.futures
+
+    name = next(names)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        cts = list(pool.map(lambda i: vault.transit.encrypt_data(name, plaintext=B(bytes([i])))["data"]["ciphertext"], range(32)))
+    assert vault.transit.read_key(name)["data"]["latest_version"] == 1
+    assert [base64.b64decode(vault.transit.decrypt_data(name, ciphertext=ct)["data"]["plaintext"]) for ct in cts] == [bytes([i]) for i in range(32)]

@@ -20,7 +20,8 @@ pub(crate) struct BenchArgs {
     /// aws-encrypt, aws-decrypt, aws-data-key (these need an access key pair); and over the
     /// Kubernetes KMS v2 plugin socket k8s-encrypt, k8s-decrypt (32-byte seeds, as the API
     /// server sends) and k8s-status (an encrypt and a decrypt each), which need
-    /// --k8s-kms-socket on a server whose plugin key exists.
+    /// --k8s-kms-socket on a server whose plugin key exists; and through the Vault Transit
+    /// API (mount `transit`) transit-encrypt, transit-decrypt.
     #[arg(long, default_value = "health,lookup,encrypt,decrypt,data-key")]
     ops: String,
     /// The Kubernetes KMS plugin socket for the k8s-* operations (the server's
@@ -221,6 +222,28 @@ async fn run_op(
             "GenerateDataKey",
             json!({"KeyId": "bench/aes", "KeySpec": "AES_256"}),
         ),
+        // Transit's key `bench` is made by the first encrypt (upsert).
+        "transit-encrypt" => native(
+            Method::Post,
+            "/v1/transit/encrypt/bench",
+            Some(json!({"plaintext": pt})),
+        ),
+        "transit-decrypt" => {
+            let out = c
+                .call(
+                    Method::Post,
+                    "/v1/transit/encrypt/bench",
+                    Some(&json!({"plaintext": pt})),
+                )
+                .await
+                .context("transit-decrypt: the Transit encrypt failed")?;
+            let ct = out["data"]["ciphertext"].as_str().unwrap_or_default();
+            native(
+                Method::Post,
+                "/v1/transit/decrypt/bench",
+                Some(json!({"ciphertext": ct})),
+            )
+        }
         "k8s-status" => Request::K8s(K8sCall::Status),
         "k8s-encrypt" => Request::K8s(K8sCall::Encrypt),
         "k8s-decrypt" => {

@@ -278,7 +278,7 @@ async fn bench_runs_and_reports_against_its_baseline() {
         &[
             "bench",
             "--ops",
-            "lookup,encrypt,decrypt,data-key,sign,mac",
+            "lookup,encrypt,decrypt,data-key,sign,mac,transit-encrypt,transit-decrypt",
             "--duration",
             "1s",
             "--concurrency",
@@ -290,7 +290,7 @@ async fn bench_runs_and_reports_against_its_baseline() {
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 7, "health is measured as the baseline: {v}");
+    assert_eq!(results.len(), 9, "health is measured as the baseline: {v}");
     for r in results {
         assert_eq!(r["errors"], 0, "{r}");
         assert!(r["requests"].as_u64().unwrap() > 0, "{r}");

@@ -123,14 +123,25 @@ pub(super) async fn create(c: &Call<'_>, name: &str, n: NewKey) -> Result<KeyRec
         name: Some(name.clone()),
         ..input()
     };
-    match c.svc.create_key(&c.ctx, with_name()).await {
+    let made = match c.svc.create_key(&c.ctx, with_name()).await {
         Err(Error::NotFound {
             kind: "key ring", ..
         }) => {
             ensure_ring(c).await?;
-            Ok(c.svc.create_key(&c.ctx, with_name()).await?.0)
+            c.svc.create_key(&c.ctx, with_name()).await
         }
-        other => Ok(other?.0),
+        other => other,
+    };
+    match made {
+        Ok((k, _)) => Ok(k),
+        // Another request made it meanwhile (concurrent upserts): use that one.
+        Err(Error::AlreadyExists { .. }) => match find_key(c, name.as_str()).await? {
+            Some(k) => Ok(k),
+            None => Err(VaultError::bad(format!(
+                "key {name} exists but cannot be used"
+            ))),
+        },
+        Err(e) => Err(e.into()),
     }
 }
 
