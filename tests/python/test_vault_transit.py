@@ -607,3 +607,30 @@ def test_concurrent_upserts_make_one_key(vault):
         cts = list(pool.map(lambda i: vault.transit.encrypt_data(name, plaintext=B(bytes([i])))["data"]["ciphertext"], range(32)))
     assert vault.transit.read_key(name)["data"]["latest_version"] == 1
     assert [base64.b64decode(vault.transit.decrypt_data(name, ciphertext=ct)["data"]["plaintext"]) for ct in cts] == [bytes([i]) for i in range(32)]
+
+
+def test_trim(vault):
+    name = new_key(vault)
+    v1 = vault.transit.encrypt_data(name, plaintext=B(b"one"))["data"]["ciphertext"]
+    vault.transit.rotate_key(name)
+    vault.transit.rotate_key(name)
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.transit.trim_key(name, min_version=2)
+    assert errors_of(e) == ["minimum available version cannot be set when minimum encryption version is not set"]
+    vault.transit.update_key_configuration(name, min_encryption_version=3)
+    with pytest.raises(hx.InvalidRequest) as e:
+        vault.transit.trim_key(name, min_version=2)
+    assert errors_of(e) == ["minimum available version cannot be greater than minimum decryption version"]
+    vault.transit.update_key_configuration(name, min_decryption_version=2)
+    k = vault.transit.trim_key(name, min_version=2)["data"]
+    assert (k["min_available_version"], sorted(k["keys"])) == (2, ["2", "3"])
+    with pytest.raises(hx.InvalidRequest):
+        vault.transit.decrypt_data(name, ciphertext=v1)
+    # Deviation "trim": Strongroom destroys trimmed versions after its one-day window.
+    if vault.strongroom:
+        status, v = vault.proc.native("GET", f"/v1/keyrings/transit/keys/{name}/versions/1")
+        assert (status, v["state"]) == (200, "destroy_scheduled") and v["destroy_time"]
+    status, body = vault.raw("POST", f"/v1/transit/keys/{name}/trim", {})
+    assert (status, body["errors"]) == (400, ["missing min_available_version"])
+    status, body = vault.raw("POST", f"/v1/transit/keys/{name}/trim", {"min_available_version": 1})
+    assert (status, body["errors"]) == (400, ["minimum available version cannot be decremented"])

@@ -38,6 +38,7 @@ const DERIVED: &str = "transit-derived";
 const DELETION_ALLOWED: &str = "transit-deletion-allowed";
 const MIN_DECRYPTION: &str = "transit-min-decryption-version";
 const MIN_ENCRYPTION: &str = "transit-min-encryption-version";
+const MIN_AVAILABLE: &str = "transit-min-available-version";
 
 /// `/v1/<mount>/…`.
 pub(crate) async fn transit(
@@ -58,9 +59,7 @@ pub(crate) async fn transit(
         ["keys", _] => Err(unsupported_operation()),
         ["keys", name, "config"] if post => configure(c, name, p).await,
         ["keys", name, "rotate"] if post => rotate(c, name).await,
-        ["keys", _, "trim"] if post => Err(VaultError::bad(
-            "trim is not supported by this server: destroy old versions through the native API (they are destroyed after a window)",
-        )),
+        ["keys", name, "trim"] if post => trim(c, name, p).await,
         ["keys", _, "config" | "rotate" | "trim"] => Err(unsupported_operation()),
         ["encrypt", name] if post => encrypt(c, name, p).await,
         ["decrypt", name] if post => decrypt(c, name, p).await,
@@ -204,6 +203,10 @@ fn derived(k: &KeyRecord) -> bool {
 
 fn min_decryption(k: &KeyRecord) -> i64 {
     label_int(k, MIN_DECRYPTION, 1)
+}
+
+fn min_available(k: &KeyRecord) -> i64 {
+    label_int(k, MIN_AVAILABLE, 0)
 }
 
 fn min_encryption(k: &KeyRecord) -> i64 {

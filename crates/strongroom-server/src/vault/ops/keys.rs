@@ -6,6 +6,9 @@ use super::*;
 pub(super) const MIN_ROTATE_SECS: i64 = 86400;
 
 /// How long a Transit DELETE leaves before the key is gone (Strongroom never deletes at once).
+/// How long trimmed versions wait before they are destroyed.
+pub(super) const TRIM_WINDOW_SECS: i64 = 86400;
+
 pub(super) const DELETE_WINDOW_SECS: i64 = 86400;
 
 pub(super) fn algorithm_for(kind: &str, key_size: Option<i64>) -> Result<Algorithm, VaultError> {
@@ -181,7 +184,13 @@ pub(super) async fn key_info(c: &Call<'_>, k: &KeyRecord) -> Result<Value, Vault
     let min_dec = min_decryption(k);
     let mut keys = Map::new();
     for v in versions(c, &r).await? {
-        if i64::from(v.version) < min_dec || v.state == VersionState::Destroyed {
+        if i64::from(v.version) < min_dec
+            || i64::from(v.version) < min_available(k)
+            || matches!(
+                v.state,
+                VersionState::Destroyed | VersionState::DestroyScheduled
+            )
+        {
             continue;
         }
         let entry = if k.algorithm.is_asymmetric() {
@@ -206,7 +215,7 @@ pub(super) async fn key_info(c: &Call<'_>, k: &KeyRecord) -> Result<Value, Vault
         "exportable": k.exportable,
         "allow_plaintext_backup": false,
         "latest_version": k.version_count,
-        "min_available_version": 0,
+        "min_available_version": min_available(k),
         "min_decryption_version": min_dec,
         "min_encryption_version": min_encryption(k),
         "supports_encryption": purpose == Purpose::EncryptDecrypt,
@@ -539,4 +548,57 @@ fn pkcs8_private_octets(der: &[u8]) -> Option<&[u8]> {
         return None;
     };
     Some(octets)
+}
+
+/// `POST keys/:name/trim`: versions below `min_available_version` are destroyed — after
+/// Strongroom's one-day window, during which the native API can still restore them.
+pub(super) async fn trim(c: &mut Call<'_>, name: &str, p: &mut Params) -> VaultResult {
+    let min = p
+        .int("min_available_version")?
+        .ok_or_else(|| VaultError::bad("missing min_available_version"))?;
+    let k = key_or(c, name, "invalid key name").await?;
+    let (dec, enc) = (min_decryption(&k), min_encryption(&k));
+    // Vault's checks, in Vault's order.
+    let refusal = if enc == 0 {
+        Some("minimum available version cannot be set when minimum encryption version is not set")
+    } else if min > enc {
+        Some("minimum available version cannot be greater than minimum encryption version")
+    } else if min > dec {
+        Some("minimum available version cannot be greater than minimum decryption version")
+    } else if min <= 0 {
+        Some("minimum available version should be positive")
+    } else if min < min_available(&k) {
+        Some("minimum available version cannot be decremented")
+    } else {
+        None
+    };
+    if let Some(r) = refusal {
+        return Err(VaultError::bad(r));
+    }
+    let r = key_path(&k);
+    for v in versions(c, &r).await? {
+        let live = !matches!(
+            v.state,
+            VersionState::DestroyScheduled | VersionState::Destroyed
+        );
+        if i64::from(v.version) < min && live {
+            c.svc
+                .schedule_version_destruction(&c.ctx, &r, v.version, Some(TRIM_WINDOW_SECS))
+                .await?;
+        }
+    }
+    let mut set = Labels::new();
+    set.insert(MIN_AVAILABLE.into(), min.to_string());
+    let k = c
+        .svc
+        .update_key(
+            &c.ctx,
+            &r,
+            UpdateKeyInput {
+                set_labels: set,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(Reply::Data(key_info(c, &k).await?, vec![]))
 }
