@@ -70,7 +70,9 @@ impl KeyService {
         require_purpose(key, Purpose::EncryptDecrypt, op)?;
         let v = self.usable_version(key, None, op, ev).await?;
         let m = self.material(key, &v)?;
-        let ct = ciphertext::encrypt(&m, key.id, v.version, context, plaintext)?;
+        let suite = ciphertext::Suite::for_algorithm(key.algorithm)
+            .ok_or_else(|| Error::Internal(format!("no ciphertext suite for {}", key.algorithm)))?;
+        let ct = ciphertext::encrypt(suite, &m, key.id, v.version, context, plaintext)?;
         Ok(EncryptOutput {
             key: KeyIdentity::from(key),
             version: v.version,
@@ -110,7 +112,10 @@ impl KeyService {
                 k
             }
         };
-        if key.purpose != Purpose::EncryptDecrypt {
+        // A ciphertext is only ever made with its key's suite: another is a forgery.
+        if key.purpose != Purpose::EncryptDecrypt
+            || ciphertext::Suite::for_algorithm(key.algorithm) != Some(header.suite)
+        {
             return Err(Error::InvalidCiphertext);
         }
         ev.version = Some(header.version);

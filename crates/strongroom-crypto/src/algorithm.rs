@@ -185,6 +185,8 @@ pub enum Algorithm {
     MlDsa65,
     /// ML-DSA-87.
     MlDsa87,
+    /// ChaCha20-Poly1305 with a 32-byte key (ciphertext v1, suite 2).
+    ChaCha20Poly1305,
     /// HMAC with a key as long as the hash output.
     Hmac(Sha2),
     /// HMAC-SHA-224 with a 28-byte key. Kept apart from [`Algorithm::Hmac`] because SHA-224
@@ -201,7 +203,7 @@ pub enum Algorithm {
 impl Algorithm {
     /// Every algorithm, in documentation order.
     pub fn all() -> Vec<Algorithm> {
-        let mut v = vec![Algorithm::Aes256Gcm];
+        let mut v = vec![Algorithm::Aes256Gcm, Algorithm::ChaCha20Poly1305];
         v.extend(RsaBits::ALL.map(Algorithm::RsaOaep));
         for bits in RsaBits::ALL {
             v.extend(Sha2::ALL.map(|h| Algorithm::RsaPss(bits, h)));
@@ -232,7 +234,7 @@ impl Algorithm {
     /// The purpose this algorithm serves.
     pub fn purpose(self) -> Purpose {
         match self {
-            Algorithm::Aes256Gcm => Purpose::EncryptDecrypt,
+            Algorithm::Aes256Gcm | Algorithm::ChaCha20Poly1305 => Purpose::EncryptDecrypt,
             Algorithm::RsaOaep(_) => Purpose::AsymmetricDecrypt,
             Algorithm::RsaPss(..)
             | Algorithm::RsaPkcs1(..)
@@ -315,6 +317,7 @@ impl Algorithm {
     pub fn name(self) -> String {
         match self {
             Algorithm::Aes256Gcm => "aes-256-gcm".into(),
+            Algorithm::ChaCha20Poly1305 => "chacha20-poly1305".into(),
             Algorithm::RsaOaep(b) => format!("rsa-oaep-{}-sha256", b.bits()),
             Algorithm::RsaPss(b, h) => format!("rsa-pss-{}-{}", b.bits(), h.as_str()),
             Algorithm::RsaPkcs1(b, h) => format!("rsa-pkcs1-{}-{}", b.bits(), h.as_str()),
@@ -358,7 +361,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_are_unique() {
         let all = Algorithm::all();
-        assert_eq!(all.len(), 1 + 3 + 9 + 9 + 5 + 3 + 1 + 3 + 3);
+        assert_eq!(all.len(), 2 + 3 + 9 + 9 + 5 + 3 + 1 + 3 + 3);
         let mut names: Vec<String> = all.iter().map(|a| a.name()).collect();
         for (a, n) in all.iter().zip(&names) {
             assert_eq!(n.parse::<Algorithm>(), Ok(*a));

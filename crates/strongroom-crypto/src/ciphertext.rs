@@ -4,7 +4,7 @@
 //! `tests/golden/ciphertext-v1/`. Any change here that alters a byte of output is a format
 //! change and needs a new format version.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::hkdf;
 
 use crate::context::EncryptionContext;
@@ -15,8 +15,48 @@ use crate::{Error, rand};
 const MAGIC: [u8; 2] = *b"SR";
 /// The format version byte this module writes.
 pub const FORMAT_V1: u8 = 0x01;
-/// Suite 1: AES-256-GCM under an HKDF-SHA-256 per-message key.
-pub const SUITE_AES256GCM_HKDF: u8 = 0x01;
+/// The AEAD a ciphertext was sealed with, under an HKDF-SHA-256 per-message key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// Suite byte `0x01`: AES-256-GCM (keys of algorithm `aes-256-gcm`).
+    Aes256GcmHkdf,
+    /// Suite byte `0x02`: ChaCha20-Poly1305 (keys of algorithm `chacha20-poly1305`).
+    ChaCha20Poly1305Hkdf,
+}
+
+impl Suite {
+    /// The suite byte at offset 3.
+    pub fn byte(self) -> u8 {
+        match self {
+            Suite::Aes256GcmHkdf => 0x01,
+            Suite::ChaCha20Poly1305Hkdf => 0x02,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Suite> {
+        match b {
+            0x01 => Some(Suite::Aes256GcmHkdf),
+            0x02 => Some(Suite::ChaCha20Poly1305Hkdf),
+            _ => None,
+        }
+    }
+
+    /// The suite a symmetric key algorithm encrypts with; `None` for other algorithms.
+    pub fn for_algorithm(a: crate::Algorithm) -> Option<Suite> {
+        match a {
+            crate::Algorithm::Aes256Gcm => Some(Suite::Aes256GcmHkdf),
+            crate::Algorithm::ChaCha20Poly1305 => Some(Suite::ChaCha20Poly1305Hkdf),
+            _ => None,
+        }
+    }
+
+    fn aead(self) -> &'static aws_lc_rs::aead::Algorithm {
+        match self {
+            Suite::Aes256GcmHkdf => &AES_256_GCM,
+            Suite::ChaCha20Poly1305Hkdf => &CHACHA20_POLY1305,
+        }
+    }
+}
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 52;
 const SALT_LEN: usize = 16;
@@ -35,6 +75,8 @@ pub struct Header {
     pub key_id: KeyId,
     /// The version of that key.
     pub version: u32,
+    /// The AEAD it was sealed with.
+    pub suite: Suite,
     salt: [u8; SALT_LEN],
     nonce: [u8; NONCE_LEN],
 }
@@ -44,7 +86,7 @@ impl Header {
         let mut h = [0u8; HEADER_LEN];
         h[0..2].copy_from_slice(&MAGIC);
         h[2] = FORMAT_V1;
-        h[3] = SUITE_AES256GCM_HKDF;
+        h[3] = self.suite.byte();
         h[4..20].copy_from_slice(self.key_id.as_bytes());
         h[20..24].copy_from_slice(&self.version.to_be_bytes());
         h[24..40].copy_from_slice(&self.salt);
@@ -56,13 +98,10 @@ impl Header {
 /// Reads the header without decrypting. Fails with [`Error::InvalidCiphertext`] for anything
 /// that is not a well-formed v1 ciphertext.
 pub fn parse_header(ct: &[u8]) -> Result<Header, Error> {
-    if ct.len() < OVERHEAD
-        || ct[0..2] != MAGIC
-        || ct[2] != FORMAT_V1
-        || ct[3] != SUITE_AES256GCM_HKDF
-    {
+    if ct.len() < OVERHEAD || ct[0..2] != MAGIC || ct[2] != FORMAT_V1 {
         return Err(Error::InvalidCiphertext);
     }
+    let suite = Suite::from_byte(ct[3]).ok_or(Error::InvalidCiphertext)?;
     let mut key_id = [0u8; 16];
     key_id.copy_from_slice(&ct[4..20]);
     let mut v = [0u8; 4];
@@ -78,6 +117,7 @@ pub fn parse_header(ct: &[u8]) -> Result<Header, Error> {
     Ok(Header {
         key_id: KeyId::from_bytes(key_id),
         version,
+        suite,
         salt,
         nonce,
     })
@@ -89,14 +129,19 @@ fn message_key(key: &KeyMaterial, header: &Header) -> Result<LessSafeKey, Error>
     if ikm.len() != KEY_LEN {
         return Err(Error::InvalidKeyMaterial);
     }
-    let mut info = Vec::with_capacity(INFO_LABEL.len() + 20);
+    let mut info = Vec::with_capacity(INFO_LABEL.len() + 21);
     info.extend_from_slice(INFO_LABEL);
     info.extend_from_slice(header.key_id.as_bytes());
     info.extend_from_slice(&header.version.to_be_bytes());
+    // Suite 1's info predates suites and stays as it was; later suites end it with their
+    // byte, so one key's material never yields the same message key for two AEADs.
+    if header.suite != Suite::Aes256GcmHkdf {
+        info.push(header.suite.byte());
+    }
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &header.salt).extract(ikm);
     let info_parts = [info.as_slice()];
     let okm = prk
-        .expand(&info_parts, &AES_256_GCM)
+        .expand(&info_parts, header.suite.aead())
         .map_err(|_| Error::Internal("hkdf expand"))?;
     let unbound = UnboundKey::from(okm);
     Ok(LessSafeKey::new(unbound))
@@ -109,8 +154,10 @@ fn aad(header_bytes: &[u8; HEADER_LEN], context: &EncryptionContext) -> Vec<u8> 
     aad
 }
 
-/// Encrypts `plaintext` under version `version` of key `key_id`, whose material is `key`.
+/// Encrypts `plaintext` with `suite` under version `version` of key `key_id`, whose
+/// material is `key`.
 pub fn encrypt(
+    suite: Suite,
     key: &KeyMaterial,
     key_id: KeyId,
     version: u32,
@@ -119,13 +166,15 @@ pub fn encrypt(
 ) -> Result<Vec<u8>, Error> {
     let salt = rand::array::<SALT_LEN>()?;
     let nonce = rand::array::<NONCE_LEN>()?;
-    encrypt_with(key, key_id, version, context, plaintext, salt, nonce)
+    encrypt_with(suite, key, key_id, version, context, plaintext, salt, nonce)
 }
 
 /// Encrypt with caller-chosen salt and nonce. Only for golden-vector generation and tests:
 /// reusing a salt and nonce pair under one key breaks confidentiality.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub fn dangerous_encrypt_with_fixed_randomness(
+    suite: Suite,
     key: &KeyMaterial,
     key_id: KeyId,
     version: u32,
@@ -134,10 +183,12 @@ pub fn dangerous_encrypt_with_fixed_randomness(
     salt: [u8; 16],
     nonce: [u8; 12],
 ) -> Result<Vec<u8>, Error> {
-    encrypt_with(key, key_id, version, context, plaintext, salt, nonce)
+    encrypt_with(suite, key, key_id, version, context, plaintext, salt, nonce)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn encrypt_with(
+    suite: Suite,
     key: &KeyMaterial,
     key_id: KeyId,
     version: u32,
@@ -152,6 +203,7 @@ fn encrypt_with(
     let header = Header {
         key_id,
         version,
+        suite,
         salt,
         nonce,
     };
@@ -165,7 +217,7 @@ fn encrypt_with(
         Aad::from(aad(&hb, context)),
         &mut body,
     )
-    .map_err(|_| Error::Internal("aes-gcm seal"))?;
+    .map_err(|_| Error::Internal("aead seal"))?;
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -221,7 +273,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_header() {
-        let ct = encrypt(&key(), id(), 3, &ctx(), b"hello").unwrap();
+        let ct = encrypt(Suite::Aes256GcmHkdf, &key(), id(), 3, &ctx(), b"hello").unwrap();
         assert_eq!(ct.len(), OVERHEAD + 5);
         let h = parse_header(&ct).unwrap();
         assert_eq!((h.key_id, h.version), (id(), 3));
@@ -231,14 +283,14 @@ mod tests {
 
     #[test]
     fn fresh_randomness_per_message() {
-        let a = encrypt(&key(), id(), 1, &ctx(), b"x").unwrap();
-        let b = encrypt(&key(), id(), 1, &ctx(), b"x").unwrap();
+        let a = encrypt(Suite::Aes256GcmHkdf, &key(), id(), 1, &ctx(), b"x").unwrap();
+        let b = encrypt(Suite::Aes256GcmHkdf, &key(), id(), 1, &ctx(), b"x").unwrap();
         assert_ne!(a, b);
     }
 
     #[test]
     fn wrong_context_or_key_fails() {
-        let ct = encrypt(&key(), id(), 1, &ctx(), b"hello").unwrap();
+        let ct = encrypt(Suite::Aes256GcmHkdf, &key(), id(), 1, &ctx(), b"hello").unwrap();
         let h = parse_header(&ct).unwrap();
         assert!(matches!(
             decrypt(&key(), &h, &EncryptionContext::empty(), &ct),
@@ -253,7 +305,7 @@ mod tests {
 
     #[test]
     fn short_and_foreign_inputs_are_invalid() {
-        let ct = encrypt(&key(), id(), 1, &ctx(), b"").unwrap();
+        let ct = encrypt(Suite::Aes256GcmHkdf, &key(), id(), 1, &ctx(), b"").unwrap();
         for n in 0..ct.len() {
             assert!(parse_header(&ct[..n]).is_err(), "len {n}");
         }
@@ -265,12 +317,57 @@ mod tests {
         assert!(parse_header(&zero_version).is_err());
     }
 
+    #[test]
+    fn suites_are_distinct_and_bound() {
+        let ct = encrypt(Suite::ChaCha20Poly1305Hkdf, &key(), id(), 2, &ctx(), b"hi").unwrap();
+        assert_eq!((ct[3], ct.len()), (0x02, OVERHEAD + 2));
+        let h = parse_header(&ct).unwrap();
+        assert_eq!(h.suite, Suite::ChaCha20Poly1305Hkdf);
+        assert_eq!(
+            decrypt(&key(), &h, &ctx(), &ct).unwrap().expose_secret(),
+            b"hi"
+        );
+        // Relabelled as the other suite (or an unknown one), it does not open.
+        let mut other = ct.clone();
+        other[3] = 0x01;
+        let oh = parse_header(&other).unwrap();
+        assert!(decrypt(&key(), &oh, &ctx(), &other).is_err());
+        let mut unknown = ct.clone();
+        unknown[3] = 0x03;
+        assert!(parse_header(&unknown).is_err());
+        // The same key, randomness and input give unrelated outputs under the two suites.
+        let a = dangerous_encrypt_with_fixed_randomness(
+            Suite::Aes256GcmHkdf,
+            &key(),
+            id(),
+            1,
+            &ctx(),
+            b"same",
+            [1; 16],
+            [2; 12],
+        )
+        .unwrap();
+        let c = dangerous_encrypt_with_fixed_randomness(
+            Suite::ChaCha20Poly1305Hkdf,
+            &key(),
+            id(),
+            1,
+            &ctx(),
+            b"same",
+            [1; 16],
+            [2; 12],
+        )
+        .unwrap();
+        assert_ne!(a[HEADER_LEN..], c[HEADER_LEN..]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
         #[test]
-        fn any_single_byte_change_fails(pt in proptest::collection::vec(any::<u8>(), 0..200), idx in any::<proptest::sample::Index>(), delta in 1u8..=255) {
-            let ct = encrypt(&key(), id(), 1, &ctx(), &pt).unwrap();
+        fn any_single_byte_change_fails(pt in proptest::collection::vec(any::<u8>(), 0..200), idx in any::<proptest::sample::Index>(), delta in 1u8..=255, chacha in any::<bool>()) {
+            let suite = if chacha { Suite::ChaCha20Poly1305Hkdf } else { Suite::Aes256GcmHkdf };
+            let ct = encrypt(suite, &key(), id(), 1, &ctx(), &pt).unwrap();
             let h = parse_header(&ct).unwrap();
             let opened = decrypt(&key(), &h, &ctx(), &ct).unwrap();
             prop_assert_eq!(opened.expose_secret(), &pt[..]);
@@ -287,7 +384,7 @@ mod tests {
         #[test]
         fn header_round_trip(version in 1u32.., idb in any::<[u8; 16]>(), pt in proptest::collection::vec(any::<u8>(), 0..64)) {
             let kid = KeyId::from_bytes(idb);
-            let ct = encrypt(&key(), kid, version, &EncryptionContext::empty(), &pt).unwrap();
+            let ct = encrypt(Suite::Aes256GcmHkdf, &key(), kid, version, &EncryptionContext::empty(), &pt).unwrap();
             let h = parse_header(&ct).unwrap();
             prop_assert_eq!(h.key_id, kid);
             prop_assert_eq!(h.version, version);

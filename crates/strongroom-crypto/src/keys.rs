@@ -56,7 +56,9 @@ fn pkcs8(
 /// Generates fresh key material for `alg`.
 pub fn generate(alg: Algorithm) -> Result<KeyMaterial, Error> {
     match alg {
-        Algorithm::Aes256Gcm => Ok(KeyMaterial::new(rand::bytes(ciphertext::KEY_LEN)?)),
+        Algorithm::Aes256Gcm | Algorithm::ChaCha20Poly1305 => {
+            Ok(KeyMaterial::new(rand::bytes(ciphertext::KEY_LEN)?))
+        }
         Algorithm::Hmac(h) => Ok(KeyMaterial::new(rand::bytes(h.output_len())?)),
         Algorithm::Hmac224 => Ok(KeyMaterial::new(rand::bytes(HMAC_224_KEY_LEN)?)),
         Algorithm::RsaOaep(bits) => {
@@ -195,7 +197,8 @@ pub const HMAC_224_KEY_LEN: usize = 28;
 /// corrupted or mismatched record is caught before use).
 pub fn validate(alg: Algorithm, material: &KeyMaterial) -> Result<(), Error> {
     match alg {
-        Algorithm::Aes256Gcm => (material.len() == ciphertext::KEY_LEN)
+        Algorithm::Aes256Gcm | Algorithm::ChaCha20Poly1305 => (material.len()
+            == ciphertext::KEY_LEN)
             .then_some(())
             .ok_or(Error::InvalidKeyMaterial),
         Algorithm::Hmac(h) => (material.len() == h.output_len())
@@ -254,9 +257,10 @@ pub fn public_key_der(alg: Algorithm, material: &KeyMaterial) -> Result<Vec<u8>,
                 pk.as_der().map_err(|_| Error::InvalidKeyMaterial)?;
             der.as_ref().to_vec()
         }
-        Algorithm::Aes256Gcm | Algorithm::Hmac(_) | Algorithm::Hmac224 => {
-            return Err(Error::WrongAlgorithm);
-        }
+        Algorithm::Aes256Gcm
+        | Algorithm::ChaCha20Poly1305
+        | Algorithm::Hmac(_)
+        | Algorithm::Hmac224 => return Err(Error::WrongAlgorithm),
     };
     Ok(spki)
 }

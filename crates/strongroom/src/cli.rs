@@ -489,7 +489,7 @@ enum KeyCmd {
     /// Create a key and its first version.
     ///
     /// Purposes and algorithms:
-    ///   encrypt-decrypt     aes-256-gcm (default)
+    ///   encrypt-decrypt     aes-256-gcm (default), chacha20-poly1305
     ///   asymmetric-decrypt  rsa-oaep-{2048,3072,4096}-sha256 (default 3072)
     ///   sign-verify         ecdsa-p256-sha256 (default), ecdsa-p384-sha384,
     ///                       ecdsa-p521-sha512, ecdsa-secp256k1-sha256, ed25519,

@@ -1205,3 +1205,63 @@ async fn key_agreement_derives_the_same_secret_on_both_sides() {
     let log = std::fs::read(&kms.opened().audit_path).unwrap();
     assert!(!contains(&log, ab.secret.expose_secret()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chacha20_poly1305_keys_encrypt_with_their_own_suite() {
+    let kms = Kms::new().await;
+    kms.ring("r").await;
+    let (_, chacha) = kms.key("r", "chacha", Some(alg("chacha20-poly1305"))).await;
+    let aes = kms.aes_key("r", "aes").await;
+    let ctx = ec(&[("tenant", "acme")]);
+    let out = kms.encrypt(&chacha, b"stream cipher", &ctx).await.unwrap();
+    assert_eq!(out.ciphertext[3], 0x02, "suite 2");
+    assert_eq!(
+        kms.decrypt(&out.ciphertext, &ctx)
+            .await
+            .unwrap()
+            .plaintext
+            .expose_secret(),
+        b"stream cipher"
+    );
+    // Data keys and re-encryption work across the suites.
+    let dk = kms
+        .svc()
+        .generate_data_key(
+            &root(),
+            GenerateDataKeyInput {
+                key: chacha.clone(),
+                length: 32,
+                context: ctx.clone(),
+                include_plaintext: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(dk.wrapped.ciphertext[3], 0x02);
+    let moved = kms
+        .svc()
+        .re_encrypt(
+            &root(),
+            ReEncryptInput {
+                ciphertext: out.ciphertext.clone(),
+                source_context: ctx.clone(),
+                source: None,
+                destination: Some(aes.clone()),
+                destination_context: ctx.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.output.ciphertext[3], 0x01);
+    // A ciphertext relabelled with the other suite is refused, in both directions.
+    let aes_ct = kms
+        .encrypt(&aes, b"block cipher", &ctx)
+        .await
+        .unwrap()
+        .ciphertext;
+    for (ct, suite) in [(&out.ciphertext, 0x01u8), (&aes_ct, 0x02)] {
+        let mut forged = ct.clone();
+        forged[3] = suite;
+        assert_err!(kms.decrypt(&forged, &ctx).await, Error::InvalidCiphertext);
+    }
+}

@@ -158,6 +158,7 @@ async fn keys_with_explicit_algorithms() {
     kms.ring("r").await;
     let names = [
         "aes-256-gcm",
+        "chacha20-poly1305",
         "rsa-oaep-2048-sha256",
         "rsa-pss-2048-sha256",
         "rsa-pkcs1-2048-sha512",

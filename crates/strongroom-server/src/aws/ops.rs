@@ -209,7 +209,9 @@ fn rsa_spec(b: RsaBits) -> &'static str {
 
 fn key_spec(a: Algorithm) -> &'static str {
     match a {
-        Algorithm::Aes256Gcm => "SYMMETRIC_DEFAULT",
+        // A ChaCha20-Poly1305 key (made through another API) encrypts through this one as a
+        // symmetric key; AWS has no other name for it.
+        Algorithm::Aes256Gcm | Algorithm::ChaCha20Poly1305 => "SYMMETRIC_DEFAULT",
         Algorithm::RsaOaep(b) | Algorithm::RsaPss(b, _) | Algorithm::RsaPkcs1(b, _) => rsa_spec(b),
         Algorithm::EcdsaP256Sha256 => "ECC_NIST_P256",
         Algorithm::EcdsaP384Sha384 => "ECC_NIST_P384",
@@ -319,7 +321,9 @@ fn algorithms(a: Algorithm) -> Algorithms {
         key_agreement: None,
     };
     match a {
-        Algorithm::Aes256Gcm => out.encryption = Some(vec!["SYMMETRIC_DEFAULT"]),
+        Algorithm::Aes256Gcm | Algorithm::ChaCha20Poly1305 => {
+            out.encryption = Some(vec!["SYMMETRIC_DEFAULT"])
+        }
         Algorithm::RsaOaep(_) => out.encryption = Some(vec!["RSAES_OAEP_SHA_256"]),
         Algorithm::Hmac(_) | Algorithm::Hmac224 => out.mac = mac_name(a).map(|n| vec![n]),
         Algorithm::EcdhP256 | Algorithm::EcdhP384 | Algorithm::EcdhP521 => {

@@ -174,6 +174,7 @@ fn key_ref(c: &Call<'_>, name: &str) -> Result<KeyRef, VaultError> {
 fn transit_type(a: Algorithm) -> String {
     match a {
         Algorithm::Aes256Gcm => "aes256-gcm96".into(),
+        Algorithm::ChaCha20Poly1305 => "chacha20-poly1305".into(),
         Algorithm::RsaOaep(b) | Algorithm::RsaPss(b, _) | Algorithm::RsaPkcs1(b, _) => {
             format!("rsa-{}", b.bits())
         }

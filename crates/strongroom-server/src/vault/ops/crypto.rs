@@ -105,7 +105,7 @@ pub(super) async fn encrypt(c: &mut Call<'_>, name: &str, p: &mut Params) -> Vau
         None => {
             let derived = p.has("context") || p.batch_items_have("context");
             let mut n = new_key_params(p)?;
-            n.derived = derived && n.algorithm == Algorithm::Aes256Gcm;
+            n.derived = derived && n.algorithm.purpose() == Purpose::EncryptDecrypt;
             if n.algorithm.purpose() != Purpose::EncryptDecrypt {
                 return Err(VaultError::bad(format!(
                     "key type {} not supported for upsert on encrypt",

@@ -15,6 +15,7 @@ pub(super) fn algorithm_for(kind: &str, key_size: Option<i64>) -> Result<Algorit
     let rsa = |b| Ok(Algorithm::RsaPss(b, Sha2::Sha256));
     match kind {
         "aes256-gcm96" => Ok(Algorithm::Aes256Gcm),
+        "chacha20-poly1305" => Ok(Algorithm::ChaCha20Poly1305),
         "rsa-2048" => rsa(RsaBits::B2048),
         "rsa-3072" => rsa(RsaBits::B3072),
         "rsa-4096" => rsa(RsaBits::B4096),
@@ -30,8 +31,8 @@ pub(super) fn algorithm_for(kind: &str, key_size: Option<i64>) -> Result<Algorit
                 "key_size: this server's hmac keys are 32, 48 or 64 bytes (HMAC-SHA-256, -384, -512)",
             )),
         },
-        "aes128-gcm96" | "chacha20-poly1305" | "xchacha20-poly1305" | "managed_key"
-        | "aes128-cmac" | "aes192-cmac" | "aes256-cmac" => Err(VaultError::bad(format!(
+        "aes128-gcm96" | "xchacha20-poly1305" | "managed_key" | "aes128-cmac" | "aes192-cmac"
+        | "aes256-cmac" => Err(VaultError::bad(format!(
             "key type {kind} is not supported by this server"
         ))),
         other => Err(VaultError::bad(format!("unknown key type {other}"))),
@@ -74,7 +75,7 @@ pub(super) fn new_key_params(p: &mut Params) -> Result<NewKey, VaultError> {
             "convergent encryption is not supported by this server",
         ));
     }
-    if derived && algorithm != Algorithm::Aes256Gcm {
+    if derived && algorithm.purpose() != Purpose::EncryptDecrypt {
         return Err(VaultError::bad(format!(
             "key derivation and convergent encryption not supported for keys of type {kind}"
         )));
@@ -220,7 +221,7 @@ pub(super) async fn key_info(c: &Call<'_>, k: &KeyRecord) -> Result<Value, Vault
         "min_encryption_version": min_encryption(k),
         "supports_encryption": purpose == Purpose::EncryptDecrypt,
         "supports_decryption": purpose == Purpose::EncryptDecrypt,
-        "supports_derivation": k.algorithm == Algorithm::Aes256Gcm,
+        "supports_derivation": purpose == Purpose::EncryptDecrypt,
         "supports_signing": purpose == Purpose::SignVerify,
         "auto_rotate_period": k.rotation_period_secs.unwrap_or(0),
         "imported_key": k.origin == KeyOrigin::Imported,
@@ -484,7 +485,10 @@ pub(super) async fn export(
 fn exported_text(a: Algorithm, m: &strongroom_crypto::KeyMaterial) -> Result<String, VaultError> {
     let internal = || VaultError::from(Error::Internal("unexpected private key encoding".into()));
     match a {
-        Algorithm::Aes256Gcm | Algorithm::Hmac(_) | Algorithm::Hmac224 => {
+        Algorithm::Aes256Gcm
+        | Algorithm::ChaCha20Poly1305
+        | Algorithm::Hmac(_)
+        | Algorithm::Hmac224 => {
             // Exposed to export it: the caller is allowed the material.
             Ok(B64.encode(m.expose_secret()))
         }
