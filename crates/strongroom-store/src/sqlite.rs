@@ -19,7 +19,6 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-
 /// Migrations, applied in order, each once, in a transaction. Never edit a released entry:
 /// append a new one.
 const MIGRATIONS: &[(i64, &str)] = &[
