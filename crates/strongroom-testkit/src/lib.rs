@@ -1,0 +1,3 @@
+//! Helpers for Strongroom's own tests; never a dependency of shipped code.
+
+pub mod postgres;

@@ -1,0 +1,144 @@
+//! A real PostgreSQL for tests: STRONGROOM_TEST_POSTGRES_URL (a superuser URL, as
+//! scripts/test.sh can set), or else a throw-away cluster this test process starts on a
+//! loopback port from the installed PostgreSQL (Debian `postgresql`), removed when the
+//! process exits. Each test gets a database of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is a failed test
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+struct Cluster {
+    /// `postgres://…@host:port` without a database.
+    base: String,
+    /// The watcher shell: it stops the server and removes the cluster when its stdin closes,
+    /// which happens when this process exits, however it exits.
+    _watcher: Option<Mutex<Child>>,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+fn bin_dir() -> Option<std::path::PathBuf> {
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty());
+    if let Some(p) = on_path {
+        return std::path::Path::new(&p).parent().map(|p| p.to_path_buf());
+    }
+    let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn start() -> Result<Cluster, String> {
+    if let Ok(url) = std::env::var("STRONGROOM_TEST_POSTGRES_URL") {
+        return Ok(Cluster {
+            base: url.trim_end_matches('/').to_string(),
+            _watcher: None,
+        });
+    }
+    let bin = bin_dir().ok_or(
+        "the PostgreSQL store suite needs PostgreSQL: apt-get install postgresql (scripts/test.sh does)",
+    )?;
+    let dir = tempfile::Builder::new()
+        .prefix("strongroom-pg-")
+        .tempdir()
+        .map_err(|e| e.to_string())?
+        .keep();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    // PostgreSQL refuses to run as root: as root, run it as the `postgres` user.
+    let as_pg = if root {
+        let ok = Command::new("chown")
+            .args(["postgres", &dir.display().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            return Err("cannot hand the cluster directory to the postgres user".into());
+        }
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let d = dir.display();
+    let b = bin.display();
+    let init = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "{as_pg}{b}/initdb -D {d}/data -U postgres --auth=trust --encoding=UTF8 --locale=C >{d}/initdb.log 2>&1"
+            ),
+        ])
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !init.success() {
+        let log = std::fs::read_to_string(dir.join("initdb.log")).unwrap_or_default();
+        return Err(format!("initdb failed: {log}"));
+    }
+    let script = format!(
+        "{as_pg}{b}/postgres -D {d}/data -p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 >{d}/server.log 2>&1 & read _; {as_pg}{b}/pg_ctl -D {d}/data stop -m immediate -w >/dev/null 2>&1; wait; rm -rf {d}"
+    );
+    let watcher = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    Ok(Cluster {
+        base: format!("postgres://postgres@127.0.0.1:{port}"),
+        _watcher: Some(Mutex::new(watcher)),
+    })
+}
+
+/// The URL of a new, empty database on the test cluster (started on first use).
+pub async fn fresh_database_url() -> String {
+    let cluster = CLUSTER
+        .get_or_init(start)
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
+    );
+    // The server may still be starting: retry for a while.
+    let admin = format!("{}/postgres", cluster.base);
+    let mut last = String::new();
+    for _ in 0..150 {
+        match sqlx::postgres::PgPool::connect(&admin).await {
+            Ok(pool) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                return format!("{}/{name}", cluster.base);
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = std::io::stderr().write_all(last.as_bytes());
+    panic!("PostgreSQL did not accept connections at {admin}: {last}");
+}
