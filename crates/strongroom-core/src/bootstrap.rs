@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub use strongroom_audit::SinkOptions;
 use strongroom_audit::{ChainedFileSink, Signer};
 use strongroom_crypto::{Algorithm, RootKey, keys};
-use strongroom_store::{SqliteOptions, SqliteStore, Store};
+use strongroom_store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store};
 
 use crate::clock::Clock;
 use crate::request::BearerToken;
@@ -29,8 +29,16 @@ const CHECK_VALUE: &[u8] = b"strongroom root key check v1";
 const AUDIT_KEY_META: &str = "audit_signing_key";
 const AUDIT_KEY_BINDING: &[u8] = b"audit-signing-key";
 const AUDIT_PUBLIC_KEY_FILE: &str = "audit-signing.pub";
-/// Store setting: the highest audit log sequence number known durable.
+/// Store setting: the highest audit log sequence number known durable (on PostgreSQL, one
+/// per node: `audit_seq/<node id>`).
 pub(crate) const AUDIT_SEQ_META: &str = "audit_seq";
+/// PostgreSQL: the root key check, in the store shared by every node (SQLite keeps it in
+/// the data dir's init file).
+const ROOT_CHECK_META: &str = "root_key_check";
+/// PostgreSQL: written last by the node that initialised the database.
+const INITIALISED_META: &str = "initialised";
+/// PostgreSQL: this node's id, for its own settings in the shared store.
+const NODE_ID_FILE: &str = "node.id";
 
 /// How to open a data dir.
 #[derive(Clone)]
@@ -55,6 +63,9 @@ pub struct DataDirOptions {
     /// Start even if the audit log is shorter than the data dir recorded (it was truncated
     /// or replaced by an older copy). Dangerous: only after investigating.
     pub dangerous_accept_audit_rollback: bool,
+    /// Keep keys in this PostgreSQL database, shared with other nodes, instead of the data
+    /// dir's SQLite file. The data dir still holds this node's lock and audit log.
+    pub database: Option<PostgresOptions>,
 }
 
 /// An opened data dir.
@@ -176,91 +187,35 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
             crate::service::MAX_TOKEN_LEN
         )));
     }
-    let db_path = dir.join(DB_FILE);
     let key_path = opts
         .root_key_file
         .clone()
         .unwrap_or_else(|| dir.join(ROOT_KEY_FILE));
-    let existing = db_path.exists();
-    if !existing && dir.join(AUDIT_FILE).exists() {
-        return Err(refused(format!(
-            "data dir {} has an audit log but no database ({}); refusing to initialise over it. \
-             Restore the database, or move the audit log aside to start a new data dir",
-            dir.display(),
-            db_path.display()
-        )));
-    }
-
-    let mut wrote_root_key = None;
-    let root = if existing {
-        if !key_path.exists() {
-            return Err(refused(format!(
-                "data dir {} is initialised but its root key file {} does not exist; refusing to start (nothing was changed). \
-                 Point --root-key-file at the root key this data dir was created with",
-                dir.display(),
-                key_path.display()
-            )));
+    let (store, root, existing, wrote_root_key, seq_meta) = match &opts.database {
+        None => {
+            let (store, root, existing, wrote) = open_sqlite(dir, &key_path).await?;
+            (store, root, existing, wrote, AUDIT_SEQ_META.to_string())
         }
-        let root = read_root_key(&key_path)?;
-        // The check lives in its own small file so a wrong key is caught before SQLite opens
-        // anything (opening a WAL database, even read-only, creates files).
-        let init_path = dir.join(INIT_FILE);
-        let check = match fs::read_to_string(&init_path) {
-            Ok(text) => parse_init_file(&text).ok_or_else(|| {
-                refused(format!(
-                    "{} is damaged; it must be `{INIT_HEADER}` and one base64 line",
-                    init_path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(refused(format!(
-                    "data dir {} holds an interrupted first start (no root token was ever issued, so it holds no keys); \
-                     move it aside and start again",
-                    dir.display()
-                )));
-            }
-            Err(e) => {
-                return Err(BootstrapError::Io {
-                    path: init_path,
-                    source: e,
-                });
-            }
-        };
-        match root.unseal(CHECK_BINDING, &check) {
-            Ok(v) if v.expose_secret() == CHECK_VALUE => {}
-            _ => {
-                return Err(refused(format!(
-                    "the root key in {} does not match data dir {}; refusing to start (nothing was changed)",
-                    key_path.display(),
-                    dir.display()
-                )));
-            }
+        Some(pg) => {
+            let (store, root, existing, wrote) = open_postgres(&key_path, pg).await?;
+            let node = node_id(dir)?;
+            (
+                store,
+                root,
+                existing,
+                wrote,
+                format!("{AUDIT_SEQ_META}/{node}"),
+            )
         }
-        root
-    } else if key_path.exists() {
-        read_root_key(&key_path)?
-    } else {
-        let root =
-            RootKey::generate().map_err(|e| refused(format!("cannot generate a root key: {e}")))?;
-        write_root_key(&key_path, &root)?;
-        wrote_root_key = Some(key_path.clone());
-        root
     };
-
-    let store = SqliteStore::open(&SqliteOptions {
-        path: db_path.clone(),
-        create_if_missing: !existing,
-    })
-    .await
-    .map_err(|e| refused(e.to_string()))?;
     let audit_path = dir.join(AUDIT_FILE);
-    let signer = audit_signer(&store, &root, dir).await?;
+    let signer = audit_signer(store.as_ref(), &root, dir).await?;
     let audit = ChainedFileSink::open(&audit_path, signer, opts.audit.clone())
         .map_err(|e| refused(e.to_string()))?;
     {
         use strongroom_audit::AuditSink;
         let recorded = store
-            .meta(AUDIT_SEQ_META)
+            .meta(&seq_meta)
             .await
             .map_err(|e| refused(e.to_string()))?
             .and_then(|v| v.try_into().ok())
@@ -279,14 +234,14 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
             }
             tracing::error!("{msg}; starting anyway (--dangerous-accept-audit-rollback)");
             store
-                .put_meta(AUDIT_SEQ_META, &have.to_be_bytes())
+                .put_meta(&seq_meta, &have.to_be_bytes())
                 .await
                 .map_err(|e| refused(e.to_string()))?;
         }
     }
 
     let mut new_root_token = None;
-    let check = if existing {
+    let check = if existing || opts.database.is_some() {
         None
     } else {
         Some(
@@ -295,9 +250,9 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
         )
     };
     // Root key verified (or just created): the service may unseal from here on.
-    let store: Arc<dyn Store> = Arc::new(store);
     let mut service = KeyService::new(store.clone(), root, Arc::new(audit), opts.clock.clone())
         .with_audit_path(audit_path.clone())
+        .with_audit_position_meta(seq_meta)
         .with_quotas(opts.quotas.clone());
     if let Some(f) = &opts.jwks_fetcher {
         service = service.with_jwks_fetcher(f.clone());
@@ -334,9 +289,16 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
                 .await
                 .map_err(|e| refused(format!("the dev access key: {e}")))?;
         }
-        // Written last: its presence is what marks the data dir initialised.
+        // Written last: its presence is what marks the data dir (or, on PostgreSQL, the
+        // database) initialised.
         if let Some(check) = &check {
             write_init_file(dir, check)?;
+        }
+        if opts.database.is_some() {
+            store
+                .put_meta(INITIALISED_META, b"1")
+                .await
+                .map_err(|e| refused(e.to_string()))?;
         }
         if show {
             new_root_token = Some(secret);
@@ -351,10 +313,179 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
     })
 }
 
+/// The data dir's SQLite store and root key. `existing`: the data dir was initialised.
+async fn open_sqlite(
+    dir: &Path,
+    key_path: &Path,
+) -> Result<(Arc<dyn Store>, RootKey, bool, Option<PathBuf>), BootstrapError> {
+    let db_path = dir.join(DB_FILE);
+    let existing = db_path.exists();
+    if !existing && dir.join(AUDIT_FILE).exists() {
+        return Err(refused(format!(
+            "data dir {} has an audit log but no database ({}); refusing to initialise over it. \
+             Restore the database, or move the audit log aside to start a new data dir",
+            dir.display(),
+            db_path.display()
+        )));
+    }
+
+    let mut wrote_root_key = None;
+    let root = if existing {
+        if !key_path.exists() {
+            return Err(refused(format!(
+                "data dir {} is initialised but its root key file {} does not exist; refusing to start (nothing was changed). \
+                 Point --root-key-file at the root key this data dir was created with",
+                dir.display(),
+                key_path.display()
+            )));
+        }
+        let root = read_root_key(key_path)?;
+        // The check lives in its own small file so a wrong key is caught before SQLite opens
+        // anything (opening a WAL database, even read-only, creates files).
+        let init_path = dir.join(INIT_FILE);
+        let check = match fs::read_to_string(&init_path) {
+            Ok(text) => parse_init_file(&text).ok_or_else(|| {
+                refused(format!(
+                    "{} is damaged; it must be `{INIT_HEADER}` and one base64 line",
+                    init_path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(refused(format!(
+                    "data dir {} holds an interrupted first start (no root token was ever issued, so it holds no keys); \
+                     move it aside and start again",
+                    dir.display()
+                )));
+            }
+            Err(e) => {
+                return Err(BootstrapError::Io {
+                    path: init_path,
+                    source: e,
+                });
+            }
+        };
+        match root.unseal(CHECK_BINDING, &check) {
+            Ok(v) if v.expose_secret() == CHECK_VALUE => {}
+            _ => {
+                return Err(refused(format!(
+                    "the root key in {} does not match data dir {}; refusing to start (nothing was changed)",
+                    key_path.display(),
+                    dir.display()
+                )));
+            }
+        }
+        root
+    } else if key_path.exists() {
+        read_root_key(key_path)?
+    } else {
+        let root =
+            RootKey::generate().map_err(|e| refused(format!("cannot generate a root key: {e}")))?;
+        write_root_key(key_path, &root)?;
+        wrote_root_key = Some(key_path.to_path_buf());
+        root
+    };
+
+    let store = SqliteStore::open(&SqliteOptions {
+        path: db_path.clone(),
+        create_if_missing: !existing,
+    })
+    .await
+    .map_err(|e| refused(e.to_string()))?;
+    Ok((Arc::new(store), root, existing, wrote_root_key))
+}
+
+/// A PostgreSQL store shared by several nodes, and the root key every node must hold. The
+/// first node to claim the root key check initialises the database; the others join it,
+/// and only with the same root key.
+async fn open_postgres(
+    key_path: &Path,
+    pg: &PostgresOptions,
+) -> Result<(Arc<dyn Store>, RootKey, bool, Option<PathBuf>), BootstrapError> {
+    let store = PostgresStore::open(pg)
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    let meta = |name: &'static str| {
+        let store = store.clone();
+        async move { store.meta(name).await.map_err(|e| refused(e.to_string())) }
+    };
+    let verify = |root: &RootKey, check: &[u8]| match root.unseal(CHECK_BINDING, check) {
+        Ok(v) if v.expose_secret() == CHECK_VALUE => Ok(()),
+        _ => Err(refused(format!(
+            "the root key in {} is not the one the database was initialised with; refusing to start (nothing was changed)",
+            key_path.display()
+        ))),
+    };
+    let joined = |root: RootKey| async {
+        if meta(INITIALISED_META).await?.is_none() {
+            return Err(refused(
+                "the database's first start has not finished (another node is initialising it, or was interrupted); \
+                 start again in a moment, or, if nothing ever finished, drop the database and start again",
+            ));
+        }
+        Ok(root)
+    };
+    if let Some(check) = meta(ROOT_CHECK_META).await? {
+        if !key_path.exists() {
+            return Err(refused(format!(
+                "the database is initialised but this node's root key file {} does not exist; give every node the root key (--root-key-file)",
+                key_path.display()
+            )));
+        }
+        let root = read_root_key(key_path)?;
+        verify(&root, &check)?;
+        let root = joined(root).await?;
+        return Ok((Arc::new(store), root, true, None));
+    }
+    // A new database: claim it with this node's root key (read, or made here).
+    let (root, wrote) = if key_path.exists() {
+        (read_root_key(key_path)?, None)
+    } else {
+        let root =
+            RootKey::generate().map_err(|e| refused(format!("cannot generate a root key: {e}")))?;
+        write_root_key(key_path, &root)?;
+        (root, Some(key_path.to_path_buf()))
+    };
+    let check = root
+        .seal(CHECK_BINDING, CHECK_VALUE)
+        .map_err(|e| refused(e.to_string()))?;
+    let claimed = store
+        .put_meta_if_absent(ROOT_CHECK_META, &check)
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    if claimed {
+        return Ok((Arc::new(store), root, false, wrote));
+    }
+    // Another node claimed it first.
+    let theirs = meta(ROOT_CHECK_META)
+        .await?
+        .ok_or_else(|| refused("the database's root key check vanished"))?;
+    verify(&root, &theirs)?;
+    let root = joined(root).await?;
+    Ok((Arc::new(store), root, true, wrote))
+}
+
+/// This node's id (made on first use; its own settings in a shared store are named by it).
+fn node_id(dir: &Path) -> Result<String, BootstrapError> {
+    let path = dir.join(NODE_ID_FILE);
+    match fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(BootstrapError::Io { path, source: e }),
+    }
+    let id: String = strongroom_crypto::rand::bytes(8)
+        .map_err(|e| refused(e.to_string()))?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    fs::write(&path, format!("{id}\n")).map_err(io(&path))?;
+    Ok(id)
+}
+
 /// Loads (or on first start creates) the audit signing key, sealed under the root key in the
 /// store, and publishes its public key as `<data dir>/audit-signing.pub` for verifiers.
 async fn audit_signer(
-    store: &SqliteStore,
+    store: &dyn Store,
     root: &RootKey,
     dir: &Path,
 ) -> Result<Signer, BootstrapError> {

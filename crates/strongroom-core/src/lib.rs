@@ -43,8 +43,8 @@ pub use strongroom_crypto::{
 pub use strongroom_policy::{DEFAULT_POLICIES, Decision, SCHEMA as POLICY_SCHEMA};
 pub use strongroom_store::{
     AliasName, ClaimRule, IssuerRecord, KeyName, KeyOrigin, KeyRecord, KeyRingRecord, KeyState,
-    Labels, Page, PageRequest, PolicyRecord, PrincipalName, PrincipalRecord, Protection, RingName,
-    Timestamp, VersionOrigin, VersionState,
+    Labels, Page, PageRequest, PolicyRecord, PostgresOptions, PrincipalName, PrincipalRecord,
+    Protection, RingName, Timestamp, VersionOrigin, VersionState,
 };
 
 /// The built-in principal of the root token: allowed everything, by no policy.

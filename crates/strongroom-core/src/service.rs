@@ -36,6 +36,8 @@ pub struct KeyService {
     pub(crate) policy: RwLock<Arc<PolicyEngine>>,
     /// The audit log file, for queries.
     pub(crate) audit_path: Option<std::path::PathBuf>,
+    /// The store setting that records how far this node's audit log is durable.
+    audit_position_meta: String,
     /// Request quotas.
     pub(crate) limiter: crate::quota::Limiter,
     /// Cached JWKS documents of trusted issuers.
@@ -77,6 +79,7 @@ impl KeyService {
             // Until `load_policies` runs, nothing but root is allowed (default deny).
             policy: RwLock::new(Arc::new(PolicyEngine::empty())),
             audit_path: None,
+            audit_position_meta: crate::bootstrap::AUDIT_SEQ_META.to_string(),
             limiter: crate::quota::Limiter::new(crate::quota::QuotaConfig::default()),
             jwks: crate::federation::JwksCache::default(),
             jwks_fetcher: None,
@@ -92,6 +95,13 @@ impl KeyService {
     /// Sets the default request quotas.
     pub fn with_quotas(mut self, q: crate::quota::QuotaConfig) -> Self {
         self.limiter = crate::quota::Limiter::new(q);
+        self
+    }
+
+    /// Names the store setting this node records its audit position in (one per node when
+    /// several share a store).
+    pub fn with_audit_position_meta(mut self, name: String) -> Self {
+        self.audit_position_meta = name;
         self
     }
 
@@ -171,14 +181,14 @@ impl KeyService {
         let seq = self.audit.durable_seq();
         let recorded = self
             .store
-            .meta(crate::bootstrap::AUDIT_SEQ_META)
+            .meta(&self.audit_position_meta)
             .await?
             .and_then(|v| v.try_into().ok())
             .map(u64::from_be_bytes)
             .unwrap_or(0);
         if seq > recorded {
             self.store
-                .put_meta(crate::bootstrap::AUDIT_SEQ_META, &seq.to_be_bytes())
+                .put_meta(&self.audit_position_meta, &seq.to_be_bytes())
                 .await?;
         }
         Ok(seq.max(recorded))

@@ -36,6 +36,22 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) data_dir: PathBuf,
 
+    /// Keep keys in this PostgreSQL database instead of the data dir's SQLite file, shared
+    /// with other Strongroom nodes (`postgres://user:password@host:5432/db?sslmode=require`).
+    /// Every node needs the same root key (--root-key-file) and a data dir of its own (its
+    /// lock and audit log). The first node to start initialises the database.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "STRONGROOM_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub(crate) database_url: Option<String>,
+
+    /// Most PostgreSQL connections this node holds (with --database-url).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub(crate) database_max_connections: u32,
+
     /// Root key file. Default: <data dir>/root.key. Production should keep the root key
     /// outside the data dir (another disk, a secrets mount) so a copy of the data dir alone
     /// opens nothing. Created on first start if missing; must be mode 0600.
@@ -301,6 +317,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--{e}"))?,
         jwks_fetcher: Some(Arc::new(HttpJwksFetcher::new()?)),
         dangerous_accept_audit_rollback: args.dangerous_accept_audit_rollback,
+        database: match &args.database_url {
+            None => None,
+            Some(_) if args.dev => bail!(
+                "--dev keeps everything in a temporary data dir; it cannot be combined with --database-url"
+            ),
+            Some(url) => Some(strongroom_core::PostgresOptions {
+                url: url.clone(),
+                max_connections: args.database_max_connections,
+            }),
+        },
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -259,6 +259,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         quotas: strongroom_core::quota::QuotaConfig::default(),
         jwks_fetcher: None,
         dangerous_accept_audit_rollback: false,
+        database: None,
     }
 }
 

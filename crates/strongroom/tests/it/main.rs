@@ -9,6 +9,7 @@ mod errors;
 mod federation;
 mod native;
 mod policy;
+mod postgres;
 mod restart;
 mod support;
 mod tidy;
