@@ -66,6 +66,10 @@ pub struct DataDirOptions {
     /// Keep keys in this PostgreSQL database, shared with other nodes, instead of the data
     /// dir's SQLite file. The data dir still holds this node's lock and audit log.
     pub database: Option<PostgresOptions>,
+    /// How long this node's scheduler lease lasts (seconds): with several nodes, another
+    /// takes the scheduled jobs over that long after this one stops. Three scheduler
+    /// intervals is a good value.
+    pub scheduler_lease_secs: i64,
 }
 
 /// An opened data dir.
@@ -191,22 +195,19 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
         .root_key_file
         .clone()
         .unwrap_or_else(|| dir.join(ROOT_KEY_FILE));
-    let (store, root, existing, wrote_root_key, seq_meta) = match &opts.database {
+    let (store, root, existing, wrote_root_key, node) = match &opts.database {
         None => {
             let (store, root, existing, wrote) = open_sqlite(dir, &key_path).await?;
-            (store, root, existing, wrote, AUDIT_SEQ_META.to_string())
+            (store, root, existing, wrote, None)
         }
         Some(pg) => {
             let (store, root, existing, wrote) = open_postgres(&key_path, pg).await?;
-            let node = node_id(dir)?;
-            (
-                store,
-                root,
-                existing,
-                wrote,
-                format!("{AUDIT_SEQ_META}/{node}"),
-            )
+            (store, root, existing, wrote, Some(node_id(dir)?))
         }
+    };
+    let seq_meta = match &node {
+        None => AUDIT_SEQ_META.to_string(),
+        Some(n) => format!("{AUDIT_SEQ_META}/{n}"),
     };
     let audit_path = dir.join(AUDIT_FILE);
     let signer = audit_signer(store.as_ref(), &root, dir).await?;
@@ -253,6 +254,10 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
     let mut service = KeyService::new(store.clone(), root, Arc::new(audit), opts.clock.clone())
         .with_audit_path(audit_path.clone())
         .with_audit_position_meta(seq_meta)
+        .with_node(
+            node.unwrap_or_else(|| "local".into()),
+            opts.scheduler_lease_secs,
+        )
         .with_quotas(opts.quotas.clone());
     if let Some(f) = &opts.jwks_fetcher {
         service = service.with_jwks_fetcher(f.clone());

@@ -177,6 +177,8 @@ impl KeyService {
     /// leaving it out can only deny more, never allow more… unless it was a `forbid`, so the
     /// server refuses to start instead (see `bootstrap`).
     pub async fn load_policies(&self) -> Result<usize> {
+        // Read before the documents: a change landing in between is seen by the next refresh.
+        let generation = self.store.policy_generation().await?;
         let docs = self.store.policies().await?;
         let engine = PolicyEngine::new(
             docs.iter()
@@ -188,7 +190,24 @@ impl KeyService {
             .policy
             .write()
             .map_err(|_| Error::Internal("policy lock poisoned".into()))? = Arc::new(engine);
+        self.policy_generation
+            .store(generation, std::sync::atomic::Ordering::SeqCst);
         Ok(n)
+    }
+
+    /// Reloads the policies if another node changed them (the store's policy generation
+    /// moved). Run every few seconds by the server; returns whether it reloaded.
+    pub async fn refresh_policies(&self) -> Result<bool> {
+        let current = self.store.policy_generation().await?;
+        if current
+            == self
+                .policy_generation
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(false);
+        }
+        self.load_policies().await?;
+        Ok(true)
     }
 
     /// Installs the shipped role policies (first start only).

@@ -1279,11 +1279,27 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
-    /// Runs due scheduled rotations and destructions once. Each job is its own audited
-    /// operation under the `scheduler` protocol; a failed job is retried on the next run.
+    /// Runs due scheduled rotations, destructions, key deletions and material expiries once,
+    /// if this node holds the scheduler lease (one node of several sharing a store). Each job
+    /// is its own audited operation under the `scheduler` protocol; a failed job is retried
+    /// on the next run.
     pub async fn run_due_jobs(&self) -> Result<JobReport> {
         let mut report = JobReport::default();
         let now = self.clock.now();
+        // Of several nodes sharing a store, the lease holder runs the jobs; the others wait
+        // until it stops renewing.
+        if !self
+            .store
+            .claim_lease(
+                "scheduler",
+                &self.node_id,
+                now,
+                now.plus_secs(self.scheduler_lease_secs),
+            )
+            .await?
+        {
+            return Ok(report);
+        }
         let sched = |op: Operation| {
             let ctx = RequestContext {
                 request_id: crate::new_request_id(),

@@ -34,6 +34,12 @@ pub struct KeyService {
     cache: Mutex<HashMap<(KeyId, u32), Arc<KeyMaterial>>>,
     /// The compiled policy documents; replaced whole when a document changes.
     pub(crate) policy: RwLock<Arc<PolicyEngine>>,
+    /// The store's policy generation the engine was built from (-1: not loaded yet).
+    pub(crate) policy_generation: std::sync::atomic::AtomicI64,
+    /// This node's name, for leases in a store shared by several nodes.
+    pub(crate) node_id: String,
+    /// How long the scheduler lease lasts once taken (seconds).
+    pub(crate) scheduler_lease_secs: i64,
     /// The audit log file, for queries.
     pub(crate) audit_path: Option<std::path::PathBuf>,
     /// The store setting that records how far this node's audit log is durable.
@@ -78,12 +84,24 @@ impl KeyService {
             cache: Mutex::new(HashMap::new()),
             // Until `load_policies` runs, nothing but root is allowed (default deny).
             policy: RwLock::new(Arc::new(PolicyEngine::empty())),
+            policy_generation: std::sync::atomic::AtomicI64::new(-1),
+            node_id: "local".into(),
+            scheduler_lease_secs: 90,
             audit_path: None,
             audit_position_meta: crate::bootstrap::AUDIT_SEQ_META.to_string(),
             limiter: crate::quota::Limiter::new(crate::quota::QuotaConfig::default()),
             jwks: crate::federation::JwksCache::default(),
             jwks_fetcher: None,
         }
+    }
+
+    /// Names this node (several nodes sharing a store need distinct names) and sets how long
+    /// its scheduler lease lasts: another node takes the scheduled jobs over that long after
+    /// this one stops renewing it.
+    pub fn with_node(mut self, id: String, scheduler_lease_secs: i64) -> Self {
+        self.node_id = id;
+        self.scheduler_lease_secs = scheduler_lease_secs.max(1);
+        self
     }
 
     /// Sets how issuers' JWKS documents are fetched.

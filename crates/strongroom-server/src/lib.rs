@@ -250,6 +250,8 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
     tokio::spawn(async move {
         let mut jobs = tokio::time::interval(interval);
         let mut audit_position = tokio::time::interval(Duration::from_secs(10));
+        // Policies changed on another node sharing the store are picked up within this.
+        let mut policies = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
                 _ = jobs.tick() => match svc.run_due_jobs().await {
@@ -259,6 +261,13 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "scheduled jobs could not run; will retry"),
                 },
+                _ = policies.tick() => {
+                    match svc.refresh_policies().await {
+                        Ok(true) => tracing::info!("policies changed in the store; reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not check the policies for changes"),
+                    }
+                }
                 // So a log truncated or replaced by an older copy is caught at the next start.
                 _ = audit_position.tick() => {
                     if let Err(e) = svc.record_audit_position().await {

@@ -157,6 +157,20 @@ pub trait Store: Send + Sync + 'static {
     async fn policies(&self) -> Result<Vec<PolicyRecord>>;
     /// Every version of one document, oldest first.
     async fn policy_history(&self, name: &str) -> Result<Vec<PolicyRecord>>;
+    /// A number that grows with every policy change (put or delete), so that a node can tell
+    /// cheaply whether another changed the policies.
+    async fn policy_generation(&self) -> Result<i64>;
+
+    /// Takes or renews the lease `name` for `holder` until `until`: succeeds when nobody
+    /// holds it, the holder is `holder`, or the lease expired at or before `now`. Used so
+    /// that one node of several runs the scheduled jobs.
+    async fn claim_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
 
     /// Creates or replaces a trusted issuer.
     async fn put_issuer(&self, issuer: &IssuerRecord) -> Result<()>;

@@ -201,6 +201,16 @@ ALTER TABLE keys ADD COLUMN material_expires_at BIGINT;
 CREATE INDEX keys_material_expiry ON keys (material_expires_at) WHERE material_expires_at IS NOT NULL;
 "#,
     ),
+    (
+        13,
+        r#"
+CREATE TABLE leases (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT COLLATE "C" NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Any number, the same on every node: migrations run under this advisory lock.

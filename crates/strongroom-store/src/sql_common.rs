@@ -911,6 +911,39 @@ impl Store for ThisStore {
         rows.iter().map(policy_of).collect()
     }
 
+    async fn policy_generation(&self) -> Result<i64> {
+        self.check()?;
+        // Every put and delete appends a version row, and rows are never removed.
+        sqlx::query_scalar("SELECT COUNT(*) FROM policy_versions")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(|e| self.err(e, "policies"))
+    }
+
+    async fn claim_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(until.0)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e, "lease"))?;
+        tx.commit().await.map_err(|e| self.err(e, "lease"))?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn policy_history(&self, name: &str) -> Result<Vec<PolicyRecord>> {
         self.check()?;
         let rows = sqlx::query("SELECT * FROM policy_versions WHERE name = $1 ORDER BY version")

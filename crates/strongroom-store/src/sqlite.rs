@@ -205,6 +205,16 @@ ALTER TABLE keys ADD COLUMN material_expires_at INTEGER;
 CREATE INDEX keys_material_expiry ON keys (material_expires_at) WHERE material_expires_at IS NOT NULL;
 "#,
     ),
+    (
+        13,
+        r#"
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.

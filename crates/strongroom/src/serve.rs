@@ -317,6 +317,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--{e}"))?,
         jwks_fetcher: Some(Arc::new(HttpJwksFetcher::new()?)),
         dangerous_accept_audit_rollback: args.dangerous_accept_audit_rollback,
+        scheduler_lease_secs: 3 * interval,
         database: match &args.database_url {
             None => None,
             Some(_) if args.dev => bail!(

@@ -260,6 +260,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         jwks_fetcher: None,
         dangerous_accept_audit_rollback: false,
         database: None,
+        scheduler_lease_secs: 90,
     }
 }
 

@@ -45,7 +45,9 @@ sqlite_suite!(
     key_deletion,
     grants,
     import_tokens,
-    material_expiry
+    material_expiry,
+    leases,
+    policy_generation
 );
 
 /// The same suite on PostgreSQL (tests/it/pg.rs starts one when none is given).
@@ -81,7 +83,9 @@ postgres_suite!(
     key_deletion,
     grants,
     import_tokens,
-    material_expiry
+    material_expiry,
+    leases,
+    policy_generation
 );
 
 #[tokio::test]

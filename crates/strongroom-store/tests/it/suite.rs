@@ -833,3 +833,45 @@ pub(crate) async fn import_tokens(s: &dyn Store) {
         Some(Timestamp(5))
     );
 }
+
+pub(crate) async fn leases(s: &dyn Store) {
+    let claim = |holder: &'static str, now: i64, until: i64| async move {
+        s.claim_lease("scheduler", holder, Timestamp(now), Timestamp(until))
+            .await
+            .unwrap()
+    };
+    assert!(claim("a", 100, 130).await, "free: taken");
+    assert!(!claim("b", 110, 140).await, "held by another, not expired");
+    assert!(claim("a", 120, 150).await, "the holder renews");
+    assert!(!claim("b", 149, 180).await, "one second before expiry");
+    assert!(claim("b", 150, 180).await, "expired: another takes over");
+    assert!(!claim("a", 160, 190).await, "the old holder lost it");
+    // Leases are independent by name.
+    assert!(
+        s.claim_lease("other", "a", Timestamp(160), Timestamp(190))
+            .await
+            .unwrap()
+    );
+}
+
+pub(crate) async fn policy_generation(s: &dyn Store) {
+    let g0 = s.policy_generation().await.unwrap();
+    s.put_policy(
+        "p",
+        Some("permit(principal, action, resource);"),
+        None,
+        Timestamp(1),
+        "t",
+    )
+    .await
+    .unwrap();
+    let g1 = s.policy_generation().await.unwrap();
+    assert!(g1 > g0);
+    s.put_policy("p", None, Some(1), Timestamp(2), "t")
+        .await
+        .unwrap();
+    assert!(
+        s.policy_generation().await.unwrap() > g1,
+        "a delete counts too"
+    );
+}

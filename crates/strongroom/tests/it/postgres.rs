@@ -128,3 +128,108 @@ fn dev_mode_and_a_database_do_not_mix() {
         started.stderr
     );
 }
+
+/// With two nodes, a due rotation happens once (the scheduler lease holder runs it, the
+/// other does not race it), and a policy put on one node governs requests on the other
+/// within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_scheduler_and_shared_policies() {
+    let url = strongroom_testkit::postgres::fresh_database_url().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("root.key");
+    let a = node(&tmp.path().join("a"), &key, &url)
+        .server
+        .expect("first node");
+    let b = node(&tmp.path().join("b"), &key, &url)
+        .server
+        .expect("second node")
+        .with_token(&a.token);
+    a.ring("jobs").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let soon = strongroom_core::Timestamp(now + 3).to_rfc3339();
+    a.key(
+        "jobs/rotating",
+        json!({"rotation_period": "1d", "next_rotation_time": soon}),
+    )
+    .await;
+    let versions = || async {
+        let (_, k) = b.call("GET", "/v1/keyrings/jobs/keys/rotating", None).await;
+        k["version_count"].as_u64().unwrap_or(0)
+    };
+    let mut rotated = false;
+    for _ in 0..60 {
+        if versions().await >= 2 {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(rotated, "the due rotation did not happen");
+    // Both schedulers ran several times since: still one rotation, made by one node, and no
+    // node lost a race over it.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(versions().await, 2);
+    let events: Vec<serde_json::Value> = ["a", "b"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_to_string(tmp.path().join(d).join("audit.log"))
+                .unwrap()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|e| e["operation"] == "scheduled-rotation")
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["outcome"], "ok");
+
+    // A principal with no role is refused on B; a policy put on A lets it in on B.
+    let (s, _) = a
+        .call(
+            "POST",
+            "/v1/principals",
+            Some(json!({"name": "batch", "kind": "workload", "roles": []})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, t) = a
+        .call(
+            "POST",
+            "/v1/principals/batch/tokens",
+            Some(json!({"ttl": "1h"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    let batch = t["token"].as_str().unwrap().to_string();
+    let encrypt = || async {
+        b.call_as(
+            Some(&batch),
+            "POST",
+            "/v1/crypto/encrypt",
+            Some(json!({"key": "jobs/rotating", "plaintext": "eA=="})),
+        )
+        .await
+        .0
+    };
+    assert_eq!(encrypt().await, 403);
+    let (s, body) = a
+        .call(
+            "PUT",
+            "/v1/policies/batch-encrypts",
+            Some(json!({"text": "permit (principal == Strongroom::Principal::\"batch\", action == Strongroom::Action::\"encrypt\", resource);"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let mut allowed = false;
+    for _ in 0..40 {
+        if encrypt().await == 200 {
+            allowed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(allowed, "node B never saw the policy put on node A");
+}
