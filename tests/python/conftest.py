@@ -39,6 +39,7 @@ class Server:
             text=True,
         )
         self.stderr = []
+        self.metrics_url = None
         lines = queue.Queue()
 
         def pump(stream, sink):
@@ -59,6 +60,8 @@ class Server:
                 self.proc.wait(timeout=10)
                 err_pump.join(timeout=5)
                 raise RuntimeError("strongroom exited at start: " + "".join(l for l in self.stderr if l))
+            if line.startswith("metrics listening on "):
+                self.metrics_url = line.split()[-1].strip()
             if line.startswith("strongroom listening on "):
                 self.url = line.split()[-1].strip()
                 break

@@ -89,6 +89,9 @@ pub struct AuditEvent {
     /// Set by core once this event was written ahead of a state change. Not serialised.
     #[serde(skip)]
     pub written_ahead: bool,
+    /// When core started the operation, for its latency metric. Not serialised.
+    #[serde(skip)]
+    pub started: Option<std::time::Instant>,
 }
 
 impl AuditEvent {
@@ -119,6 +122,7 @@ impl AuditEvent {
             client_addr: None,
             client_request_id: None,
             written_ahead: false,
+            started: None,
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct DataDirOptions {
     /// takes the scheduled jobs over that long after this one stops. Three scheduler
     /// intervals is a good value.
     pub scheduler_lease_secs: i64,
+    /// Label key metrics with key names (one series per key and operation).
+    pub per_key_metrics: bool,
 }
 
 /// An opened data dir.
@@ -258,7 +260,8 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
             node.unwrap_or_else(|| "local".into()),
             opts.scheduler_lease_secs,
         )
-        .with_quotas(opts.quotas.clone());
+        .with_quotas(opts.quotas.clone())
+        .with_per_key_metrics(opts.per_key_metrics);
     if let Some(f) = &opts.jwks_fetcher {
         service = service.with_jwks_fetcher(f.clone());
     }

@@ -207,6 +207,7 @@ impl KeyService {
             return Ok(false);
         }
         self.load_policies().await?;
+        metrics::counter!(crate::metrics::POLICY_RELOADS).increment(1);
         Ok(true)
     }
 

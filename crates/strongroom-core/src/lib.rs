@@ -19,6 +19,7 @@ mod governance;
 pub mod grants;
 pub mod import;
 mod lifecycle;
+pub mod metrics;
 pub mod quota;
 pub mod request;
 mod service;
@@ -36,7 +37,7 @@ pub use request::{
     Authorized, BearerToken, Operation, Principal, Protocol, RequestContext, SecretAccessKey,
     SigV4Request,
 };
-pub use service::{Health, KeyService};
+pub use service::{Health, KeyService, Readiness};
 pub use strongroom_crypto::{
     Algorithm, EncryptionContext, KeyId, Plaintext, Purpose, Sha2, SignatureScheme,
 };

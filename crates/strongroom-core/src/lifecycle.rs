@@ -1288,7 +1288,7 @@ impl KeyService {
         let now = self.clock.now();
         // Of several nodes sharing a store, the lease holder runs the jobs; the others wait
         // until it stops renewing.
-        if !self
+        let leader = self
             .store
             .claim_lease(
                 "scheduler",
@@ -1296,8 +1296,12 @@ impl KeyService {
                 now,
                 now.plus_secs(self.scheduler_lease_secs),
             )
-            .await?
-        {
+            .await;
+        metrics::gauge!(crate::metrics::SCHEDULER_LEADER).set(match leader {
+            Ok(true) => 1.0,
+            _ => 0.0,
+        });
+        if !leader? {
             return Ok(report);
         }
         let sched = |op: Operation| {

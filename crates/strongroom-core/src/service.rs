@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use strongroom_audit::{AuditEvent, AuditSink, Outcome};
+use strongroom_audit::{AuditError, AuditEvent, AuditSink, Outcome};
 use strongroom_crypto::EncryptionContext;
 use strongroom_crypto::{KeyId, KeyMaterial, Purpose, RootKey, hash, keys};
 use strongroom_policy::{KeyAttrs, PolicyEngine, PrincipalAttrs, RequestAttrs, ResourceAttrs};
@@ -50,6 +50,9 @@ pub struct KeyService {
     pub(crate) jwks: crate::federation::JwksCache,
     /// Fetches JWKS documents (provided by the binary; core has no HTTP client).
     pub(crate) jwks_fetcher: Option<Arc<dyn crate::federation::JwksFetcher>>,
+    /// Label key metrics with key names as well as key rings.
+    metrics_per_key: bool,
+    inventory_gauges: crate::metrics::InventoryGauges,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -58,13 +61,31 @@ impl std::fmt::Debug for KeyService {
     }
 }
 
-/// What readiness probes report.
+/// What liveness probes report: whether the node has hit a fault only a restart clears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Health {
-    /// The store accepts operations.
+    /// The store has not failed permanently (an fsync failure).
     pub store_ok: bool,
     /// The last audit write succeeded.
     pub audit_ok: bool,
+}
+
+/// What readiness probes report: whether this node can serve requests now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// The store answered a query just now.
+    pub store_ok: bool,
+    /// The audit log is writable.
+    pub audit_ok: bool,
+    /// The policy documents are loaded.
+    pub policies_ok: bool,
+}
+
+impl Readiness {
+    /// Every part is ready.
+    pub fn ready(&self) -> bool {
+        self.store_ok && self.audit_ok && self.policies_ok
+    }
 }
 
 impl KeyService {
@@ -92,7 +113,15 @@ impl KeyService {
             limiter: crate::quota::Limiter::new(crate::quota::QuotaConfig::default()),
             jwks: crate::federation::JwksCache::default(),
             jwks_fetcher: None,
+            metrics_per_key: false,
+            inventory_gauges: crate::metrics::InventoryGauges::default(),
         }
+    }
+
+    /// Labels key metrics with key names too (one series per key and operation).
+    pub fn with_per_key_metrics(mut self, on: bool) -> Self {
+        self.metrics_per_key = on;
+        self
     }
 
     /// Names this node (several nodes sharing a store need distinct names) and sets how long
@@ -152,10 +181,12 @@ impl KeyService {
         }
         ev.outcome = strongroom_audit::Outcome::Error;
         ev.error_code = Some(code);
-        self.audit.append(&ev).await.map_err(|e| {
+        let res = self.append_audit(&ev).await.map_err(|e| {
             tracing::error!(request_id = %ev.request_id, error = %e, "audit write failed");
             Error::Unavailable("audit log is not writable".into())
-        })
+        });
+        crate::metrics::operation(&ev, self.metrics_per_key);
+        res
     }
 
     /// Reads audit events (needs the `read-audit` permission).
@@ -184,12 +215,54 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
-    /// Store and audit health, for readiness probes.
+    /// Checks that the caller may read the metrics (the `read-metrics` permission, which
+    /// the `auditor` role has). Audited like every request.
+    pub async fn authorize_metrics(&self, ctx: &RequestContext) -> Result<()> {
+        let mut ev = self.event(ctx, Operation::ReadMetrics);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            self.check_system(&who, ctx, &mut ev, "read-metrics")?;
+            Ok(())
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Faults only a restart clears, for liveness probes.
     pub fn health(&self) -> Health {
         Health {
             store_ok: self.store.is_healthy(),
             audit_ok: self.audit.is_healthy(),
         }
+    }
+
+    /// Whether this node can serve now, for readiness probes: the store answers a query
+    /// within 2 seconds, the audit log is writable and the policies are loaded. (A node that
+    /// cannot unseal never starts, so a running node is always unsealed.)
+    pub async fn readiness(&self) -> Readiness {
+        let ping = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            self.store.policy_generation(),
+        )
+        .await;
+        let r = Readiness {
+            store_ok: self.store.is_healthy() && matches!(ping, Ok(Ok(_))),
+            audit_ok: self.audit.is_healthy(),
+            policies_ok: self
+                .policy_generation
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= 0,
+        };
+        metrics::gauge!(crate::metrics::READY).set(if r.ready() { 1.0 } else { 0.0 });
+        r
+    }
+
+    /// Reads the store's inventory into the key gauges (run periodically by the server).
+    pub async fn observe_inventory(&self) -> Result<()> {
+        let now = self.clock.now();
+        let inv = self.store.inventory(now).await?;
+        self.inventory_gauges.set(&inv, now);
+        Ok(())
     }
 
     /// Records in the store how far the audit log is known to be durable, so a log later
@@ -228,6 +301,7 @@ impl KeyService {
             ctx.protocol.as_str(),
             op.as_str(),
         );
+        ev.started = Some(std::time::Instant::now());
         ev.client_addr = ctx.client_addr.clone();
         ev.client_request_id = ctx.client_request_id.clone();
         ev
@@ -238,6 +312,7 @@ impl KeyService {
     pub(crate) async fn finish<T>(&self, mut ev: AuditEvent, res: Result<T>) -> Result<T> {
         if ev.written_ahead && res.is_ok() {
             // The event was made durable before the state change was committed.
+            crate::metrics::operation(&ev, self.metrics_per_key);
             return res;
         }
         if let Err(e) = &res {
@@ -247,13 +322,28 @@ impl KeyService {
                 tracing::error!(request_id = %ev.request_id, operation = ev.operation, %detail, "internal error");
             }
         }
-        match self.audit.append(&ev).await {
-            Ok(()) => res,
+        match self.append_audit(&ev).await {
+            Ok(()) => {
+                crate::metrics::operation(&ev, self.metrics_per_key);
+                res
+            }
             Err(e) => {
                 tracing::error!(request_id = %ev.request_id, error = %e, "audit write failed; refusing the operation's result");
-                Err(Error::Unavailable("audit log is not writable".into()))
+                let e = Error::Unavailable("audit log is not writable".into());
+                ev.outcome = Outcome::Error;
+                ev.error_code = Some(e.code());
+                crate::metrics::operation(&ev, self.metrics_per_key);
+                Err(e)
             }
         }
+    }
+
+    /// Appends one event, timing it for the audit metrics.
+    async fn append_audit(&self, ev: &AuditEvent) -> std::result::Result<(), AuditError> {
+        let t = std::time::Instant::now();
+        let res = self.audit.append(ev).await;
+        crate::metrics::audit_write(t.elapsed(), res.is_ok());
+        res
     }
 
     /// Makes the operation's event durable *before* a state change is committed, so no change
@@ -264,7 +354,7 @@ impl KeyService {
         if ev.written_ahead {
             return Ok(());
         }
-        self.audit.append(ev).await.map_err(|e| {
+        self.append_audit(ev).await.map_err(|e| {
             tracing::error!(request_id = %ev.request_id, error = %e, "audit write failed; the state change is not made");
             Error::Unavailable("audit log is not writable".into())
         })?;

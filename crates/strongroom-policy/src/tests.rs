@@ -128,6 +128,7 @@ fn default_policies_validate_and_the_schema_lists_every_action() {
             "generate-random",
             "hash",
             "read-audit",
+            "read-metrics",
         ])
     {
         assert!(names.iter().any(|n| n == a), "schema lacks action {a}");
@@ -184,6 +185,7 @@ fn role_matrix() {
     assert!(allowed(&admin, "create-key-ring", &system));
     assert!(allowed(&user, "list-keys", &ring));
     assert!(allowed(&auditor, "read-audit", &system));
+    assert!(allowed(&auditor, "read-metrics", &system));
     for p in [&admin, &user, &nobody, &secadmin] {
         assert!(
             !allowed(p, "read-audit", &system),

@@ -9,6 +9,7 @@ pub mod aws;
 mod json;
 pub mod k8s_kms;
 pub mod native;
+pub mod observe;
 mod request_id;
 pub mod vault;
 
@@ -58,12 +59,21 @@ impl Default for ServeOptions {
 
 /// The whole HTTP application: the native API under `/v1/`, the AWS KMS API at `POST /`
 /// and the Vault Transit API under `/v1/<mount>/`.
-pub fn router(svc: Arc<KeyService>, aws: aws::AwsOptions, vault: vault::VaultOptions) -> Router {
-    native::routes()
+/// With `metrics`, also `GET /metrics` (for callers allowed `read-metrics`).
+pub fn router(
+    svc: Arc<KeyService>,
+    aws: aws::AwsOptions,
+    vault: vault::VaultOptions,
+    metrics: Option<observe::Metrics>,
+) -> Router {
+    let mut app = native::routes()
         .with_state(svc.clone())
         .merge(aws::routes(svc.clone(), aws))
-        .merge(vault::routes(svc.clone(), vault))
-        .fallback(native::not_found)
+        .merge(vault::routes(svc.clone(), vault));
+    if let Some(m) = metrics {
+        app = app.merge(observe::routes(svc.clone(), m));
+    }
+    app.fallback(native::not_found)
         .method_not_allowed_fallback(native::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(native::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
@@ -73,12 +83,27 @@ pub fn router(svc: Arc<KeyService>, aws: aws::AwsOptions, vault: vault::VaultOpt
         .layer(axum::middleware::from_fn(request_id::middleware))
 }
 
+/// The token of an `Authorization: Bearer …` header, if there is a non-empty one.
+pub(crate) fn bearer_token(
+    headers: &axum::http::HeaderMap,
+) -> Option<strongroom_core::BearerToken> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(strongroom_core::BearerToken::new)
+}
+
 /// Routes that answer without a token.
 fn is_public(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
     matches!(
         (method, path),
         (&Method::GET, "/v1/sys/health")
+            | (&Method::GET, "/v1/sys/ready")
             | (&Method::GET, "/v1/openapi.json")
             | (&Method::GET, "/v1/policy/schema")
             | (&Method::POST, "/v1/auth/exchange")
@@ -94,15 +119,7 @@ async fn audit_rejections(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let token = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .map(strongroom_core::BearerToken::new);
+    let token = bearer_token(req.headers());
     let client_addr = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -252,6 +269,8 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
         let mut audit_position = tokio::time::interval(Duration::from_secs(10));
         // Policies changed on another node sharing the store are picked up within this.
         let mut policies = tokio::time::interval(Duration::from_secs(2));
+        // Key counts, lifecycle drift and readiness for the metrics.
+        let mut inventory = tokio::time::interval(Duration::from_secs(15));
         loop {
             tokio::select! {
                 _ = jobs.tick() => match svc.run_due_jobs().await {
@@ -267,6 +286,12 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e, "could not check the policies for changes"),
                     }
+                }
+                _ = inventory.tick() => {
+                    if let Err(e) = svc.observe_inventory().await {
+                        tracing::warn!(error = %e, "could not count keys for the metrics");
+                    }
+                    svc.readiness().await;
                 }
                 // So a log truncated or replaced by an older copy is caught at the next start.
                 _ = audit_position.tick() => {

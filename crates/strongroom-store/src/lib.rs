@@ -102,6 +102,8 @@ pub trait Store: Send + Sync + 'static {
     async fn keys_due_for_deletion(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>>;
     /// Enabled or disabled keys whose imported material expires at or before `now`.
     async fn keys_due_for_material_expiry(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>>;
+    /// Counts for monitoring, read in one pass (see [`Inventory`]).
+    async fn inventory(&self, now: Timestamp) -> Result<Inventory>;
     /// Versions scheduled for destruction whose `destroy_time` is at or before `now`.
     async fn versions_due_for_destruction(
         &self,

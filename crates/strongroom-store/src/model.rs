@@ -554,6 +554,22 @@ pub struct PageRequest {
     pub limit: u32,
 }
 
+/// What a store holds, counted for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    /// Keys by (state, protection), as stored (`enabled`, `software`, …).
+    pub keys: Vec<(String, String, i64)>,
+    /// Versions by state.
+    pub versions: Vec<(String, i64)>,
+    /// Enabled keys with a rotation period whose rotation is overdue: the next rotation
+    /// time passed, or the primary version is older than the period.
+    pub rotation_overdue: i64,
+    /// The soonest `destroy_time` of a version scheduled for destruction.
+    pub next_destruction: Option<Timestamp>,
+    /// The soonest deletion time of a key scheduled for deletion.
+    pub next_key_deletion: Option<Timestamp>,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {

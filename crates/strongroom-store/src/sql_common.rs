@@ -560,6 +560,52 @@ impl Store for ThisStore {
         rows.iter().map(|b| key_id_of(b)).collect()
     }
 
+    async fn inventory(&self, now: Timestamp) -> Result<Inventory> {
+        self.check()?;
+        let e = |e| self.err(e, "keys");
+        let keys: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT state, protection, COUNT(*) FROM keys GROUP BY state, protection ORDER BY state, protection",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(e)?;
+        let versions: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM key_versions GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(e)?;
+        let rotation_overdue: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM keys k LEFT JOIN key_versions v
+               ON v.key_id = k.id AND v.version = k.primary_version
+             WHERE k.state = 'enabled' AND k.rotation_period_secs IS NOT NULL
+               AND (k.next_rotation_time <= $1 OR v.created_at + k.rotation_period_secs <= $1)",
+        )
+        .bind(now.0)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(e)?;
+        let next_destruction: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(destroy_time) FROM key_versions WHERE state = 'destroy_scheduled'",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(e)?;
+        let next_key_deletion: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(deletion_time) FROM keys WHERE state = 'deletion_scheduled'",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(e)?;
+        Ok(Inventory {
+            keys,
+            versions,
+            rotation_overdue,
+            next_destruction: next_destruction.map(Timestamp),
+            next_key_deletion: next_key_deletion.map(Timestamp),
+        })
+    }
+
     async fn keys_due_for_deletion(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>> {
         self.check()?;
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(

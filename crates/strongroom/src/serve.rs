@@ -161,6 +161,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub(crate) scheduler_interval: String,
 
+    /// Also serve `GET /metrics` on this address, without a token, for a Prometheus scraper
+    /// on a trusted network (e.g. 127.0.0.1:9464). On the API listener `/metrics` always needs
+    /// a credential allowed `read-metrics`.
+    #[arg(long, value_name = "ADDR", env = "STRONGROOM_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Label key metrics with key names as well as key rings (one series per key and
+    /// operation: mind the number of keys). For per-key dashboards.
+    #[arg(long, env = "STRONGROOM_METRICS_PER_KEY")]
+    pub(crate) metrics_per_key: bool,
+
     /// Per-principal request quotas, requests per second by class (0 = unlimited), e.g.
     /// `crypto=1000,read=200,write=50,keygen=10` (these are the defaults). The root token is
     /// never throttled; a principal's own `rate_limits` override these.
@@ -247,6 +258,7 @@ fn k8s_kms_options(
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
     harden_process();
+    let metrics = strongroom_server::observe::Metrics::install().map_err(|e| anyhow::anyhow!(e))?;
     let aws = aws_options(&args)?;
     let k8s = k8s_kms_options(&args)?;
     let vault = vault_options(&args)?;
@@ -318,6 +330,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         jwks_fetcher: Some(Arc::new(HttpJwksFetcher::new()?)),
         dangerous_accept_audit_rollback: args.dangerous_accept_audit_rollback,
         scheduler_lease_secs: 3 * interval,
+        per_key_metrics: args.metrics_per_key,
         database: match &args.database_url {
             None => None,
             Some(_) if args.dev => bail!(
@@ -375,6 +388,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let metrics_listener = match args.metrics_listen {
+        None => None,
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} for metrics"))?;
+            let local = l
+                .local_addr()
+                .context("cannot read the metrics listening address")?;
+            line(&format!("metrics listening on http://{local}/metrics"));
+            Some(l)
+        }
+    };
     line(&format!("strongroom listening on {scheme}://{addr}"));
     tracing::info!(%addr, data_dir = %data_dir.display(), audit = %opened.audit_path.display(), "serving");
 
@@ -407,7 +433,27 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let background =
         strongroom_server::spawn_background(svc.clone(), Duration::from_secs(interval as u64));
-    let app = strongroom_server::router(svc.clone(), aws, vault);
+    let upkeep = metrics.spawn_upkeep();
+    let metrics_server = match metrics_listener {
+        None => None,
+        Some(l) => {
+            let app = strongroom_server::observe::metrics_only_router(metrics.clone());
+            let stop = stopped(stop_rx.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = strongroom_server::serve(
+                    l,
+                    app,
+                    strongroom_server::ServeOptions::default(),
+                    stop,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            }))
+        }
+    };
+    let app = strongroom_server::router(svc.clone(), aws, vault, Some(metrics));
     strongroom_server::serve(
         listener,
         app,
@@ -426,6 +472,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         strongroom_server::k8s_kms::remove_socket(&opts.socket);
     }
     background.abort();
+    upkeep.abort();
+    if let Some(m) = metrics_server {
+        let _ = tokio::time::timeout(Duration::from_secs(10), m).await;
+    }
     if let Err(e) = svc.close_audit().await {
         warn_line(&format!(
             "the final audit checkpoint could not be written: {e}"

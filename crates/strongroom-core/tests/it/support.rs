@@ -261,6 +261,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         dangerous_accept_audit_rollback: false,
         database: None,
         scheduler_lease_secs: 90,
+        per_key_metrics: false,
     }
 }
 

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
-use strongroom_core::{BearerToken, Protocol, RequestContext};
+use strongroom_core::{Protocol, RequestContext};
 
 use super::error::ApiError;
 use crate::request_id;
@@ -137,18 +137,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| rest.trim().to_string())
-            })
-            .filter(|t| !t.is_empty())
-            .map(BearerToken::new);
+        let token = crate::bearer_token(&parts.headers);
         let client_addr = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

@@ -23,8 +23,9 @@ use strongroom_core::{
 };
 
 pub(crate) use error::{ApiError, Unaudited};
+pub(crate) use extract::Ctx;
 pub use extract::MAX_BODY;
-use extract::{Ctx, Json, OptionalJson, Path, Query};
+use extract::{Json, OptionalJson, Path, Query};
 use wire::*;
 
 type App = State<Arc<KeyService>>;
@@ -36,6 +37,7 @@ pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 pub(crate) fn routes() -> Router<Arc<KeyService>> {
     Router::new()
         .route("/v1/sys/health", get(health))
+        .route("/v1/sys/ready", get(ready))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/keyrings", post(create_key_ring).get(list_key_rings))
         .route("/v1/keyrings/{ring}", get(get_key_ring))
@@ -257,6 +259,24 @@ async fn health(State(svc): App) -> Response {
         version: env!("CARGO_PKG_VERSION"),
     };
     let status = if h.store_ok && h.audit_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn ready(State(svc): App) -> Response {
+    let r = svc.readiness().await;
+    let up = |b: bool| if b { "ok" } else { "failed" };
+    let body = ReadyResponse {
+        status: up(r.ready()),
+        store: up(r.store_ok),
+        audit: up(r.audit_ok),
+        policies: up(r.policies_ok),
+        sealed: false,
+    };
+    let status = if r.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

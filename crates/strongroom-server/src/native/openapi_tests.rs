@@ -13,6 +13,7 @@ use super::OPENAPI;
 #[rustfmt::skip] // One route per line reads as a table; some lines pass 100 columns.
 const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/v1/sys/health", "health"),
+    ("get", "/v1/sys/ready", "ready"),
     ("get", "/v1/openapi.json", "openapi"),
     ("post", "/v1/keyrings", "create_key_ring"),
     ("get", "/v1/keyrings", "list_key_rings"),
@@ -92,6 +93,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
 /// `KeyService`'s authentication.
 const PUBLIC: &[(&str, &str)] = &[
     ("get", "/v1/sys/health"),
+    ("get", "/v1/sys/ready"),
     ("get", "/v1/openapi.json"),
     ("get", "/v1/policy/schema"),
     ("post", "/v1/auth/exchange"),

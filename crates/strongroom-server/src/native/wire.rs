@@ -620,6 +620,15 @@ pub(crate) struct HealthResponse {
     pub(crate) version: &'static str,
 }
 
+#[derive(Debug, Serialize)]
+pub(crate) struct ReadyResponse {
+    pub(crate) status: &'static str,
+    pub(crate) store: &'static str,
+    pub(crate) audit: &'static str,
+    pub(crate) policies: &'static str,
+    pub(crate) sealed: bool,
+}
+
 // ---- principals and policies ----
 
 #[derive(Debug, Deserialize)]

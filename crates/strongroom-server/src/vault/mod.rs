@@ -304,14 +304,8 @@ async fn parse_request(req: Request) -> Result<Parsed, (RequestContext, String, 
             .filter(|v| !v.is_empty())
     };
     let token = header("x-vault-token")
-        .map(str::to_string)
-        .or_else(|| {
-            header("authorization")
-                .and_then(|v| v.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, t)| t.trim().to_string())
-        })
-        .map(BearerToken::new);
+        .map(|t| BearerToken::new(t.to_string()))
+        .or_else(|| crate::bearer_token(&parts.headers));
     let ctx = RequestContext {
         request_id: crate::request_id::current(),
         token,

@@ -47,7 +47,8 @@ sqlite_suite!(
     import_tokens,
     material_expiry,
     leases,
-    policy_generation
+    policy_generation,
+    inventory
 );
 
 /// The same suite on PostgreSQL (tests/it/pg.rs starts one when none is given).
@@ -85,7 +86,8 @@ postgres_suite!(
     import_tokens,
     material_expiry,
     leases,
-    policy_generation
+    policy_generation,
+    inventory
 );
 
 #[tokio::test]

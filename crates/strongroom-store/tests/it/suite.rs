@@ -381,6 +381,57 @@ pub(crate) async fn due_lists(s: &dyn Store) {
     );
 }
 
+pub(crate) async fn inventory(s: &dyn Store) {
+    assert_eq!(
+        s.inventory(Timestamp(0)).await.unwrap(),
+        Inventory::default()
+    );
+    ensure_ring(s, "r").await;
+    // a: rotates daily, next rotation at 1000 (versions created at 100).
+    let (mut a, av) = sample_key("r", "a", 1);
+    a.rotation_period_secs = Some(86400);
+    a.next_rotation_time = Some(Timestamp(1000));
+    // b: rotates every 500 s but its schedule says later: its primary version is overdue.
+    let (mut b, mut bv) = sample_key("r", "b", 2);
+    b.rotation_period_secs = Some(500);
+    b.next_rotation_time = Some(Timestamp(100_000));
+    bv[0].state = VersionState::DestroyScheduled;
+    bv[0].destroy_time = Some(Timestamp(2000));
+    // c: overdue but scheduled for deletion, which is not drift.
+    let (mut c, cv) = sample_key("r", "c", 1);
+    c.state = KeyState::DeletionScheduled;
+    c.deletion_time = Some(Timestamp(7000));
+    c.rotation_period_secs = Some(10);
+    c.next_rotation_time = Some(Timestamp(110));
+    for (k, v) in [(&a, &av), (&b, &bv), (&c, &cv)] {
+        s.create_key(k, v).await.unwrap();
+    }
+    let inv = s.inventory(Timestamp(300)).await.unwrap();
+    assert_eq!(
+        inv.keys,
+        vec![
+            ("deletion_scheduled".into(), "software".into(), 1),
+            ("enabled".into(), "software".into(), 2)
+        ]
+    );
+    assert_eq!(
+        inv.versions,
+        vec![("destroy_scheduled".into(), 1), ("enabled".into(), 3)]
+    );
+    assert_eq!(inv.rotation_overdue, 0);
+    assert_eq!(inv.next_destruction, Some(Timestamp(2000)));
+    assert_eq!(inv.next_key_deletion, Some(Timestamp(7000)));
+    // At 600, b's primary (created at 100) is past its 500 s period; at 1000, a is due too.
+    assert_eq!(
+        s.inventory(Timestamp(600)).await.unwrap().rotation_overdue,
+        1
+    );
+    assert_eq!(
+        s.inventory(Timestamp(1000)).await.unwrap().rotation_overdue,
+        2
+    );
+}
+
 pub(crate) async fn aliases(s: &dyn Store) {
     ensure_ring(s, "r").await;
     let (a, av) = sample_key("r", "a", 1);
