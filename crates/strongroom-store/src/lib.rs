@@ -11,6 +11,7 @@
 
 pub mod model;
 mod postgres;
+pub mod snapshot;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -102,6 +103,12 @@ pub trait Store: Send + Sync + 'static {
     async fn keys_due_for_deletion(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>>;
     /// Enabled or disabled keys whose imported material expires at or before `now`.
     async fn keys_due_for_material_expiry(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>>;
+    /// Every table that holds state, read in one consistent transaction while the store
+    /// keeps serving (see [`snapshot`]).
+    async fn snapshot(&self) -> Result<snapshot::Snapshot>;
+    /// Writes a snapshot into this store, in one transaction. Refused with
+    /// `AlreadyExists("data")` unless every state table is empty; nothing is written then.
+    async fn restore_snapshot(&self, snap: &snapshot::Snapshot) -> Result<()>;
     /// Counts for monitoring, read in one pass (see [`Inventory`]).
     async fn inventory(&self, now: Timestamp) -> Result<Inventory>;
     /// Versions scheduled for destruction whose `destroy_time` is at or before `now`.

@@ -374,6 +374,12 @@ impl PostgresStore {
     async fn checkpoint(&self) {}
 }
 
+/// One snapshot for the whole read, and no writes.
+const SNAPSHOT_ISOLATION: Option<&str> =
+    Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+/// (table, column) of every table in the schema in use.
+const CATALOG_COLUMNS: &str = "SELECT table_name::text, column_name::text FROM information_schema.columns WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position";
+
 type Db = Postgres;
 type DbRow = PgRow;
 type ThisStore = PostgresStore;

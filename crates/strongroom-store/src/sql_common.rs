@@ -560,6 +560,154 @@ impl Store for ThisStore {
         rows.iter().map(|b| key_id_of(b)).collect()
     }
 
+    async fn snapshot(&self) -> Result<crate::snapshot::Snapshot> {
+        use crate::snapshot::{Cell, ColumnType, NOT_STATE, Snapshot, TABLES, TableRows};
+        self.check()?;
+        let e = |e| self.err(e, "snapshot");
+        let mut tx = self.reader.begin().await.map_err(e)?;
+        if let Some(sql) = SNAPSHOT_ISOLATION {
+            sqlx::query(sql).execute(&mut *tx).await.map_err(e)?;
+        }
+        // Nothing may be left out silently: every table and column must be known.
+        let catalog: Vec<(String, String)> = sqlx::query_as(CATALOG_COLUMNS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(e)?;
+        for (table, column) in &catalog {
+            if NOT_STATE.contains(&table.as_str()) {
+                continue;
+            }
+            let known = crate::snapshot::spec(table)
+                .is_some_and(|t| crate::snapshot::column_type(t, column).is_some());
+            if !known {
+                return Err(StoreError::Corrupt(format!(
+                    "the store has {table}.{column}, which snapshots do not cover (snapshot::TABLES is out of date)"
+                )));
+            }
+        }
+        let schema_version: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(e)?;
+        let mut tables = Vec::new();
+        for t in TABLES {
+            let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+            let sql = format!(
+                "SELECT {} FROM {} ORDER BY {}",
+                cols.join(", "),
+                t.name,
+                t.order_by
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(e)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut cells = Vec::with_capacity(cols.len());
+                for (i, (_, ty)) in t.columns.iter().enumerate() {
+                    let cell = match ty {
+                        ColumnType::Text => row
+                            .try_get::<Option<String>, _>(i)
+                            .map(|v| v.map_or(Cell::Null, Cell::Text)),
+                        ColumnType::Int => row
+                            .try_get::<Option<i64>, _>(i)
+                            .map(|v| v.map_or(Cell::Null, Cell::Int)),
+                        ColumnType::Bytes => row
+                            .try_get::<Option<Vec<u8>>, _>(i)
+                            .map(|v| v.map_or(Cell::Null, Cell::Bytes)),
+                        ColumnType::Bool => row
+                            .try_get::<Option<bool>, _>(i)
+                            .map(|v| v.map_or(Cell::Null, Cell::Bool)),
+                    }
+                    .map_err(e)?;
+                    cells.push(cell);
+                }
+                out.push(cells);
+            }
+            tables.push(TableRows {
+                name: t.name.to_string(),
+                columns: cols.iter().map(|c| c.to_string()).collect(),
+                rows: out,
+            });
+        }
+        tx.rollback().await.map_err(e)?;
+        Ok(Snapshot {
+            schema_version: schema_version.unwrap_or(0),
+            tables,
+        })
+    }
+
+    async fn restore_snapshot(&self, snap: &crate::snapshot::Snapshot) -> Result<()> {
+        use crate::snapshot::{Cell, ColumnType, TABLES};
+        let e = |e| self.err(e, "restore");
+        let mut tx = self.begin().await?;
+        for t in TABLES {
+            let sql = format!("SELECT COUNT(*) FROM {}", t.name);
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(e)?;
+            if n > 0 {
+                return Err(StoreError::AlreadyExists("data"));
+            }
+        }
+        // Parents before children: the order of TABLES, whatever the snapshot's order.
+        for t in TABLES {
+            let Some(rows) = snap.table(t.name) else {
+                continue;
+            };
+            let types = rows
+                .columns
+                .iter()
+                .map(|c| {
+                    crate::snapshot::column_type(t, c).ok_or_else(|| {
+                        StoreError::Corrupt(format!("snapshot: unknown column {}.{c}", t.name))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let params: Vec<String> = (1..=types.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                t.name,
+                rows.columns.join(", "),
+                params.join(", ")
+            );
+            for row in &rows.rows {
+                if row.len() != types.len() {
+                    return Err(StoreError::Corrupt(format!(
+                        "snapshot: a row of {} has the wrong number of values",
+                        t.name
+                    )));
+                }
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                for (cell, ty) in row.iter().zip(&types) {
+                    // A NULL is bound with its column's type (PostgreSQL checks it).
+                    q = match (cell, ty) {
+                        (Cell::Null, ColumnType::Text) => q.bind(None::<String>),
+                        (Cell::Null, ColumnType::Int) => q.bind(None::<i64>),
+                        (Cell::Null, ColumnType::Bytes) => q.bind(None::<Vec<u8>>),
+                        (Cell::Null, ColumnType::Bool) => q.bind(None::<bool>),
+                        (Cell::Text(v), ColumnType::Text) => q.bind(v.clone()),
+                        (Cell::Int(v), ColumnType::Int) => q.bind(*v),
+                        (Cell::Bytes(v), ColumnType::Bytes) => q.bind(v.clone()),
+                        (Cell::Bool(v), ColumnType::Bool) => q.bind(*v),
+                        _ => {
+                            return Err(StoreError::Corrupt(format!(
+                                "snapshot: a value of {} has the wrong type",
+                                t.name
+                            )));
+                        }
+                    };
+                }
+                q.execute(&mut *tx).await.map_err(e)?;
+            }
+        }
+        tx.commit().await.map_err(e)?;
+        Ok(())
+    }
+
     async fn inventory(&self, now: Timestamp) -> Result<Inventory> {
         self.check()?;
         let e = |e| self.err(e, "keys");

@@ -404,6 +404,11 @@ impl SqliteStore {
     }
 }
 
+/// A read transaction in WAL mode already sees one snapshot of the database.
+const SNAPSHOT_ISOLATION: Option<&str> = None;
+/// (table, column) of every table.
+const CATALOG_COLUMNS: &str = "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid";
+
 type Db = Sqlite;
 type DbRow = SqliteRow;
 type ThisStore = SqliteStore;
