@@ -146,28 +146,22 @@ impl Client {
         &self.addr
     }
 
-    /// Calls `path` (starting with `/v1/`) and returns the JSON answer (`Value::Null` for
-    /// 204 No Content).
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ClientError> {
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         let url = format!("{}{}", self.addr, path);
-        let mut req = match method {
+        let req = match method {
             Method::Get => self.http.get(&url),
             Method::Post => self.http.post(&url),
             Method::Put => self.http.put(&url),
             Method::Patch => self.http.patch(&url),
             Method::Delete => self.http.delete(&url),
         };
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), ClientError> {
         let resp = req.send().await.map_err(|e| ClientError::Transport {
             addr: self.addr.clone(),
             source: e,
@@ -177,6 +171,22 @@ impl Client {
             addr: self.addr.clone(),
             source: e,
         })?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// Calls `path` (starting with `/v1/`) and returns the JSON answer (`Value::Null` for
+    /// 204 No Content).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let mut req = self.request(method, path);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let (status, bytes) = self.send(req).await?;
         if status == 204 {
             return Ok(Value::Null);
         }
@@ -187,18 +197,43 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(v);
         }
+        Err(self.api_error(status, &v))
+    }
+
+    /// Calls `path` with no body and returns the answer's raw bytes (a backup), waiting up
+    /// to `timeout`. Errors are decoded as for [`Client::call`].
+    pub async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClientError> {
+        let (status, bytes) = self
+            .send(self.request(method, path).timeout(timeout))
+            .await?;
+        if (200..300).contains(&status) {
+            return Ok(bytes);
+        }
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
+            addr: self.addr.clone(),
+            status,
+        })?;
+        Err(self.api_error(status, &v))
+    }
+
+    fn api_error(&self, status: u16, v: &Value) -> ClientError {
         let e = &v["error"];
         match (e["code"].as_str(), e["message"].as_str()) {
-            (Some(code), Some(message)) => Err(ClientError::Api {
+            (Some(code), Some(message)) => ClientError::Api {
                 status,
                 code: code.to_string(),
                 message: message.to_string(),
                 request_id: e["request_id"].as_str().unwrap_or("").to_string(),
-            }),
-            _ => Err(ClientError::Unexpected {
+            },
+            _ => ClientError::Unexpected {
                 addr: self.addr.clone(),
                 status,
-            }),
+            },
         }
     }
 

@@ -34,9 +34,9 @@ const AUDIT_PUBLIC_KEY_FILE: &str = "audit-signing.pub";
 pub(crate) const AUDIT_SEQ_META: &str = "audit_seq";
 /// PostgreSQL: the root key check, in the store shared by every node (SQLite keeps it in
 /// the data dir's init file).
-const ROOT_CHECK_META: &str = "root_key_check";
+pub(crate) const ROOT_CHECK_META: &str = "root_key_check";
 /// PostgreSQL: written last by the node that initialised the database.
-const INITIALISED_META: &str = "initialised";
+pub(crate) const INITIALISED_META: &str = "initialised";
 /// PostgreSQL: this node's id, for its own settings in the shared store.
 const NODE_ID_FILE: &str = "node.id";
 
@@ -563,4 +563,140 @@ fn write_init_file(dir: &Path, check: &[u8]) -> Result<(), BootstrapError> {
         .and_then(|d| d.sync_all())
         .map_err(io(dir))?;
     Ok(())
+}
+
+/// Where a backup is restored to.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The backup file.
+    pub backup: PathBuf,
+    /// The root key the backup was made with (the original data dir's or cluster's).
+    pub root_key_file: PathBuf,
+    /// With no `database`: the new data dir (must not exist, or be empty).
+    pub data_dir: PathBuf,
+    /// Restore into this PostgreSQL database (must be empty) instead of a data dir.
+    pub database: Option<PostgresOptions>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The backup's header.
+    pub header: crate::backup::BackupHeader,
+    /// Rows restored per table.
+    pub counts: Vec<(String, usize)>,
+}
+
+/// Restores a backup into an empty data dir or an empty PostgreSQL database. The backup is
+/// opened and verified with the root key first; a wrong key, a changed byte or a target
+/// that is not empty is refused before anything is written. A data dir is built under a
+/// temporary name next to the target and renamed into place only when complete.
+pub async fn restore(opts: RestoreOptions) -> Result<Restored, BootstrapError> {
+    let root = read_root_key(&opts.root_key_file)?;
+    let bytes = fs::read(&opts.backup).map_err(io(&opts.backup))?;
+    let (header, mut snap) = crate::backup::decode(&root, &bytes).map_err(|e| {
+        refused(format!(
+            "{}: {e}; nothing was changed",
+            opts.backup.display()
+        ))
+    })?;
+    crate::backup::drop_node_settings(&mut snap);
+    let counts = snap.counts();
+    let check = root
+        .seal(CHECK_BINDING, CHECK_VALUE)
+        .map_err(|e| refused(e.to_string()))?;
+    let not_empty = |what: String| {
+        refused(format!(
+            "{what} is not empty; restore only into an empty one (nothing was changed)"
+        ))
+    };
+    match &opts.database {
+        Some(pg) => {
+            // The root key check and the initialised mark go in with the rows, in the one
+            // transaction: nodes see a complete database or none.
+            if let Some(meta) = snap.table_mut("meta") {
+                use strongroom_store::snapshot::Cell;
+                meta.rows
+                    .push(vec![Cell::Text(ROOT_CHECK_META.into()), Cell::Bytes(check)]);
+                meta.rows.push(vec![
+                    Cell::Text(INITIALISED_META.into()),
+                    Cell::Bytes(b"1".to_vec()),
+                ]);
+            }
+            let store = PostgresStore::open(pg)
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+            let res = store.restore_snapshot(&snap).await;
+            store.close().await;
+            match res {
+                Err(strongroom_store::StoreError::AlreadyExists(_)) => {
+                    return Err(not_empty("the database".into()));
+                }
+                other => other.map_err(|e| refused(format!("restore failed: {e}")))?,
+            }
+        }
+        None => {
+            let dir = &opts.data_dir;
+            let empty = match fs::read_dir(dir) {
+                Ok(mut entries) => entries.next().is_none(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                Err(e) => return Err(io(dir)(e)),
+            };
+            if !empty {
+                return Err(not_empty(format!("data dir {}", dir.display())));
+            }
+            let name = dir
+                .file_name()
+                .ok_or_else(|| refused(format!("{} is not a directory name", dir.display())))?;
+            let suffix: String = strongroom_crypto::rand::bytes(4)
+                .map_err(|e| refused(e.to_string()))?
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let tmp = parent.join(format!(".{}.restoring-{suffix}", name.to_string_lossy()));
+            let built = build_data_dir(&tmp, &snap, &check).await;
+            if let Err(e) = built {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+            if let Err(e) = fs::rename(&tmp, dir) {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(io(dir)(e));
+            }
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io(parent))?;
+        }
+    }
+    Ok(Restored { header, counts })
+}
+
+/// A complete data dir at `dir`: the database with the snapshot's rows, then the init file
+/// that marks it initialised (written last, as on a first start).
+async fn build_data_dir(
+    dir: &Path,
+    snap: &strongroom_store::snapshot::Snapshot,
+    check: &[u8],
+) -> Result<(), BootstrapError> {
+    let mut b = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir).map_err(io(dir))?;
+    let store = SqliteStore::open(&SqliteOptions {
+        path: dir.join(DB_FILE),
+        create_if_missing: true,
+    })
+    .await
+    .map_err(|e| refused(e.to_string()))?;
+    let res = store.restore_snapshot(snap).await;
+    store.close().await;
+    res.map_err(|e| refused(format!("restore failed: {e}")))?;
+    write_init_file(dir, check)
 }

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod access_keys;
+pub mod backup;
 pub mod bootstrap;
 pub mod clock;
 mod crypto_ops;

@@ -34,7 +34,7 @@ pub fn class_of(operation: &str) -> &'static str {
             || o.starts_with("list-")
             || matches!(
                 o,
-                "lookup-token" | "query-audit" | "test-policy" | "validate-policy"
+                "lookup-token" | "query-audit" | "read-metrics" | "test-policy" | "validate-policy"
             ) =>
         {
             "read"

@@ -129,6 +129,7 @@ fn default_policies_validate_and_the_schema_lists_every_action() {
             "hash",
             "read-audit",
             "read-metrics",
+            "create-backup",
         ])
     {
         assert!(names.iter().any(|n| n == a), "schema lacks action {a}");

@@ -154,6 +154,56 @@ enum Command {
     /// Work with audit logs (offline: reads the file, not the server).
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Operate a deployment: back up a running server, restore a backup (docs/operations.md).
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCmd {
+    /// Take a backup of a running server (needs the create-backup permission): every key
+    /// ring, key and version (material stays sealed under the root key), alias, principal,
+    /// token, policy, issuer and grant, in one consistent snapshot, into an encrypted,
+    /// integrity-protected file. The server keeps serving.
+    Backup {
+        /// Where to write the backup (refused if it exists; `-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore a backup into an empty data dir or an empty PostgreSQL database (offline:
+    /// no server runs on the target). The backup is verified with the root key first; a
+    /// wrong key, a changed file or a target that is not empty is refused and nothing is
+    /// written. Then start `serve` on the target with the same --root-key-file.
+    Restore {
+        /// The backup file.
+        #[arg(long = "from", value_name = "FILE")]
+        from: PathBuf,
+        /// The root key the backup was made with.
+        #[arg(long, value_name = "PATH", env = "STRONGROOM_ROOT_KEY_FILE")]
+        root_key_file: PathBuf,
+        /// The new data dir (must not exist, or be empty).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "database_url",
+            conflicts_with = "database_url"
+        )]
+        data_dir: Option<PathBuf>,
+        /// Restore into this PostgreSQL database instead (must hold no Strongroom data).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "STRONGROOM_DATABASE_URL",
+            hide_env_values = true
+        )]
+        database_url: Option<String>,
+    },
+    /// Show what a backup file holds (its header: when, which release, row counts, audit
+    /// position). Needs no key and checks no integrity: `restore` does.
+    Inspect {
+        /// The backup file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1089,6 +1139,22 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             return audit_verify(fmt, &file, public_key, expect_checkpoint);
         }
+        Command::Operator(OperatorCmd::Restore {
+            from,
+            root_key_file,
+            data_dir,
+            database_url,
+        }) => {
+            return operator_restore(fmt, from, root_key_file, data_dir, database_url).await;
+        }
+        Command::Operator(OperatorCmd::Inspect { file }) => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let header = strongroom_core::backup::peek_header(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            output::object(fmt, &serde_json::to_value(&header)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         other => other,
     };
     let read =
@@ -1106,7 +1172,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     };
     match command {
-        Command::Serve(_) | Command::Audit(AuditCmd::Verify { .. }) => bail!("internal: handled above"),
+        Command::Serve(_)
+        | Command::Audit(AuditCmd::Verify { .. })
+        | Command::Operator(OperatorCmd::Restore { .. } | OperatorCmd::Inspect { .. }) => bail!("internal: handled above"),
+        Command::Operator(OperatorCmd::Backup { out }) => operator_backup(&c, fmt, &out).await,
         Command::Audit(AuditCmd::Query { filter, limit, after_seq }) => {
             let mut q = filter.query();
             q.push(format!("limit={limit}"));
@@ -1623,6 +1692,147 @@ fn verdict(fmt: Format, v: &Value) -> anyhow::Result<ExitCode> {
 #[allow(clippy::print_stdout)]
 fn print_raw(s: &str) {
     print!("{s}");
+}
+
+async fn operator_backup(
+    c: &Client,
+    fmt: Format,
+    out: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let to_stdout = out == std::path::Path::new("-");
+    if !to_stdout && out.exists() {
+        bail!(
+            "{} exists; choose a new file (backups are never overwritten)",
+            out.display()
+        );
+    }
+    let bytes = c
+        .call_bytes(
+            Method::Post,
+            "/v1/sys/backup",
+            std::time::Duration::from_secs(3600),
+        )
+        .await?;
+    let header = strongroom_core::backup::peek_header(&bytes)
+        .map_err(|e| anyhow::anyhow!("the server's answer is not a backup: {e}"))?;
+    if to_stdout {
+        let mut o = std::io::stdout().lock();
+        o.write_all(&bytes)
+            .context("cannot write the backup to stdout")?;
+        o.flush().context("cannot write the backup to stdout")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    write_new_file(out, &bytes)?;
+    let mut summary = serde_json::to_value(&header)?;
+    summary["file"] = out.display().to_string().into();
+    summary["bytes"] = bytes.len().into();
+    output::object(fmt, &summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a new file durably: a temporary file beside it, fsync, then a rename that fails if
+/// the file appeared meanwhile; the temporary file is removed on failure.
+fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.partial",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let written = (|| -> std::io::Result<()> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            // Names, labels and token hashes are in it: readable by its owner only.
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        // A hard link fails if `path` exists: never overwrite a backup.
+        std::fs::hard_link(&tmp, path)?;
+        std::fs::remove_file(&tmp)?;
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+async fn operator_restore(
+    fmt: Format,
+    from: PathBuf,
+    root_key_file: PathBuf,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let (target, start) = match (&database_url, &data_dir) {
+        (Some(_), _) => (
+            "the PostgreSQL database".to_string(),
+            format!(
+                "strongroom serve --database-url … --root-key-file {} (each node with its own --data-dir)",
+                root_key_file.display()
+            ),
+        ),
+        (None, Some(d)) => (
+            format!("data dir {}", d.display()),
+            format!(
+                "strongroom serve --data-dir {} --root-key-file {}",
+                d.display(),
+                root_key_file.display()
+            ),
+        ),
+        (None, None) => bail!("give --data-dir or --database-url"),
+    };
+    let restored =
+        strongroom_core::bootstrap::restore(strongroom_core::bootstrap::RestoreOptions {
+            backup: from.clone(),
+            root_key_file: root_key_file.clone(),
+            data_dir: data_dir.clone().unwrap_or_default(),
+            database: database_url.map(|url| strongroom_core::PostgresOptions {
+                url,
+                max_connections: 2,
+            }),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let h = &restored.header;
+    match fmt {
+        Format::Json => {
+            let counts: Map<String, Value> = restored
+                .counts
+                .iter()
+                .map(|(t, n)| (t.clone(), (*n).into()))
+                .collect();
+            output::object(
+                fmt,
+                &json!({"restored": target, "from": from.display().to_string(), "header": h, "rows": counts}),
+            );
+        }
+        Format::Table => {
+            line(&format!(
+                "restored {} into {target}: the backup of {} (strongroom {}, schema {}), taken at audit sequence {} of node {}",
+                from.display(),
+                h.created_at,
+                h.strongroom_version,
+                h.schema_version,
+                h.audit.seq,
+                h.audit.node
+            ));
+            line(&format!("start it with: {start}"));
+            line(
+                "Keep the original audit log(s) with the backup: the restored instance starts a new one.",
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn audit_verify(

@@ -11,6 +11,7 @@ mod support;
 
 mod access_keys;
 mod audit;
+mod backup;
 mod bootstrap;
 mod crypto;
 mod federation;

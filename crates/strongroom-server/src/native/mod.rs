@@ -38,6 +38,7 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
     Router::new()
         .route("/v1/sys/health", get(health))
         .route("/v1/sys/ready", get(ready))
+        .route("/v1/sys/backup", post(create_backup))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/keyrings", post(create_key_ring).get(list_key_rings))
         .route("/v1/keyrings/{ring}", get(get_key_ring))
@@ -282,6 +283,29 @@ async fn ready(State(svc): App) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+async fn create_backup(State(svc): App, Ctx(ctx): Ctx) -> ApiResult<Response> {
+    let (header, bytes) = svc.create_backup(&ctx).await?;
+    let stamp: String = header
+        .created_at
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/vnd.strongroom.backup".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"strongroom-{stamp}.srbk\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn openapi() -> Response {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)] // test code
 
 mod aws;
+mod backup;
 mod cli;
 mod errors;
 mod federation;

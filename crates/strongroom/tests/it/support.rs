@@ -277,10 +277,20 @@ pub(crate) fn cli(srv: &TestServer, args: &[&str]) -> (i32, String, String) {
 }
 
 pub(crate) fn cli_in(srv: &TestServer, args: &[&str], dir: Option<&Path>) -> (i32, String, String) {
+    cli_as(&srv.addr, &srv.token, args, dir)
+}
+
+/// The CLI against `addr` presenting `token`.
+pub(crate) fn cli_as(
+    addr: &str,
+    token: &str,
+    args: &[&str],
+    dir: Option<&Path>,
+) -> (i32, String, String) {
     let mut cmd = Command::new(bin());
     cmd.args(args)
-        .env("STRONGROOM_ADDR", &srv.addr)
-        .env("STRONGROOM_TOKEN", &srv.token)
+        .env("STRONGROOM_ADDR", addr)
+        .env("STRONGROOM_TOKEN", token)
         .env("RUST_BACKTRACE", "0");
     if let Some(d) = dir {
         cmd.current_dir(d);
