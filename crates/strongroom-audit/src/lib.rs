@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod chain;
+pub mod merge;
 pub mod query;
 mod sink;
 pub mod verify;

@@ -259,7 +259,9 @@ impl PostgresStore {
         );
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            // While the database is down a request fails (retryably) after this, rather than
+            // hanging for as long as the outage lasts.
+            .acquire_timeout(Duration::from_secs(5))
             .connect_with(connect)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to {target}: {e}")))?;

@@ -42,13 +42,16 @@ fn bin_dir() -> Option<std::path::PathBuf> {
     found.pop()
 }
 
-fn start() -> Result<Cluster, String> {
-    if let Ok(url) = std::env::var("STRONGROOM_TEST_POSTGRES_URL") {
-        return Ok(Cluster {
-            base: url.trim_end_matches('/').to_string(),
-            _watcher: None,
-        });
-    }
+/// A cluster directory initialised by `initdb`, owned by the user PostgreSQL runs as.
+struct Initialised {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    /// `runuser -u postgres -- ` when this process is root (PostgreSQL refuses root).
+    as_pg: &'static str,
+    port: u16,
+}
+
+fn initdb() -> Result<Initialised, String> {
     let bin = bin_dir().ok_or(
         "the PostgreSQL store suite needs PostgreSQL: apt-get install postgresql (scripts/test.sh does)",
     )?;
@@ -62,7 +65,6 @@ fn start() -> Result<Cluster, String> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
-    // PostgreSQL refuses to run as root: as root, run it as the `postgres` user.
     let as_pg = if root {
         let ok = Command::new("chown")
             .args(["postgres", &dir.display().to_string()])
@@ -95,8 +97,63 @@ fn start() -> Result<Cluster, String> {
         let log = std::fs::read_to_string(dir.join("initdb.log")).unwrap_or_default();
         return Err(format!("initdb failed: {log}"));
     }
+    Ok(Initialised {
+        dir,
+        bin,
+        as_pg,
+        port,
+    })
+}
+
+impl Initialised {
+    /// The server's command line (without redirection).
+    fn postgres_command(&self) -> String {
+        format!(
+            "{}{}/postgres -D {}/data -p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.as_pg,
+            self.bin.display(),
+            self.dir.display(),
+            self.port,
+            self.dir.display()
+        )
+    }
+
+    fn pg_ctl(&self, args: &str) -> bool {
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "{}{}/pg_ctl -D {}/data {args} >>{}/pg_ctl.log 2>&1",
+                    self.as_pg,
+                    self.bin.display(),
+                    self.dir.display(),
+                    self.dir.display()
+                ),
+            ])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    fn base(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+}
+
+fn start() -> Result<Cluster, String> {
+    if let Ok(url) = std::env::var("STRONGROOM_TEST_POSTGRES_URL") {
+        return Ok(Cluster {
+            base: url.trim_end_matches('/').to_string(),
+            _watcher: None,
+        });
+    }
+    let c = initdb()?;
+    let d = c.dir.display();
     let script = format!(
-        "{as_pg}{b}/postgres -D {d}/data -p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 >{d}/server.log 2>&1 & read _; {as_pg}{b}/pg_ctl -D {d}/data stop -m immediate -w >/dev/null 2>&1; wait; rm -rf {d}"
+        "{} >{d}/server.log 2>&1 & read _; {}{}/pg_ctl -D {d}/data stop -m immediate -w >/dev/null 2>&1; wait; rm -rf {d}",
+        c.postgres_command(),
+        c.as_pg,
+        c.bin.display()
     );
     let watcher = Command::new("sh")
         .args(["-c", &script])
@@ -106,9 +163,63 @@ fn start() -> Result<Cluster, String> {
         .spawn()
         .map_err(|e| e.to_string())?;
     Ok(Cluster {
-        base: format!("postgres://postgres@127.0.0.1:{port}"),
+        base: c.base(),
         _watcher: Some(Mutex::new(watcher)),
     })
+}
+
+/// A cluster of one test's own, which it may stop and start (to test outages). Stopped and
+/// removed on drop.
+pub struct PrivateCluster {
+    c: Initialised,
+}
+
+impl PrivateCluster {
+    /// Initialises and starts a new cluster on a free loopback port.
+    pub fn start() -> Self {
+        let c = initdb().unwrap_or_else(|e| panic!("{e}"));
+        let this = Self { c };
+        this.resume();
+        this
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: connections drop as in a crash).
+    pub fn stop(&self) {
+        assert!(
+            self.c.pg_ctl("stop -m immediate -w"),
+            "pg_ctl stop failed; see {}/pg_ctl.log",
+            self.c.dir.display()
+        );
+    }
+
+    /// Starts the server again on the same port and waits until it accepts connections.
+    pub fn resume(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.c.port,
+            self.c.dir.display()
+        );
+        assert!(
+            self.c.pg_ctl(&format!(
+                "start -w -t 60 -l {}/server.log -o '{opts}'",
+                self.c.dir.display()
+            )),
+            "pg_ctl start failed; see {}/server.log",
+            self.c.dir.display()
+        );
+    }
+
+    /// A new, empty database on this cluster.
+    pub async fn fresh_database_url(&self) -> String {
+        create_database(&self.c.base()).await
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self.c.pg_ctl("stop -m immediate -w");
+        let _ = std::fs::remove_dir_all(&self.c.dir);
+    }
 }
 
 /// The URL of a new, empty database on the test cluster (started on first use).
@@ -117,13 +228,17 @@ pub async fn fresh_database_url() -> String {
         .get_or_init(start)
         .as_ref()
         .unwrap_or_else(|e| panic!("{e}"));
+    create_database(&cluster.base).await
+}
+
+async fn create_database(base: &str) -> String {
     let name = format!(
         "t{}_{}",
         std::process::id(),
         NEXT_DB.fetch_add(1, Ordering::SeqCst)
     );
     // The server may still be starting: retry for a while.
-    let admin = format!("{}/postgres", cluster.base);
+    let admin = format!("{base}/postgres");
     let mut last = String::new();
     for _ in 0..150 {
         match sqlx::postgres::PgPool::connect(&admin).await {
@@ -133,7 +248,7 @@ pub async fn fresh_database_url() -> String {
                     .await
                     .unwrap();
                 pool.close().await;
-                return format!("{}/{name}", cluster.base);
+                return format!("{base}/{name}");
             }
             Err(e) => last = e.to_string(),
         }

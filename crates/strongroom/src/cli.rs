@@ -478,6 +478,18 @@ enum AuditCmd {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// Merge several nodes' audit logs into one timeline (JSON lines, time order, each event
+    /// with a `node` field). Every log is verified first, with the audit-signing.pub beside
+    /// it; if any is not intact nothing is merged and the exit code is 3. The node name is
+    /// the `node.id` beside the log, else its directory's name.
+    Merge {
+        /// The audit logs (e.g. node-a/audit.log node-b/audit.log).
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Write the timeline here instead of stdout (refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Verify an audit log's hash chain and signed checkpoints.
     ///
     /// Reports, with line and sequence numbers: malformed (edited) lines, broken links,
@@ -1139,6 +1151,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             return audit_verify(fmt, &file, public_key, expect_checkpoint);
         }
+        Command::Audit(AuditCmd::Merge { files, out }) => {
+            return audit_merge(&files, out.as_deref());
+        }
         Command::Operator(OperatorCmd::Restore {
             from,
             root_key_file,
@@ -1173,7 +1188,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match command {
         Command::Serve(_)
-        | Command::Audit(AuditCmd::Verify { .. })
+        | Command::Audit(AuditCmd::Verify { .. } | AuditCmd::Merge { .. })
         | Command::Operator(OperatorCmd::Restore { .. } | OperatorCmd::Inspect { .. }) => bail!("internal: handled above"),
         Command::Operator(OperatorCmd::Backup { out }) => operator_backup(&c, fmt, &out).await,
         Command::Audit(AuditCmd::Query { filter, limit, after_seq }) => {
@@ -1830,6 +1845,73 @@ async fn operator_restore(
             line(
                 "Keep the original audit log(s) with the backup: the restored instance starts a new one.",
             );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_merge(files: &[PathBuf], out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    if let Some(o) = out
+        && o.exists()
+    {
+        bail!("{} exists; choose a new file", o.display());
+    }
+    let mut logs = Vec::new();
+    let mut damaged = Vec::new();
+    for file in files {
+        let log = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let pk_path = file.with_file_name("audit-signing.pub");
+        let pem = std::fs::read_to_string(&pk_path).with_context(|| {
+            format!(
+                "cannot read the audit signing public key {}",
+                pk_path.display()
+            )
+        })?;
+        let der = pem_to_der(&pem)
+            .with_context(|| format!("{} is not a PEM public key", pk_path.display()))?;
+        let r = strongroom_audit::verify::verify(&log, Some(&der), None);
+        if !r.is_intact() {
+            damaged.push(format!(
+                "{}: {}",
+                file.display(),
+                r.findings
+                    .iter()
+                    .map(|f| format!("line {}: {}", f.line, f.kind.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+            continue;
+        }
+        let node = std::fs::read_to_string(file.with_file_name("node.id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                file.parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| file.display().to_string());
+        logs.push((node, log));
+    }
+    if !damaged.is_empty() {
+        output::error_line(&format!(
+            "not merged: {} (run `strongroom audit verify` on each for details)",
+            damaged.join(" | ")
+        ));
+        return Ok(ExitCode::from(3));
+    }
+    let mut text = String::new();
+    for e in strongroom_audit::merge::merge(&logs) {
+        text.push_str(&e.to_string());
+        text.push('\n');
+    }
+    match out {
+        Some(o) => write_new_file(o, text.as_bytes())?,
+        None => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(text.as_bytes())
+                .context("cannot write to stdout")?;
         }
     }
     Ok(ExitCode::SUCCESS)
