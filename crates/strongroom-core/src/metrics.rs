@@ -174,13 +174,20 @@ pub fn describe() {
     }
 }
 
-/// Records a finished operation from its audit event.
+/// Records a finished operation from its audit event: in the metrics, and in the current
+/// tracing span (the front-end's request span declares these fields).
 pub(crate) fn operation(ev: &AuditEvent, per_key: bool) {
     let outcome = match ev.outcome {
         Outcome::Ok => "ok",
         Outcome::Error => "error",
     };
     let code = ev.error_code.unwrap_or("");
+    let span = tracing::Span::current();
+    span.record("operation", ev.operation);
+    span.record("outcome", outcome);
+    if !code.is_empty() {
+        span.record("error_code", code);
+    }
     counter!(REQUESTS, "protocol" => ev.protocol, "operation" => ev.operation,
         "outcome" => outcome, "code" => code)
     .increment(1);

@@ -18,10 +18,27 @@ pub(crate) fn current() -> String {
 /// Response header carrying the id.
 pub const HEADER: &str = "x-request-id";
 
-/// Middleware: assigns an id, runs the request inside its scope, stamps the response.
+/// Middleware: assigns an id, runs the request inside its scope and its tracing span (core
+/// records the operation, outcome and error code in it), stamps the response.
 pub(crate) async fn middleware(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let id = strongroom_core::new_request_id();
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("HTTP {}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+        request_id = %id,
+        operation = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        error_code = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), next.run(req).instrument(span.clone()))
+        .await;
+    span.record("http.response.status_code", resp.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER, v);
     }

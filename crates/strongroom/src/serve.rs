@@ -188,6 +188,21 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     pub(crate) dangerous_accept_audit_rollback: bool,
 
+    /// Export traces (a span per request) over OTLP/HTTP to this collector, e.g.
+    /// http://127.0.0.1:4318 (`/v1/traces` is appended unless given). Off by default. Spans
+    /// carry the method, path, request id, operation, outcome and error code; never tokens,
+    /// plaintext or key material.
+    #[arg(long, value_name = "URL", env = "STRONGROOM_OTLP_ENDPOINT")]
+    pub(crate) otlp_endpoint: Option<String>,
+
+    /// The OTLP/HTTP encoding: http/protobuf or http/json.
+    #[arg(long, value_name = "PROTOCOL", default_value = "http/protobuf", value_parser = ["http/protobuf", "http/json"])]
+    pub(crate) otlp_protocol: String,
+
+    /// Log format on stderr: text, or json (one JSON object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text", env = "STRONGROOM_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub(crate) log_format: String,
+
     /// Shift the server's clock by this many seconds. Only for tests that must observe
     /// scheduled rotation and destruction across restarts. Never use it in production.
     #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
@@ -256,7 +271,7 @@ fn k8s_kms_options(
 }
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
+    let traces = init_tracing(&args)?;
     harden_process();
     let metrics = strongroom_server::observe::Metrics::install().map_err(|e| anyhow::anyhow!(e))?;
     let aws = aws_options(&args)?;
@@ -487,6 +502,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     drop(opened);
     drop(dev_dir);
     tracing::info!("stopped");
+    if let Some(t) = traces {
+        // Sends what is still buffered; blocking, so off the runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
     Ok(())
 }
 
@@ -505,19 +524,72 @@ fn harden_process() {
     }
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr (text or JSON), and with --otlp-endpoint traces to an OTLP collector.
+/// Returns the trace pipeline, to flush at shutdown.
+fn init_tracing(
+    args: &ServeArgs,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter =
         EnvFilter::try_from_env("STRONGROOM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("STRONGROOM_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if args.log_format == "json" {
+        fmt.json().boxed()
     } else {
-        builder.try_init()
+        fmt.boxed()
     };
+    let (otel, provider) = match &args.otlp_endpoint {
+        None => (None, None),
+        Some(endpoint) => {
+            use opentelemetry::trace::TracerProvider;
+            use opentelemetry_otlp::WithExportConfig;
+            let url = if endpoint.trim_end_matches('/').ends_with("/v1/traces") {
+                endpoint.clone()
+            } else {
+                format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+            };
+            let protocol = if args.otlp_protocol == "http/json" {
+                opentelemetry_otlp::Protocol::HttpJson
+            } else {
+                opentelemetry_otlp::Protocol::HttpBinary
+            };
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(protocol)
+                .with_endpoint(url)
+                .build()
+                .map_err(|e| anyhow::anyhow!("--otlp-endpoint: {e}"))?;
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name("strongroom")
+                        .build(),
+                )
+                .build();
+            let tracer = provider.tracer("strongroom");
+            // Only Strongroom's own spans, not every dependency's.
+            let only_ours = tracing_subscriber::filter::Targets::new()
+                .with_target("strongroom", tracing::Level::INFO)
+                .with_target("strongroom_server", tracing::Level::INFO)
+                .with_target("strongroom_core", tracing::Level::INFO);
+            (
+                Some(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_filter(only_ours),
+                ),
+                Some(provider),
+            )
+        }
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .try_init();
+    Ok(provider)
 }
 
 async fn shutdown_signal() {

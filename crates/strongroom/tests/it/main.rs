@@ -15,3 +15,4 @@ mod restart;
 mod support;
 mod tidy;
 mod tls;
+mod traces;
