@@ -62,14 +62,7 @@ cargo test --workspace --locked
 
 step "Python clients (target/test-venv from tests/python/requirements.txt)"
 command -v python3 >/dev/null || { echo "python3 is required for the AWS client tests" >&2; exit 1; }
-venv=target/test-venv
-want=$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.requirements-sha256" 2>/dev/null)" != "$want" ]; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
-  echo "$want" > "$venv/.requirements-sha256"
-fi
+source scripts/python-venv.sh
 "$venv/bin/python" -c 'import boto3, botocore, cryptography, grpc, hvac, pytest; print("boto3", boto3.__version__, "grpcio", grpc.__version__)'
 
 step "compatible APIs through real clients: boto3, aws CLI, grpcio, hvac vs OpenBao (tests/python)"

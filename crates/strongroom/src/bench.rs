@@ -56,6 +56,10 @@ pub(crate) struct BenchArgs {
     /// Plaintext size for encrypt/decrypt, in bytes.
     #[arg(long, default_value_t = 256)]
     size: usize,
+    /// Offer at most this many requests per second in total, spread evenly over the clients
+    /// (0 = as fast as they go). To read latency at a given load, e.g. half of the peak.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 struct Result_ {
@@ -184,6 +188,7 @@ async fn run_op(
     dur: Duration,
     pt: &str,
     ct: &str,
+    rate: f64,
 ) -> anyhow::Result<Result_> {
     use Request::{Aws, Native};
     let native = |m: Method, p: &'static str, b: Option<Value>| Native(m, p, b);
@@ -277,10 +282,17 @@ async fn run_op(
             Request::K8s(_) => Some(k8s_client(k8s_socket).await?),
             _ => None,
         };
+        // With a rate, each client sends on its own schedule (never two at once).
+        let gap = (rate > 0.0).then(|| Duration::from_secs_f64(concurrency as f64 / rate));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
+            let mut next = Instant::now();
             while Instant::now() < deadline {
+                if let Some(g) = gap {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += g;
+                }
                 let t = Instant::now();
                 let ok = match (req.as_ref(), aws.as_ref(), k8s.as_mut()) {
                     (Native(m, p, b), _, _) => c.call(*m, p, b.as_ref()).await.is_ok(),
@@ -324,6 +336,9 @@ pub(crate) async fn run(c: &Client, fmt: Format, args: BenchArgs) -> anyhow::Res
     if args.concurrency == 0 || args.concurrency > 1024 {
         bail!("--concurrency must be 1 to 1024");
     }
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        bail!("--rate must be a number of requests per second, 0 or more");
+    }
     let (pt, ct) = prepare(c, args.size).await?;
     let mut ops: Vec<String> = args
         .ops
@@ -354,6 +369,7 @@ pub(crate) async fn run(c: &Client, fmt: Format, args: BenchArgs) -> anyhow::Res
                 dur,
                 &pt,
                 &ct,
+                args.rate,
             )
             .await?,
         );
