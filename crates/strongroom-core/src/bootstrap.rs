@@ -72,6 +72,10 @@ pub struct DataDirOptions {
     pub scheduler_lease_secs: i64,
     /// Label key metrics with key names (one series per key and operation).
     pub per_key_metrics: bool,
+    /// How long tokens, keys, versions, principals and aliases read from the store may be
+    /// reused (zero: never). This node's own writes are seen at once; another node's within
+    /// this time.
+    pub read_cache_ttl: std::time::Duration,
 }
 
 /// An opened data dir.
@@ -252,6 +256,11 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
                 .map_err(|e| refused(e.to_string()))?,
         )
     };
+    // Every read from here on may come from the cache; every write goes through it.
+    let store: Arc<dyn Store> = Arc::new(strongroom_store::CachedStore::new(
+        store,
+        opts.read_cache_ttl,
+    ));
     // Root key verified (or just created): the service may unseal from here on.
     let mut service = KeyService::new(store.clone(), root, Arc::new(audit), opts.clock.clone())
         .with_audit_path(audit_path.clone())

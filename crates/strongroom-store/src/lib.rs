@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+mod cache;
 pub mod model;
 mod postgres;
 pub mod snapshot;
@@ -17,6 +18,7 @@ mod sqlite;
 use async_trait::async_trait;
 use strongroom_crypto::KeyId;
 
+pub use cache::CachedStore;
 pub use model::*;
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteOptions, SqliteStore};

@@ -161,6 +161,18 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub(crate) scheduler_interval: String,
 
+    /// How long this node reuses tokens, keys, versions, principals and aliases it read
+    /// from the store (0s: never). Its own changes apply at once; with several nodes on one
+    /// database, a change made on another node (a disable, a revocation) applies here within
+    /// this time.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        env = "STRONGROOM_CACHE_TTL"
+    )]
+    pub(crate) cache_ttl: String,
+
     /// Also serve `GET /metrics` on this address, without a token, for a Prometheus scraper
     /// on a trusted network (e.g. 127.0.0.1:9464). On the API listener `/metrics` always needs
     /// a credential allowed `read-metrics`.
@@ -283,6 +295,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if interval < 1 {
         bail!("--scheduler-interval must be at least 1s");
     }
+    let cache_ttl = strongroom_core::types::parse_duration(&args.cache_ttl, "cache-ttl")
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    if cache_ttl > 3600 {
+        bail!(
+            "--cache-ttl must be at most 1h: it bounds how long a disable or revocation made on another node takes to apply on this one"
+        );
+    }
+    let cache_ttl = Duration::from_secs(cache_ttl as u64);
     let clock: Arc<dyn Clock> = if args.dangerous_clock_offset_secs != 0 {
         warn_line(&format!(
             "WARNING: clock shifted by {}s (--dangerous-clock-offset-secs); for tests only",
@@ -346,6 +366,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         dangerous_accept_audit_rollback: args.dangerous_accept_audit_rollback,
         scheduler_lease_secs: 3 * interval,
         per_key_metrics: args.metrics_per_key,
+        read_cache_ttl: cache_ttl,
         database: match &args.database_url {
             None => None,
             Some(_) if args.dev => bail!(

@@ -262,6 +262,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         database: None,
         scheduler_lease_secs: 90,
         per_key_metrics: false,
+        read_cache_ttl: std::time::Duration::from_secs(1),
     }
 }
 

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+mod cache;
 mod pg;
 mod snapshot;
 mod suite;
@@ -30,27 +31,35 @@ macro_rules! sqlite_suite {
     };
 }
 
-sqlite_suite!(
-    key_rings,
-    keys_and_versions,
-    optimistic_concurrency,
-    pagination,
-    due_lists,
-    aliases,
-    tokens,
-    meta,
-    principals,
-    policies,
-    issuers,
-    access_keys,
-    key_deletion,
-    grants,
-    import_tokens,
-    material_expiry,
-    leases,
-    policy_generation,
-    inventory
-);
+/// The same suite through the read cache (a long time to live, so every read that can be
+/// served from it is): a process must always read what it wrote.
+macro_rules! cached_suite {
+    ($($name:ident),* $(,)?) => {
+        mod cached {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = strongroom_store::CachedStore::new(
+                        std::sync::Arc::new(sqlite(&dir).await),
+                        std::time::Duration::from_secs(3600),
+                    );
+                    suite::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Every backend, and the cache, runs the whole suite.
+macro_rules! suites {
+    ($($name:ident),* $(,)?) => {
+        sqlite_suite!($($name),*);
+        postgres_suite!($($name),*);
+        cached_suite!($($name),*);
+    };
+}
 
 /// The same suite on PostgreSQL (tests/it/pg.rs starts one when none is given).
 macro_rules! postgres_suite {
@@ -69,7 +78,7 @@ macro_rules! postgres_suite {
     };
 }
 
-postgres_suite!(
+suites!(
     key_rings,
     keys_and_versions,
     optimistic_concurrency,

@@ -49,22 +49,39 @@ async fn nodes_share_one_database_and_its_root_key() {
     let (status, out) = b.decrypt(&ct, json!({})).await;
     assert_eq!(status, 200, "{out}");
 
-    // A change on one node is seen by the other at its next request.
+    // A change on one node is seen by the other within the read cache's time to live (1 s
+    // by default): refused from then on, never allowed again.
     let (s, _) = b
         .call("POST", "/v1/keyrings/shared/keys/k/disable", None)
         .await;
     assert_eq!(s, 200);
-    let (s, body) = a
-        .call(
-            "POST",
-            "/v1/crypto/encrypt",
-            Some(json!({"key": "shared/k", "plaintext": "eA=="})),
-        )
-        .await;
-    assert_eq!(
-        (s, body["error"]["code"].as_str()),
-        (409, Some("invalid_state"))
-    );
+    let disabled_at = std::time::Instant::now();
+    let encrypt = || async {
+        let (s, body) = a
+            .call(
+                "POST",
+                "/v1/crypto/encrypt",
+                Some(json!({"key": "shared/k", "plaintext": "eA=="})),
+            )
+            .await;
+        (s, body["error"]["code"].as_str().map(str::to_string))
+    };
+    loop {
+        let got = encrypt().await;
+        if got == (409, Some("invalid_state".to_string())) {
+            break;
+        }
+        assert_eq!(got.0, 200, "{got:?}");
+        assert!(
+            disabled_at.elapsed() < std::time::Duration::from_millis(1500),
+            "node A still encrypts {:?} after the disable on B",
+            disabled_at.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for _ in 0..5 {
+        assert_eq!(encrypt().await.0, 409);
+    }
 
     // Each node writes its own audit log.
     let log = |d: &str| std::fs::read_to_string(tmp.path().join(d).join("audit.log")).unwrap();

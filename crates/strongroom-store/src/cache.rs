@@ -1,0 +1,407 @@
+//! A read cache in front of a store, for the lookups every request makes: a token by its
+//! hash, a key by path or id, a version, a principal, an alias.
+//!
+//! **Invariant:** a write through this store invalidates every entry before it returns, so
+//! this process never reads older data than it wrote. Writes made by *other* processes
+//! sharing the database (several nodes on PostgreSQL) are seen once the entry is older than
+//! the cache's time to live: that is the bound on how long a disable, rotation, destruction
+//! or revocation on one node takes to reach the others. A time to live of zero turns the
+//! cache off.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use strongroom_crypto::KeyId;
+
+use crate::model::*;
+use crate::{AliasWrite, Result, Store, snapshot};
+
+/// Entries per lookup kind before that map is emptied and refilled.
+const CAP: usize = 10_000;
+
+struct Entry<V> {
+    at: Instant,
+    generation: u64,
+    value: Option<V>,
+}
+
+type Map<K, V> = Mutex<HashMap<K, Entry<V>>>;
+
+/// A [`Store`] that caches the hot lookups of another.
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    ttl: Duration,
+    /// Moves on every write; an entry is valid only while it equals the entry's.
+    generation: AtomicU64,
+    tokens: Map<[u8; 32], TokenRecord>,
+    keys: Map<(RingName, KeyName), KeyRecord>,
+    keys_by_id: Map<KeyId, KeyRecord>,
+    versions: Map<(KeyId, u32), VersionRecord>,
+    principals: Map<PrincipalName, PrincipalRecord>,
+    aliases: Map<AliasName, AliasRecord>,
+}
+
+impl std::fmt::Debug for CachedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedStore {
+    /// Caches `inner`'s lookups for at most `ttl` (zero: no caching).
+    pub fn new(inner: Arc<dyn Store>, ttl: Duration) -> Self {
+        Self {
+            inner,
+            ttl,
+            generation: AtomicU64::new(0),
+            tokens: Mutex::default(),
+            keys: Mutex::default(),
+            keys_by_id: Mutex::default(),
+            versions: Mutex::default(),
+            principals: Mutex::default(),
+            aliases: Mutex::default(),
+        }
+    }
+
+    async fn cached<K: Eq + Hash, V: Clone>(
+        &self,
+        map: &Map<K, V>,
+        key: K,
+        cache_absent: bool,
+        fetch: impl Future<Output = Result<Option<V>>>,
+    ) -> Result<Option<V>> {
+        if self.ttl.is_zero() {
+            return fetch.await;
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Ok(m) = map.lock()
+            && let Some(e) = m.get(&key)
+            && e.generation == generation
+            && e.at.elapsed() < self.ttl
+        {
+            return Ok(e.value.clone());
+        }
+        let value = fetch.await?;
+        // Kept only if no write started or finished meanwhile (it may predate that write).
+        if (value.is_some() || cache_absent)
+            && self.generation.load(Ordering::SeqCst) == generation
+            && let Ok(mut m) = map.lock()
+        {
+            if m.len() >= CAP {
+                m.clear();
+            }
+            m.insert(
+                key,
+                Entry {
+                    at: Instant::now(),
+                    generation,
+                    value: value.clone(),
+                },
+            );
+        }
+        Ok(value)
+    }
+
+    /// Runs a write; every cached entry is invalid from before it starts until after.
+    async fn write<T>(&self, w: impl Future<Output = Result<T>>) -> Result<T> {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let res = w.await;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        res
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.meta(name).await
+    }
+
+    async fn put_meta(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.write(self.inner.put_meta(name, value)).await
+    }
+
+    async fn put_meta_if_absent(&self, name: &str, value: &[u8]) -> Result<bool> {
+        self.write(self.inner.put_meta_if_absent(name, value)).await
+    }
+
+    async fn create_key_ring(&self, ring: &KeyRingRecord) -> Result<()> {
+        self.write(self.inner.create_key_ring(ring)).await
+    }
+
+    async fn key_ring(&self, name: &RingName) -> Result<Option<KeyRingRecord>> {
+        self.inner.key_ring(name).await
+    }
+
+    async fn list_key_rings(&self, page: &PageRequest) -> Result<Page<KeyRingRecord>> {
+        self.inner.list_key_rings(page).await
+    }
+
+    async fn create_key(&self, key: &KeyRecord, versions: &[VersionRecord]) -> Result<()> {
+        self.write(self.inner.create_key(key, versions)).await
+    }
+
+    async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<KeyRecord>> {
+        self.cached(
+            &self.keys,
+            (ring.clone(), name.clone()),
+            true,
+            self.inner.key(ring, name),
+        )
+        .await
+    }
+
+    async fn key_by_id(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+        self.cached(&self.keys_by_id, id, true, self.inner.key_by_id(id))
+            .await
+    }
+
+    async fn list_keys(&self, ring: &RingName, page: &PageRequest) -> Result<Page<KeyRecord>> {
+        self.inner.list_keys(ring, page).await
+    }
+
+    async fn list_all_keys(&self, page: &PageRequest) -> Result<Page<KeyRecord>> {
+        self.inner.list_all_keys(page).await
+    }
+
+    async fn update_key(
+        &self,
+        expected_revision: i64,
+        key: &KeyRecord,
+        versions: &[VersionRecord],
+    ) -> Result<()> {
+        self.write(self.inner.update_key(expected_revision, key, versions))
+            .await
+    }
+
+    async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<VersionRecord>> {
+        self.cached(
+            &self.versions,
+            (key_id, version),
+            true,
+            self.inner.version(key_id, version),
+        )
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        key_id: KeyId,
+        page: &PageRequest,
+    ) -> Result<Page<VersionRecord>> {
+        self.inner.list_versions(key_id, page).await
+    }
+
+    async fn keys_due_for_rotation(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>> {
+        self.inner.keys_due_for_rotation(now, limit).await
+    }
+
+    async fn keys_due_for_deletion(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>> {
+        self.inner.keys_due_for_deletion(now, limit).await
+    }
+
+    async fn keys_due_for_material_expiry(&self, now: Timestamp, limit: u32) -> Result<Vec<KeyId>> {
+        self.inner.keys_due_for_material_expiry(now, limit).await
+    }
+
+    async fn snapshot(&self) -> Result<snapshot::Snapshot> {
+        self.inner.snapshot().await
+    }
+
+    async fn restore_snapshot(&self, snap: &snapshot::Snapshot) -> Result<()> {
+        self.write(self.inner.restore_snapshot(snap)).await
+    }
+
+    async fn inventory(&self, now: Timestamp) -> Result<Inventory> {
+        self.inner.inventory(now).await
+    }
+
+    async fn versions_due_for_destruction(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(KeyId, u32)>> {
+        self.inner.versions_due_for_destruction(now, limit).await
+    }
+
+    async fn put_alias(&self, alias: &AliasRecord, mode: AliasWrite) -> Result<()> {
+        self.write(self.inner.put_alias(alias, mode)).await
+    }
+
+    async fn alias(&self, name: &AliasName) -> Result<Option<AliasRecord>> {
+        self.cached(&self.aliases, name.clone(), true, self.inner.alias(name))
+            .await
+    }
+
+    async fn delete_alias(&self, name: &AliasName) -> Result<()> {
+        self.write(self.inner.delete_alias(name)).await
+    }
+
+    async fn list_aliases(
+        &self,
+        key_id: Option<KeyId>,
+        page: &PageRequest,
+    ) -> Result<Page<AliasRecord>> {
+        self.inner.list_aliases(key_id, page).await
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        self.write(self.inner.insert_token(token)).await
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        self.cached(&self.tokens, *hash, false, self.inner.token_by_hash(hash))
+            .await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        self.inner.token(id).await
+    }
+
+    async fn revoke_token(&self, id: &str, at: Timestamp) -> Result<()> {
+        self.write(self.inner.revoke_token(id, at)).await
+    }
+
+    async fn list_tokens(&self, page: &PageRequest) -> Result<Page<TokenRecord>> {
+        self.inner.list_tokens(page).await
+    }
+
+    async fn put_principal(&self, p: &PrincipalRecord, mode: AliasWrite) -> Result<()> {
+        self.write(self.inner.put_principal(p, mode)).await
+    }
+
+    async fn principal(&self, name: &PrincipalName) -> Result<Option<PrincipalRecord>> {
+        self.cached(
+            &self.principals,
+            name.clone(),
+            true,
+            self.inner.principal(name),
+        )
+        .await
+    }
+
+    async fn principal_by_cert(&self, fingerprint: &str) -> Result<Option<PrincipalRecord>> {
+        self.inner.principal_by_cert(fingerprint).await
+    }
+
+    async fn list_principals(&self, page: &PageRequest) -> Result<Page<PrincipalRecord>> {
+        self.inner.list_principals(page).await
+    }
+
+    async fn put_policy(
+        &self,
+        name: &str,
+        text: Option<&str>,
+        expected: Option<i64>,
+        at: Timestamp,
+        by: &str,
+    ) -> Result<i64> {
+        self.write(self.inner.put_policy(name, text, expected, at, by))
+            .await
+    }
+
+    async fn policies(&self) -> Result<Vec<PolicyRecord>> {
+        self.inner.policies().await
+    }
+
+    async fn policy_history(&self, name: &str) -> Result<Vec<PolicyRecord>> {
+        self.inner.policy_history(name).await
+    }
+
+    async fn policy_generation(&self) -> Result<i64> {
+        self.inner.policy_generation().await
+    }
+
+    async fn claim_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        self.inner.claim_lease(name, holder, now, until).await
+    }
+
+    async fn put_issuer(&self, issuer: &IssuerRecord) -> Result<()> {
+        self.write(self.inner.put_issuer(issuer)).await
+    }
+
+    async fn issuer(&self, name: &str) -> Result<Option<IssuerRecord>> {
+        self.inner.issuer(name).await
+    }
+
+    async fn issuers(&self) -> Result<Vec<IssuerRecord>> {
+        self.inner.issuers().await
+    }
+
+    async fn delete_issuer(&self, name: &str) -> Result<()> {
+        self.write(self.inner.delete_issuer(name)).await
+    }
+
+    async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
+        self.write(self.inner.insert_access_key(key)).await
+    }
+
+    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        self.inner.access_key(id).await
+    }
+
+    async fn access_keys_of(&self, principal: &str) -> Result<Vec<AccessKeyRecord>> {
+        self.inner.access_keys_of(principal).await
+    }
+
+    async fn revoke_access_key(&self, id: &str, at: Timestamp) -> Result<()> {
+        self.write(self.inner.revoke_access_key(id, at)).await
+    }
+
+    async fn insert_import_token(&self, t: &ImportTokenRecord) -> Result<()> {
+        self.write(self.inner.insert_import_token(t)).await
+    }
+
+    async fn import_token_by_hash(&self, hash: &[u8]) -> Result<Option<ImportTokenRecord>> {
+        self.inner.import_token_by_hash(hash).await
+    }
+
+    async fn use_import_token(&self, id: &str, at: Timestamp) -> Result<()> {
+        self.write(self.inner.use_import_token(id, at)).await
+    }
+
+    async fn insert_grant(&self, grant: &GrantRecord) -> Result<()> {
+        self.write(self.inner.insert_grant(grant)).await
+    }
+
+    async fn grant(&self, id: &str) -> Result<Option<GrantRecord>> {
+        self.inner.grant(id).await
+    }
+
+    async fn grant_by_token_hash(&self, hash: &[u8]) -> Result<Option<GrantRecord>> {
+        self.inner.grant_by_token_hash(hash).await
+    }
+
+    async fn grants_of_key(&self, key_id: KeyId) -> Result<Vec<GrantRecord>> {
+        self.inner.grants_of_key(key_id).await
+    }
+
+    async fn grants_retirable_by(&self, principal: &str) -> Result<Vec<GrantRecord>> {
+        self.inner.grants_retirable_by(principal).await
+    }
+
+    async fn grants_for(&self, grantee: &str, key_id: KeyId) -> Result<Vec<GrantRecord>> {
+        self.inner.grants_for(grantee, key_id).await
+    }
+
+    async fn delete_grant(&self, id: &str) -> Result<()> {
+        self.write(self.inner.delete_grant(id)).await
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.inner.is_healthy()
+    }
+}
