@@ -1,5 +1,5 @@
 //! A read cache in front of a store, for the lookups every request makes: a token by its
-//! hash, a key by path or id, a version, a principal, an alias.
+//! hash, a key by path or id, a version, a principal, an alias, an access key (SigV4), a key ring.
 //!
 //! **Invariant:** a write through this store invalidates every entry before it returns, so
 //! this process never reads older data than it wrote. Writes made by *other* processes
@@ -44,6 +44,8 @@ pub struct CachedStore {
     versions: Map<(KeyId, u32), VersionRecord>,
     principals: Map<PrincipalName, PrincipalRecord>,
     aliases: Map<AliasName, AliasRecord>,
+    access_keys: Map<String, AccessKeyRecord>,
+    rings: Map<RingName, KeyRingRecord>,
 }
 
 impl std::fmt::Debug for CachedStore {
@@ -67,6 +69,8 @@ impl CachedStore {
             versions: Mutex::default(),
             principals: Mutex::default(),
             aliases: Mutex::default(),
+            access_keys: Mutex::default(),
+            rings: Mutex::default(),
         }
     }
 
@@ -137,7 +141,8 @@ impl Store for CachedStore {
     }
 
     async fn key_ring(&self, name: &RingName) -> Result<Option<KeyRingRecord>> {
-        self.inner.key_ring(name).await
+        self.cached(&self.rings, name.clone(), true, self.inner.key_ring(name))
+            .await
     }
 
     async fn list_key_rings(&self, page: &PageRequest) -> Result<Page<KeyRingRecord>> {
@@ -350,7 +355,13 @@ impl Store for CachedStore {
     }
 
     async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
-        self.inner.access_key(id).await
+        self.cached(
+            &self.access_keys,
+            id.to_string(),
+            false,
+            self.inner.access_key(id),
+        )
+        .await
     }
 
     async fn access_keys_of(&self, principal: &str) -> Result<Vec<AccessKeyRecord>> {
