@@ -8,6 +8,7 @@
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use strongroom_crypto::ciphertext::{self, Suite};
+use strongroom_crypto::envelope;
 use strongroom_crypto::{EncryptionContext, KeyId, KeyMaterial, RootKey};
 
 const SIZES: &[usize] = &[256, 16 * 1024, 1024 * 1024];
@@ -42,6 +43,23 @@ fn aead(c: &mut Criterion) {
                 })
             },
         );
+        let header = envelope::Header::new(
+            &material,
+            envelope::DEFAULT_CHUNK_SIZE,
+            ctx.clone(),
+            vec![envelope::WrappedKey {
+                member: "strongroom:bench/aes".into(),
+                wrapped: vec![0; 64],
+            }],
+        )
+        .unwrap();
+        g.bench_with_input(BenchmarkId::new("envelope-v1-encrypt", n), &pt, |b, pt| {
+            let mut out = Vec::with_capacity(pt.len() + pt.len() / 1024 + 1024);
+            b.iter(|| {
+                out.clear();
+                envelope::encrypt(&material, &header, &mut &pt[..], &mut out, |_| {}).unwrap()
+            })
+        });
         let ct = ciphertext::encrypt(Suite::Aes256GcmHkdf, &material, id, 1, &ctx, &pt).unwrap();
         let header = ciphertext::parse_header(&ct).unwrap();
         g.bench_with_input(

@@ -89,6 +89,36 @@ impl EncryptionContext {
         }
     }
 
+    /// Reads back [`EncryptionContext::encode`]'s output; `None` unless `bytes` is exactly one
+    /// canonical encoding (pairs in key order, no duplicates, within the limits).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            if b.len() < n {
+                return None;
+            }
+            let (head, rest) = b.split_at(n);
+            *b = rest;
+            Some(head)
+        }
+        fn len(b: &mut &[u8]) -> Option<usize> {
+            let l = take(b, 4)?;
+            Some(u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        }
+        let mut b = bytes;
+        let count = len(&mut b)?;
+        let mut pairs = BTreeMap::new();
+        for _ in 0..count.min(MAX_PAIRS + 1) {
+            let kl = len(&mut b)?;
+            let k = std::str::from_utf8(take(&mut b, kl)?).ok()?.to_string();
+            let vl = len(&mut b)?;
+            let v = std::str::from_utf8(take(&mut b, vl)?).ok()?.to_string();
+            pairs.insert(k, v);
+        }
+        let ctx = Self::try_new(pairs).ok()?;
+        // Exactly the canonical bytes: no trailing data, no duplicates, no other order.
+        (b.is_empty() && ctx.encode() == bytes).then_some(ctx)
+    }
+
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::new();

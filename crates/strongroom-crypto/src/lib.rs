@@ -9,6 +9,7 @@
 pub mod algorithm;
 pub mod ciphertext;
 pub mod context;
+pub mod envelope;
 pub mod hash;
 pub mod import;
 pub mod key_id;

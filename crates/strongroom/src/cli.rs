@@ -157,6 +157,10 @@ enum Command {
     /// Operate a deployment: back up a running server, restore a backup (docs/operations.md).
     #[command(subcommand)]
     Operator(OperatorCmd),
+    /// Envelope encryption of files and pipes of any size: the data never reaches the
+    /// server, only a fresh data key wrapped by your key does (docs/envelope-format.md).
+    #[command(subcommand)]
+    Envelope(crate::envelope_cmd::EnvelopeCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -1191,6 +1195,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Audit(AuditCmd::Verify { .. } | AuditCmd::Merge { .. })
         | Command::Operator(OperatorCmd::Restore { .. } | OperatorCmd::Inspect { .. }) => bail!("internal: handled above"),
         Command::Operator(OperatorCmd::Backup { out }) => operator_backup(&c, fmt, &out).await,
+        Command::Envelope(cmd) => {
+            crate::envelope_cmd::run(&c, fmt, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(AuditCmd::Query { filter, limit, after_seq }) => {
             let mut q = filter.query();
             q.push(format!("limit={limit}"));

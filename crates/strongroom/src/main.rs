@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod envelope_cmd;
 mod output;
 mod serve;
 

@@ -2,5 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
+mod envelope;
 mod golden;
 mod wycheproof;

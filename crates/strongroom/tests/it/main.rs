@@ -6,6 +6,7 @@
 mod aws;
 mod backup;
 mod cli;
+mod envelope;
 mod errors;
 mod federation;
 mod native;

@@ -1,0 +1,153 @@
+//! `strongroom envelope encrypt|decrypt` against a running server: files round trip, a
+//! changed or truncated envelope leaves no output behind, and the data key is bound to the
+//! envelope's context.
+
+use serde_json::json;
+
+use crate::support::{TestServer, cli};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_round_trip_and_tampering_leaves_nothing_behind() {
+    let srv = TestServer::dev();
+    srv.ring("app").await;
+    srv.key("app/data", json!({})).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let data: Vec<u8> = (0..300_001u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(p("in.bin"), &data).unwrap();
+
+    let (code, out, err) = cli(
+        &srv,
+        &[
+            "envelope",
+            "encrypt",
+            "--key",
+            "app/data",
+            "--context",
+            "tenant=acme",
+            "--chunk-size",
+            "4096",
+            "--in",
+            &p("in.bin"),
+            "--out",
+            &p("in.srenv"),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["encrypted"], 300_001);
+    assert_eq!(v["members"][0], "strongroom:app/data");
+    let env = std::fs::read(p("in.srenv")).unwrap();
+    assert_eq!(&env[..4], b"SREV");
+    assert!(
+        !env.windows(64).any(|w| data.windows(64).next() == Some(w)),
+        "plaintext in the envelope"
+    );
+
+    let (code, out, err) = cli(
+        &srv,
+        &[
+            "envelope",
+            "decrypt",
+            "--in",
+            &p("in.srenv"),
+            "--out",
+            &p("out.bin"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(std::fs::read(p("out.bin")).unwrap(), data);
+    // Never over an existing file.
+    let (code, _, err) = cli(
+        &srv,
+        &[
+            "envelope",
+            "decrypt",
+            "--in",
+            &p("in.srenv"),
+            "--out",
+            &p("out.bin"),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("exists"), "{err}");
+
+    // Changed in the body, cut short, or with its context edited: refused, no output file.
+    let mut body = env.clone();
+    let at = env.len() - 5000;
+    body[at] ^= 1;
+    let mut ctx = env.clone();
+    let i = ctx.windows(4).position(|w| w == b"acme").unwrap();
+    ctx[i] = b'A';
+    for (name, bytes, want) in [
+        ("body", body, "failed authentication"),
+        // The final chunk (300001 % 4096 bytes and its tag) dropped at a chunk boundary.
+        (
+            "cut",
+            env[..env.len() - (300_001 % 4096 + 16)].to_vec(),
+            "truncated",
+        ),
+        ("context", ctx, "no member could unwrap"),
+    ] {
+        std::fs::write(p(&format!("{name}.srenv")), &bytes).unwrap();
+        let out_file = p(&format!("{name}.out"));
+        let (code, _, err) = cli(
+            &srv,
+            &[
+                "envelope",
+                "decrypt",
+                "--in",
+                &p(&format!("{name}.srenv")),
+                "--out",
+                &out_file,
+            ],
+        );
+        assert_ne!(code, 0, "{name}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(
+            !std::path::Path::new(&out_file).exists(),
+            "{name}: plaintext was left behind"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".partial"))
+            .collect();
+        assert!(leftovers.is_empty(), "{name}: {leftovers:?}");
+    }
+
+    // Without permission to decrypt with the key: refused by the server, nothing written.
+    let (s, _) = srv
+        .call(
+            "POST",
+            "/v1/principals",
+            Some(json!({"name": "nobody", "kind": "workload", "roles": []})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let t = srv
+        .ok(
+            "POST",
+            "/v1/principals/nobody/tokens",
+            Some(json!({"ttl": "1h"})),
+        )
+        .await;
+    let (code, _, err) = crate::support::cli_as(
+        &srv.addr,
+        t["token"].as_str().unwrap(),
+        &[
+            "envelope",
+            "decrypt",
+            "--in",
+            &p("in.srenv"),
+            "--out",
+            &p("denied.out"),
+        ],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("access_denied"), "{err}");
+    assert!(!tmp.path().join("denied.out").exists());
+}
