@@ -19,12 +19,14 @@ const STRONGROOM_MEMBER: &str = "strongroom:";
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum EnvelopeCmd {
-    /// Encrypt a file or stream of any size: a fresh data key from --key seals it in
-    /// chunks; the envelope carries the data key wrapped by that key. Constant memory.
+    /// Encrypt a file or stream of any size: a fresh data key from the first --key seals it
+    /// in chunks; the envelope carries the data key wrapped by every --key, and any one of
+    /// them opens it. Constant memory.
     Encrypt {
-        /// The key that wraps the data key: <key ring>/<key>, alias/<alias> or an id.
-        #[arg(long)]
-        key: String,
+        /// A key that wraps the data key (repeatable; decryption tries them in this order):
+        /// <key ring>/<key>, alias/<alias> or an id.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
         /// Encryption context pair (repeatable) as key=value; authenticated with the data
         /// and bound to the wrapped key. Stored in the envelope (it is not secret).
         #[arg(long = "context", value_name = "KEY=VALUE")]
@@ -38,6 +40,17 @@ pub(crate) enum EnvelopeCmd {
         /// The envelope to write (`-` for stdout); refused if it exists.
         #[arg(long = "out", value_name = "FILE")]
         out_path: PathBuf,
+    },
+    /// Replace the wrapped data keys of envelope files with copies wrapped by the given keys
+    /// (after a rotation, or to add or remove a key), without touching their bodies. Each
+    /// file is rewritten under a temporary name and renamed over the original.
+    Rewrap {
+        /// A key that wraps the data key from now on (repeatable, in decryption order).
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// The envelope files.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
     },
     /// Decrypt an envelope. Each chunk is written only once it authenticated; with --out
     /// FILE the plaintext goes to a temporary file renamed into place only when the whole
@@ -174,7 +187,7 @@ fn context_of(pairs: &[String]) -> anyhow::Result<(EncryptionContext, Map<String
 pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Result<()> {
     match cmd {
         EnvelopeCmd::Encrypt {
-            key,
+            keys,
             context,
             chunk_size,
             in_path: input,
@@ -184,29 +197,26 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
             if !(envelope::MIN_CHUNK_SIZE..=envelope::MAX_CHUNK_SIZE).contains(&chunk_size) {
                 bail!("--chunk-size must be 16 to 16777216 bytes");
             }
+            if keys.len() > envelope::MAX_WRAPPED_KEYS {
+                bail!("at most {} --key", envelope::MAX_WRAPPED_KEYS);
+            }
             let (mut r, len) = open_input(&input)?;
             let out = Output::create(&output)?;
             let v = c
                 .call(
                     Method::Post,
                     "/v1/crypto/generate-data-key",
-                    Some(
-                        &json!({"key": key, "length": envelope::DATA_KEY_LEN, "context": json_ctx}),
-                    ),
+                    Some(&json!({"key": keys[0], "length": envelope::DATA_KEY_LEN, "context": json_ctx})),
                 )
                 .await?;
             let dk = KeyMaterial::new(c.bytes_field(&v, "plaintext")?);
-            let wrapped = c.bytes_field(&v, "ciphertext")?;
-            let member = format!("{STRONGROOM_MEMBER}{}", v["key"].as_str().unwrap_or(&key));
-            let header = Header::new(
-                &dk,
-                chunk_size,
-                ctx,
-                vec![WrappedKey {
-                    member: member.clone(),
-                    wrapped,
-                }],
-            )?;
+            let mut wrapped = vec![WrappedKey {
+                member: member_name(&v, &keys[0]),
+                wrapped: c.bytes_field(&v, "ciphertext")?,
+            }];
+            wrapped.extend(wrap(c, &dk, &keys[1..], &json_ctx).await?);
+            let members: Vec<String> = wrapped.iter().map(|w| w.member.clone()).collect();
+            let header = Header::new(&dk, chunk_size, ctx, wrapped)?;
             let bar = progress_bar(len, fmt, is_dash(&output));
             let mut out = out;
             let n = tokio::task::block_in_place(|| {
@@ -223,8 +233,35 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
             report(
                 fmt,
                 &output,
-                json!({"encrypted": n, "chunk_size": chunk_size, "members": [member], "key_version": v["version"]}),
+                json!({"encrypted": n, "chunk_size": chunk_size, "members": members}),
             );
+        }
+        EnvelopeCmd::Rewrap { keys, files } => {
+            if keys.len() > envelope::MAX_WRAPPED_KEYS {
+                bail!("at most {} --key", envelope::MAX_WRAPPED_KEYS);
+            }
+            let mut done = Vec::new();
+            for (i, file) in files.iter().enumerate() {
+                let members = rewrap(c, &keys, file).await.with_context(|| {
+                    format!(
+                        "{} (files before it were rewrapped, it and those after were not)",
+                        file.display()
+                    )
+                })?;
+                if fmt == Format::Table {
+                    output::line(&format!(
+                        "[{}/{}] {} now wrapped by {}",
+                        i + 1,
+                        files.len(),
+                        file.display(),
+                        members.join(", ")
+                    ));
+                }
+                done.push(json!({"file": file.display().to_string(), "members": members}));
+            }
+            if fmt == Format::Json {
+                output::object(fmt, &json!({"rewrapped": done}));
+            }
         }
         EnvelopeCmd::Decrypt {
             in_path: input,
@@ -233,44 +270,7 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
             let (mut r, len) = open_input(&input)?;
             let header = tokio::task::block_in_place(|| Header::read(&mut r))
                 .with_context(|| format!("{}", input.display()))?;
-            let json_ctx: Map<String, Value> = header
-                .context
-                .pairs()
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            // Members in the envelope's order; the first that unwraps its copy wins.
-            let mut failures = Vec::new();
-            let mut found = None;
-            for k in &header.keys {
-                if !k.member.starts_with(STRONGROOM_MEMBER) {
-                    failures.push(format!(
-                        "{}: not a Strongroom key (other providers come with key sets)",
-                        k.member
-                    ));
-                    continue;
-                }
-                let body = json!({"ciphertext": B64.encode(&k.wrapped), "context": json_ctx});
-                match c
-                    .call(Method::Post, "/v1/crypto/decrypt", Some(&body))
-                    .await
-                {
-                    Ok(v) => {
-                        found = Some((
-                            KeyMaterial::new(c.bytes_field(&v, "plaintext")?),
-                            k.member.clone(),
-                        ));
-                        break;
-                    }
-                    Err(e) => failures.push(format!("{}: {e}", k.member)),
-                }
-            }
-            let Some((dk, member)) = found else {
-                bail!(
-                    "no member could unwrap the data key: {}",
-                    failures.join("; ")
-                );
-            };
+            let (dk, member) = unwrap(c, &header).await?;
             let mut out = Output::create(&output)?;
             let bar = progress_bar(len, fmt, is_dash(&output));
             let n = tokio::task::block_in_place(|| {
@@ -297,6 +297,105 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
         }
     }
     Ok(())
+}
+
+fn member_name(v: &Value, asked: &str) -> String {
+    format!("{STRONGROOM_MEMBER}{}", v["key"].as_str().unwrap_or(asked))
+}
+
+fn json_context(ctx: &EncryptionContext) -> Map<String, Value> {
+    ctx.pairs()
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
+}
+
+/// The data key wrapped by each of `keys` (an Encrypt of the key under the same context).
+async fn wrap(
+    c: &Client,
+    dk: &KeyMaterial,
+    keys: &[String],
+    json_ctx: &Map<String, Value>,
+) -> anyhow::Result<Vec<WrappedKey>> {
+    let mut out = Vec::new();
+    for k in keys {
+        // Exposed to send it to the server to wrap, as GenerateDataKey returned it.
+        let body =
+            json!({"key": k, "plaintext": B64.encode(dk.expose_secret()), "context": json_ctx});
+        let v = c
+            .call(Method::Post, "/v1/crypto/encrypt", Some(&body))
+            .await
+            .with_context(|| format!("wrapping the data key with {k}"))?;
+        out.push(WrappedKey {
+            member: member_name(&v, k),
+            wrapped: c.bytes_field(&v, "ciphertext")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The data key from the first member that unwraps its copy (in the envelope's order).
+async fn unwrap(c: &Client, header: &Header) -> anyhow::Result<(KeyMaterial, String)> {
+    let json_ctx = json_context(&header.context);
+    let mut failures = Vec::new();
+    for k in &header.keys {
+        if !k.member.starts_with(STRONGROOM_MEMBER) {
+            failures.push(format!(
+                "{}: not a Strongroom key (other providers come with key sets)",
+                k.member
+            ));
+            continue;
+        }
+        let body = json!({"ciphertext": B64.encode(&k.wrapped), "context": json_ctx});
+        match c
+            .call(Method::Post, "/v1/crypto/decrypt", Some(&body))
+            .await
+        {
+            Ok(v) => {
+                let dk = KeyMaterial::new(c.bytes_field(&v, "plaintext")?);
+                header.check_data_key(&dk)?;
+                return Ok((dk, k.member.clone()));
+            }
+            Err(e) => failures.push(format!("{}: {e}", k.member)),
+        }
+    }
+    bail!(
+        "no member could unwrap the data key: {}",
+        failures.join("; ")
+    )
+}
+
+/// Rewrites one envelope with its data key wrapped by `keys`; the body is copied as is.
+async fn rewrap(c: &Client, keys: &[String], file: &Path) -> anyhow::Result<Vec<String>> {
+    let (mut r, _) = open_input(file)?;
+    let mut header = tokio::task::block_in_place(|| Header::read(&mut r))?;
+    let (dk, _) = unwrap(c, &header).await?;
+    header.keys = wrap(c, &dk, keys, &json_context(&header.context)).await?;
+    let members = header.keys.iter().map(|k| k.member.clone()).collect();
+    let name = file
+        .file_name()
+        .with_context(|| format!("{} is not a file name", file.display()))?;
+    let tmp = file.with_file_name(format!(".{}.rewrap", name.to_string_lossy()));
+    let written = tokio::task::block_in_place(|| -> anyhow::Result<()> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut w = std::io::BufWriter::new(opts.open(&tmp)?);
+        w.write_all(&header.encode()?)?;
+        std::io::copy(&mut r, &mut w)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, file)?;
+        Ok(())
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    Ok(members)
 }
 
 /// A summary on stderr (stdout may be the data), or JSON on stdout when writing to a file.

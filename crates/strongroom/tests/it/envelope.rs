@@ -151,3 +151,124 @@ async fn files_round_trip_and_tampering_leaves_nothing_behind() {
     assert!(err.contains("access_denied"), "{err}");
     assert!(!tmp.path().join("denied.out").exists());
 }
+
+/// Several keys wrap one data key: any one opens the envelope (here after the first is
+/// disabled), and rewrap replaces the wrapped keys without touching the body.
+#[tokio::test(flavor = "multi_thread")]
+async fn several_members_fail_over_and_rewrap_keeps_the_body() {
+    let srv = TestServer::dev();
+    srv.ring("app").await;
+    for k in ["a", "b", "c"] {
+        srv.key(&format!("app/{k}"), json!({})).await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let data = vec![0x5au8; 100_000];
+    std::fs::write(p("in.bin"), &data).unwrap();
+    let (code, out, err) = cli(
+        &srv,
+        &[
+            "envelope",
+            "encrypt",
+            "--key",
+            "app/a",
+            "--key",
+            "app/b",
+            "--in",
+            &p("in.bin"),
+            "--out",
+            &p("e.srenv"),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["members"],
+        json!(["strongroom:app/a", "strongroom:app/b"])
+    );
+
+    // The first member is disabled: the second opens it.
+    srv.ok("POST", "/v1/keyrings/app/keys/a/disable", None)
+        .await;
+    let (code, out, err) = cli(
+        &srv,
+        &[
+            "envelope",
+            "decrypt",
+            "--in",
+            &p("e.srenv"),
+            "--out",
+            &p("1.bin"),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["member"],
+        "strongroom:app/b"
+    );
+    assert_eq!(std::fs::read(p("1.bin")).unwrap(), data);
+
+    // Rewrapped under c alone: the same body, and only c opens it now.
+    let before = std::fs::read(p("e.srenv")).unwrap();
+    let (code, out, err) = cli(
+        &srv,
+        &["envelope", "rewrap", "--key", "app/c", &p("e.srenv")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("[1/1]"), "{out}");
+    let after = std::fs::read(p("e.srenv")).unwrap();
+    let body = 100_000 + 2 * 16; // two 64 KiB chunks and their tags
+    assert_eq!(
+        after[after.len() - body..],
+        before[before.len() - body..],
+        "the body changed"
+    );
+    assert_ne!(after, before);
+    srv.ok("POST", "/v1/keyrings/app/keys/b/disable", None)
+        .await;
+    let (code, out, err) = cli(
+        &srv,
+        &[
+            "envelope",
+            "decrypt",
+            "--in",
+            &p("e.srenv"),
+            "--out",
+            &p("2.bin"),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["member"],
+        "strongroom:app/c"
+    );
+    assert_eq!(std::fs::read(p("2.bin")).unwrap(), data);
+    srv.ok("POST", "/v1/keyrings/app/keys/c/disable", None)
+        .await;
+    let (code, _, err) = cli(
+        &srv,
+        &[
+            "envelope",
+            "decrypt",
+            "--in",
+            &p("e.srenv"),
+            "--out",
+            &p("3.bin"),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("no member could unwrap"), "{err}");
+    // A rewrap that cannot unwrap leaves the file as it was.
+    let (code, _, _) = cli(
+        &srv,
+        &["envelope", "rewrap", "--key", "app/a", &p("e.srenv")],
+    );
+    assert_ne!(code, 0);
+    assert_eq!(std::fs::read(p("e.srenv")).unwrap(), after);
+}
