@@ -57,12 +57,14 @@ for banned in ring openssl-sys; do
 done
 echo "ok"
 
-step "tests (cargo test --workspace)"
-cargo test --workspace --locked
-
-step "Python clients (target/test-venv from tests/python/requirements.txt)"
-command -v python3 >/dev/null || { echo "python3 is required for the AWS client tests" >&2; exit 1; }
+step "Python venv (target/test-venv from tests/python/requirements.txt): real clients and peers"
+command -v python3 >/dev/null || { echo "python3 is required for the client tests and the OpenBao peer" >&2; exit 1; }
 source scripts/python-venv.sh
+
+step "tests (cargo test --workspace; the Transit provider tests run the venv's OpenBao)"
+STRONGROOM_TEST_BAO="$PWD/$venv/bin/bao" cargo test --workspace --locked
+
+step "Python clients"
 "$venv/bin/python" -c 'import boto3, botocore, cryptography, grpc, hvac, pytest; print("boto3", boto3.__version__, "grpcio", grpc.__version__)'
 
 step "compatible APIs through real clients: boto3, aws CLI, grpcio, hvac vs OpenBao (tests/python)"

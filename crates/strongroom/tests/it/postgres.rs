@@ -73,7 +73,8 @@ async fn nodes_share_one_database_and_its_root_key() {
         }
         assert_eq!(got.0, 200, "{got:?}");
         assert!(
-            disabled_at.elapsed() < std::time::Duration::from_millis(1500),
+            // The bound is the cache's 1 s; the rest is slack for a loaded machine.
+            disabled_at.elapsed() < std::time::Duration::from_secs(3),
             "node A still encrypts {:?} after the disable on B",
             disabled_at.elapsed()
         );

@@ -1,0 +1,236 @@
+//! Key providers: the one interface Strongroom uses for keys that live somewhere else — a
+//! cloud KMS, Vault/OpenBao Transit, an HSM — so that key sets, envelopes and external keys
+//! are written once over all of them (`issues show 5`, `docs/providers.md`).
+//!
+//! A provider is declared in the server's configuration file (TOML) as
+//! `[providers.<name>] kind = "…"` plus its own settings; [`Config::parse`] reads that file
+//! and [`Config::build`] makes the providers. Implemented so far: `vault-transit`. Core
+//! holds no HTTP: providers live here, behind this trait.
+//!
+//! **Invariants:** plaintext data keys and credentials never appear in errors, logs or
+//! `Debug` output; every call has a timeout; errors say whether retrying may help.
+
+#![warn(missing_docs)]
+
+pub mod vault_transit;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strongroom_crypto::{EncryptionContext, KeyMaterial};
+
+/// Why a provider call failed. Messages name the provider and key, never secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider has no such key.
+    #[error("{provider}: key {key:?} not found")]
+    NotFound {
+        /// The provider's configured name.
+        provider: String,
+        /// The provider's key name.
+        key: String,
+    },
+    /// The provider refused Strongroom's credentials for this operation.
+    #[error("{provider}: access denied ({detail})")]
+    AccessDenied {
+        /// The provider's configured name.
+        provider: String,
+        /// What the provider said (no secrets).
+        detail: String,
+    },
+    /// The provider could not open the ciphertext (altered, another key, another context).
+    #[error("{provider}: the wrapped key does not open with this key and context")]
+    InvalidCiphertext {
+        /// The provider's configured name.
+        provider: String,
+    },
+    /// The provider or this kind of provider does not offer the operation.
+    #[error("{provider}: {operation} is not supported by this provider")]
+    Unsupported {
+        /// The provider's configured name.
+        provider: String,
+        /// The operation asked for.
+        operation: &'static str,
+    },
+    /// The provider did not answer in time, or answered with a server error.
+    #[error("{provider}: unavailable ({detail})")]
+    Unavailable {
+        /// The provider's configured name.
+        provider: String,
+        /// What happened (no secrets).
+        detail: String,
+        /// Whether a retry may succeed (timeouts, 5xx, connection failures).
+        retryable: bool,
+    },
+    /// The configuration is wrong.
+    #[error("provider configuration: {0}")]
+    Config(String),
+}
+
+impl ProviderError {
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Unavailable {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+/// A key as a provider describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderKey {
+    /// The provider's name for the key.
+    pub name: String,
+    /// The provider's key type, in its own words (e.g. `aes256-gcm96`).
+    pub key_type: String,
+    /// The newest version, where the provider versions keys.
+    pub latest_version: Option<u32>,
+    /// Whether the provider will encrypt with it.
+    pub can_encrypt: bool,
+    /// The rotation period, where the provider rotates on a schedule.
+    pub rotation_period: Option<Duration>,
+}
+
+/// A data key wrapped by a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wrapped {
+    /// The wrapped bytes, as the provider returned them.
+    pub ciphertext: Vec<u8>,
+    /// The key version that wrapped it, if the provider says.
+    pub key_version: Option<u32>,
+    /// The provider's request id, for the audit event.
+    pub request_id: Option<String>,
+}
+
+/// A data key a provider unwrapped.
+pub struct Unwrapped {
+    /// The data key.
+    pub plaintext: KeyMaterial,
+    /// The provider's request id, for the audit event.
+    pub request_id: Option<String>,
+}
+
+impl std::fmt::Debug for Unwrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unwrapped")
+            .field("plaintext", &"[REDACTED]")
+            .field("request_id", &self.request_id)
+            .finish()
+    }
+}
+
+/// What Strongroom needs from any place keys live. Operations a provider does not offer
+/// answer [`ProviderError::Unsupported`].
+#[async_trait::async_trait]
+pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
+    /// The provider's configured name (`[providers.<name>]`).
+    fn name(&self) -> &str;
+    /// The provider's kind (`vault-transit`, …).
+    fn kind(&self) -> &'static str;
+    /// Describes one of the provider's keys.
+    async fn describe(&self, key: &str) -> Result<ProviderKey>;
+    /// Wraps a data key under `key`, bound to `context` (the same context must unwrap it).
+    async fn wrap(
+        &self,
+        key: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Wrapped>;
+    /// Unwraps what [`KeyProvider::wrap`] returned.
+    async fn unwrap(
+        &self,
+        key: &str,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Unwrapped>;
+    /// Makes a new key version the one that wraps; returns it.
+    async fn rotate(&self, key: &str) -> Result<u32> {
+        let _ = key;
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation: "rotate",
+        })
+    }
+    /// Whether the provider answers (cheaply, with Strongroom's credentials).
+    async fn health(&self) -> Result<()>;
+}
+
+/// The providers of a configuration file.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[providers.<name>]` tables.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// One `[providers.<name>]` table, by its `kind`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ProviderConfig {
+    /// HashiCorp Vault or OpenBao Transit.
+    VaultTransit(vault_transit::VaultTransitConfig),
+}
+
+impl Config {
+    /// Parses the TOML text of a configuration file. Errors name the table and field.
+    pub fn parse(text: &str) -> Result<Self> {
+        let c: Self = toml::from_str(text).map_err(|e| ProviderError::Config(e.to_string()))?;
+        for name in c.providers.keys() {
+            let ok = !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !ok {
+                return Err(ProviderError::Config(format!(
+                    "provider name {name:?}: use 1-64 of a-z 0-9 - _"
+                )));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Builds every provider (reading credentials from where the configuration says).
+    pub fn build(&self) -> Result<BTreeMap<String, Arc<dyn KeyProvider>>> {
+        let mut out = BTreeMap::new();
+        for (name, p) in &self.providers {
+            let provider: Arc<dyn KeyProvider> = match p {
+                ProviderConfig::VaultTransit(c) => {
+                    Arc::new(vault_transit::VaultTransit::new(name, c)?)
+                }
+            };
+            out.insert(name.clone(), provider);
+        }
+        Ok(out)
+    }
+}
+
+/// Parses `"5s"`, `"500ms"`, `"2m"` (configuration timeouts).
+pub(crate) fn parse_duration(s: &str, field: &str) -> Result<Duration> {
+    let bad =
+        || ProviderError::Config(format!("{field}: expected e.g. 500ms, 5s or 2m, got {s:?}"));
+    let (num, unit) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1u64)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        return Err(bad());
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = n
+        .checked_mul(unit)
+        .filter(|ms| *ms > 0 && *ms <= 600_000)
+        .ok_or_else(bad)?;
+    Ok(Duration::from_millis(ms))
+}
