@@ -1745,48 +1745,12 @@ async fn operator_backup(
         o.flush().context("cannot write the backup to stdout")?;
         return Ok(ExitCode::SUCCESS);
     }
-    write_new_file(out, &bytes)?;
+    crate::newfile::write(out, &bytes)?;
     let mut summary = serde_json::to_value(&header)?;
     summary["file"] = out.display().to_string().into();
     summary["bytes"] = bytes.len().into();
     output::object(fmt, &summary);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes a new file durably: a temporary file beside it, fsync, then a rename that fails if
-/// the file appeared meanwhile; the temporary file is removed on failure.
-fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.partial",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let written = (|| -> std::io::Result<()> {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            // Names, labels and token hashes are in it: readable by its owner only.
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        // A hard link fails if `path` exists: never overwrite a backup.
-        std::fs::hard_link(&tmp, path)?;
-        std::fs::remove_file(&tmp)?;
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
 }
 
 async fn operator_restore(
@@ -1915,7 +1879,7 @@ fn audit_merge(files: &[PathBuf], out: Option<&std::path::Path>) -> anyhow::Resu
         text.push('\n');
     }
     match out {
-        Some(o) => write_new_file(o, text.as_bytes())?,
+        Some(o) => crate::newfile::write(o, text.as_bytes())?,
         None => {
             let mut o = std::io::stdout().lock();
             o.write_all(text.as_bytes())

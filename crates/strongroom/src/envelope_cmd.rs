@@ -79,70 +79,32 @@ fn open_input(p: &Path) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
     Ok((Box::new(std::io::BufReader::with_capacity(1 << 20, f)), len))
 }
 
-/// A new output file, written under a temporary name beside it and renamed into place by
-/// [`Output::finish`]; removed if dropped unfinished.
-struct Output {
-    target: PathBuf,
-    tmp: Option<PathBuf>,
-    w: Box<dyn Write>,
+/// Where output goes: a new file (complete or absent, see `crate::newfile`), or stdout.
+enum Output {
+    File(crate::newfile::NewFile),
+    Stdout(std::io::StdoutLock<'static>),
 }
 
 impl Output {
     fn create(p: &Path) -> anyhow::Result<Self> {
-        if is_dash(p) {
-            return Ok(Self {
-                target: p.to_path_buf(),
-                tmp: None,
-                w: Box::new(std::io::stdout().lock()),
-            });
-        }
-        if p.exists() {
-            bail!("{} exists; choose a new file", p.display());
-        }
-        let name = p
-            .file_name()
-            .with_context(|| format!("{} is not a file name", p.display()))?;
-        let tmp = p.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let f = opts
-            .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        Ok(Self {
-            target: p.to_path_buf(),
-            tmp: Some(tmp),
-            w: Box::new(std::io::BufWriter::with_capacity(1 << 20, f)),
+        Ok(if is_dash(p) {
+            Output::Stdout(std::io::stdout().lock())
+        } else {
+            Output::File(crate::newfile::NewFile::create(p)?)
         })
     }
 
-    fn finish(mut self) -> anyhow::Result<()> {
-        self.w.flush().context("cannot write the output")?;
-        if let Some(tmp) = self.tmp.take() {
-            // The writer is dropped (and the file closed) before the rename.
-            let w = std::mem::replace(&mut self.w, Box::new(std::io::sink()));
-            drop(w);
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("cannot sync {}", tmp.display()))?;
-            if let Err(e) = std::fs::hard_link(&tmp, &self.target) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e).with_context(|| format!("cannot create {}", self.target.display()));
-            }
-            let _ = std::fs::remove_file(&tmp);
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Output::File(f) => f.writer(),
+            Output::Stdout(s) => s,
         }
-        Ok(())
     }
-}
 
-impl Drop for Output {
-    fn drop(&mut self) {
-        if let Some(tmp) = &self.tmp {
-            let _ = std::fs::remove_file(tmp);
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            Output::File(f) => f.finish(),
+            Output::Stdout(mut s) => s.flush().context("cannot write to stdout"),
         }
     }
 }
@@ -220,7 +182,7 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
             let bar = progress_bar(len, fmt, is_dash(&output));
             let mut out = out;
             let n = tokio::task::block_in_place(|| {
-                envelope::encrypt(&dk, &header, &mut r, &mut out.w, |t| {
+                envelope::encrypt(&dk, &header, &mut r, &mut out.writer(), |t| {
                     if let Some(b) = &bar {
                         b.set_position(t);
                     }
@@ -274,7 +236,7 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
             let mut out = Output::create(&output)?;
             let bar = progress_bar(len, fmt, is_dash(&output));
             let n = tokio::task::block_in_place(|| {
-                envelope::decrypt(&dk, &header, &mut r, &mut out.w, |t| {
+                envelope::decrypt(&dk, &header, &mut r, &mut out.writer(), |t| {
                     if let Some(b) = &bar {
                         b.set_position(t);
                     }

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod envelope_cmd;
+mod newfile;
 mod output;
 mod serve;
 
