@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import ROOT_TOKEN, Server
+from conftest import ROOT_TOKEN, OpenBao, Server
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -55,10 +55,16 @@ def exported(text):
 
 
 @pytest.fixture(scope="module")
-def server():
-    s = Server(["--metrics-listen", "127.0.0.1:0", "--scheduler-interval", "1s"])
+def server(tmp_path_factory):
+    # One real key provider (OpenBao Transit), so the provider metrics exist too.
+    bao = OpenBao()
+    d = tmp_path_factory.mktemp("providers")
+    (d / "token").write_text(bao.token)
+    (d / "providers.toml").write_text(f'[providers.bao]\nkind = "vault-transit"\naddress = "{bao.url}"\ntoken_file = "{d / "token"}"\n')
+    s = Server(["--metrics-listen", "127.0.0.1:0", "--scheduler-interval", "1s", "--providers", str(d / "providers.toml")])
     yield s
     s.stop()
+    bao.stop()
 
 
 def token_for(server, name, roles, rate_limits=None):
@@ -133,6 +139,7 @@ def test_the_exposition_carries_what_the_traffic_did(scrape):
     assert value('strongroom_key_versions{state="enabled"}') == 4
     assert value('strongroom_scheduled_jobs_total{operation="scheduled-rotation",outcome="ok"}') == 1
     assert value("strongroom_scheduler_leader") == 1
+    assert value('strongroom_provider_up{provider="bao",kind="vault-transit"}') == 1
     assert value("strongroom_ready") == 1
     assert value("strongroom_sealed") == 0
     assert value('strongroom_audit_writes_total{outcome="error"}') == 0
@@ -216,6 +223,13 @@ def test_the_metrics_listener_serves_only_metrics(server):
     base = server.metrics_url.rsplit("/", 1)[0]
     assert get(base + "/v1/sys/health")[0] == 404
     assert get(base + "/metrics", "srt_wrong")[0] == 200
+
+
+def test_providers_are_listed_with_their_health(server):
+    status, body = server.native("GET", "/v1/providers")
+    assert status == 200, body
+    assert [(p["name"], p["kind"], p["healthy"], p["error"]) for p in body["items"]] == [("bao", "vault-transit", True, None)]
+    assert server.native("GET", "/v1/providers", token="srt_wrong")[0] == 401
 
 
 def test_readiness_and_liveness(server):

@@ -76,6 +76,8 @@ pub struct DataDirOptions {
     /// reused (zero: never). This node's own writes are seen at once; another node's within
     /// this time.
     pub read_cache_ttl: std::time::Duration,
+    /// The key providers this node uses, by name (from the providers file).
+    pub providers: std::collections::BTreeMap<String, Arc<dyn strongroom_providers::KeyProvider>>,
 }
 
 /// An opened data dir.
@@ -270,7 +272,8 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
             opts.scheduler_lease_secs,
         )
         .with_quotas(opts.quotas.clone())
-        .with_per_key_metrics(opts.per_key_metrics);
+        .with_per_key_metrics(opts.per_key_metrics)
+        .with_providers(opts.providers.clone());
     if let Some(f) = &opts.jwks_fetcher {
         service = service.with_jwks_fetcher(f.clone());
     }

@@ -21,6 +21,7 @@ pub mod grants;
 pub mod import;
 mod lifecycle;
 pub mod metrics;
+pub mod providers;
 pub mod quota;
 pub mod request;
 mod service;

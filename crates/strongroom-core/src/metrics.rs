@@ -50,6 +50,10 @@ pub const SCHEDULER_LEADER: &str = "strongroom_scheduler_leader";
 pub const SCHEDULED_JOBS: &str = "strongroom_scheduled_jobs_total";
 /// Policy reloads because another node changed the policies.
 pub const POLICY_RELOADS: &str = "strongroom_policy_reloads_total";
+/// 1 while the provider's last health probe succeeded, by `provider` and `kind`.
+pub const PROVIDER_UP: &str = "strongroom_provider_up";
+/// Time a provider's health probe took, by `provider`.
+pub const PROVIDER_PROBE_DURATION: &str = "strongroom_provider_probe_duration_seconds";
 /// 1 while the node is sealed (it never serves sealed: a node that cannot unseal does not
 /// start, so this is 0 on every node that answers).
 pub const SEALED: &str = "strongroom_sealed";
@@ -138,6 +142,16 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         POLICY_RELOADS,
         Kind::Counter,
         "Policy reloads after another node changed the policies.",
+    ),
+    (
+        PROVIDER_UP,
+        Kind::Gauge,
+        "1 while the key provider's last health probe succeeded.",
+    ),
+    (
+        PROVIDER_PROBE_DURATION,
+        Kind::Histogram,
+        "Time a key provider's health probe took.",
     ),
     (SEALED, Kind::Gauge, "1 while the node is sealed."),
     (READY, Kind::Gauge, "1 while the readiness check passes."),
@@ -229,6 +243,17 @@ pub(crate) fn operation(ev: &AuditEvent, per_key: bool) {
             "operation" => ev.operation, "outcome" => outcome, "code" => code)
         .increment(1);
     }
+}
+
+/// Records one provider health probe.
+pub(crate) fn provider_probe(provider: &str, kind: &'static str, up: bool, took: Duration) {
+    gauge!(PROVIDER_UP, "provider" => provider.to_string(), "kind" => kind).set(if up {
+        1.0
+    } else {
+        0.0
+    });
+    histogram!(PROVIDER_PROBE_DURATION, "provider" => provider.to_string())
+        .record(took.as_secs_f64());
 }
 
 /// Records one audit write.

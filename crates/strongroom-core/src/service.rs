@@ -53,6 +53,9 @@ pub struct KeyService {
     /// Label key metrics with key names as well as key rings.
     metrics_per_key: bool,
     inventory_gauges: crate::metrics::InventoryGauges,
+    /// The key providers this node is configured with, by name.
+    pub(crate) providers:
+        std::collections::BTreeMap<String, Arc<dyn strongroom_providers::KeyProvider>>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -115,7 +118,17 @@ impl KeyService {
             jwks_fetcher: None,
             metrics_per_key: false,
             inventory_gauges: crate::metrics::InventoryGauges::default(),
+            providers: Default::default(),
         }
+    }
+
+    /// Sets the key providers (from the providers file).
+    pub fn with_providers(
+        mut self,
+        providers: std::collections::BTreeMap<String, Arc<dyn strongroom_providers::KeyProvider>>,
+    ) -> Self {
+        self.providers = providers;
+        self
     }
 
     /// Labels key metrics with key names too (one series per key and operation).

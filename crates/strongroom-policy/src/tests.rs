@@ -130,6 +130,7 @@ fn default_policies_validate_and_the_schema_lists_every_action() {
             "read-audit",
             "read-metrics",
             "create-backup",
+            "list-providers",
         ])
     {
         assert!(names.iter().any(|n| n == a), "schema lacks action {a}");

@@ -12,10 +12,14 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "vault-transit")]
+mod config;
+#[cfg(feature = "vault-transit")]
 pub mod vault_transit;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+#[cfg(feature = "vault-transit")]
+pub use config::{Config, ProviderConfig};
+
 use std::time::Duration;
 
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
@@ -163,58 +167,8 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
     async fn health(&self) -> Result<()>;
 }
 
-/// The providers of a configuration file.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// `[providers.<name>]` tables.
-    #[serde(default)]
-    pub providers: BTreeMap<String, ProviderConfig>,
-}
-
-/// One `[providers.<name>]` table, by its `kind`.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ProviderConfig {
-    /// HashiCorp Vault or OpenBao Transit.
-    VaultTransit(vault_transit::VaultTransitConfig),
-}
-
-impl Config {
-    /// Parses the TOML text of a configuration file. Errors name the table and field.
-    pub fn parse(text: &str) -> Result<Self> {
-        let c: Self = toml::from_str(text).map_err(|e| ProviderError::Config(e.to_string()))?;
-        for name in c.providers.keys() {
-            let ok = !name.is_empty()
-                && name.len() <= 64
-                && name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !ok {
-                return Err(ProviderError::Config(format!(
-                    "provider name {name:?}: use 1-64 of a-z 0-9 - _"
-                )));
-            }
-        }
-        Ok(c)
-    }
-
-    /// Builds every provider (reading credentials from where the configuration says).
-    pub fn build(&self) -> Result<BTreeMap<String, Arc<dyn KeyProvider>>> {
-        let mut out = BTreeMap::new();
-        for (name, p) in &self.providers {
-            let provider: Arc<dyn KeyProvider> = match p {
-                ProviderConfig::VaultTransit(c) => {
-                    Arc::new(vault_transit::VaultTransit::new(name, c)?)
-                }
-            };
-            out.insert(name.clone(), provider);
-        }
-        Ok(out)
-    }
-}
-
 /// Parses `"5s"`, `"500ms"`, `"2m"` (configuration timeouts).
+#[cfg(feature = "vault-transit")]
 pub(crate) fn parse_duration(s: &str, field: &str) -> Result<Duration> {
     let bad =
         || ProviderError::Config(format!("{field}: expected e.g. 500ms, 5s or 2m, got {s:?}"));

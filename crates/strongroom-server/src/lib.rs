@@ -271,6 +271,8 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
         let mut policies = tokio::time::interval(Duration::from_secs(2));
         // Key counts, lifecycle drift and readiness for the metrics.
         let mut inventory = tokio::time::interval(Duration::from_secs(15));
+        // Key providers' health, for the metrics.
+        let mut providers = tokio::time::interval(Duration::from_secs(30));
         loop {
             tokio::select! {
                 _ = jobs.tick() => match svc.run_due_jobs().await {
@@ -286,6 +288,17 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e, "could not check the policies for changes"),
                     }
+                }
+                // On its own task: a slow provider must not hold up the scheduler.
+                _ = providers.tick() => {
+                    let svc = svc.clone();
+                    tokio::spawn(async move {
+                        for p in svc.probe_providers().await {
+                            if let Some(e) = p.error {
+                                tracing::warn!(provider = %p.name, error = %e, "key provider is not healthy");
+                            }
+                        }
+                    });
                 }
                 _ = inventory.tick() => {
                     if let Err(e) = svc.observe_inventory().await {

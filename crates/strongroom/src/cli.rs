@@ -157,10 +157,19 @@ enum Command {
     /// Operate a deployment: back up a running server, restore a backup (docs/operations.md).
     #[command(subcommand)]
     Operator(OperatorCmd),
+    /// Key providers this server is configured with (docs/providers.md).
+    #[command(subcommand)]
+    Provider(ProviderCmd),
     /// Envelope encryption of files and pipes of any size: the data never reaches the
     /// server, only a fresh data key wrapped by your key does (docs/envelope-format.md).
     #[command(subcommand)]
     Envelope(crate::envelope_cmd::EnvelopeCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProviderCmd {
+    /// List the key providers with a health probe of each (needs list-providers).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1195,6 +1204,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         | Command::Audit(AuditCmd::Verify { .. } | AuditCmd::Merge { .. })
         | Command::Operator(OperatorCmd::Restore { .. } | OperatorCmd::Inspect { .. }) => bail!("internal: handled above"),
         Command::Operator(OperatorCmd::Backup { out }) => operator_backup(&c, fmt, &out).await,
+        Command::Provider(ProviderCmd::List) => {
+            let v = c.call(Method::Get, "/v1/providers", None).await?;
+            output::list(fmt, &v, &["name", "kind", "healthy", "probe_ms", "error"]);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Envelope(cmd) => {
             crate::envelope_cmd::run(&c, fmt, cmd).await?;
             Ok(ExitCode::SUCCESS)

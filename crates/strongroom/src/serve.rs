@@ -161,6 +161,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub(crate) scheduler_interval: String,
 
+    /// Key providers (TOML: `[providers.<name>] kind = "vault-transit" …`, see
+    /// docs/providers.md). Each is built at start (credentials read then) and probed every
+    /// 30 s; `GET /v1/providers` and `strongroom_provider_up` show their health.
+    #[arg(long, value_name = "FILE", env = "STRONGROOM_PROVIDERS")]
+    pub(crate) providers: Option<PathBuf>,
+
     /// How long this node reuses tokens, keys, versions, principals and aliases it read
     /// from the store (0s: never). Its own changes apply at once; with several nodes on one
     /// database, a change made on another node (a disable, a revocation) applies here within
@@ -303,6 +309,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let cache_ttl = Duration::from_secs(cache_ttl as u64);
+    let providers = match &args.providers {
+        None => Default::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the providers file {}", path.display()))?;
+            strongroom_providers::Config::parse(&text)
+                .and_then(|c| c.build())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+    };
     let clock: Arc<dyn Clock> = if args.dangerous_clock_offset_secs != 0 {
         warn_line(&format!(
             "WARNING: clock shifted by {}s (--dangerous-clock-offset-secs); for tests only",
@@ -367,6 +383,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         scheduler_lease_secs: 3 * interval,
         per_key_metrics: args.metrics_per_key,
         read_cache_ttl: cache_ttl,
+        providers,
         database: match &args.database_url {
             None => None,
             Some(_) if args.dev => bail!(

@@ -263,6 +263,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         scheduler_lease_secs: 90,
         per_key_metrics: false,
         read_cache_ttl: std::time::Duration::from_secs(1),
+        providers: Default::default(),
     }
 }
 

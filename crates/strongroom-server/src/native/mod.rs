@@ -39,6 +39,7 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
         .route("/v1/sys/health", get(health))
         .route("/v1/sys/ready", get(ready))
         .route("/v1/sys/backup", post(create_backup))
+        .route("/v1/providers", get(list_providers))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/keyrings", post(create_key_ring).get(list_key_rings))
         .route("/v1/keyrings/{ring}", get(get_key_ring))
@@ -283,6 +284,25 @@ async fn ready(State(svc): App) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+async fn list_providers(State(svc): App, Ctx(ctx): Ctx) -> ApiResult<Response> {
+    let items: Vec<ProviderResponse> = svc
+        .list_providers(&ctx)
+        .await?
+        .into_iter()
+        .map(|p| ProviderResponse {
+            name: p.name,
+            kind: p.kind,
+            healthy: p.healthy,
+            error: p.error,
+            probe_ms: p.probe_ms,
+        })
+        .collect();
+    Ok(ok(ListResponse {
+        items,
+        next_page_token: None,
+    }))
 }
 
 async fn create_backup(State(svc): App, Ctx(ctx): Ctx) -> ApiResult<Response> {

@@ -15,6 +15,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/v1/sys/health", "health"),
     ("get", "/v1/sys/ready", "ready"),
     ("post", "/v1/sys/backup", "create_backup"),
+    ("get", "/v1/providers", "list_providers"),
     ("get", "/v1/openapi.json", "openapi"),
     ("post", "/v1/keyrings", "create_key_ring"),
     ("get", "/v1/keyrings", "list_key_rings"),

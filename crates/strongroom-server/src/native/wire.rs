@@ -621,6 +621,15 @@ pub(crate) struct HealthResponse {
 }
 
 #[derive(Debug, Serialize)]
+pub(crate) struct ProviderResponse {
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) healthy: bool,
+    pub(crate) error: Option<String>,
+    pub(crate) probe_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
 pub(crate) struct ReadyResponse {
     pub(crate) status: &'static str,
     pub(crate) store: &'static str,

@@ -12,6 +12,7 @@ mod federation;
 mod native;
 mod policy;
 mod postgres;
+mod providers;
 mod restart;
 mod support;
 mod tidy;
