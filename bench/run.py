@@ -293,6 +293,7 @@ def targets(m):
         ("single-client Encrypt p50 vs hello-world p50", ratio(m["encrypt_c1"]["p50_ms"], m["hello_c1"]["p50_ms"]), "<= 3"),
         ("Encrypt p99 at half of peak (ms)", m["encrypt_half_peak"]["p99_ms"], "<= 2"),
         ("envelope v1 encrypt vs raw AES-256-GCM, 1 MiB, one core", ratio(c.get("aes-256-gcm/envelope-v1-encrypt/1048576", {}).get("gb_s"), c.get("aes-256-gcm/raw-seal/1048576", {}).get("gb_s")), ">= 0.8"),
+        ("envelope v1 decrypt vs openssl speed aes-256-gcm, one core", ratio(c.get("aes-256-gcm/envelope-v1-decrypt/1048576", {}).get("gb_s"), m["openssl_gb_s"]), ">= 0.8"),
         (f"idle RSS with {int(m['keys_in_store'])} keys (MiB)", m["idle_rss_mib"], "<= 64"),
         ("cold start to ready, empty (ms)", m["cold_start_empty_ms"], "<= 200"),
         (f"cold start to ready, {int(m['keys_in_store'])} keys (ms)", m["cold_start_keys_ms"], "<= 200"),

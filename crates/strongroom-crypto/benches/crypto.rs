@@ -60,6 +60,20 @@ fn aead(c: &mut Criterion) {
                 envelope::encrypt(&material, &header, &mut &pt[..], &mut out, |_| {}).unwrap()
             })
         });
+        let mut sealed = Vec::new();
+        envelope::encrypt(&material, &header, &mut &pt[..], &mut sealed, |_| {}).unwrap();
+        let body = sealed[header.encode().unwrap().len()..].to_vec();
+        g.bench_with_input(
+            BenchmarkId::new("envelope-v1-decrypt", n),
+            &body,
+            |b, body| {
+                let mut out = Vec::with_capacity(body.len());
+                b.iter(|| {
+                    out.clear();
+                    envelope::decrypt(&material, &header, &mut &body[..], &mut out, |_| {}).unwrap()
+                })
+            },
+        );
         let ct = ciphertext::encrypt(Suite::Aes256GcmHkdf, &material, id, 1, &ctx, &pt).unwrap();
         let header = ciphertext::parse_header(&ct).unwrap();
         g.bench_with_input(
