@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod envelope;
 
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ pub enum ClientError {
     /// The client was misconfigured.
     #[error("{0}")]
     Config(String),
+    /// An envelope could not be made or opened (`docs/envelope-format.md`).
+    #[error("{0}")]
+    Envelope(String),
 }
 
 impl ClientError {

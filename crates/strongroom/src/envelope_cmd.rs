@@ -6,16 +6,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use base64::Engine;
-use serde_json::{Map, Value, json};
-use strongroom_client::{B64, Client, Method};
-use strongroom_crypto::envelope::{self, Header, WrappedKey};
-use strongroom_crypto::{EncryptionContext, KeyMaterial};
+use serde_json::{Value, json};
+use strongroom_client::Client;
+use strongroom_client::envelope::Envelopes;
+use strongroom_crypto::EncryptionContext;
+use strongroom_crypto::envelope::{self, Header};
 
 use crate::output::{self, Format};
-
-/// Members whose wrapped keys this release can unwrap: Strongroom keys.
-const STRONGROOM_MEMBER: &str = "strongroom:";
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum EnvelopeCmd {
@@ -130,9 +127,8 @@ fn progress_bar(len: Option<u64>, fmt: Format, to_stdout: bool) -> Option<indica
     Some(bar)
 }
 
-fn context_of(pairs: &[String]) -> anyhow::Result<(EncryptionContext, Map<String, Value>)> {
+fn context_of(pairs: &[String]) -> anyhow::Result<EncryptionContext> {
     let mut m = std::collections::BTreeMap::new();
-    let mut json_pairs = Map::new();
     for p in pairs {
         let (k, v) = p
             .split_once('=')
@@ -140,10 +136,9 @@ fn context_of(pairs: &[String]) -> anyhow::Result<(EncryptionContext, Map<String
         if m.insert(k.to_string(), v.to_string()).is_some() {
             bail!("--context key {k:?} given twice");
         }
-        json_pairs.insert(k.to_string(), Value::String(v.to_string()));
     }
     let ctx = EncryptionContext::try_new(m).map_err(|e| anyhow::anyhow!("--context: {e}"))?;
-    Ok((ctx, json_pairs))
+    Ok(ctx)
 }
 
 pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Result<()> {
@@ -155,7 +150,7 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
             in_path: input,
             out_path: output,
         } => {
-            let (ctx, json_ctx) = context_of(&context)?;
+            let ctx = context_of(&context)?;
             if !(envelope::MIN_CHUNK_SIZE..=envelope::MAX_CHUNK_SIZE).contains(&chunk_size) {
                 bail!("--chunk-size must be 16 to 16777216 bytes");
             }
@@ -164,19 +159,8 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
             }
             let (mut r, len) = open_input(&input)?;
             let out = Output::create(&output)?;
-            let v = c
-                .call(
-                    Method::Post,
-                    "/v1/crypto/generate-data-key",
-                    Some(&json!({"key": keys[0], "length": envelope::DATA_KEY_LEN, "context": json_ctx})),
-                )
-                .await?;
-            let dk = KeyMaterial::new(c.bytes_field(&v, "plaintext")?);
-            let mut wrapped = vec![WrappedKey {
-                member: member_name(&v, &keys[0]),
-                wrapped: c.bytes_field(&v, "ciphertext")?,
-            }];
-            wrapped.extend(wrap(c, &dk, &keys[1..], &json_ctx).await?);
+            let env = Envelopes::new(c.clone(), None);
+            let (dk, wrapped) = env.data_key(&keys, &ctx, None).await?;
             let members: Vec<String> = wrapped.iter().map(|w| w.member.clone()).collect();
             let header = Header::new(&dk, chunk_size, ctx, wrapped)?;
             let bar = progress_bar(len, fmt, is_dash(&output));
@@ -232,7 +216,7 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
             let (mut r, len) = open_input(&input)?;
             let header = tokio::task::block_in_place(|| Header::read(&mut r))
                 .with_context(|| format!("{}", input.display()))?;
-            let (dk, member) = unwrap(c, &header).await?;
+            let (dk, member) = Envelopes::new(c.clone(), None).unwrap(&header).await?;
             let mut out = Output::create(&output)?;
             let bar = progress_bar(len, fmt, is_dash(&output));
             let n = tokio::task::block_in_place(|| {
@@ -261,78 +245,13 @@ pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Re
     Ok(())
 }
 
-fn member_name(v: &Value, asked: &str) -> String {
-    format!("{STRONGROOM_MEMBER}{}", v["key"].as_str().unwrap_or(asked))
-}
-
-fn json_context(ctx: &EncryptionContext) -> Map<String, Value> {
-    ctx.pairs()
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect()
-}
-
-/// The data key wrapped by each of `keys` (an Encrypt of the key under the same context).
-async fn wrap(
-    c: &Client,
-    dk: &KeyMaterial,
-    keys: &[String],
-    json_ctx: &Map<String, Value>,
-) -> anyhow::Result<Vec<WrappedKey>> {
-    let mut out = Vec::new();
-    for k in keys {
-        // Exposed to send it to the server to wrap, as GenerateDataKey returned it.
-        let body =
-            json!({"key": k, "plaintext": B64.encode(dk.expose_secret()), "context": json_ctx});
-        let v = c
-            .call(Method::Post, "/v1/crypto/encrypt", Some(&body))
-            .await
-            .with_context(|| format!("wrapping the data key with {k}"))?;
-        out.push(WrappedKey {
-            member: member_name(&v, k),
-            wrapped: c.bytes_field(&v, "ciphertext")?,
-        });
-    }
-    Ok(out)
-}
-
-/// The data key from the first member that unwraps its copy (in the envelope's order).
-async fn unwrap(c: &Client, header: &Header) -> anyhow::Result<(KeyMaterial, String)> {
-    let json_ctx = json_context(&header.context);
-    let mut failures = Vec::new();
-    for k in &header.keys {
-        if !k.member.starts_with(STRONGROOM_MEMBER) {
-            failures.push(format!(
-                "{}: not a Strongroom key (other providers come with key sets)",
-                k.member
-            ));
-            continue;
-        }
-        let body = json!({"ciphertext": B64.encode(&k.wrapped), "context": json_ctx});
-        match c
-            .call(Method::Post, "/v1/crypto/decrypt", Some(&body))
-            .await
-        {
-            Ok(v) => {
-                let dk = KeyMaterial::new(c.bytes_field(&v, "plaintext")?);
-                header.check_data_key(&dk)?;
-                return Ok((dk, k.member.clone()));
-            }
-            Err(e) => failures.push(format!("{}: {e}", k.member)),
-        }
-    }
-    bail!(
-        "no member could unwrap the data key: {}",
-        failures.join("; ")
-    )
-}
-
 /// Rewrites one envelope with its data key wrapped by `keys`; the body is copied as is.
 async fn rewrap(c: &Client, keys: &[String], file: &Path) -> anyhow::Result<Vec<String>> {
     let (mut r, _) = open_input(file)?;
     let mut header = tokio::task::block_in_place(|| Header::read(&mut r))?;
-    let (dk, _) = unwrap(c, &header).await?;
-    header.keys = wrap(c, &dk, keys, &json_context(&header.context)).await?;
+    let env = Envelopes::new(c.clone(), None);
+    let (dk, _) = env.unwrap(&header).await?;
+    header.keys = env.wrap(&dk, keys, &header.context).await?;
     let members = header.keys.iter().map(|k| k.member.clone()).collect();
     let name = file
         .file_name()

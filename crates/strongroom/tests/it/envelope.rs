@@ -272,3 +272,68 @@ async fn several_members_fail_over_and_rewrap_keeps_the_body() {
     assert_ne!(code, 0);
     assert_eq!(std::fs::read(p("e.srenv")).unwrap(), after);
 }
+
+/// The SDK's data-key cache: within its limits, many envelopes make few calls to the server
+/// (counted in the audit log), and every envelope still opens.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_key_cache_saves_server_calls_within_its_limits() {
+    use std::sync::Arc;
+    use strongroom_client::envelope::{CachePolicy, DataKeyCache, Envelopes};
+    let srv = TestServer::dev();
+    srv.ring("app").await;
+    srv.key("app/data", json!({})).await;
+    let client = strongroom_client::Client::new(&srv.addr, Some(srv.token.clone())).unwrap();
+    let policy = CachePolicy {
+        max_age: std::time::Duration::from_secs(300),
+        max_messages: 10,
+        max_bytes: 1000,
+    };
+    let cache = Arc::new(DataKeyCache::new(policy));
+    let env = Envelopes::new(client.clone(), Some(cache.clone()));
+    let keys = vec!["app/data".to_string()];
+    let ctx = strongroom_crypto::EncryptionContext::try_new(
+        [("tenant".to_string(), "acme".to_string())].into(),
+    )
+    .unwrap();
+    let mut sealed = Vec::new();
+    for i in 0..35u32 {
+        sealed.push((i, env.encrypt(&keys, &ctx, &i.to_be_bytes()).await.unwrap()));
+    }
+    // Larger than max_bytes: never cached.
+    let big = env.encrypt(&keys, &ctx, &[0u8; 2000]).await.unwrap();
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses), (31, 5), "{s:?}");
+    let count = |op: &'static str| {
+        let srv = &srv;
+        async move {
+            let (st, v) = srv
+                .call(
+                    "GET",
+                    &format!("/v1/audit/events?operation={op}&limit=1000"),
+                    None,
+                )
+                .await;
+            assert_eq!(st, 200, "{v}");
+            v["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(
+        count("generate-data-key").await,
+        5,
+        "one per 10 envelopes, and the big one"
+    );
+
+    // Decrypting with a cache: one unwrap per distinct data key.
+    let reader = Envelopes::new(client.clone(), Some(Arc::new(DataKeyCache::new(policy))));
+    for (i, e) in &sealed {
+        assert_eq!(reader.decrypt(e).await.unwrap(), i.to_be_bytes());
+    }
+    assert_eq!(reader.decrypt(&big).await.unwrap(), vec![0u8; 2000]);
+    assert_eq!(count("decrypt").await, 5);
+    // Without a cache every envelope costs a call.
+    let plain = Envelopes::new(client, None);
+    for (i, e) in sealed.iter().take(3) {
+        assert_eq!(plain.decrypt(e).await.unwrap(), i.to_be_bytes());
+    }
+    assert_eq!(count("decrypt").await, 8);
+}
