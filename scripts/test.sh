@@ -61,8 +61,9 @@ step "Python venv (target/test-venv from tests/python/requirements.txt): real cl
 command -v python3 >/dev/null || { echo "python3 is required for the client tests and the OpenBao peer" >&2; exit 1; }
 source scripts/python-venv.sh
 
-step "tests (cargo test --workspace; the Transit provider tests run the venv's OpenBao)"
-STRONGROOM_TEST_BAO="$PWD/$venv/bin/bao" cargo test --workspace --locked
+step "tests (cargo test --workspace; the provider tests run the venv's OpenBao and moto)"
+STRONGROOM_TEST_BAO="$PWD/$venv/bin/bao" STRONGROOM_TEST_MOTO="$PWD/$venv/bin/moto_server" \
+  cargo test --workspace --locked
 
 step "Python clients"
 "$venv/bin/python" -c 'import boto3, botocore, cryptography, grpc, hvac, pytest; print("boto3", boto3.__version__, "grpcio", grpc.__version__)'

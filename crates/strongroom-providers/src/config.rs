@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{KeyProvider, ProviderError, Result, vault_transit};
+use crate::{KeyProvider, ProviderError, Result};
 
 /// The providers of a configuration file.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -19,7 +19,11 @@ pub struct Config {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ProviderConfig {
     /// HashiCorp Vault or OpenBao Transit.
-    VaultTransit(vault_transit::VaultTransitConfig),
+    #[cfg(feature = "vault-transit")]
+    VaultTransit(crate::vault_transit::VaultTransitConfig),
+    /// AWS KMS.
+    #[cfg(feature = "aws-kms")]
+    AwsKms(crate::aws_kms::AwsKmsConfig),
 }
 
 impl Config {
@@ -46,9 +50,12 @@ impl Config {
         let mut out = BTreeMap::new();
         for (name, p) in &self.providers {
             let provider: Arc<dyn KeyProvider> = match p {
+                #[cfg(feature = "vault-transit")]
                 ProviderConfig::VaultTransit(c) => {
-                    Arc::new(vault_transit::VaultTransit::new(name, c)?)
+                    Arc::new(crate::vault_transit::VaultTransit::new(name, c)?)
                 }
+                #[cfg(feature = "aws-kms")]
+                ProviderConfig::AwsKms(c) => Arc::new(crate::aws_kms::AwsKms::new(name, c)?),
             };
             out.insert(name.clone(), provider);
         }

@@ -4,7 +4,8 @@
 //!
 //! A provider is declared in the server's configuration file (TOML) as
 //! `[providers.<name>] kind = "…"` plus its own settings; [`Config::parse`] reads that file
-//! and [`Config::build`] makes the providers. Implemented so far: `vault-transit`. Core
+//! and [`Config::build`] makes the providers. Implemented so far: `vault-transit` and
+//! `aws-kms`, each behind the cargo feature of that name. Core
 //! holds no HTTP: providers live here, behind this trait.
 //!
 //! **Invariants:** plaintext data keys and credentials never appear in errors, logs or
@@ -12,12 +13,14 @@
 
 #![warn(missing_docs)]
 
-#[cfg(feature = "vault-transit")]
+#[cfg(feature = "aws-kms")]
+pub mod aws_kms;
+#[cfg(any(feature = "vault-transit", feature = "aws-kms"))]
 mod config;
 #[cfg(feature = "vault-transit")]
 pub mod vault_transit;
 
-#[cfg(feature = "vault-transit")]
+#[cfg(any(feature = "vault-transit", feature = "aws-kms"))]
 pub use config::{Config, ProviderConfig};
 
 use std::time::Duration;
@@ -168,7 +171,7 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
 }
 
 /// Parses `"5s"`, `"500ms"`, `"2m"` (configuration timeouts).
-#[cfg(feature = "vault-transit")]
+#[cfg(any(feature = "vault-transit", feature = "aws-kms"))]
 pub(crate) fn parse_duration(s: &str, field: &str) -> Result<Duration> {
     let bad =
         || ProviderError::Config(format!("{field}: expected e.g. 500ms, 5s or 2m, got {s:?}"));

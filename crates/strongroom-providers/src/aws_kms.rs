@@ -1,0 +1,335 @@
+//! `kind = "aws-kms"`: keys in AWS KMS (or anything that speaks its API), through the
+//! official `aws-sdk-kms`.
+//!
+//! ```toml
+//! [providers.aws-east]
+//! kind = "aws-kms"
+//! region = "us-east-1"
+//! endpoint = "https://kms.us-east-1.amazonaws.com"   # optional (a VPC endpoint, a test server)
+//! timeout = "5s"
+//! access_key_id_env = "AWS_ACCESS_KEY_ID"             # static credentials, read at start
+//! secret_access_key_env = "AWS_SECRET_ACCESS_KEY"
+//! session_token_env = "AWS_SESSION_TOKEN"             # optional
+//! # or: shared_credentials_file = "/run/secrets/aws-credentials" and profile = "default"
+//! ```
+//!
+//! Data keys are wrapped with `Encrypt` and unwrapped with `Decrypt`, the encryption context
+//! passed as KMS's own encryption context, so a wrapped key opens only under the same
+//! context. Key names are key ids, key ARNs or `alias/…`.
+
+use std::time::Duration;
+
+use aws_sdk_kms::Client;
+use aws_sdk_kms::config::{Credentials, Region};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use strongroom_crypto::{EncryptionContext, KeyMaterial};
+
+use crate::{KeyProvider, ProviderError, ProviderKey, Result, Unwrapped, Wrapped};
+
+/// The `[providers.<name>]` settings of an AWS KMS provider.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsKmsConfig {
+    /// The region, e.g. `us-east-1`.
+    pub region: String,
+    /// Another endpoint than the region's (a VPC endpoint, a test server).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Per-call timeout, e.g. `5s`.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// The environment variable holding the access key id.
+    #[serde(default)]
+    pub access_key_id_env: Option<String>,
+    /// The environment variable holding the secret access key.
+    #[serde(default)]
+    pub secret_access_key_env: Option<String>,
+    /// The environment variable holding a session token, for temporary credentials.
+    #[serde(default)]
+    pub session_token_env: Option<String>,
+    /// Or: an AWS shared credentials file (`aws_access_key_id`, `aws_secret_access_key`,
+    /// optional `aws_session_token` under `[profile]`).
+    #[serde(default)]
+    pub shared_credentials_file: Option<std::path::PathBuf>,
+    /// The profile in `shared_credentials_file`.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+}
+
+fn default_profile() -> String {
+    "default".into()
+}
+
+/// (access key id, secret, session token) of `profile` in an AWS shared credentials file.
+fn read_shared_credentials(text: &str, profile: &str) -> Option<(String, String, Option<String>)> {
+    let mut in_profile = false;
+    let (mut id, mut secret, mut token) = (None, None, None);
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') && line.ends_with(']') {
+            in_profile = line[1..line.len() - 1].trim() == profile;
+            continue;
+        }
+        if !in_profile || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim().to_string();
+            match k.trim() {
+                "aws_access_key_id" => id = Some(v),
+                "aws_secret_access_key" => secret = Some(v),
+                "aws_session_token" => token = Some(v),
+                _ => {}
+            }
+        }
+    }
+    Some((id?, secret?, token))
+}
+
+fn default_timeout() -> String {
+    "5s".into()
+}
+
+/// An AWS KMS provider.
+pub struct AwsKms {
+    name: String,
+    region: String,
+    client: Client,
+}
+
+impl std::fmt::Debug for AwsKms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsKms")
+            .field("name", &self.name)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwsKms {
+    /// Builds the provider `name` from its settings, reading its credentials.
+    pub fn new(name: &str, c: &AwsKmsConfig) -> Result<Self> {
+        let cfg = |m: String| ProviderError::Config(format!("providers.{name}: {m}"));
+        let env = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| cfg(format!("{var} is not set")))
+        };
+        let timeout: Duration =
+            crate::parse_duration(&c.timeout, &format!("providers.{name}.timeout"))?;
+        let (id, secret, token) = match (
+            &c.access_key_id_env,
+            &c.secret_access_key_env,
+            &c.shared_credentials_file,
+        ) {
+            (Some(i), Some(k), None) => (
+                env(i)?,
+                env(k)?,
+                c.session_token_env.as_deref().map(env).transpose()?,
+            ),
+            (None, None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| cfg(format!("cannot read {}: {e}", path.display())))?;
+                read_shared_credentials(&text, &c.profile).ok_or_else(|| {
+                    cfg(format!(
+                        "{} has no aws_access_key_id and aws_secret_access_key under [{}]",
+                        path.display(),
+                        c.profile
+                    ))
+                })?
+            }
+            _ => {
+                return Err(cfg(
+                    "give access_key_id_env and secret_access_key_env, or shared_credentials_file"
+                        .into(),
+                ));
+            }
+        };
+        let creds = Credentials::new(id, secret, token, None, "strongroom-providers-file");
+        let mut b = aws_sdk_kms::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new(c.region.clone()))
+            .credentials_provider(creds)
+            .timeout_config(
+                aws_sdk_kms::config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(timeout)
+                    .connect_timeout(timeout)
+                    .build(),
+            )
+            // Retries are the key set's business (jittered, retryable errors only).
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled());
+        if let Some(e) = &c.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(cfg("endpoint must start with http:// or https://".into()));
+            }
+            b = b.endpoint_url(e);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            region: c.region.clone(),
+            client: Client::from_conf(b.build()),
+        })
+    }
+
+    fn error<E: ProvideErrorMetadata + std::fmt::Debug>(
+        &self,
+        key: &str,
+        e: SdkError<E>,
+    ) -> ProviderError {
+        let unavailable = |detail: String, retryable: bool| ProviderError::Unavailable {
+            provider: self.name.clone(),
+            detail,
+            retryable,
+        };
+        match e {
+            SdkError::ServiceError(se) => {
+                let err = se.err();
+                let code = err.code().unwrap_or("").to_string();
+                match code.as_str() {
+                    "NotFoundException" => ProviderError::NotFound {
+                        provider: self.name.clone(),
+                        key: key.to_string(),
+                    },
+                    "AccessDeniedException"
+                    | "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "ExpiredTokenException" => ProviderError::AccessDenied {
+                        provider: self.name.clone(),
+                        detail: code,
+                    },
+                    "InvalidCiphertextException" | "IncorrectKeyException" => {
+                        ProviderError::InvalidCiphertext {
+                            provider: self.name.clone(),
+                        }
+                    }
+                    "KMSInternalException"
+                    | "DependencyTimeoutException"
+                    | "ThrottlingException"
+                    | "LimitExceededException" => unavailable(code, true),
+                    _ => unavailable(
+                        if code.is_empty() {
+                            "service error".into()
+                        } else {
+                            code
+                        },
+                        false,
+                    ),
+                }
+            }
+            SdkError::TimeoutError(_) => unavailable("timed out".into(), true),
+            SdkError::DispatchFailure(_) => unavailable("cannot connect".into(), true),
+            SdkError::ResponseError(_) => unavailable("unreadable response".into(), true),
+            _ => unavailable("request failed".into(), false),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyProvider for AwsKms {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "aws-kms"
+    }
+
+    async fn describe(&self, key: &str) -> Result<ProviderKey> {
+        let out = self
+            .client
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| self.error(key, e))?;
+        let m = out.key_metadata();
+        Ok(ProviderKey {
+            name: m
+                .map(|m| m.key_id().to_string())
+                .unwrap_or_else(|| key.to_string()),
+            key_type: m
+                .and_then(|m| m.key_spec())
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            latest_version: None,
+            // Enabled, and for encryption (AWS's default usage when a response omits it).
+            can_encrypt: m.is_some_and(|m| {
+                let enabled = m
+                    .key_state()
+                    .map_or(m.enabled(), |s| s.as_str() == "Enabled");
+                enabled
+                    && m.key_usage()
+                        .is_none_or(|u| u.as_str() == "ENCRYPT_DECRYPT")
+            }),
+            rotation_period: None,
+        })
+    }
+
+    async fn wrap(
+        &self,
+        key: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Wrapped> {
+        let mut req = self
+            .client
+            .encrypt()
+            .key_id(key)
+            .plaintext(Blob::new(plaintext.to_vec()));
+        for (k, v) in context.pairs() {
+            req = req.encryption_context(k, v);
+        }
+        let out = req.send().await.map_err(|e| self.error(key, e))?;
+        let ct = out
+            .ciphertext_blob()
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(|| ProviderError::Unavailable {
+                provider: self.name.clone(),
+                detail: "the Encrypt answer has no ciphertext".into(),
+                retryable: false,
+            })?;
+        Ok(Wrapped {
+            ciphertext: ct,
+            key_version: None,
+            request_id: aws_sdk_kms::operation::RequestId::request_id(&out).map(str::to_string),
+        })
+    }
+
+    async fn unwrap(
+        &self,
+        key: &str,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Unwrapped> {
+        let mut req = self
+            .client
+            .decrypt()
+            .key_id(key)
+            .ciphertext_blob(Blob::new(ciphertext.to_vec()));
+        for (k, v) in context.pairs() {
+            req = req.encryption_context(k, v);
+        }
+        let out = req.send().await.map_err(|e| self.error(key, e))?;
+        let pt = out.plaintext().map(|b| b.as_ref().to_vec()).ok_or(
+            ProviderError::InvalidCiphertext {
+                provider: self.name.clone(),
+            },
+        )?;
+        Ok(Unwrapped {
+            plaintext: KeyMaterial::new(pt),
+            request_id: aws_sdk_kms::operation::RequestId::request_id(&out).map(str::to_string),
+        })
+    }
+
+    async fn health(&self) -> Result<()> {
+        // One cheap signed call: checks the endpoint and the credentials.
+        self.client
+            .list_keys()
+            .limit(1)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("", e))
+    }
+}
