@@ -214,7 +214,7 @@ CREATE TABLE leases (
 ];
 
 /// Any number, the same on every node: migrations run under this advisory lock.
-const MIGRATION_LOCK: i64 = 0x5354_524f_4e47_0001;
+const MIGRATION_LOCK: Option<i64> = Some(0x5354_524f_4e47_0001);
 
 /// How to open a PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -280,49 +280,6 @@ impl PostgresStore {
         self.writer.close().await;
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(MIGRATION_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, "schema"))?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e, "schema"))?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, "schema"))?;
-        let newest_known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-        if let Some(newer) = applied.iter().find(|v| **v > newest_known) {
-            return Err(StoreError::Unavailable(format!(
-                "the database has schema version {newer}, newer than this strongroom knows ({newest_known}); upgrade strongroom"
-            )));
-        }
-        for (version, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e, "schema"))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, CAST(EXTRACT(EPOCH FROM now()) AS BIGINT))",
-            )
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, "schema"))?;
-        }
-        tx.commit().await.map_err(|e| self.err(e, "schema"))?;
-        Ok(())
-    }
-
     fn check(&self) -> Result<()> {
         Ok(())
     }
@@ -375,6 +332,11 @@ impl PostgresStore {
     /// PostgreSQL reclaims dead rows itself; nothing to do after a destruction.
     async fn checkpoint(&self) {}
 }
+
+/// The migrations table, in PostgreSQL's types.
+const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+/// Seconds since the epoch, in SQL.
+const NOW_SQL: &str = "CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)";
 
 /// One snapshot for the whole read, and no writes.
 const SNAPSHOT_ISOLATION: Option<&str> =

@@ -1,7 +1,8 @@
 // The SQL both stores share: row decoding and every `Store` method, written once and
 // compiled into `sqlite` and `postgres`, which each `include!` this file after naming their
 // `Db`, `DbRow` and `ThisStore` (with `reader`, `failed`, `check`, `begin`, `err` and
-// `checkpoint`). The SQL text is the same on both databases: `$n` placeholders, standard
+// `checkpoint`), and the constants `MIGRATIONS`, `SCHEMA_TABLE`, `MIGRATION_LOCK`,
+// `NOW_SQL`, `SNAPSHOT_ISOLATION` and `CATALOG_COLUMNS`. The SQL text is the same on both databases: `$n` placeholders, standard
 // types, `ON CONFLICT`. Keep it so.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,55 @@ use strongroom_crypto::{Algorithm, KeyId, Purpose};
 
 use crate::model::*;
 use crate::{AliasWrite, Result, Store, StoreError};
+
+impl ThisStore {
+    /// Applies the migrations this release knows and the database lacks, in one
+    /// transaction (under the backend's `MIGRATION_LOCK`, if it has one); refuses a database
+    /// migrated by a newer release.
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if let Some(lock) = MIGRATION_LOCK {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "schema"))?;
+        }
+        sqlx::query(SCHEMA_TABLE)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "schema"))?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, "schema"))?;
+        let newest_known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if let Some(newer) = applied.iter().find(|v| **v > newest_known) {
+            return Err(StoreError::Unavailable(format!(
+                "the database has schema version {newer}, newer than this strongroom knows ({newest_known}); upgrade strongroom"
+            )));
+        }
+        let record = format!(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, {NOW_SQL})"
+        );
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "schema"))?;
+            sqlx::query(sqlx::AssertSqlSafe(record.clone()))
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e, "schema"))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e, "schema"))?;
+        Ok(())
+    }
+}
 
 const MAX_PAGE: u32 = 1000;
 const DEFAULT_PAGE: u32 = 100;

@@ -299,44 +299,6 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e, "schema"))?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, "schema"))?;
-        let newest_known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-        if let Some(newer) = applied.iter().find(|v| **v > newest_known) {
-            return Err(StoreError::Unavailable(format!(
-                "the database has schema version {newer}, newer than this strongroom knows ({newest_known}); upgrade strongroom"
-            )));
-        }
-        for (version, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e, "schema"))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, unixepoch())",
-            )
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, "schema"))?;
-        }
-        tx.commit().await.map_err(|e| self.err(e, "schema"))?;
-        Ok(())
-    }
-
     fn check(&self) -> Result<()> {
         if self.failed.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable(format!(
@@ -403,6 +365,14 @@ impl SqliteStore {
         }
     }
 }
+
+/// The migrations table, in SQLite's types.
+const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)";
+/// No advisory lock: the single writer connection serialises migrations (and the data dir
+/// is locked to one process).
+const MIGRATION_LOCK: Option<i64> = None;
+/// Seconds since the epoch, in SQL.
+const NOW_SQL: &str = "unixepoch()";
 
 /// A read transaction in WAL mode already sees one snapshot of the database.
 const SNAPSHOT_ISOLATION: Option<&str> = None;

@@ -978,19 +978,28 @@ enum TokenCmd {
     },
 }
 
-fn pairs(list: &[String], what: &str) -> anyhow::Result<Map<String, Value>> {
-    let mut m = Map::new();
+/// `key=value` arguments as a map; a key given twice is refused.
+pub(crate) fn parse_pairs(
+    list: &[String],
+    what: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut m = std::collections::BTreeMap::new();
     for p in list {
         let (k, v) = p
             .split_once('=')
             .with_context(|| format!("{what} must be key=value, got {p:?}"))?;
-        if m.insert(k.to_string(), Value::String(v.to_string()))
-            .is_some()
-        {
+        if m.insert(k.to_string(), v.to_string()).is_some() {
             bail!("{what} key {k:?} given twice");
         }
     }
     Ok(m)
+}
+
+fn pairs(list: &[String], what: &str) -> anyhow::Result<Map<String, Value>> {
+    Ok(parse_pairs(list, what)?
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect())
 }
 
 fn parse_rules(list: &[String]) -> anyhow::Result<Value> {

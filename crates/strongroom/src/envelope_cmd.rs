@@ -128,17 +128,8 @@ fn progress_bar(len: Option<u64>, fmt: Format, to_stdout: bool) -> Option<indica
 }
 
 fn context_of(pairs: &[String]) -> anyhow::Result<EncryptionContext> {
-    let mut m = std::collections::BTreeMap::new();
-    for p in pairs {
-        let (k, v) = p
-            .split_once('=')
-            .with_context(|| format!("--context must be key=value, got {p:?}"))?;
-        if m.insert(k.to_string(), v.to_string()).is_some() {
-            bail!("--context key {k:?} given twice");
-        }
-    }
-    let ctx = EncryptionContext::try_new(m).map_err(|e| anyhow::anyhow!("--context: {e}"))?;
-    Ok(ctx)
+    EncryptionContext::try_new(crate::cli::parse_pairs(pairs, "--context")?)
+        .map_err(|e| anyhow::anyhow!("--context: {e}"))
 }
 
 pub(crate) async fn run(c: &Client, fmt: Format, cmd: EnvelopeCmd) -> anyhow::Result<()> {
