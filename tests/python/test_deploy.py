@@ -58,13 +58,25 @@ def exported(text):
 def server(tmp_path_factory):
     # One real key provider (OpenBao Transit), so the provider metrics exist too.
     bao = OpenBao()
+    # A second OpenBao that the traffic below stops, so failover metrics appear.
+    flaky = OpenBao()
     d = tmp_path_factory.mktemp("providers")
     (d / "token").write_text(bao.token)
-    (d / "providers.toml").write_text(f'[providers.bao]\nkind = "vault-transit"\naddress = "{bao.url}"\ntoken_file = "{d / "token"}"\n')
+    (d / "providers.toml").write_text(
+        f'[providers.bao]\nkind = "vault-transit"\naddress = "{bao.url}"\ntoken_file = "{d / "token"}"\n\n'
+        f'[providers.flaky]\nkind = "vault-transit"\naddress = "{flaky.url}"\ntoken_file = "{d / "token"}"\n'
+        'timeout = "1s"\ndeadline = "2s"\nretries = 1\nretry_backoff = "10ms"\n'
+    )
+    for peer in (bao, flaky):
+        req = urllib.request.Request(peer.url + "/v1/transit/keys/dk", data=b'{"type":"aes256-gcm96"}', method="POST")
+        req.add_header("X-Vault-Token", peer.token)
+        urllib.request.urlopen(req).close()
     s = Server(["--metrics-listen", "127.0.0.1:0", "--scheduler-interval", "1s", "--providers", str(d / "providers.toml")])
+    s.flaky = flaky
     yield s
     s.stop()
     bao.stop()
+    flaky.stop()
 
 
 def token_for(server, name, roles, rate_limits=None):
@@ -100,6 +112,15 @@ def scrape(server):
     limited = token_for(server, "limited", [], {"crypto": 1})
     codes = {server.native("POST", "/v1/crypto/encrypt", {"key": "obs/k", "plaintext": "eA=="}, token=limited)[0] for _ in range(5)}
     assert codes == {403, 429}, codes
+    # A key set over both OpenBaos; one dies: the next decrypt retries it, opens its breaker
+    # and fails over to the other.
+    status, out = server.native("POST", "/v1/key-sets", {"name": "obs", "members": ["flaky:dk", "bao:dk"]})
+    assert status == 201, out
+    status, dk = server.native("POST", "/v1/key-sets/obs/generate-data-key", {})
+    assert status == 200, dk
+    server.flaky.stop()
+    status, out = server.native("POST", "/v1/key-sets/obs/decrypt", {"wrapped": dk["wrapped"]})
+    assert status == 200 and out["member"] == "bao:dk", out
     # The scheduled rotation and the 15-second inventory make the rest appear.
     want = documented_metrics()
     deadline = time.time() + 40
@@ -228,7 +249,10 @@ def test_the_metrics_listener_serves_only_metrics(server):
 def test_providers_are_listed_with_their_health(server):
     status, body = server.native("GET", "/v1/providers")
     assert status == 200, body
-    assert [(p["name"], p["kind"], p["healthy"], p["error"]) for p in body["items"]] == [("bao", "vault-transit", True, None)]
+    assert [(p["name"], p["kind"], p["healthy"], p["error"], p["breaker"]) for p in body["items"] if p["name"] != "flaky"] == [
+        ("bao", "vault-transit", True, None, "closed"),
+        ("software", "software", True, None, "closed"),
+    ]
     assert server.native("GET", "/v1/providers", token="srt_wrong")[0] == 401
 
 

@@ -33,6 +33,23 @@ pub enum Outcome {
     Error,
 }
 
+/// One call an operation made to a key provider (`docs/audit.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderCall {
+    /// The provider's configured name (`software` for Strongroom's own keys).
+    pub provider: String,
+    /// The provider's key.
+    pub key: String,
+    /// `ok`, or `error` with `error`.
+    pub outcome: Outcome,
+    /// Why it failed (the provider's answer, no secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The provider's own request id, for joining its logs (AWS, Vault) to ours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
 /// One audit event. Field names and meanings are specified in `docs/audit.md`; the writer
 /// adds `schema`, `seq` and `prev`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,6 +104,12 @@ pub struct AuditEvent {
     /// API server's `uid`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_request_id: Option<String>,
+    /// The key set the operation used, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_set: Option<String>,
+    /// The provider calls the operation made (key sets, external keys), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderCall>,
     /// Set by core once this event was written ahead of a state change. Not serialised.
     #[serde(skip)]
     pub written_ahead: bool,
@@ -122,6 +145,8 @@ impl AuditEvent {
             error_code: None,
             client_addr: None,
             client_request_id: None,
+            key_set: None,
+            providers: Vec::new(),
             written_ahead: false,
             started: None,
         }

@@ -19,8 +19,30 @@ use strongroom_crypto::{EncryptionContext, KeyMaterial, hash};
 
 use crate::{B64, Client, ClientError, Method};
 
-/// Members this client can unwrap: Strongroom keys.
+/// Members that are Strongroom keys: `strongroom:<ring>/<key>`.
 pub const STRONGROOM_MEMBER: &str = "strongroom:";
+/// Members wrapped through a key set held by the server: `key-set:<set>/<provider>:<key>`
+/// (`docs/key-sets.md`). As a key to encrypt with, `key-set:<set>` names the key set.
+pub const KEY_SET_MEMBER: &str = "key-set:";
+
+/// The key set a key argument names (`key-set:<name>`), if it names one.
+pub fn key_set_of(key: &str) -> Option<&str> {
+    key.strip_prefix(KEY_SET_MEMBER).filter(|n| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    })
+}
+
+/// The key set and the member within it of an envelope member name.
+fn key_set_member(member: &str) -> Option<(&str, &str)> {
+    member.strip_prefix(KEY_SET_MEMBER)?.split_once('/')
+}
+
+fn key_set_path(name: &str, op: &str) -> String {
+    // Key set names are a-z 0-9 - _ (the server refuses others): nothing to escape.
+    format!("/v1/key-sets/{name}/{op}")
+}
 
 /// How long and how much one cached data key may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,21 +254,55 @@ impl Envelopes {
         context: &EncryptionContext,
     ) -> Result<(Arc<KeyMaterial>, Vec<WrappedKey>), ClientError> {
         let ctx = json_context(context);
-        let v = self
-            .client
-            .call(
-                Method::Post,
-                "/v1/crypto/generate-data-key",
-                Some(&json!({"key": keys[0], "length": envelope::DATA_KEY_LEN, "context": ctx})),
-            )
-            .await?;
-        let dk = KeyMaterial::new(self.client.bytes_field(&v, "plaintext")?);
-        let mut wrapped = vec![WrappedKey {
-            member: member_name(&v, &keys[0]),
-            wrapped: self.client.bytes_field(&v, "ciphertext")?,
-        }];
+        let body = json!({"key": keys[0], "length": envelope::DATA_KEY_LEN, "context": ctx});
+        let (dk, mut wrapped) = match key_set_of(&keys[0]) {
+            Some(set) => {
+                let body = json!({"length": envelope::DATA_KEY_LEN, "context": ctx});
+                let v = self
+                    .client
+                    .call(
+                        Method::Post,
+                        &key_set_path(set, "generate-data-key"),
+                        Some(&body),
+                    )
+                    .await?;
+                let dk = KeyMaterial::new(self.client.bytes_field(&v, "plaintext")?);
+                (dk, self.key_set_wrapped(set, &v)?)
+            }
+            None => {
+                let v = self
+                    .client
+                    .call(Method::Post, "/v1/crypto/generate-data-key", Some(&body))
+                    .await?;
+                let dk = KeyMaterial::new(self.client.bytes_field(&v, "plaintext")?);
+                let w = vec![WrappedKey {
+                    member: member_name(&v, &keys[0]),
+                    wrapped: self.client.bytes_field(&v, "ciphertext")?,
+                }];
+                (dk, w)
+            }
+        };
         wrapped.extend(self.wrap(&dk, &keys[1..], context).await?);
         Ok((Arc::new(dk), wrapped))
+    }
+
+    /// The `wrapped` array of a key set answer, as envelope members.
+    fn key_set_wrapped(&self, set: &str, v: &Value) -> Result<Vec<WrappedKey>, ClientError> {
+        let items = v["wrapped"].as_array().ok_or_else(|| {
+            ClientError::Envelope("the key set answer has no wrapped keys".into())
+        })?;
+        items
+            .iter()
+            .map(|w| {
+                let member = w["member"].as_str().ok_or_else(|| {
+                    ClientError::Envelope("a key set's wrapped key names no member".into())
+                })?;
+                Ok(WrappedKey {
+                    member: format!("{KEY_SET_MEMBER}{set}/{member}"),
+                    wrapped: self.client.bytes_field(w, "ciphertext")?,
+                })
+            })
+            .collect()
     }
 
     /// `dk` wrapped by each of `keys` under `context` (for more members, or a rewrap).
@@ -259,6 +315,16 @@ impl Envelopes {
         let ctx = json_context(context);
         let mut out = Vec::new();
         for k in keys {
+            if let Some(set) = key_set_of(k) {
+                // Exposed to send it to the server to wrap, as GenerateDataKey returned it.
+                let body = json!({"plaintext": B64.encode(dk.expose_secret()), "context": ctx});
+                let v = self
+                    .client
+                    .call(Method::Post, &key_set_path(set, "wrap"), Some(&body))
+                    .await?;
+                out.extend(self.key_set_wrapped(set, &v)?);
+                continue;
+            }
             // Exposed to send it to the server to wrap, as GenerateDataKey returned it.
             let body =
                 json!({"key": k, "plaintext": B64.encode(dk.expose_secret()), "context": ctx});
@@ -280,10 +346,22 @@ impl Envelopes {
     pub async fn unwrap(&self, header: &Header) -> Result<(Arc<KeyMaterial>, String), ClientError> {
         let ctx = json_context(&header.context);
         let mut failures = Vec::new();
+        let mut sets_tried: Vec<&str> = Vec::new();
         for k in &header.keys {
+            if let Some((set, _)) = key_set_member(&k.member) {
+                if sets_tried.contains(&set) {
+                    continue;
+                }
+                sets_tried.push(set);
+                match self.unwrap_key_set(header, set, &ctx).await {
+                    Ok(found) => return Ok(found),
+                    Err(e) => failures.push(format!("key set {set}: {e}")),
+                }
+                continue;
+            }
             if !k.member.starts_with(STRONGROOM_MEMBER) {
                 failures.push(format!(
-                    "{}: not a Strongroom key (other providers come with key sets)",
+                    "{}: neither a Strongroom key nor a key set member",
                     k.member
                 ));
                 continue;
@@ -293,18 +371,8 @@ impl Envelopes {
                 header.context.encode_into(&mut id);
                 hash::sha256(&id)
             };
-            if let Some(cache) = &self.cache {
-                let found = cache.decrypt.lock().ok().and_then(|m| {
-                    m.get(&slot)
-                        .filter(|e| e.created.elapsed() < cache.policy.max_age)
-                        .map(|e| (e.dk.clone(), e.member.clone()))
-                });
-                cache.hit(found.is_some());
-                if let Some((dk, member)) = found
-                    && header.check_data_key(&dk).is_ok()
-                {
-                    return Ok((dk, member));
-                }
+            if let Some(found) = self.cached_unwrap(&slot, header) {
+                return Ok(found);
             }
             let body = json!({"ciphertext": B64.encode(&k.wrapped), "context": ctx});
             match self
@@ -315,21 +383,7 @@ impl Envelopes {
                 Ok(v) => {
                     let dk = Arc::new(KeyMaterial::new(self.client.bytes_field(&v, "plaintext")?));
                     header.check_data_key(&dk).map_err(envelope_error)?;
-                    if let Some(cache) = &self.cache
-                        && let Ok(mut m) = cache.decrypt.lock()
-                    {
-                        if m.len() >= CACHE_CAP {
-                            m.clear();
-                        }
-                        m.insert(
-                            slot,
-                            DecryptEntry {
-                                dk: dk.clone(),
-                                member: k.member.clone(),
-                                created: Instant::now(),
-                            },
-                        );
-                    }
+                    self.remember_unwrap(slot, &dk, &k.member);
                     return Ok((dk, k.member.clone()));
                 }
                 Err(e) => failures.push(format!("{}: {e}", k.member)),
@@ -339,6 +393,91 @@ impl Envelopes {
             "no member could unwrap the data key: {}",
             failures.join("; ")
         )))
+    }
+
+    /// Opens the data key through key set `set`, sending every wrapped key of its members in
+    /// one call (the server tries them in its preference order).
+    async fn unwrap_key_set(
+        &self,
+        header: &Header,
+        set: &str,
+        ctx: &Map<String, Value>,
+    ) -> Result<(Arc<KeyMaterial>, String), ClientError> {
+        let mine: Vec<(&str, &[u8])> = header
+            .keys
+            .iter()
+            .filter_map(|k| match key_set_member(&k.member) {
+                Some((s, m)) if s == set => Some((m, k.wrapped.as_slice())),
+                _ => None,
+            })
+            .collect();
+        let slot = {
+            let mut id = format!("{KEY_SET_MEMBER}{set}").into_bytes();
+            for (m, w) in &mine {
+                id.extend_from_slice(&(m.len() as u32).to_be_bytes());
+                id.extend_from_slice(m.as_bytes());
+                id.extend_from_slice(&(w.len() as u32).to_be_bytes());
+                id.extend_from_slice(w);
+            }
+            header.context.encode_into(&mut id);
+            hash::sha256(&id)
+        };
+        if let Some(found) = self.cached_unwrap(&slot, header) {
+            return Ok(found);
+        }
+        let wrapped: Vec<Value> = mine
+            .iter()
+            .map(|(m, w)| json!({"member": m, "ciphertext": B64.encode(w)}))
+            .collect();
+        let v = self
+            .client
+            .call(
+                Method::Post,
+                &key_set_path(set, "decrypt"),
+                Some(&json!({"wrapped": wrapped, "context": ctx})),
+            )
+            .await?;
+        let dk = Arc::new(KeyMaterial::new(self.client.bytes_field(&v, "plaintext")?));
+        header.check_data_key(&dk).map_err(envelope_error)?;
+        let member = format!(
+            "{KEY_SET_MEMBER}{set}/{}",
+            v["member"].as_str().unwrap_or_default()
+        );
+        self.remember_unwrap(slot, &dk, &member);
+        Ok((dk, member))
+    }
+
+    fn cached_unwrap(
+        &self,
+        slot: &[u8; 32],
+        header: &Header,
+    ) -> Option<(Arc<KeyMaterial>, String)> {
+        let cache = self.cache.as_ref()?;
+        let found = cache.decrypt.lock().ok().and_then(|m| {
+            m.get(slot)
+                .filter(|e| e.created.elapsed() < cache.policy.max_age)
+                .map(|e| (e.dk.clone(), e.member.clone()))
+        });
+        cache.hit(found.is_some());
+        found.filter(|(dk, _)| header.check_data_key(dk).is_ok())
+    }
+
+    fn remember_unwrap(&self, slot: [u8; 32], dk: &Arc<KeyMaterial>, member: &str) {
+        if let Some(cache) = &self.cache
+            && let Ok(mut m) = cache.decrypt.lock()
+        {
+            if m.len() >= CACHE_CAP {
+                m.clear();
+            }
+            m.insert(
+                slot,
+                DecryptEntry {
+                    dk: dk.clone(),
+                    member: member.to_string(),
+                    created: Instant::now(),
+                },
+            );
+        }
     }
 
     /// Seals `plaintext` into an envelope in memory (for messages; stream large data with

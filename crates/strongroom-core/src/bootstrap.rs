@@ -78,6 +78,8 @@ pub struct DataDirOptions {
     pub read_cache_ttl: std::time::Duration,
     /// The key providers this node uses, by name (from the providers file).
     pub providers: std::collections::BTreeMap<String, Arc<dyn strongroom_providers::KeyProvider>>,
+    /// Their failover settings, by provider name (defaults where absent).
+    pub failover: std::collections::BTreeMap<String, strongroom_providers::FailoverPolicy>,
 }
 
 /// An opened data dir.
@@ -273,11 +275,11 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
         )
         .with_quotas(opts.quotas.clone())
         .with_per_key_metrics(opts.per_key_metrics)
-        .with_providers(opts.providers.clone());
+        .with_providers(opts.providers.clone(), &opts.failover);
     if let Some(f) = &opts.jwks_fetcher {
         service = service.with_jwks_fetcher(f.clone());
     }
-    let service = Arc::new(service);
+    let service = service.into_shared();
     if !existing {
         service
             .install_default_policies()

@@ -112,6 +112,20 @@ impl KeyService {
                 k
             }
         };
+        let (v, pt) = self.open_under(&key, &header, ct, context, op, ev).await?;
+        Ok((key, v, pt))
+    }
+
+    /// Opens a ciphertext v1 whose header names `key` (checked by the caller).
+    async fn open_under(
+        &self,
+        key: &KeyRecord,
+        header: &ciphertext::Header,
+        ct: &[u8],
+        context: &EncryptionContext,
+        op: Operation,
+        ev: &mut AuditEvent,
+    ) -> Result<(VersionRecord, Plaintext)> {
         // A ciphertext is only ever made with its key's suite: another is a forgery.
         if key.purpose != Purpose::EncryptDecrypt
             || ciphertext::Suite::for_algorithm(key.algorithm) != Some(header.suite)
@@ -124,11 +138,47 @@ impl KeyService {
             .version(key.id, header.version)
             .await?
             .ok_or(Error::InvalidCiphertext)?;
-        self.require_usable(&key, op)?;
-        require_version_enabled(&key, &v, op)?;
-        let m = self.material(&key, &v)?;
-        let pt = ciphertext::decrypt(&m, &header, context, ct)?;
-        Ok((key, v, pt))
+        self.require_usable(key, op)?;
+        require_version_enabled(key, &v, op)?;
+        let m = self.material(key, &v)?;
+        let pt = ciphertext::decrypt(&m, header, context, ct)?;
+        Ok((v, pt))
+    }
+
+    /// Wraps a data key under one of Strongroom's own keys for a key set (the `software`
+    /// provider). No authorisation or audit here: the key set operation does both.
+    pub(crate) async fn member_seal(
+        &self,
+        key: &KeyRecord,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        ev: &mut AuditEvent,
+    ) -> Result<EncryptOutput> {
+        self.seal_under_primary(
+            key,
+            Operation::KeySetGenerateDataKey,
+            ev,
+            context,
+            plaintext,
+        )
+        .await
+    }
+
+    /// Unwraps what [`KeyService::member_seal`] made.
+    pub(crate) async fn member_open(
+        &self,
+        key: &KeyRecord,
+        context: &EncryptionContext,
+        ct: &[u8],
+        ev: &mut AuditEvent,
+    ) -> Result<(VersionRecord, Plaintext)> {
+        check_len("ciphertext", ct.len(), MAX_CIPHERTEXT)?;
+        let header = ciphertext::parse_header(ct)?;
+        if header.key_id != key.id {
+            return Err(Error::InvalidCiphertext);
+        }
+        self.open_under(key, &header, ct, context, Operation::KeySetDecrypt, ev)
+            .await
     }
 
     /// Encrypts up to 64 KiB under the key's primary version.

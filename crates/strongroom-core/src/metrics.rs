@@ -54,6 +54,17 @@ pub const POLICY_RELOADS: &str = "strongroom_policy_reloads_total";
 pub const PROVIDER_UP: &str = "strongroom_provider_up";
 /// Time a provider's health probe took, by `provider`.
 pub const PROVIDER_PROBE_DURATION: &str = "strongroom_provider_probe_duration_seconds";
+/// Provider calls (wrap, unwrap, describe), by `provider`, `operation` and `outcome`
+/// (`ok`, `error`, `rejected` by an open breaker).
+pub const PROVIDER_CALLS: &str = "strongroom_provider_calls_total";
+/// Time a provider call took, retries included, by `provider` and `operation`.
+pub const PROVIDER_CALL_DURATION: &str = "strongroom_provider_call_duration_seconds";
+/// Retries of provider calls after a retryable failure, by `provider` and `operation`.
+pub const PROVIDER_RETRIES: &str = "strongroom_provider_retries_total";
+/// A provider's circuit breaker, by `provider`: 0 closed, 1 open, 2 half-open.
+pub const PROVIDER_BREAKER_STATE: &str = "strongroom_provider_breaker_state";
+/// Times a provider's circuit breaker opened, by `provider`.
+pub const PROVIDER_BREAKER_OPENED: &str = "strongroom_provider_breaker_opened_total";
 /// 1 while the node is sealed (it never serves sealed: a node that cannot unseal does not
 /// start, so this is 0 on every node that answers).
 pub const SEALED: &str = "strongroom_sealed";
@@ -152,6 +163,31 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         PROVIDER_PROBE_DURATION,
         Kind::Histogram,
         "Time a key provider's health probe took.",
+    ),
+    (
+        PROVIDER_CALLS,
+        Kind::Counter,
+        "Key provider calls, by provider, operation and outcome (rejected: breaker open).",
+    ),
+    (
+        PROVIDER_CALL_DURATION,
+        Kind::Histogram,
+        "Time a key provider call took, retries included.",
+    ),
+    (
+        PROVIDER_RETRIES,
+        Kind::Counter,
+        "Retries of key provider calls after a retryable failure.",
+    ),
+    (
+        PROVIDER_BREAKER_STATE,
+        Kind::Gauge,
+        "A key provider's circuit breaker: 0 closed, 1 open, 2 half-open.",
+    ),
+    (
+        PROVIDER_BREAKER_OPENED,
+        Kind::Counter,
+        "Times a key provider's circuit breaker opened.",
     ),
     (SEALED, Kind::Gauge, "1 while the node is sealed."),
     (READY, Kind::Gauge, "1 while the readiness check passes."),
@@ -254,6 +290,37 @@ pub(crate) fn provider_probe(provider: &str, kind: &'static str, up: bool, took:
     });
     histogram!(PROVIDER_PROBE_DURATION, "provider" => provider.to_string())
         .record(took.as_secs_f64());
+}
+
+/// Records one provider call (after its retries).
+pub(crate) fn provider_call(
+    provider: &str,
+    operation: &'static str,
+    outcome: &'static str,
+    took: Duration,
+) {
+    counter!(PROVIDER_CALLS, "provider" => provider.to_string(), "operation" => operation, "outcome" => outcome)
+        .increment(1);
+    if outcome != "rejected" {
+        histogram!(PROVIDER_CALL_DURATION, "provider" => provider.to_string(), "operation" => operation)
+            .record(took.as_secs_f64());
+    }
+}
+
+/// Records one retry of a provider call.
+pub(crate) fn provider_retry(provider: &str, operation: &'static str) {
+    counter!(PROVIDER_RETRIES, "provider" => provider.to_string(), "operation" => operation)
+        .increment(1);
+}
+
+/// Sets a provider's breaker gauge.
+pub(crate) fn provider_breaker(provider: &str, state: crate::failover::BreakerState) {
+    gauge!(PROVIDER_BREAKER_STATE, "provider" => provider.to_string()).set(state.gauge());
+}
+
+/// Counts a breaker opening.
+pub(crate) fn provider_breaker_opened(provider: &str) {
+    counter!(PROVIDER_BREAKER_OPENED, "provider" => provider.to_string()).increment(1);
 }
 
 /// Records one audit write.

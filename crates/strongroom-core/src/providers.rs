@@ -26,14 +26,17 @@ pub struct ProviderStatus {
     pub error: Option<String>,
     /// How long the probe took.
     pub probe_ms: u64,
+    /// The provider's circuit breaker (key set calls; probes do not go through it).
+    pub breaker: crate::failover::BreakerState,
 }
 
 impl KeyService {
     /// Probes every configured provider (in parallel) and records the results in the
     /// metrics (`strongroom_provider_up`, `strongroom_provider_probe_duration_seconds`).
     pub async fn probe_providers(&self) -> Vec<ProviderStatus> {
-        let probes = self.providers.values().map(|p| {
-            let p: Arc<dyn KeyProvider> = p.clone();
+        let probes = self.providers.values().map(|g| {
+            let g = g.clone();
+            let p: Arc<dyn KeyProvider> = g.provider().clone();
             async move {
                 let t = Instant::now();
                 let res = tokio::time::timeout(PROBE_TIMEOUT, p.health()).await;
@@ -50,10 +53,11 @@ impl KeyService {
                     healthy: error.is_none(),
                     error,
                     probe_ms: took.as_millis() as u64,
+                    breaker: g.state(),
                 }
             }
         });
-        futures_join_all(probes).await
+        join_all(probes).await.into_iter().flatten().collect()
     }
 
     /// Lists the providers with a fresh health probe (needs `list-providers`; audited).
@@ -69,9 +73,11 @@ impl KeyService {
     }
 }
 
-/// Runs futures concurrently and collects their outputs in order (a few providers: no need
-/// for a dependency).
-async fn futures_join_all<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+/// Runs futures concurrently (one task each) and collects their outcomes in order; an
+/// `Err` is a task that panicked (a few providers: no need for a dependency).
+pub(crate) async fn join_all<F>(
+    fs: impl Iterator<Item = F>,
+) -> Vec<std::result::Result<F::Output, tokio::task::JoinError>>
 where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
@@ -79,9 +85,7 @@ where
     let handles: Vec<_> = fs.map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
+        out.push(h.await);
     }
     out
 }

@@ -26,7 +26,10 @@ pub fn class_of(operation: &str) -> &'static str {
         | "mac"
         | "mac-verify"
         | "generate-random"
-        | "hash" => "crypto",
+        | "hash"
+        | "key-set-generate-data-key"
+        | "key-set-wrap"
+        | "key-set-decrypt" => "crypto",
         "create-key" | "create-version" | "generate-data-key-pair" | "get-import-parameters" => {
             "keygen"
         }

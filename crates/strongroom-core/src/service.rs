@@ -54,8 +54,7 @@ pub struct KeyService {
     metrics_per_key: bool,
     inventory_gauges: crate::metrics::InventoryGauges,
     /// The key providers this node is configured with, by name.
-    pub(crate) providers:
-        std::collections::BTreeMap<String, Arc<dyn strongroom_providers::KeyProvider>>,
+    pub(crate) providers: std::collections::BTreeMap<String, Arc<crate::failover::Guarded>>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -122,13 +121,35 @@ impl KeyService {
         }
     }
 
-    /// Sets the key providers (from the providers file).
+    /// Sets the key providers (from the providers file), each with its failover policy
+    /// (the default where `failover` names none).
     pub fn with_providers(
         mut self,
         providers: std::collections::BTreeMap<String, Arc<dyn strongroom_providers::KeyProvider>>,
+        failover: &std::collections::BTreeMap<String, strongroom_providers::FailoverPolicy>,
     ) -> Self {
-        self.providers = providers;
+        for (name, p) in providers {
+            let policy = failover.get(&name).copied().unwrap_or_default();
+            self.providers
+                .insert(name, Arc::new(crate::failover::Guarded::new(p, policy)));
+        }
         self
+    }
+
+    /// Puts the service in an `Arc`, with Strongroom's own keys as the `software` provider
+    /// (which needs a handle on the service to reach them).
+    pub fn into_shared(mut self) -> Arc<Self> {
+        Arc::new_cyclic(|me| {
+            let software = crate::keysets::SoftwareProvider { svc: me.clone() };
+            self.providers.insert(
+                strongroom_providers::SOFTWARE.into(),
+                Arc::new(crate::failover::Guarded::new(
+                    Arc::new(software),
+                    strongroom_providers::FailoverPolicy::default(),
+                )),
+            );
+            self
+        })
     }
 
     /// Labels key metrics with key names too (one series per key and operation).

@@ -95,6 +95,15 @@ pub enum ResourceAttrs {
         /// Labels.
         labels: BTreeMap<String, String>,
     },
+    /// A key set (`exists` false for a stand-in: a name that names none).
+    KeySet {
+        /// Name.
+        name: String,
+        /// Labels.
+        labels: BTreeMap<String, String>,
+        /// Whether it exists.
+        exists: bool,
+    },
     /// Anything else (listing key rings, tokens, policies, audit, random).
     System,
 }
@@ -422,6 +431,29 @@ impl PolicyEngine {
                     .map_err(|e| PolicyError::Internal(e.to_string()))?,
                 );
                 ring
+            }
+            ResourceAttrs::KeySet {
+                name,
+                labels,
+                exists,
+            } => {
+                let set = uid("KeySet", name)?;
+                entities.push(
+                    Entity::new_with_tags(
+                        set.clone(),
+                        [
+                            ("name".to_string(), s(name)),
+                            (
+                                "exists".to_string(),
+                                RestrictedExpression::new_bool(*exists),
+                            ),
+                        ],
+                        [],
+                        tags(labels),
+                    )
+                    .map_err(|e| PolicyError::Internal(e.to_string()))?,
+                );
+                set
             }
             ResourceAttrs::System => {
                 let sys = uid("System", "strongroom")?;

@@ -131,6 +131,14 @@ fn default_policies_validate_and_the_schema_lists_every_action() {
             "read-metrics",
             "create-backup",
             "list-providers",
+            "list-key-sets",
+            "get-key-set",
+            "create-key-set",
+            "update-key-set",
+            "delete-key-set",
+            "key-set-generate-data-key",
+            "key-set-wrap",
+            "key-set-decrypt",
         ])
     {
         assert!(names.iter().any(|n| n == a), "schema lacks action {a}");
@@ -377,5 +385,61 @@ fn invalid_documents_are_located() {
             "permit(principal == ?principal, action, resource);"
         )
         .is_err()
+    );
+}
+
+/// Key sets follow the roles like keys: users use them, admins manage them, neither both.
+#[test]
+fn key_set_roles() {
+    let e = engine_with(&[]);
+    let r = req(&[]);
+    let set = ResourceAttrs::KeySet {
+        name: "payments".into(),
+        labels: BTreeMap::new(),
+        exists: true,
+    };
+    let allowed = |p: &PrincipalAttrs, a: &str| e.authorize(p, a, &set, &r).unwrap().allowed;
+    let admin = who("alice", &["key-admin"], &[]);
+    let user = who("svc", &["key-user"], &[]);
+    let auditor = who("audra", &["auditor"], &[]);
+    let nobody = who("eve", &[], &[]);
+    for a in [
+        "key-set-generate-data-key",
+        "key-set-wrap",
+        "key-set-decrypt",
+    ] {
+        assert!(allowed(&user, a), "key-user {a}");
+        assert!(!allowed(&admin, a), "key-admin must not {a}");
+        assert!(!allowed(&auditor, a));
+        assert!(!allowed(&nobody, a));
+    }
+    for a in ["create-key-set", "update-key-set", "delete-key-set"] {
+        assert!(allowed(&admin, a), "key-admin {a}");
+        assert!(!allowed(&user, a), "key-user must not {a}");
+        assert!(!allowed(&nobody, a));
+    }
+    assert!(allowed(&user, "get-key-set") && allowed(&admin, "get-key-set"));
+    assert!(!allowed(&auditor, "get-key-set"));
+    let labelled = engine_with(&[(
+        "payments-sets",
+        r#"permit (principal == Strongroom::Principal::"eve", action == Strongroom::Action::"key-set-decrypt", resource)
+           when { resource.hasTag("team") && resource.getTag("team") == "payments" };"#,
+    )]);
+    let tagged = ResourceAttrs::KeySet {
+        name: "payments".into(),
+        labels: BTreeMap::from([("team".into(), "payments".into())]),
+        exists: true,
+    };
+    assert!(
+        labelled
+            .authorize(&nobody, "key-set-decrypt", &tagged, &r)
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !labelled
+            .authorize(&nobody, "key-set-decrypt", &set, &r)
+            .unwrap()
+            .allowed
     );
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{KeyProvider, ProviderError, Result};
+use crate::{FailoverPolicy, KeyProvider, ProviderError, Result};
 
 /// The providers of a configuration file.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -12,6 +12,9 @@ pub struct Config {
     /// `[providers.<name>]` tables.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Each provider's failover settings (the keys of [`crate::failover::KEYS`] in its table).
+    #[serde(skip)]
+    pub failover: BTreeMap<String, FailoverPolicy>,
 }
 
 /// One `[providers.<name>]` table, by its `kind`.
@@ -29,8 +32,26 @@ pub enum ProviderConfig {
 impl Config {
     /// Parses the TOML text of a configuration file. Errors name the table and field.
     pub fn parse(text: &str) -> Result<Self> {
-        let c: Self = toml::from_str(text).map_err(|e| ProviderError::Config(e.to_string()))?;
+        let mut doc: toml::Table =
+            toml::from_str(text).map_err(|e| ProviderError::Config(e.to_string()))?;
+        let mut failover = BTreeMap::new();
+        if let Some(toml::Value::Table(ps)) = doc.get_mut("providers") {
+            for (name, p) in ps.iter_mut() {
+                if let toml::Value::Table(t) = p {
+                    failover.insert(name.clone(), FailoverPolicy::take_from(name, t)?);
+                }
+            }
+        }
+        let mut c: Self = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ProviderError::Config(e.to_string()))?;
+        c.failover = failover;
         for name in c.providers.keys() {
+            if name == crate::SOFTWARE {
+                return Err(ProviderError::Config(format!(
+                    "provider name {name:?} is reserved for Strongroom's own keys"
+                )));
+            }
             let ok = !name.is_empty()
                 && name.len() <= 64
                 && name.bytes().all(|b| {

@@ -17,11 +17,17 @@
 pub mod aws_kms;
 #[cfg(any(feature = "vault-transit", feature = "aws-kms"))]
 mod config;
+pub mod failover;
 #[cfg(feature = "vault-transit")]
 pub mod vault_transit;
 
 #[cfg(any(feature = "vault-transit", feature = "aws-kms"))]
 pub use config::{Config, ProviderConfig};
+pub use failover::FailoverPolicy;
+
+/// The provider name Strongroom's own keys go by (`software:<ring>/<key>`); a configuration
+/// file may not use it.
+pub const SOFTWARE: &str = "software";
 
 use std::time::Duration;
 

@@ -350,6 +350,22 @@ impl Store for CachedStore {
         self.write(self.inner.delete_issuer(name)).await
     }
 
+    async fn put_key_set(&self, set: &KeySetRecord, mode: AliasWrite) -> Result<()> {
+        self.write(self.inner.put_key_set(set, mode)).await
+    }
+
+    async fn key_set(&self, name: &str) -> Result<Option<KeySetRecord>> {
+        self.inner.key_set(name).await
+    }
+
+    async fn key_sets(&self) -> Result<Vec<KeySetRecord>> {
+        self.inner.key_sets().await
+    }
+
+    async fn delete_key_set(&self, name: &str) -> Result<()> {
+        self.write(self.inner.delete_key_set(name)).await
+    }
+
     async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
         self.write(self.inner.insert_access_key(key)).await
     }

@@ -192,6 +192,15 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a trusted issuer.
     async fn delete_issuer(&self, name: &str) -> Result<()>;
 
+    /// Creates (`AlreadyExists` if taken) or replaces (`NotFound` if free) a key set.
+    async fn put_key_set(&self, set: &KeySetRecord, mode: AliasWrite) -> Result<()>;
+    /// Reads a key set.
+    async fn key_set(&self, name: &str) -> Result<Option<KeySetRecord>>;
+    /// Every key set, by name.
+    async fn key_sets(&self) -> Result<Vec<KeySetRecord>>;
+    /// Removes a key set (`NotFound` if there is none).
+    async fn delete_key_set(&self, name: &str) -> Result<()>;
+
     /// Stores a new access key.
     async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
     /// Reads an access key by id.

@@ -395,6 +395,38 @@ pub struct IssuerRecord {
     pub updated_at: i64,
 }
 
+/// One member of a key set: a key of a configured provider (`software` is Strongroom's own
+/// keys, named `<ring>/<key>`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeySetMember {
+    /// The provider's configured name.
+    pub provider: String,
+    /// The provider's name for the key.
+    pub key: String,
+}
+
+/// A key set: an ordered list of member keys across providers. A data key generated under
+/// it is wrapped by every member; any one member can unwrap it (`docs/key-sets.md`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeySetRecord {
+    /// Unique name.
+    pub name: String,
+    /// Members, in preference order.
+    pub members: Vec<KeySetMember>,
+    /// Former members: they still open data keys they wrapped (so old envelopes open and can
+    /// be re-wrapped) but wrap nothing new, until forgotten.
+    #[serde(default)]
+    pub retired: Vec<KeySetMember>,
+    /// Free text.
+    pub description: String,
+    /// Labels (for policies).
+    pub labels: BTreeMap<String, String>,
+    /// Creation time (unix seconds).
+    pub created_at: i64,
+    /// Last change (unix seconds).
+    pub updated_at: i64,
+}
+
 /// The parameters of one key material import (AWS GetParametersForImport): a fresh RSA
 /// wrapping key pair and a single-use token, valid for a limited time.
 #[derive(Clone, PartialEq, Eq)]

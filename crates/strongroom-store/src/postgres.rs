@@ -211,6 +211,15 @@ CREATE TABLE leases (
 );
 "#,
     ),
+    (
+        14,
+        r#"
+CREATE TABLE key_sets (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    config TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Any number, the same on every node: migrations run under this advisory lock.

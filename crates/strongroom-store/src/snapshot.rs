@@ -172,6 +172,11 @@ pub const TABLES: &[TableSpec] = &[
         order_by: "name",
     },
     TableSpec {
+        name: "key_sets",
+        columns: &[("name", Text), ("config", Text)],
+        order_by: "name",
+    },
+    TableSpec {
         name: "grants",
         columns: &[
             ("id", Text),

@@ -65,6 +65,107 @@ impl ThisStore {
     }
 }
 
+/// A table holding one JSON document per name (columns `name`, `config`).
+#[derive(Clone, Copy)]
+struct DocTable {
+    table: &'static str,
+    what: &'static str,
+}
+
+const ISSUERS: DocTable = DocTable {
+    table: "issuers",
+    what: "issuer",
+};
+const KEY_SETS: DocTable = DocTable {
+    table: "key_sets",
+    what: "key set",
+};
+
+/// How `put_doc` treats an existing document.
+enum DocWrite {
+    /// Create or replace.
+    Upsert,
+    /// `AlreadyExists` if the name is taken.
+    Create,
+    /// `NotFound` if the name is free.
+    Update,
+}
+
+impl ThisStore {
+    async fn put_doc<T: serde::Serialize>(
+        &self,
+        t: DocTable,
+        name: &str,
+        doc: &T,
+        mode: DocWrite,
+    ) -> Result<()> {
+        let config = serde_json::to_string(doc)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", t.what)))?;
+        let table = t.table;
+        let sql = match mode {
+            DocWrite::Upsert => format!(
+                "INSERT INTO {table} (name, config) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET config = excluded.config"
+            ),
+            DocWrite::Create => format!("INSERT INTO {table} (name, config) VALUES ($1, $2)"),
+            DocWrite::Update => format!("UPDATE {table} SET config = $2 WHERE name = $1"),
+        };
+        let mut tx = self.begin().await?;
+        // The table name is one of the constants above, never input.
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .bind(config)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, t.what))?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound(t.what));
+        }
+        tx.commit().await.map_err(|e| self.err(e, t.what))
+    }
+
+    async fn doc<T: serde::de::DeserializeOwned>(
+        &self,
+        t: DocTable,
+        name: &str,
+    ) -> Result<Option<T>> {
+        self.check()?;
+        let sql = format!("SELECT config FROM {} WHERE name = $1", t.table);
+        let c: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.err(e, t.what))?;
+        c.map(|c| serde_json::from_str(&c).map_err(|_| corrupt(t.what)))
+            .transpose()
+    }
+
+    async fn docs<T: serde::de::DeserializeOwned>(&self, t: DocTable) -> Result<Vec<T>> {
+        self.check()?;
+        let sql = format!("SELECT config FROM {} ORDER BY name", t.table);
+        let cs: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| self.err(e, t.what))?;
+        cs.iter()
+            .map(|c| serde_json::from_str(c).map_err(|_| corrupt(t.what)))
+            .collect()
+    }
+
+    async fn delete_doc(&self, t: DocTable, name: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let sql = format!("DELETE FROM {} WHERE name = $1", t.table);
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e, t.what))?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound(t.what));
+        }
+        tx.commit().await.map_err(|e| self.err(e, t.what))
+    }
+}
+
 const MAX_PAGE: u32 = 1000;
 const DEFAULT_PAGE: u32 = 100;
 
@@ -1199,51 +1300,40 @@ impl Store for ThisStore {
     }
 
     async fn put_issuer(&self, issuer: &IssuerRecord) -> Result<()> {
-        let config = serde_json::to_string(issuer)
-            .map_err(|e| StoreError::Corrupt(format!("issuer: {e}")))?;
-        let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO issuers (name, config) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET config = excluded.config")
-            .bind(&issuer.name)
-            .bind(config)
-            .execute(&mut *tx)
+        self.put_doc(ISSUERS, &issuer.name, issuer, DocWrite::Upsert)
             .await
-            .map_err(|e| self.err(e, "issuer"))?;
-        tx.commit().await.map_err(|e| self.err(e, "issuer"))
     }
 
     async fn issuer(&self, name: &str) -> Result<Option<IssuerRecord>> {
-        self.check()?;
-        let c: Option<String> = sqlx::query_scalar("SELECT config FROM issuers WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(|e| self.err(e, "issuer"))?;
-        c.map(|c| serde_json::from_str(&c).map_err(|_| corrupt("issuer")))
-            .transpose()
+        self.doc(ISSUERS, name).await
     }
 
     async fn issuers(&self) -> Result<Vec<IssuerRecord>> {
-        self.check()?;
-        let cs: Vec<String> = sqlx::query_scalar("SELECT config FROM issuers ORDER BY name")
-            .fetch_all(&self.reader)
-            .await
-            .map_err(|e| self.err(e, "issuers"))?;
-        cs.iter()
-            .map(|c| serde_json::from_str(c).map_err(|_| corrupt("issuer")))
-            .collect()
+        self.docs(ISSUERS).await
     }
 
     async fn delete_issuer(&self, name: &str) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query("DELETE FROM issuers WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e, "issuer"))?;
-        if r.rows_affected() != 1 {
-            return Err(StoreError::NotFound("issuer"));
-        }
-        tx.commit().await.map_err(|e| self.err(e, "issuer"))
+        self.delete_doc(ISSUERS, name).await
+    }
+
+    async fn put_key_set(&self, set: &KeySetRecord, mode: AliasWrite) -> Result<()> {
+        let mode = match mode {
+            AliasWrite::Create => DocWrite::Create,
+            AliasWrite::Update => DocWrite::Update,
+        };
+        self.put_doc(KEY_SETS, &set.name, set, mode).await
+    }
+
+    async fn key_set(&self, name: &str) -> Result<Option<KeySetRecord>> {
+        self.doc(KEY_SETS, name).await
+    }
+
+    async fn key_sets(&self) -> Result<Vec<KeySetRecord>> {
+        self.docs(KEY_SETS).await
+    }
+
+    async fn delete_key_set(&self, name: &str) -> Result<()> {
+        self.delete_doc(KEY_SETS, name).await
     }
 
     async fn insert_access_key(&self, k: &AccessKeyRecord) -> Result<()> {

@@ -215,6 +215,15 @@ CREATE TABLE leases (
 );
 "#,
     ),
+    (
+        14,
+        r#"
+CREATE TABLE key_sets (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.

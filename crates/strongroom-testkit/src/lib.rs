@@ -1,3 +1,4 @@
 //! Helpers for Strongroom's own tests; never a dependency of shipped code.
 
+pub mod peers;
 pub mod postgres;

@@ -160,6 +160,10 @@ enum Command {
     /// Key providers this server is configured with (docs/providers.md).
     #[command(subcommand)]
     Provider(ProviderCmd),
+    /// Key sets: one data key wrapped by member keys across providers, opened by any one
+    /// of them (docs/key-sets.md). Use with `strongroom envelope encrypt --key-set NAME`.
+    #[command(subcommand)]
+    KeySet(KeySetCmd),
     /// Envelope encryption of files and pipes of any size: the data never reaches the
     /// server, only a fresh data key wrapped by your key does (docs/envelope-format.md).
     #[command(subcommand)]
@@ -168,8 +172,85 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ProviderCmd {
-    /// List the key providers with a health probe of each (needs list-providers).
+    /// List the key providers with a health probe of each and its circuit breaker (needs
+    /// list-providers).
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeySetCmd {
+    /// Create a key set (needs create-key-set).
+    ///
+    /// strongroom key-set create payments --member software:payments/data \
+    ///     --member aws:alias/payments --member vault:payments
+    #[command(verbatim_doc_comment)]
+    Create {
+        /// Key set name (a-z 0-9 - _, up to 64 characters).
+        name: String,
+        /// A member as <provider>:<key>, in preference order (repeat, 1 to 16). `software`
+        /// is Strongroom's own keys (software:<ring>/<key>); other providers are the ones in
+        /// `strongroom provider list`.
+        #[arg(long = "member", value_name = "PROVIDER:KEY", required = true)]
+        members: Vec<String>,
+        /// Free-text description.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        labels: Labels,
+    },
+    /// Replace a key set's members (and description and labels). Envelopes made before keep
+    /// their wrapped keys: `strongroom envelope rewrap --key-set NAME FILE...` re-wraps them.
+    Update {
+        /// Key set name.
+        name: String,
+        /// The new members, in preference order (repeat). Members left out are retired: they
+        /// still open what they wrapped, and wrap nothing new.
+        #[arg(long = "member", value_name = "PROVIDER:KEY", required = true)]
+        members: Vec<String>,
+        /// Forget the retired members: data keys only they wrapped no longer open through
+        /// this key set (rewrap envelopes first).
+        #[arg(long)]
+        forget_retired: bool,
+        /// Free-text description.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        labels: Labels,
+    },
+    /// Show a key set, with each member's provider circuit breaker on this server.
+    Get {
+        /// Key set name.
+        name: String,
+    },
+    /// List key sets.
+    List,
+    /// Delete a key set; its member keys are untouched.
+    Delete {
+        /// Key set name.
+        name: String,
+    },
+}
+
+/// A key set with its members as one readable line each (`member [breaker]`).
+fn key_set_view(mut v: Value) -> Value {
+    for field in ["members", "retired"] {
+        let lines: Vec<Value> = v[field]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| {
+                        let name = m["member"].as_str().unwrap_or_default();
+                        Value::String(match m["breaker"].as_str() {
+                            Some(b) => format!("{name} [{b}]"),
+                            None => format!("{name} [no such provider here]"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v[field] = Value::Array(lines);
+    }
+    v
 }
 
 #[derive(Debug, Subcommand)]
@@ -1215,9 +1296,39 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operator(OperatorCmd::Backup { out }) => operator_backup(&c, fmt, &out).await,
         Command::Provider(ProviderCmd::List) => {
             let v = c.call(Method::Get, "/v1/providers", None).await?;
-            output::list(fmt, &v, &["name", "kind", "healthy", "probe_ms", "error"]);
+            output::list(fmt, &v, &["name", "kind", "healthy", "breaker", "probe_ms", "error"]);
             Ok(ExitCode::SUCCESS)
         }
+        Command::KeySet(cmd) => match cmd {
+            KeySetCmd::Create { name, members, description, labels } => {
+                let body = json!({"name": name, "members": members, "description": description, "labels": pairs(&labels.labels, "--label")?});
+                let v = c.call(Method::Post, "/v1/key-sets", Some(&body)).await?;
+                obj(if fmt == Format::Json { v } else { key_set_view(v) })
+            }
+            KeySetCmd::Update { name, members, forget_retired, description, labels } => {
+                let body = json!({"members": members, "forget_retired": forget_retired, "description": description, "labels": pairs(&labels.labels, "--label")?});
+                let v = c.call(Method::Put, &format!("/v1/key-sets/{}", seg(&name)), Some(&body)).await?;
+                obj(if fmt == Format::Json { v } else { key_set_view(v) })
+            }
+            KeySetCmd::Get { name } => {
+                let v = c.call(Method::Get, &format!("/v1/key-sets/{}", seg(&name)), None).await?;
+                obj(if fmt == Format::Json { v } else { key_set_view(v) })
+            }
+            KeySetCmd::List => {
+                let mut v = c.call(Method::Get, "/v1/key-sets", None).await?;
+                if fmt != Format::Json {
+                    let items: Vec<Value> = v["items"].as_array().cloned().unwrap_or_default().into_iter().map(key_set_view).collect();
+                    v["items"] = Value::Array(items);
+                }
+                output::list(fmt, &v, &["name", "members", "description"]);
+                Ok(ExitCode::SUCCESS)
+            }
+            KeySetCmd::Delete { name } => {
+                c.call(Method::Delete, &format!("/v1/key-sets/{}", seg(&name)), None).await?;
+                line(&format!("deleted key set {name}"));
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Envelope(cmd) => {
             crate::envelope_cmd::run(&c, fmt, cmd).await?;
             Ok(ExitCode::SUCCESS)

@@ -21,7 +21,8 @@ pub(crate) enum EnvelopeCmd {
     /// them opens it. Constant memory.
     Encrypt {
         /// A key that wraps the data key (repeatable; decryption tries them in this order):
-        /// <key ring>/<key>, alias/<alias> or an id.
+        /// <key ring>/<key>, alias/<alias>, an id, or key-set:<name> for a key set held by
+        /// the server (every member wraps the data key; any one opens it; docs/key-sets.md).
         #[arg(long = "key", required = true)]
         keys: Vec<String>,
         /// Encryption context pair (repeatable) as key=value; authenticated with the data
@@ -42,7 +43,8 @@ pub(crate) enum EnvelopeCmd {
     /// (after a rotation, or to add or remove a key), without touching their bodies. Each
     /// file is rewritten under a temporary name and renamed over the original.
     Rewrap {
-        /// A key that wraps the data key from now on (repeatable, in decryption order).
+        /// A key that wraps the data key from now on (repeatable, in decryption order):
+        /// as for encrypt, key-set:<name> re-wraps under the key set's current members.
         #[arg(long = "key", required = true)]
         keys: Vec<String>,
         /// The envelope files.

@@ -31,6 +31,8 @@ fn cell(v: &Value) -> String {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
         Value::Object(m) if m.is_empty() => "-".into(),
+        Value::Array(a) if a.is_empty() => "-".into(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join("\n"),
         Value::Object(m) => m
             .iter()
             .map(|(k, v)| format!("{k}={}", cell(v)))

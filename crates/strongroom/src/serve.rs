@@ -309,13 +309,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let cache_ttl = Duration::from_secs(cache_ttl as u64);
-    let providers = match &args.providers {
+    let (providers, failover) = match &args.providers {
         None => Default::default(),
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the providers file {}", path.display()))?;
             strongroom_providers::Config::parse(&text)
-                .and_then(|c| c.build())
+                .and_then(|c| Ok((c.build()?, c.failover)))
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
     };
@@ -384,6 +384,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         per_key_metrics: args.metrics_per_key,
         read_cache_ttl: cache_ttl,
         providers,
+        failover,
         database: match &args.database_url {
             None => None,
             Some(_) if args.dev => bail!(

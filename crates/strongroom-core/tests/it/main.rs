@@ -17,6 +17,7 @@ mod crypto;
 mod federation;
 mod grants;
 mod import;
+mod key_sets;
 mod lifecycle;
 mod policy;
 mod properties;

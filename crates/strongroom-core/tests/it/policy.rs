@@ -9,39 +9,6 @@ use strongroom_core::{
 
 use crate::support::*;
 
-async fn principal(
-    kms: &Kms,
-    name: &str,
-    roles: &[&str],
-    labels: &[(&str, &str)],
-) -> RequestContext {
-    let name = PrincipalName::try_new(name).unwrap();
-    kms.svc()
-        .create_principal(
-            &root(),
-            PrincipalInput {
-                name: name.clone(),
-                kind: "workload".into(),
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<Labels>(),
-                description: String::new(),
-                rate_limits: Default::default(),
-                tls_certs: vec![],
-            },
-        )
-        .await
-        .unwrap();
-    let t = kms
-        .svc()
-        .create_token_for(&root(), &name, Some(3600), "test".into())
-        .await
-        .unwrap();
-    as_token(Some(t.secret.expose_secret()))
-}
-
 fn enc(key: &KeyRef, pt: &[u8], ctx: &[(&str, &str)]) -> EncryptInput {
     EncryptInput {
         key: key.clone(),

@@ -12,7 +12,8 @@ use strongroom_core::types::{
 };
 use strongroom_core::{
     Algorithm, BearerToken, EncryptionContext, KeyName, KeyRecord, KeyService, Labels, ManualClock,
-    PageRequest, Plaintext, Protocol, RequestContext, Result, RingName, Timestamp,
+    PageRequest, Plaintext, PrincipalInput, PrincipalName, Protocol, RequestContext, Result,
+    RingName, Timestamp,
 };
 
 pub(crate) use strongroom_core::types::KeyRef;
@@ -264,6 +265,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         per_key_metrics: false,
         read_cache_ttl: std::time::Duration::from_secs(1),
         providers: Default::default(),
+        failover: Default::default(),
     }
 }
 
@@ -397,4 +399,38 @@ pub(crate) fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         }
     }
     out
+}
+
+/// A principal with `roles` and `labels`, and a request context presenting a fresh token of it.
+pub(crate) async fn principal(
+    kms: &Kms,
+    name: &str,
+    roles: &[&str],
+    labels: &[(&str, &str)],
+) -> RequestContext {
+    let name = PrincipalName::try_new(name).unwrap();
+    kms.svc()
+        .create_principal(
+            &root(),
+            PrincipalInput {
+                name: name.clone(),
+                kind: "workload".into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Labels>(),
+                description: String::new(),
+                rate_limits: Default::default(),
+                tls_certs: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let t = kms
+        .svc()
+        .create_token_for(&root(), &name, Some(3600), "test".into())
+        .await
+        .unwrap();
+    as_token(Some(t.secret.expose_secret()))
 }

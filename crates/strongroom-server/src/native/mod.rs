@@ -40,6 +40,17 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
         .route("/v1/sys/ready", get(ready))
         .route("/v1/sys/backup", post(create_backup))
         .route("/v1/providers", get(list_providers))
+        .route("/v1/key-sets", post(create_key_set).get(list_key_sets))
+        .route(
+            "/v1/key-sets/{name}",
+            get(get_key_set).put(update_key_set).delete(delete_key_set),
+        )
+        .route(
+            "/v1/key-sets/{name}/generate-data-key",
+            post(key_set_generate_data_key),
+        )
+        .route("/v1/key-sets/{name}/wrap", post(key_set_wrap))
+        .route("/v1/key-sets/{name}/decrypt", post(key_set_decrypt))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/keyrings", post(create_key_ring).get(list_key_rings))
         .route("/v1/keyrings/{ring}", get(get_key_ring))
@@ -297,11 +308,186 @@ async fn list_providers(State(svc): App, Ctx(ctx): Ctx) -> ApiResult<Response> {
             healthy: p.healthy,
             error: p.error,
             probe_ms: p.probe_ms,
+            breaker: p.breaker.as_str(),
         })
         .collect();
     Ok(ok(ListResponse {
         items,
         next_page_token: None,
+    }))
+}
+
+fn key_set_spec(
+    members: Vec<String>,
+    description: String,
+    labels: StrictMap,
+    forget_retired: bool,
+) -> strongroom_core::keysets::KeySetSpec {
+    strongroom_core::keysets::KeySetSpec {
+        members,
+        description,
+        labels: labels.0,
+        forget_retired,
+    }
+}
+
+async fn create_key_set(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Json(req): Json<CreateKeySetRequest>,
+) -> ApiResult<Response> {
+    let CreateKeySetRequest {
+        name,
+        members,
+        description,
+        labels,
+    } = req;
+    let set = svc
+        .create_key_set(
+            &ctx,
+            &name,
+            key_set_spec(members, description, labels, false),
+        )
+        .await?;
+    Ok(created(KeySetResponse::from(set)))
+}
+
+async fn update_key_set(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    Json(req): Json<UpdateKeySetRequest>,
+) -> ApiResult<Response> {
+    let UpdateKeySetRequest {
+        members,
+        forget_retired,
+        description,
+        labels,
+    } = req;
+    let set = svc
+        .update_key_set(
+            &ctx,
+            &name,
+            key_set_spec(members, description, labels, forget_retired),
+        )
+        .await?;
+    Ok(ok(KeySetResponse::from(set)))
+}
+
+async fn get_key_set(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(KeySetResponse::from(
+        svc.get_key_set(&ctx, &name).await?,
+    )))
+}
+
+async fn list_key_sets(State(svc): App, Ctx(ctx): Ctx) -> ApiResult<Response> {
+    let items: Vec<KeySetResponse> = svc
+        .list_key_sets(&ctx)
+        .await?
+        .into_iter()
+        .map(KeySetResponse::from)
+        .collect();
+    Ok(ok(ListResponse {
+        items,
+        next_page_token: None,
+    }))
+}
+
+async fn delete_key_set(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    svc.delete_key_set(&ctx, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn key_set_generate_data_key(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    OptionalJson(req): OptionalJson<KeySetGenerateRequest>,
+) -> ApiResult<Response> {
+    let KeySetGenerateRequest { length, context: c } = req;
+    let out = svc
+        .key_set_generate_data_key(
+            &ctx,
+            &name,
+            &context(c, "context")?,
+            length.unwrap_or(DEFAULT_DATA_KEY_LEN),
+        )
+        .await?;
+    Ok(ok(KeySetGenerateResponse {
+        key_set: out.key_set,
+        plaintext: SecretB64(out.plaintext),
+        wrapped: member_wrapped(out.wrapped),
+    }))
+}
+
+fn member_wrapped(ws: Vec<strongroom_core::keysets::MemberWrapped>) -> Vec<MemberWrappedKey> {
+    ws.into_iter()
+        .map(|w| MemberWrappedKey {
+            member: w.member,
+            ciphertext: B64Bytes(w.ciphertext),
+            key_version: w.key_version,
+        })
+        .collect()
+}
+
+async fn key_set_wrap(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    Json(req): Json<KeySetWrapRequest>,
+) -> ApiResult<Response> {
+    let KeySetWrapRequest {
+        plaintext,
+        context: c,
+    } = req;
+    let wrapped = svc
+        .key_set_wrap(&ctx, &name, &context(c, "context")?, &plaintext.0)
+        .await?;
+    Ok(ok(KeySetWrapResponse {
+        key_set: name,
+        wrapped: member_wrapped(wrapped),
+    }))
+}
+
+async fn key_set_decrypt(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path(name): Path<String>,
+    Json(req): Json<KeySetDecryptRequest>,
+) -> ApiResult<Response> {
+    let KeySetDecryptRequest {
+        wrapped,
+        context: c,
+        prefer,
+    } = req;
+    let input = strongroom_core::keysets::KeySetDecryptInput {
+        wrapped: wrapped
+            .into_iter()
+            .map(|w| (w.member, w.ciphertext.0))
+            .collect(),
+        context: context(c, "context")?,
+        prefer,
+    };
+    let out = svc.key_set_decrypt(&ctx, &name, input).await?;
+    Ok(ok(KeySetDecryptResponse {
+        member: out.member,
+        plaintext: SecretB64(out.plaintext),
+        failed: out
+            .failed
+            .into_iter()
+            .map(|a| FailedMember {
+                member: a.member,
+                error: a.error,
+            })
+            .collect(),
     }))
 }
 

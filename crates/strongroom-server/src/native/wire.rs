@@ -627,6 +627,146 @@ pub(crate) struct ProviderResponse {
     pub(crate) healthy: bool,
     pub(crate) error: Option<String>,
     pub(crate) probe_ms: u64,
+    pub(crate) breaker: &'static str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateKeySetRequest {
+    pub(crate) name: String,
+    pub(crate) members: Vec<String>,
+    #[serde(default)]
+    pub(crate) description: String,
+    #[serde(default)]
+    pub(crate) labels: StrictMap,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateKeySetRequest {
+    pub(crate) members: Vec<String>,
+    #[serde(default)]
+    pub(crate) forget_retired: bool,
+    #[serde(default)]
+    pub(crate) description: String,
+    #[serde(default)]
+    pub(crate) labels: StrictMap,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct KeySetMemberResponse {
+    pub(crate) member: String,
+    pub(crate) provider: String,
+    pub(crate) key: String,
+    /// `None` when this node has no such provider.
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) breaker: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct KeySetResponse {
+    pub(crate) name: String,
+    pub(crate) members: Vec<KeySetMemberResponse>,
+    pub(crate) retired: Vec<KeySetMemberResponse>,
+    pub(crate) description: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) create_time: String,
+    pub(crate) update_time: String,
+}
+
+impl From<strongroom_core::keysets::KeySetInfo> for KeySetResponse {
+    fn from(s: strongroom_core::keysets::KeySetInfo) -> Self {
+        let view = |ms: Vec<strongroom_core::keysets::MemberInfo>| -> Vec<KeySetMemberResponse> {
+            ms.into_iter()
+                .map(|m| KeySetMemberResponse {
+                    member: m.member,
+                    provider: m.provider,
+                    key: m.key,
+                    kind: m.kind,
+                    breaker: m.breaker.map(|b| b.as_str()),
+                })
+                .collect()
+        };
+        Self {
+            members: view(s.members),
+            retired: view(s.retired),
+            name: s.name,
+            description: s.description,
+            labels: s.labels,
+            create_time: Timestamp(s.created_at).to_rfc3339(),
+            update_time: Timestamp(s.updated_at).to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeySetGenerateRequest {
+    pub(crate) length: Option<usize>,
+    #[serde(default)]
+    pub(crate) context: StrictMap,
+}
+
+#[derive(Serialize)]
+pub(crate) struct MemberWrappedKey {
+    pub(crate) member: String,
+    pub(crate) ciphertext: B64Bytes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_version: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct KeySetGenerateResponse {
+    pub(crate) key_set: String,
+    pub(crate) plaintext: SecretB64,
+    pub(crate) wrapped: Vec<MemberWrappedKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeySetWrapRequest {
+    pub(crate) plaintext: SecretB64,
+    #[serde(default)]
+    pub(crate) context: StrictMap,
+}
+
+#[derive(Serialize)]
+pub(crate) struct KeySetWrapResponse {
+    pub(crate) key_set: String,
+    pub(crate) wrapped: Vec<MemberWrappedKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WrappedKeyInput {
+    pub(crate) member: String,
+    pub(crate) ciphertext: B64Bytes,
+    /// Accepted so a generate answer's `wrapped` list can be sent back as it is; unused.
+    #[serde(default, rename = "key_version")]
+    pub(crate) _key_version: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeySetDecryptRequest {
+    pub(crate) wrapped: Vec<WrappedKeyInput>,
+    #[serde(default)]
+    pub(crate) context: StrictMap,
+    #[serde(default)]
+    pub(crate) prefer: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct FailedMember {
+    pub(crate) member: String,
+    pub(crate) error: String,
+}
+
+#[derive(Serialize)]
+pub(crate) struct KeySetDecryptResponse {
+    pub(crate) member: String,
+    pub(crate) plaintext: SecretB64,
+    pub(crate) failed: Vec<FailedMember>,
 }
 
 #[derive(Debug, Serialize)]

@@ -90,6 +90,7 @@ suites!(
     principals,
     policies,
     issuers,
+    key_sets,
     access_keys,
     key_deletion,
     grants,

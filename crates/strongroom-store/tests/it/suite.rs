@@ -926,3 +926,53 @@ pub(crate) async fn policy_generation(s: &dyn Store) {
         "a delete counts too"
     );
 }
+
+pub(crate) async fn key_sets(s: &dyn Store) {
+    let set = KeySetRecord {
+        name: "payments".into(),
+        members: vec![
+            KeySetMember {
+                provider: "software".into(),
+                key: "payments/data".into(),
+            },
+            KeySetMember {
+                provider: "aws".into(),
+                key: "arn:aws:kms:eu-west-1:111122223333:key/1".into(),
+            },
+        ],
+        retired: vec![],
+        description: "payments data keys".into(),
+        labels: BTreeMap::from([("team".into(), "payments".into())]),
+        created_at: 1,
+        updated_at: 1,
+    };
+    assert!(matches!(
+        s.put_key_set(&set, AliasWrite::Update).await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.put_key_set(&set, AliasWrite::Create).await.unwrap();
+    assert!(matches!(
+        s.put_key_set(&set, AliasWrite::Create).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(s.key_set("payments").await.unwrap(), Some(set.clone()));
+    let changed = KeySetRecord {
+        members: set.members[1..].to_vec(),
+        retired: set.members[..1].to_vec(),
+        updated_at: 2,
+        ..set.clone()
+    };
+    s.put_key_set(&changed, AliasWrite::Update).await.unwrap();
+    let other = KeySetRecord {
+        name: "backups".into(),
+        ..set.clone()
+    };
+    s.put_key_set(&other, AliasWrite::Create).await.unwrap();
+    assert_eq!(s.key_sets().await.unwrap(), vec![other, changed]);
+    s.delete_key_set("payments").await.unwrap();
+    assert!(matches!(
+        s.delete_key_set("payments").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.key_set("payments").await.unwrap().is_none());
+}

@@ -9,6 +9,7 @@ mod cli;
 mod envelope;
 mod errors;
 mod federation;
+mod key_sets;
 mod native;
 mod policy;
 mod postgres;
