@@ -11,7 +11,9 @@
 # script makes in target/test-venv from PyPI), and PostgreSQL (Debian `postgresql`, installed
 # here when missing): the store suite runs against a throw-away cluster it starts itself. The
 # Prometheus rules and metrics are checked with promtool (Debian `prometheus`, installed here
-# when missing; its service is not started).
+# when missing; its service is not started). The PKCS#11 provider is tested against SoftHSM2
+# (Debian `softhsm2`, with `pkcs11-tool` from `opensc`; installed here when missing): each
+# test makes its own token in a temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,12 +27,14 @@ cargo --version
 rustc --version
 command -v cc >/dev/null || { echo "a C compiler (cc) is required to build aws-lc and SQLite" >&2; exit 1; }
 
-step "system packages the tests need (PostgreSQL for the store suite, promtool for deploy/)"
+step "system packages the tests need (PostgreSQL for the store suite, promtool for deploy/, SoftHSM2 for PKCS#11)"
 missing=()
 command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
+{ command -v softhsm2-util >/dev/null && [ -e /usr/lib/softhsm/libsofthsm2.so ]; } || missing+=(softhsm2)
+command -v pkcs11-tool >/dev/null || missing+=(opensc)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "PostgreSQL and promtool are installed"
+  echo "PostgreSQL, promtool, SoftHSM2 and pkcs11-tool are installed"
 else
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

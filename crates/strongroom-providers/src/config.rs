@@ -27,6 +27,9 @@ pub enum ProviderConfig {
     /// AWS KMS.
     #[cfg(feature = "aws-kms")]
     AwsKms(crate::aws_kms::AwsKmsConfig),
+    /// A PKCS#11 token (an HSM).
+    #[cfg(feature = "pkcs11")]
+    Pkcs11(crate::pkcs11::Pkcs11Config),
 }
 
 impl Config {
@@ -77,6 +80,8 @@ impl Config {
                 }
                 #[cfg(feature = "aws-kms")]
                 ProviderConfig::AwsKms(c) => Arc::new(crate::aws_kms::AwsKms::new(name, c)?),
+                #[cfg(feature = "pkcs11")]
+                ProviderConfig::Pkcs11(c) => Arc::new(crate::pkcs11::Pkcs11Provider::new(name, c)?),
             };
             out.insert(name.clone(), provider);
         }

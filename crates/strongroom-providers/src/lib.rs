@@ -4,7 +4,7 @@
 //!
 //! A provider is declared in the server's configuration file (TOML) as
 //! `[providers.<name>] kind = "…"` plus its own settings; [`Config::parse`] reads that file
-//! and [`Config::build`] makes the providers. Implemented so far: `vault-transit` and
+//! and [`Config::build`] makes the providers. Implemented so far: `vault-transit`, `pkcs11` and
 //! `aws-kms`, each behind the cargo feature of that name. Core
 //! holds no HTTP: providers live here, behind this trait.
 //!
@@ -15,13 +15,15 @@
 
 #[cfg(feature = "aws-kms")]
 pub mod aws_kms;
-#[cfg(any(feature = "vault-transit", feature = "aws-kms"))]
+#[cfg(any(feature = "vault-transit", feature = "aws-kms", feature = "pkcs11"))]
 mod config;
 pub mod failover;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 #[cfg(feature = "vault-transit")]
 pub mod vault_transit;
 
-#[cfg(any(feature = "vault-transit", feature = "aws-kms"))]
+#[cfg(any(feature = "vault-transit", feature = "aws-kms", feature = "pkcs11"))]
 pub use config::{Config, ProviderConfig};
 pub use failover::FailoverPolicy;
 
@@ -177,7 +179,7 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
 }
 
 /// Parses `"5s"`, `"500ms"`, `"2m"` (configuration timeouts).
-#[cfg(any(feature = "vault-transit", feature = "aws-kms"))]
+#[cfg(any(feature = "vault-transit", feature = "aws-kms", feature = "pkcs11"))]
 pub(crate) fn parse_duration(s: &str, field: &str) -> Result<Duration> {
     let bad =
         || ProviderError::Config(format!("{field}: expected e.g. 500ms, 5s or 2m, got {s:?}"));

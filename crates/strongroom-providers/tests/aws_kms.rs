@@ -3,59 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kms::config::{Credentials, Region};
 use strongroom_crypto::EncryptionContext;
 use strongroom_providers::{Config, ProviderError};
 
-struct Moto(Child);
+use strongroom_testkit::peers::Moto;
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto_binary() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("STRONGROOM_TEST_MOTO") {
-        return p.into();
-    }
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/test-venv/bin/moto_server");
-    assert!(
-        venv.exists(),
-        "the AWS KMS provider tests need moto's server: run `bash scripts/test.sh` (it makes target/test-venv), or set STRONGROOM_TEST_MOTO"
-    );
-    venv
-}
-
+/// moto's server (strongroom-testkit) and its URL.
 async fn moto() -> (Moto, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(moto_binary())
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let m = Moto(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{url}/moto-api/")).await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "moto did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let m = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+    let url = m.url.clone();
     (m, url)
 }
 

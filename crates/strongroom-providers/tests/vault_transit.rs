@@ -4,85 +4,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 use strongroom_crypto::EncryptionContext;
 use strongroom_providers::{Config, KeyProvider, ProviderError};
 
-const ROOT: &str = "bao-root-token";
+use strongroom_testkit::peers::{BAO_ROOT as ROOT, Bao};
 
-struct Bao {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn bao_binary() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("STRONGROOM_TEST_BAO") {
-        return p.into();
-    }
-    let venv =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/bao");
-    assert!(
-        venv.exists(),
-        "the Transit provider tests need OpenBao's `bao`: run `bash scripts/test.sh` (it makes target/test-venv from tests/python/requirements.txt), or set STRONGROOM_TEST_BAO"
-    );
-    venv
-}
-
+/// An OpenBao dev server with Transit and an `aes256-gcm96` key `dk` (strongroom-testkit).
 async fn bao() -> Bao {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    tokio::task::spawn_blocking(|| Bao::start(&["dk"]))
+        .await
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bao_binary())
-        .args([
-            "server",
-            "-dev",
-            &format!("-dev-root-token-id={ROOT}"),
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-            "-dev-no-store-token",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let b = Bao { child, url };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{}/v1/sys/health", b.url)).send().await
-            && r.status().as_u16() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "OpenBao did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for (path, body) in [
-        ("/v1/sys/mounts/transit", json!({"type": "transit"})),
-        ("/v1/transit/keys/dk", json!({"type": "aes256-gcm96"})),
-    ] {
-        let r = http
-            .post(format!("{}{path}", b.url))
-            .header("X-Vault-Token", ROOT)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-    }
-    b
 }
 
 fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {

@@ -269,3 +269,130 @@ impl Drop for Bao {
         let _ = self.child.wait();
     }
 }
+
+/// The Debian SoftHSM2 module (override with `STRONGROOM_TEST_SOFTHSM_MODULE`).
+pub fn softhsm_module() -> PathBuf {
+    let p: PathBuf = std::env::var("STRONGROOM_TEST_SOFTHSM_MODULE")
+        .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into())
+        .into();
+    assert!(
+        p.exists(),
+        "the PKCS#11 tests need SoftHSM2 ({}): `apt-get install softhsm2 opensc` (bash scripts/test.sh does), or set STRONGROOM_TEST_SOFTHSM_MODULE",
+        p.display()
+    );
+    p
+}
+
+/// A SoftHSM2 token in a temporary directory of its own: `SOFTHSM2_CONF` must name
+/// [`SoftHsm::conf`] in every process that loads the module (the library reads it at
+/// `C_Initialize`). Removed on drop.
+pub struct SoftHsm {
+    dir: tempfile::TempDir,
+    /// The configuration file to put in `SOFTHSM2_CONF`.
+    pub conf: PathBuf,
+    /// The module.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The user PIN.
+    pub pin: String,
+}
+
+impl SoftHsm {
+    /// Initialises a token labelled `label` with a user PIN.
+    pub fn init(label: &str) -> SoftHsm {
+        let module = softhsm_module();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap_or_else(|e| panic!("{e}"));
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                tokens.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let h = SoftHsm {
+            dir,
+            conf,
+            module,
+            token_label: label.into(),
+            pin: "1234-test-pin".into(),
+        };
+        h.run(
+            "softhsm2-util",
+            &[
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--pin",
+                &h.pin,
+                "--so-pin",
+                "5678-test-so-pin",
+            ],
+        );
+        h
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> String {
+        let out = Command::new(tool)
+            .args(args)
+            .env("SOFTHSM2_CONF", &self.conf)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {tool} (apt-get install softhsm2 opensc): {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{tool} {args:?}: {text}");
+        text
+    }
+
+    /// Creates an AES-256 key in the token with `pkcs11-tool` (OpenSC), as an operator
+    /// would: sensitive, version (`CKA_ID`) `id`.
+    pub fn create_aes_key(&self, label: &str, id: u8) {
+        let module = self.module.display().to_string();
+        let id = format!("{id:02x}");
+        self.run(
+            "pkcs11-tool",
+            &[
+                "--module",
+                &module,
+                "--token-label",
+                &self.token_label,
+                "--login",
+                "--pin",
+                &self.pin,
+                "--keygen",
+                "--key-type",
+                "AES:32",
+                "--label",
+                label,
+                "--id",
+                &id,
+                "--sensitive",
+            ],
+        );
+    }
+
+    /// A file holding the PIN (for `pin_file`).
+    pub fn pin_file(&self) -> PathBuf {
+        let p = self.dir.path().join("pin");
+        std::fs::write(&p, format!("{}\n", self.pin)).unwrap_or_else(|e| panic!("{e}"));
+        p
+    }
+
+    /// A `[providers.<name>]` table for this token.
+    pub fn provider_toml(&self, name: &str) -> String {
+        format!(
+            "[providers.{name}]\nkind = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\n",
+            self.module.display(),
+            self.token_label,
+            self.pin_file().display()
+        )
+    }
+}

@@ -1,12 +1,13 @@
 //! Key sets end to end: the real binary with a software key, an AWS KMS key on moto's
-//! server and a Vault Transit key on OpenBao; envelopes through the CLI; failover when moto
-//! hangs (SIGSTOP), the breaker opening once and closing when moto is back.
+//! server, a Vault Transit key on OpenBao and an HSM key in SoftHSM2; envelopes through the
+//! CLI; failover when moto hangs (SIGSTOP), the breaker opening once and closing when moto
+//! is back.
 
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use strongroom_testkit::peers::{BAO_ROOT, Bao, Moto};
+use strongroom_testkit::peers::{BAO_ROOT, Bao, Moto, SoftHsm};
 
 use crate::support::{B64, ROOT, TestServer, cli};
 
@@ -14,6 +15,7 @@ struct Peers {
     _tmp: tempfile::TempDir,
     moto: Moto,
     _bao: Bao,
+    hsm: SoftHsm,
     aws_key: String,
     providers: std::path::PathBuf,
 }
@@ -23,6 +25,8 @@ fn peers() -> Peers {
     let moto = Moto::start();
     let bao = Bao::start(&["dk"]);
     let aws_key = moto.create_key();
+    let hsm = SoftHsm::init("strongroom");
+    hsm.create_aes_key("dk", 1);
     let creds = tmp.path().join("aws-credentials");
     std::fs::write(
         &creds,
@@ -51,11 +55,13 @@ kind = "vault-transit"
 address = "{bao}"
 token_file = "{token}"
 timeout = "2s"
-"#,
+
+{hsm}"#,
             moto = moto.url,
             creds = creds.display(),
             bao = bao.url,
             token = token.display(),
+            hsm = hsm.provider_toml("hsm"),
         ),
     )
     .unwrap();
@@ -63,6 +69,7 @@ timeout = "2s"
         _tmp: tmp,
         moto,
         _bao: bao,
+        hsm,
         aws_key,
         providers,
     }
@@ -95,7 +102,10 @@ async fn an_envelope_opens_while_any_provider_is_up_and_the_breaker_opens_once()
     let p = peers();
     let srv = TestServer::start(
         &["--dev", "--providers", p.providers.to_str().unwrap()],
-        &[("STRONGROOM_DEV_ROOT_TOKEN", ROOT)],
+        &[
+            ("STRONGROOM_DEV_ROOT_TOKEN", ROOT),
+            ("SOFTHSM2_CONF", p.hsm.conf.to_str().unwrap()),
+        ],
     )
     .server
     .expect("server starts");
@@ -115,9 +125,11 @@ async fn an_envelope_opens_while_any_provider_is_up_and_the_breaker_opens_once()
             "--member",
             "vault:dk",
             "--member",
+            "hsm:dk",
+            "--member",
             "software:app/data",
             "--description",
-            "three places",
+            "four places",
         ],
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -129,7 +141,7 @@ async fn an_envelope_opens_while_any_provider_is_up_and_the_breaker_opens_once()
         "{out}"
     );
 
-    // Encrypt a file through the key set: three wrapped keys in the envelope.
+    // Encrypt a file through the key set: four wrapped keys in the envelope.
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("plain");
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
@@ -165,6 +177,7 @@ async fn an_envelope_opens_while_any_provider_is_up_and_the_breaker_opens_once()
         [
             format!("key-set:multi/{aws_member}").as_str(),
             "key-set:multi/vault:dk",
+            "key-set:multi/hsm:dk",
             "key-set:multi/software:app/data"
         ]
     );
@@ -247,6 +260,16 @@ async fn an_envelope_opens_while_any_provider_is_up_and_the_breaker_opens_once()
         .await;
     assert_eq!(v["member"], aws_member);
     assert_eq!(v["plaintext"], dk["plaintext"]);
+    // And the HSM member alone, inside SoftHSM2.
+    let hsm_only = json!({
+        "wrapped": [dk["wrapped"][2].clone()],
+        "context": {"app": "billing"},
+    });
+    let v = srv
+        .ok("POST", "/v1/key-sets/multi/decrypt", Some(hsm_only))
+        .await;
+    assert_eq!(v["member"], "hsm:dk");
+    assert_eq!(v["plaintext"], dk["plaintext"]);
     assert_eq!(
         B64.decode(v["plaintext"].as_str().unwrap()).unwrap().len(),
         32
@@ -260,7 +283,12 @@ async fn an_envelope_opens_while_any_provider_is_up_and_the_breaker_opens_once()
             None,
         )
         .await;
-    let last = events["items"].as_array().unwrap().last().unwrap().clone();
+    let items = events["items"].as_array().unwrap();
+    let n = items.len();
+    let (aws, hsm) = (items[n - 2].clone(), items[n - 1].clone());
+    assert_eq!(hsm["providers"][0]["provider"], "hsm");
+    assert_eq!(hsm["providers"][0]["outcome"], "ok");
+    let last = aws;
     assert_eq!(last["key_set"], "multi");
     assert_eq!(last["providers"][0]["provider"], "aws");
     assert!(last["providers"][0]["request_id"].is_string(), "{last}");
@@ -272,7 +300,10 @@ async fn rewrap_moves_envelopes_to_a_key_sets_new_members() {
     let p = peers();
     let srv = TestServer::start(
         &["--dev", "--providers", p.providers.to_str().unwrap()],
-        &[("STRONGROOM_DEV_ROOT_TOKEN", ROOT)],
+        &[
+            ("STRONGROOM_DEV_ROOT_TOKEN", ROOT),
+            ("SOFTHSM2_CONF", p.hsm.conf.to_str().unwrap()),
+        ],
     )
     .server
     .expect("server starts");
