@@ -69,6 +69,16 @@ impl KeyService {
     ) -> Result<EncryptOutput> {
         require_purpose(key, Purpose::EncryptDecrypt, op)?;
         let v = self.usable_version(key, None, op, ev).await?;
+        if key.external.is_some() {
+            let ct = self
+                .external_seal(key, v.version, context, plaintext, op, ev)
+                .await?;
+            return Ok(EncryptOutput {
+                key: KeyIdentity::from(key),
+                version: v.version,
+                ciphertext: ct,
+            });
+        }
         let m = self.material(key, &v)?;
         let suite = ciphertext::Suite::for_algorithm(key.algorithm)
             .ok_or_else(|| Error::Internal(format!("no ciphertext suite for {}", key.algorithm)))?;
@@ -127,9 +137,12 @@ impl KeyService {
         ev: &mut AuditEvent,
     ) -> Result<(VersionRecord, Plaintext)> {
         // A ciphertext is only ever made with its key's suite: another is a forgery.
-        if key.purpose != Purpose::EncryptDecrypt
-            || ciphertext::Suite::for_algorithm(key.algorithm) != Some(header.suite)
-        {
+        let suite = if key.external.is_some() {
+            Some(ciphertext::Suite::External)
+        } else {
+            ciphertext::Suite::for_algorithm(key.algorithm)
+        };
+        if key.purpose != Purpose::EncryptDecrypt || suite != Some(header.suite) {
             return Err(Error::InvalidCiphertext);
         }
         ev.version = Some(header.version);
@@ -140,6 +153,10 @@ impl KeyService {
             .ok_or(Error::InvalidCiphertext)?;
         self.require_usable(key, op)?;
         require_version_enabled(key, &v, op)?;
+        if key.external.is_some() {
+            let pt = self.external_open(key, ct, context, op, ev).await?;
+            return Ok((v, pt));
+        }
         let m = self.material(key, &v)?;
         let pt = ciphertext::decrypt(&m, header, context, ct)?;
         Ok((v, pt))

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
-use strongroom_audit::{AuditEvent, Outcome, ProviderCall};
+use strongroom_audit::AuditEvent;
 use strongroom_crypto::{EncryptionContext, KeyMaterial, Plaintext, Purpose, rand};
 use strongroom_policy::ResourceAttrs;
 use strongroom_providers::{KeyProvider, ProviderError, ProviderKey, SOFTWARE, Unwrapped, Wrapped};
@@ -18,6 +18,7 @@ use strongroom_store::{AliasWrite, KeySetMember, KeySetRecord, Labels, StoreErro
 
 use crate::error::{Error, Result};
 use crate::failover::{BreakerState, Guarded};
+use crate::providers::{bind, call_record};
 use crate::request::{Operation, RequestContext};
 use crate::service::{Caller, KeyService, require_purpose};
 use crate::types::{KeyRef, validate_description, validate_labels};
@@ -183,36 +184,7 @@ fn validate_name(name: &str) -> Result<()> {
 
 /// The caller's context plus the key set's binding pair.
 fn bound_context(name: &str, context: &EncryptionContext) -> Result<EncryptionContext> {
-    if context.pairs().keys().any(|k| k.starts_with("strongroom:")) {
-        return Err(Error::invalid(
-            "context",
-            "keys starting with strongroom: are reserved",
-        ));
-    }
-    let mut pairs = context.pairs().clone();
-    pairs.insert(CONTEXT_KEY.into(), name.into());
-    EncryptionContext::try_new(pairs)
-        .map_err(|e| Error::invalid("context", format!("{e} (with the key set's own pair)")))
-}
-
-fn call_record(m: &str, res: std::result::Result<Option<String>, &ProviderError>) -> ProviderCall {
-    let (provider, key) = m.split_once(':').unwrap_or((m, ""));
-    match res {
-        Ok(request_id) => ProviderCall {
-            provider: provider.into(),
-            key: key.into(),
-            outcome: Outcome::Ok,
-            error: None,
-            request_id,
-        },
-        Err(e) => ProviderCall {
-            provider: provider.into(),
-            key: key.into(),
-            outcome: Outcome::Error,
-            error: Some(e.to_string()),
-            request_id: None,
-        },
-    }
+    bind(context, CONTEXT_KEY, name)
 }
 
 impl KeyService {

@@ -15,6 +15,7 @@ pub mod bootstrap;
 pub mod clock;
 mod crypto_ops;
 pub mod error;
+pub mod external;
 pub mod failover;
 pub mod federation;
 mod governance;
@@ -47,9 +48,9 @@ pub use strongroom_crypto::{
 };
 pub use strongroom_policy::{DEFAULT_POLICIES, Decision, SCHEMA as POLICY_SCHEMA};
 pub use strongroom_store::{
-    AliasName, ClaimRule, IssuerRecord, KeyName, KeyOrigin, KeyRecord, KeyRingRecord, KeyState,
-    Labels, Page, PageRequest, PolicyRecord, PostgresOptions, PrincipalName, PrincipalRecord,
-    Protection, RingName, Timestamp, VersionOrigin, VersionState,
+    AliasName, ClaimRule, ExternalKey, IssuerRecord, KeyName, KeyOrigin, KeyRecord, KeyRingRecord,
+    KeyState, Labels, Page, PageRequest, PolicyRecord, PostgresOptions, PrincipalName,
+    PrincipalRecord, Protection, RingName, Timestamp, VersionOrigin, VersionState,
 };
 
 /// The built-in principal of the root token: allowed everything, by no policy.

@@ -411,6 +411,10 @@ impl KeyService {
             if self.store.key_ring(&input.ring).await?.is_none() {
                 return Err(Error::not_found("key ring", input.ring.to_string()));
             }
+            if let Some(x) = &input.external {
+                self.check_external(x, &input, purpose, algorithm, origin, &mut ev)
+                    .await?;
+            }
             let now = self.clock.now();
             let id = KeyId::generate()?;
             let name = match input.name {
@@ -426,7 +430,12 @@ impl KeyService {
                 name,
                 purpose,
                 algorithm,
-                protection: Protection::Software,
+                protection: if input.external.is_some() {
+                    Protection::External
+                } else {
+                    Protection::Software
+                },
+                external: input.external,
                 origin,
                 exportable: input.exportable,
                 description: input.description,
@@ -449,6 +458,21 @@ impl KeyService {
             };
             ev.key_id = Some(key.id.to_string());
             let v1 = match origin {
+                // The material is the provider's: version 1 holds none here.
+                KeyOrigin::Generated if key.external.is_some() => {
+                    ev.version = Some(1);
+                    Some(VersionRecord {
+                        key_id: key.id,
+                        version: 1,
+                        state: VersionState::Enabled,
+                        origin: VersionOrigin::Creation,
+                        sealed_material: None,
+                        public_key: None,
+                        created_at: now,
+                        destroy_time: None,
+                        destroyed_at: None,
+                    })
+                }
                 KeyOrigin::Generated => {
                     ev.version = Some(1);
                     // Key generation (RSA especially) is CPU-heavy: keep it off the async workers.
@@ -680,6 +704,12 @@ impl KeyService {
                 }
                 if let Some(p) = input.rotation_period_secs {
                     validate_rotation(k.purpose, p)?;
+                    if p.is_some() && k.external.is_some() {
+                        return Err(Error::invalid(
+                            "rotation_period",
+                            "an external key rotates at its provider",
+                        ));
+                    }
                     if p.is_some() && k.origin == KeyOrigin::Imported {
                         return Err(Error::invalid(
                             "rotation_period",

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use strongroom_providers::KeyProvider;
 
-use crate::error::Result;
+use strongroom_audit::{Outcome, ProviderCall};
+use strongroom_crypto::EncryptionContext;
+
+use crate::error::{Error, Result};
 use crate::request::{Operation, RequestContext};
 use crate::service::KeyService;
 
@@ -88,4 +91,48 @@ where
         out.push(h.await);
     }
     out
+}
+
+/// `context` plus the pair `key = value` that binds what a provider wraps to its use here
+/// (a key set's name, an external key's id). Callers may not send `strongroom:` keys.
+pub(crate) fn bind(
+    context: &EncryptionContext,
+    key: &str,
+    value: &str,
+) -> Result<EncryptionContext> {
+    if context.pairs().keys().any(|k| k.starts_with("strongroom:")) {
+        return Err(Error::invalid(
+            "context",
+            "keys starting with strongroom: are reserved",
+        ));
+    }
+    let mut pairs = context.pairs().clone();
+    pairs.insert(key.into(), value.into());
+    EncryptionContext::try_new(pairs)
+        .map_err(|e| Error::invalid("context", format!("{e} (with Strongroom's own pair)")))
+}
+
+/// The audit record of one provider call on `member` (`<provider>:<key>`): its request id
+/// on success, the provider's answer on failure.
+pub(crate) fn call_record(
+    member: &str,
+    res: std::result::Result<Option<String>, &strongroom_providers::ProviderError>,
+) -> ProviderCall {
+    let (provider, key) = member.split_once(':').unwrap_or((member, ""));
+    match res {
+        Ok(request_id) => ProviderCall {
+            provider: provider.into(),
+            key: key.into(),
+            outcome: Outcome::Ok,
+            error: None,
+            request_id,
+        },
+        Err(e) => ProviderCall {
+            provider: provider.into(),
+            key: key.into(),
+            outcome: Outcome::Error,
+            error: Some(e.to_string()),
+            request_id: None,
+        },
+    }
 }

@@ -856,6 +856,17 @@ impl KeyService {
         n: u32,
         origin: strongroom_store::VersionOrigin,
     ) -> Result<VersionRecord> {
+        if let Some(x) = &key.external {
+            return Err(Error::InvalidState {
+                resource: format!(
+                    "key {}/{} (held by provider {}, key {})",
+                    key.ring, key.name, x.provider, x.key
+                ),
+                state: "external",
+                operation: "create-version",
+                requirement: "rotates at its provider, which keeps its versions inside the ciphertexts",
+            });
+        }
         let material = keys::generate(key.algorithm)?;
         let public_key = if key.algorithm.is_asymmetric() {
             Some(keys::public_key_der(key.algorithm, &material)?)

@@ -251,6 +251,9 @@ pub struct CreateKeyInput {
     pub rotation_period_secs: Option<i64>,
     /// First automatic rotation; defaults to now + period.
     pub next_rotation_time: Option<Timestamp>,
+    /// Bind the key to a provider key (protection `external`): its material never leaves
+    /// the provider (`docs/providers.md`). `None`: a software key.
+    pub external: Option<strongroom_store::ExternalKey>,
 }
 
 /// What `update_key` changes; `None` leaves a field alone.

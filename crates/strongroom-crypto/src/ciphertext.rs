@@ -22,6 +22,9 @@ pub enum Suite {
     Aes256GcmHkdf,
     /// Suite byte `0x02`: ChaCha20-Poly1305 (keys of algorithm `chacha20-poly1305`).
     ChaCha20Poly1305Hkdf,
+    /// Suite byte `0x10`: the body is a key provider's wrapped form (keys of protection
+    /// `external`); the provider authenticates it, bound to the key id (see the spec).
+    External,
 }
 
 impl Suite {
@@ -30,6 +33,7 @@ impl Suite {
         match self {
             Suite::Aes256GcmHkdf => 0x01,
             Suite::ChaCha20Poly1305Hkdf => 0x02,
+            Suite::External => 0x10,
         }
     }
 
@@ -37,6 +41,7 @@ impl Suite {
         match b {
             0x01 => Some(Suite::Aes256GcmHkdf),
             0x02 => Some(Suite::ChaCha20Poly1305Hkdf),
+            0x10 => Some(Suite::External),
             _ => None,
         }
     }
@@ -50,10 +55,11 @@ impl Suite {
         }
     }
 
-    fn aead(self) -> &'static aws_lc_rs::aead::Algorithm {
+    fn aead(self) -> Option<&'static aws_lc_rs::aead::Algorithm> {
         match self {
-            Suite::Aes256GcmHkdf => &AES_256_GCM,
-            Suite::ChaCha20Poly1305Hkdf => &CHACHA20_POLY1305,
+            Suite::Aes256GcmHkdf => Some(&AES_256_GCM),
+            Suite::ChaCha20Poly1305Hkdf => Some(&CHACHA20_POLY1305),
+            Suite::External => None,
         }
     }
 }
@@ -138,10 +144,11 @@ fn message_key(key: &KeyMaterial, header: &Header) -> Result<LessSafeKey, Error>
     if header.suite != Suite::Aes256GcmHkdf {
         info.push(header.suite.byte());
     }
+    let aead = header.suite.aead().ok_or(Error::InvalidCiphertext)?;
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &header.salt).extract(ikm);
     let info_parts = [info.as_slice()];
     let okm = prk
-        .expand(&info_parts, header.suite.aead())
+        .expand(&info_parts, aead)
         .map_err(|_| Error::Internal("hkdf expand"))?;
     let unbound = UnboundKey::from(okm);
     Ok(LessSafeKey::new(unbound))
@@ -152,6 +159,39 @@ fn aad(header_bytes: &[u8; HEADER_LEN], context: &EncryptionContext) -> Vec<u8> 
     aad.extend_from_slice(header_bytes);
     context.encode_into(&mut aad);
     aad
+}
+
+/// Frames what a key provider wrapped for version `version` of external key `key_id` as a
+/// ciphertext v1 of suite `0x10`: the header (salt and nonce zero) then the provider's bytes.
+pub fn seal_external(key_id: KeyId, version: u32, wrapped: &[u8]) -> Result<Vec<u8>, Error> {
+    if version == 0 {
+        return Err(Error::Internal("key versions start at 1"));
+    }
+    if wrapped.len() < TAG_LEN {
+        return Err(Error::Internal(
+            "a provider's wrapped form is at least 16 bytes",
+        ));
+    }
+    let header = Header {
+        key_id,
+        version,
+        suite: Suite::External,
+        salt: [0; SALT_LEN],
+        nonce: [0; NONCE_LEN],
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN + wrapped.len());
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(wrapped);
+    Ok(out)
+}
+
+/// The provider's bytes of a suite `0x10` ciphertext (whose salt and nonce must be zero).
+pub fn external_body(ct: &[u8]) -> Result<&[u8], Error> {
+    let h = parse_header(ct)?;
+    if h.suite != Suite::External || h.salt != [0; SALT_LEN] || h.nonce != [0; NONCE_LEN] {
+        return Err(Error::InvalidCiphertext);
+    }
+    Ok(&ct[HEADER_LEN..])
 }
 
 /// Encrypts `plaintext` with `suite` under version `version` of key `key_id`, whose
@@ -257,6 +297,44 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn external_ciphertexts_frame_the_providers_bytes_and_never_open_locally() {
+        let kid = KeyId::from_bytes([9; 16]);
+        let wrapped = b"provider wrapped form, 16+ bytes".to_vec();
+        let ct = seal_external(kid, 1, &wrapped).unwrap();
+        assert_eq!(&ct[0..4], &[b'S', b'R', 0x01, 0x10]);
+        assert_eq!(&ct[4..20], &[9; 16]);
+        assert_eq!(&ct[20..24], &1u32.to_be_bytes());
+        assert_eq!(&ct[24..52], &[0u8; 28]);
+        assert_eq!(&ct[52..], wrapped.as_slice());
+        let h = parse_header(&ct).unwrap();
+        assert_eq!((h.suite, h.key_id, h.version), (Suite::External, kid, 1));
+        assert_eq!(external_body(&ct).unwrap(), wrapped.as_slice());
+        // Never opened with local material, whatever the key.
+        assert!(matches!(
+            decrypt(&key(), &h, &EncryptionContext::empty(), &ct),
+            Err(Error::InvalidCiphertext)
+        ));
+        // A non-zero salt or nonce, another suite, or a short body is not an external ciphertext.
+        for i in [24, 51] {
+            let mut bad = ct.clone();
+            bad[i] = 1;
+            assert!(external_body(&bad).is_err());
+        }
+        let local = encrypt(
+            Suite::Aes256GcmHkdf,
+            &key(),
+            kid,
+            1,
+            &EncryptionContext::empty(),
+            b"x",
+        )
+        .unwrap();
+        assert!(external_body(&local).is_err());
+        assert!(seal_external(kid, 1, b"short").is_err());
+        assert!(seal_external(kid, 0, &wrapped).is_err());
+    }
 
     fn key() -> KeyMaterial {
         KeyMaterial::new(vec![7u8; 32])

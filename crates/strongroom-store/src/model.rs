@@ -155,6 +155,8 @@ pub enum KeyOrigin {
 pub enum Protection {
     /// In Strongroom, sealed under the root key.
     Software,
+    /// At a key provider (`KeyRecord::external`): the material never leaves it.
+    External,
 }
 
 /// The state of one key version. See `docs/key-states.md`.
@@ -206,7 +208,7 @@ str_enum!(VersionOrigin {
     ScheduledRotation => "scheduled-rotation",
     Import => "import",
 });
-str_enum!(Protection { Software => "software" });
+str_enum!(Protection { Software => "software", External => "external" });
 str_enum!(VersionState {
     Enabled => "enabled",
     Disabled => "disabled",
@@ -229,6 +231,9 @@ pub struct KeyRecord {
     pub algorithm: Algorithm,
     /// Where the material lives.
     pub protection: Protection,
+    /// For protection `external`: the provider key that holds the material. Fixed at
+    /// creation.
+    pub external: Option<ExternalKey>,
     /// Generated here, or imported by its owner.
     pub origin: KeyOrigin,
     /// Whether material may ever be exported. Default false; can only go from true to false.
@@ -259,6 +264,15 @@ pub struct KeyRecord {
     pub updated_at: Timestamp,
     /// Bumped by every update; updates name the revision they read (optimistic concurrency).
     pub revision: i64,
+}
+
+/// The provider key an external key is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExternalKey {
+    /// The provider's configured name.
+    pub provider: String,
+    /// The provider's name for the key.
+    pub key: String,
 }
 
 /// How a version came to be.

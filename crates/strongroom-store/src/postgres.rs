@@ -220,6 +220,13 @@ CREATE TABLE key_sets (
 );
 "#,
     ),
+    (
+        15,
+        r#"
+ALTER TABLE keys ADD COLUMN provider TEXT;
+ALTER TABLE keys ADD COLUMN provider_key TEXT;
+"#,
+    ),
 ];
 
 /// Any number, the same on every node: migrations run under this advisory lock.

@@ -79,6 +79,8 @@ pub const TABLES: &[TableSpec] = &[
             ("deletion_time", Int),
             ("origin", Text),
             ("material_expires_at", Int),
+            ("provider", Text),
+            ("provider_key", Text),
         ],
         order_by: "id",
     },

@@ -231,6 +231,14 @@ fn key_of(r: &DbRow) -> Result<KeyRecord> {
         purpose: parse::<Purpose>(r.try_get::<&str, _>("purpose").map_err(g)?, "purpose")?,
         algorithm: parse::<Algorithm>(r.try_get::<&str, _>("algorithm").map_err(g)?, "algorithm")?,
         protection: parse(r.try_get::<&str, _>("protection").map_err(g)?, "protection")?,
+        external: match (
+            r.try_get::<Option<String>, _>("provider").map_err(g)?,
+            r.try_get::<Option<String>, _>("provider_key").map_err(g)?,
+        ) {
+            (None, None) => None,
+            (Some(provider), Some(key)) => Some(ExternalKey { provider, key }),
+            _ => return Err(corrupt("external key binding")),
+        },
         origin: parse(r.try_get::<&str, _>("origin").map_err(g)?, "key origin")?,
         exportable: r.try_get("exportable").map_err(g)?,
         description: r.try_get("description").map_err(g)?,
@@ -500,8 +508,8 @@ impl Store for ThisStore {
         sqlx::query(
             "INSERT INTO keys (id, ring, name, purpose, algorithm, protection, exportable, description, labels, state,
                                primary_version, version_count, rotation_period_secs, next_rotation_time, created_at, updated_at, revision,
-                               deletion_time, origin, material_expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                               deletion_time, origin, material_expires_at, provider, provider_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
         )
         .bind(key.id.as_bytes().as_slice())
         .bind(key.ring.as_str())
@@ -523,6 +531,8 @@ impl Store for ThisStore {
         .bind(key.deletion_time.map(|t| t.0))
         .bind(key.origin.as_str())
         .bind(key.material_expires_at.map(|t| t.0))
+        .bind(key.external.as_ref().map(|e| e.provider.as_str()))
+        .bind(key.external.as_ref().map(|e| e.key.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e, "key"))?;

@@ -224,6 +224,13 @@ CREATE TABLE key_sets (
 );
 "#,
     ),
+    (
+        15,
+        r#"
+ALTER TABLE keys ADD COLUMN provider TEXT;
+ALTER TABLE keys ADD COLUMN provider_key TEXT;
+"#,
+    ),
 ];
 
 /// How to open a SQLite store.

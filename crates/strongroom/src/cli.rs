@@ -679,6 +679,15 @@ enum KeyCmd {
         /// after creation.
         #[arg(long)]
         exportable: bool,
+        /// Make an external key: bound to a key of this provider (`strongroom provider
+        /// list`), which holds the material; Strongroom keeps policy, audit, aliases and state
+        /// (docs/providers.md). Needs --provider-key.
+        #[arg(long, requires = "provider_key")]
+        provider: Option<String>,
+        /// The provider's name for the key (an AWS key id, ARN or alias/…; a Transit key
+        /// name; a PKCS#11 key label).
+        #[arg(long, requires = "provider")]
+        provider_key: Option<String>,
     },
     /// Show a key.
     Get {
@@ -1575,7 +1584,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Key(cmd) => match cmd {
-            KeyCmd::Create { key, purpose, algorithm, description, labels, rotation_period, next_rotation_time, exportable } => {
+            KeyCmd::Create { key, purpose, algorithm, description, labels, rotation_period, next_rotation_time, exportable, provider, provider_key } => {
                 let (ring, name) = key.split_once('/').with_context(|| format!("expected <key ring>/<key>, got {key:?}"))?;
                 let mut body = json!({"name": name, "description": description, "labels": pairs(&labels.labels, "--label")?, "exportable": exportable});
                 let m = body.as_object_mut().context("json object")?;
@@ -1587,6 +1596,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 if let Some(r) = rotation_period {
                     m.insert("rotation_period".into(), r.into());
+                }
+                if let (Some(p), Some(k)) = (provider, provider_key) {
+                    m.insert("protection".into(), "external".into());
+                    m.insert("provider".into(), p.into());
+                    m.insert("provider_key".into(), k.into());
                 }
                 if let Some(t) = next_rotation_time {
                     m.insert("next_rotation_time".into(), t.into());

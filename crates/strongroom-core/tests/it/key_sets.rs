@@ -18,14 +18,14 @@ use crate::support::*;
 /// A provider in memory: wraps by prefixing the key name and the context's encoding
 /// (enough to check what it is given), and can be switched off.
 #[derive(Debug)]
-struct Fake {
-    name: &'static str,
-    down: AtomicBool,
-    calls: AtomicU32,
+pub(crate) struct Fake {
+    pub(crate) name: &'static str,
+    pub(crate) down: AtomicBool,
+    pub(crate) calls: AtomicU32,
 }
 
 impl Fake {
-    fn new(name: &'static str) -> Arc<Self> {
+    pub(crate) fn new(name: &'static str) -> Arc<Self> {
         Arc::new(Self {
             name,
             down: AtomicBool::new(false),
@@ -120,7 +120,7 @@ impl KeyProvider for Fake {
     }
 }
 
-fn fast() -> FailoverPolicy {
+pub(crate) fn fast() -> FailoverPolicy {
     FailoverPolicy {
         deadline: Duration::from_secs(2),
         retries: 1,
@@ -130,7 +130,7 @@ fn fast() -> FailoverPolicy {
     }
 }
 
-async fn with_fakes(fakes: &[Arc<Fake>]) -> Kms {
+pub(crate) async fn with_fakes(fakes: &[Arc<Fake>]) -> Kms {
     let mut providers: BTreeMap<String, Arc<dyn KeyProvider>> = BTreeMap::new();
     let mut failover = BTreeMap::new();
     for f in fakes {

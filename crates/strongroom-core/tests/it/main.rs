@@ -14,6 +14,7 @@ mod audit;
 mod backup;
 mod bootstrap;
 mod crypto;
+mod external;
 mod federation;
 mod grants;
 mod import;

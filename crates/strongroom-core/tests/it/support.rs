@@ -361,6 +361,7 @@ pub(crate) fn key_input(ring: &str, name: &str) -> CreateKeyInput {
         exportable: false,
         rotation_period_secs: None,
         next_rotation_time: None,
+        external: None,
     }
 }
 

@@ -546,6 +546,7 @@ async fn create_key(c: &Call<'_>, req: CreateKeyRequest) -> AwsResult {
         exportable: false,
         rotation_period_secs: None,
         next_rotation_time: None,
+        external: None,
     };
     let create = || async {
         if imported {

@@ -580,7 +580,34 @@ async fn create_key(
         exportable,
         rotation_period,
         next_rotation_time,
+        protection,
+        provider,
+        provider_key,
     } = req;
+    let external = match (protection.as_deref(), provider, provider_key) {
+        (None | Some("software"), None, None) => None,
+        (None | Some("external"), Some(provider), Some(key)) => {
+            Some(strongroom_core::ExternalKey { provider, key })
+        }
+        (Some("external"), _, _) | (None, _, _) => {
+            return Err(ApiError::invalid(
+                "provider",
+                "an external key needs both provider and provider_key",
+            ));
+        }
+        (Some("software"), _, _) => {
+            return Err(ApiError::invalid(
+                "protection",
+                "a software key has no provider; use protection external",
+            ));
+        }
+        (Some(_), _, _) => {
+            return Err(ApiError::invalid(
+                "protection",
+                "must be software or external",
+            ));
+        }
+    };
     let input = CreateKeyInput {
         ring: ring_name(&ring)?,
         name: Some(KeyName::try_new(&name).map_err(|e| ApiError::invalid("name", e.to_string()))?),
@@ -613,6 +640,7 @@ async fn create_key(
         next_rotation_time: next_rotation_time
             .map(|t| timestamp(&t, "next_rotation_time"))
             .transpose()?,
+        external,
     };
     let (key, v) = svc.create_key(&ctx, input).await?;
     let path = format!("{}/{}", key.ring, key.name);

@@ -63,6 +63,12 @@ pub(crate) struct CreateKeyRequest {
     pub(crate) exportable: bool,
     pub(crate) rotation_period: Option<String>,
     pub(crate) next_rotation_time: Option<String>,
+    /// `software` (default) or `external`.
+    pub(crate) protection: Option<String>,
+    /// For an external key: the configured provider holding it.
+    pub(crate) provider: Option<String>,
+    /// For an external key: the provider's name for it.
+    pub(crate) provider_key: Option<String>,
 }
 
 /// `rotation_period: null` turns rotation off; absent leaves it alone.
@@ -309,6 +315,10 @@ pub(crate) struct KeyResponse {
     pub(crate) purpose: String,
     pub(crate) algorithm: String,
     pub(crate) protection: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) provider_key: Option<String>,
     pub(crate) origin: String,
     pub(crate) exportable: bool,
     pub(crate) description: String,
@@ -333,6 +343,7 @@ impl From<KeyRecord> for KeyResponse {
             purpose,
             algorithm,
             protection,
+            external,
             origin,
             exportable,
             description,
@@ -348,6 +359,10 @@ impl From<KeyRecord> for KeyResponse {
             updated_at,
             revision: _,
         } = k;
+        let (provider, provider_key) = match external {
+            Some(e) => (Some(e.provider), Some(e.key)),
+            None => (None, None),
+        };
         Self {
             id: id.to_string(),
             path: format!("{ring}/{name}"),
@@ -356,6 +371,8 @@ impl From<KeyRecord> for KeyResponse {
             purpose: purpose.to_string(),
             algorithm: algorithm.to_string(),
             protection: protection.to_string(),
+            provider,
+            provider_key,
             origin: origin.to_string(),
             exportable,
             description,

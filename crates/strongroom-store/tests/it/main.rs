@@ -91,6 +91,7 @@ suites!(
     policies,
     issuers,
     key_sets,
+    external_keys,
     access_keys,
     key_deletion,
     grants,

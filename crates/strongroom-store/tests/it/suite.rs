@@ -25,6 +25,7 @@ pub(crate) fn sample_key(ring: &str, name: &str, versions: u32) -> (KeyRecord, V
         purpose: Purpose::EncryptDecrypt,
         algorithm: Algorithm::Aes256Gcm,
         protection: Protection::Software,
+        external: None,
         origin: KeyOrigin::Generated,
         exportable: false,
         description: "d".into(),
@@ -975,4 +976,32 @@ pub(crate) async fn key_sets(s: &dyn Store) {
         Err(StoreError::NotFound(_))
     ));
     assert!(s.key_set("payments").await.unwrap().is_none());
+}
+
+pub(crate) async fn external_keys(s: &dyn Store) {
+    ensure_ring(s, "ext").await;
+    let (mut key, mut versions) = sample_key("ext", "aws", 1);
+    key.protection = Protection::External;
+    key.external = Some(ExternalKey {
+        provider: "aws".into(),
+        key: "arn:aws:kms:eu-west-1:111122223333:key/1".into(),
+    });
+    versions[0].sealed_material = None;
+    s.create_key(&key, &versions).await.unwrap();
+    let got = s.key_by_id(key.id).await.unwrap().unwrap();
+    assert_eq!(got, key);
+    assert_eq!(got.external.unwrap().provider, "aws");
+    let v = s.version(key.id, 1).await.unwrap().unwrap();
+    assert!(v.sealed_material.is_none());
+    // An update keeps the binding.
+    let next = KeyRecord {
+        description: "changed".into(),
+        revision: key.revision + 1,
+        ..key.clone()
+    };
+    s.update_key(key.revision, &next, &[]).await.unwrap();
+    assert_eq!(
+        s.key_by_id(key.id).await.unwrap().unwrap().external,
+        key.external
+    );
 }

@@ -121,6 +121,7 @@ pub(super) async fn create(c: &Call<'_>, name: &str, n: NewKey) -> Result<KeyRec
         exportable: n.exportable,
         rotation_period_secs: n.rotate_secs.filter(|s| *s > 0),
         next_rotation_time: None,
+        external: None,
     };
     let name = key_name(name)?;
     let with_name = || CreateKeyInput {

@@ -1,0 +1,198 @@
+//! External keys ("hold your own key"): Strongroom keys of protection `external`, bound to a
+//! provider key that holds the material. Every operation goes through Strongroom — policy,
+//! audit, aliases, state, every protocol front-end — while encryption and decryption happen
+//! at the provider (`docs/providers.md`). Ciphertexts are ciphertext v1 of suite `0x10`
+//! (`docs/formats/ciphertext-v1.md`): the header, then the provider's wrapped form, made
+//! under the caller's context plus `strongroom:key-id = <key id>` so the header's key id is
+//! bound to the provider's answer.
+
+use strongroom_audit::AuditEvent;
+use strongroom_crypto::{Algorithm, EncryptionContext, Plaintext, Purpose, ciphertext};
+use strongroom_providers::{ProviderError, SOFTWARE};
+use strongroom_store::{ExternalKey, KeyOrigin, KeyRecord};
+
+use crate::error::{Error, Result};
+use crate::providers::{bind, call_record};
+use crate::request::Operation;
+use crate::service::KeyService;
+use crate::types::CreateKeyInput;
+
+/// The context pair external keys bind their ciphertexts to.
+pub const CONTEXT_KEY: &str = "strongroom:key-id";
+
+fn member(x: &ExternalKey) -> String {
+    format!("{}:{}", x.provider, x.key)
+}
+
+/// A provider's refusal in the operation's terms. `key` names the Strongroom key.
+fn provider_error(key: &str, op: Operation, e: ProviderError) -> Error {
+    match e {
+        ProviderError::InvalidCiphertext { .. } => Error::InvalidCiphertext,
+        ProviderError::Unavailable { .. } => Error::Unavailable(e.to_string()),
+        ProviderError::NotFound { .. }
+        | ProviderError::AccessDenied { .. }
+        | ProviderError::Unsupported { .. }
+        | ProviderError::Config(_) => Error::InvalidState {
+            resource: format!("key {key} ({e})"),
+            state: "not usable at its provider",
+            operation: op.as_str(),
+            requirement: "needs its provider key usable by Strongroom",
+        },
+    }
+}
+
+impl KeyService {
+    /// Checks a new external key: an encrypt-decrypt AES key made here (not imported), not
+    /// exportable, no automatic rotation, on a configured provider whose key answers
+    /// `describe` and can encrypt.
+    pub(crate) async fn check_external(
+        &self,
+        x: &ExternalKey,
+        input: &CreateKeyInput,
+        purpose: Purpose,
+        algorithm: Algorithm,
+        origin: KeyOrigin,
+        ev: &mut AuditEvent,
+    ) -> Result<()> {
+        if purpose != Purpose::EncryptDecrypt || algorithm != Algorithm::Aes256Gcm {
+            return Err(Error::invalid(
+                "purpose",
+                "external keys are encrypt-decrypt keys (algorithm aes-256-gcm); the provider's own key type applies",
+            ));
+        }
+        if origin != KeyOrigin::Generated {
+            return Err(Error::invalid(
+                "provider",
+                "an external key's material is its provider's; nothing to import",
+            ));
+        }
+        if input.exportable {
+            return Err(Error::invalid(
+                "exportable",
+                "an external key's material never leaves its provider",
+            ));
+        }
+        if input.rotation_period_secs.is_some() {
+            return Err(Error::invalid(
+                "rotation_period",
+                "an external key rotates at its provider",
+            ));
+        }
+        if x.key.is_empty() || x.key.len() > 2048 || x.key.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "provider_key",
+                "1 to 2048 bytes, no control characters",
+            ));
+        }
+        let g = match self.providers.get(&x.provider) {
+            Some(g) if x.provider != SOFTWARE => g.clone(),
+            _ => {
+                let mut known: Vec<&str> = self
+                    .providers
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|p| *p != SOFTWARE)
+                    .collect();
+                known.sort_unstable();
+                return Err(Error::invalid(
+                    "provider",
+                    format!(
+                        "no provider {:?} on this node (configured: {})",
+                        x.provider,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        };
+        let res = g.call("describe", || g.provider().describe(&x.key)).await;
+        ev.providers
+            .push(call_record(&member(x), res.as_ref().map(|_| None)));
+        let d = res.map_err(|e| {
+            Error::invalid("provider_key", format!("cannot use this provider key: {e}"))
+        })?;
+        if !d.can_encrypt {
+            return Err(Error::invalid(
+                "provider_key",
+                format!("{} says this key cannot encrypt now", x.provider),
+            ));
+        }
+        Ok(())
+    }
+
+    fn external_of<'a>(&self, key: &'a KeyRecord) -> Result<&'a ExternalKey> {
+        key.external
+            .as_ref()
+            .ok_or_else(|| Error::Internal("an external operation on a software key".into()))
+    }
+
+    /// Encrypts through the key's provider; returns a suite `0x10` ciphertext.
+    pub(crate) async fn external_seal(
+        &self,
+        key: &KeyRecord,
+        version: u32,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        op: Operation,
+        ev: &mut AuditEvent,
+    ) -> Result<Vec<u8>> {
+        let x = self.external_of(key)?;
+        let path = format!("{}/{}", key.ring, key.name);
+        let bound = bind(context, CONTEXT_KEY, &key.id.to_string())?;
+        let g = self.providers.get(&x.provider).cloned().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "key {path} is held by provider {:?}, which this node does not have",
+                x.provider
+            ))
+        })?;
+        let res = g
+            .call("wrap", || g.provider().wrap(&x.key, plaintext, &bound))
+            .await;
+        ev.providers.push(call_record(
+            &member(x),
+            res.as_ref().map(|w| w.request_id.clone()),
+        ));
+        let w = res.map_err(|e| provider_error(&path, op, e))?;
+        if w.ciphertext.len() < 16 {
+            return Err(Error::Unavailable(format!(
+                "provider {} answered a wrapped form too short to be one",
+                x.provider
+            )));
+        }
+        Ok(ciphertext::seal_external(key.id, version, &w.ciphertext)?)
+    }
+
+    /// Decrypts a suite `0x10` ciphertext through the key's provider.
+    pub(crate) async fn external_open(
+        &self,
+        key: &KeyRecord,
+        ct: &[u8],
+        context: &EncryptionContext,
+        op: Operation,
+        ev: &mut AuditEvent,
+    ) -> Result<Plaintext> {
+        let x = self.external_of(key)?;
+        let path = format!("{}/{}", key.ring, key.name);
+        let body = ciphertext::external_body(ct)?;
+        let bound = bind(context, CONTEXT_KEY, &key.id.to_string())?;
+        let g = self.providers.get(&x.provider).cloned().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "key {path} is held by provider {:?}, which this node does not have",
+                x.provider
+            ))
+        })?;
+        let res = g
+            .call("unwrap", || g.provider().unwrap(&x.key, body, &bound))
+            .await;
+        ev.providers.push(call_record(
+            &member(x),
+            res.as_ref().map(|u| u.request_id.clone()),
+        ));
+        let u = res.map_err(|e| provider_error(&path, op, e))?;
+        // Exposed to hand it back as the operation's plaintext.
+        Ok(Plaintext::copy_from(u.plaintext.expose_secret()))
+    }
+}
