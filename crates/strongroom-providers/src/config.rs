@@ -30,6 +30,12 @@ pub enum ProviderConfig {
     /// A PKCS#11 token (an HSM).
     #[cfg(feature = "pkcs11")]
     Pkcs11(crate::pkcs11::Pkcs11Config),
+    /// Google Cloud KMS.
+    #[cfg(feature = "gcp-kms")]
+    GcpKms(crate::gcp_kms::GcpKmsConfig),
+    /// Azure Key Vault or Managed HSM.
+    #[cfg(feature = "azure-keyvault")]
+    AzureKeyvault(crate::azure_keyvault::AzureKeyVaultConfig),
 }
 
 impl Config {
@@ -82,6 +88,12 @@ impl Config {
                 ProviderConfig::AwsKms(c) => Arc::new(crate::aws_kms::AwsKms::new(name, c)?),
                 #[cfg(feature = "pkcs11")]
                 ProviderConfig::Pkcs11(c) => Arc::new(crate::pkcs11::Pkcs11Provider::new(name, c)?),
+                #[cfg(feature = "gcp-kms")]
+                ProviderConfig::GcpKms(c) => Arc::new(crate::gcp_kms::GcpKms::new(name, c)?),
+                #[cfg(feature = "azure-keyvault")]
+                ProviderConfig::AzureKeyvault(c) => {
+                    Arc::new(crate::azure_keyvault::AzureKeyVault::new(name, c)?)
+                }
             };
             out.insert(name.clone(), provider);
         }

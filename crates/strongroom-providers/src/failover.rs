@@ -4,7 +4,13 @@
 
 use std::time::Duration;
 
-#[cfg(any(feature = "vault-transit", feature = "aws-kms", feature = "pkcs11"))]
+#[cfg(any(
+    feature = "vault-transit",
+    feature = "aws-kms",
+    feature = "pkcs11",
+    feature = "gcp-kms",
+    feature = "azure-keyvault"
+))]
 use crate::{ProviderError, Result};
 
 /// The keys of a provider table that belong to failover, not to the provider kind.
@@ -49,7 +55,13 @@ impl Default for FailoverPolicy {
 
 impl FailoverPolicy {
     /// Takes the failover keys out of one provider's TOML table (what is left is the kind's).
-    #[cfg(any(feature = "vault-transit", feature = "aws-kms", feature = "pkcs11"))]
+    #[cfg(any(
+        feature = "vault-transit",
+        feature = "aws-kms",
+        feature = "pkcs11",
+        feature = "gcp-kms",
+        feature = "azure-keyvault"
+    ))]
     pub(crate) fn take_from(name: &str, table: &mut toml::Table) -> Result<Self> {
         let mut p = Self::default();
         let field = |k: &str| format!("providers.{name}.{k}");

@@ -4,8 +4,8 @@
 //!
 //! A provider is declared in the server's configuration file (TOML) as
 //! `[providers.<name>] kind = "…"` plus its own settings; [`Config::parse`] reads that file
-//! and [`Config::build`] makes the providers. Implemented so far: `vault-transit`, `pkcs11` and
-//! `aws-kms`, each behind the cargo feature of that name. Core
+//! and [`Config::build`] makes the providers. Implemented: `vault-transit`, `aws-kms`, `pkcs11`,
+//! `gcp-kms` and `azure-keyvault`, each behind the cargo feature of that name. Core
 //! holds no HTTP: providers live here, behind this trait.
 //!
 //! **Invariants:** plaintext data keys and credentials never appear in errors, logs or
@@ -15,15 +15,37 @@
 
 #[cfg(feature = "aws-kms")]
 pub mod aws_kms;
-#[cfg(any(feature = "vault-transit", feature = "aws-kms", feature = "pkcs11"))]
+#[cfg(feature = "azure-keyvault")]
+pub mod azure_keyvault;
+#[cfg(any(
+    feature = "vault-transit",
+    feature = "aws-kms",
+    feature = "pkcs11",
+    feature = "gcp-kms",
+    feature = "azure-keyvault"
+))]
 mod config;
 pub mod failover;
+#[cfg(feature = "gcp-kms")]
+pub mod gcp_kms;
+#[cfg(any(
+    feature = "vault-transit",
+    feature = "gcp-kms",
+    feature = "azure-keyvault"
+))]
+mod http;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 #[cfg(feature = "vault-transit")]
 pub mod vault_transit;
 
-#[cfg(any(feature = "vault-transit", feature = "aws-kms", feature = "pkcs11"))]
+#[cfg(any(
+    feature = "vault-transit",
+    feature = "aws-kms",
+    feature = "pkcs11",
+    feature = "gcp-kms",
+    feature = "azure-keyvault"
+))]
 pub use config::{Config, ProviderConfig};
 pub use failover::FailoverPolicy;
 
@@ -166,8 +188,9 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
         ciphertext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Unwrapped>;
-    /// Makes a new key version the one that wraps; returns it.
-    async fn rotate(&self, key: &str) -> Result<u32> {
+    /// Makes a new key version the one that wraps; returns it in the provider's own terms
+    /// (`"3"`, or an Azure version id).
+    async fn rotate(&self, key: &str) -> Result<String> {
         let _ = key;
         Err(ProviderError::Unsupported {
             provider: self.name().to_string(),
@@ -179,7 +202,13 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
 }
 
 /// Parses `"5s"`, `"500ms"`, `"2m"` (configuration timeouts).
-#[cfg(any(feature = "vault-transit", feature = "aws-kms", feature = "pkcs11"))]
+#[cfg(any(
+    feature = "vault-transit",
+    feature = "aws-kms",
+    feature = "pkcs11",
+    feature = "gcp-kms",
+    feature = "azure-keyvault"
+))]
 pub(crate) fn parse_duration(s: &str, field: &str) -> Result<Duration> {
     let bad =
         || ProviderError::Config(format!("{field}: expected e.g. 500ms, 5s or 2m, got {s:?}"));

@@ -511,7 +511,7 @@ impl KeyProvider for Pkcs11Provider {
         .await
     }
 
-    async fn rotate(&self, key: &str) -> Result<u32> {
+    async fn rotate(&self, key: &str) -> Result<String> {
         let key = key.to_string();
         self.with_session(move |inner, s| {
             let vs = inner.versions(s, &key)?;
@@ -521,7 +521,7 @@ impl KeyProvider for Pkcs11Provider {
                 .checked_add(1)
                 .ok_or_else(|| inner.unavailable("no versions left", false))?;
             inner.generate(s, &key, next)?;
-            Ok(next)
+            Ok(next.to_string())
         })
         .await
     }

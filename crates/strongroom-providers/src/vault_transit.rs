@@ -155,11 +155,7 @@ impl VaultTransit {
         if token.as_deref().is_some_and(str::is_empty) {
             return Err(cfg("the token is empty".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| cfg(format!("HTTP client: {e}")))?;
+        let http = crate::http::client(name, timeout)?;
         Ok(Self {
             name: name.to_string(),
             base,
@@ -229,16 +225,10 @@ impl VaultTransit {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| {
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "cannot connect"
-            } else {
-                "request failed"
-            };
-            self.unavailable(what, true)
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| crate::http::transport_error(&self.name, &e))?;
         let status = resp.status().as_u16();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         Ok((status, v))
@@ -426,7 +416,7 @@ impl KeyProvider for VaultTransit {
         })
     }
 
-    async fn rotate(&self, key: &str) -> Result<u32> {
+    async fn rotate(&self, key: &str) -> Result<String> {
         let path = format!("{}/rotate", self.key_path("keys", key)?);
         self.call(reqwest::Method::POST, &path, None)
             .await
@@ -434,6 +424,7 @@ impl KeyProvider for VaultTransit {
         self.describe(key)
             .await?
             .latest_version
+            .map(|v| v.to_string())
             .ok_or_else(|| self.unavailable("the key has no version after rotating", false))
     }
 

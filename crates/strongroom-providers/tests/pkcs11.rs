@@ -273,7 +273,7 @@ async fn rotation_keeps_old_copies_opening(env: Env) {
     p.create_key("rot").await.unwrap();
     let c = ctx(&[]);
     let old = p.wrap("rot", &[2u8; 32], &c).await.unwrap();
-    assert_eq!(p.rotate("rot").await.unwrap(), 2);
+    assert_eq!(p.rotate("rot").await.unwrap(), "2");
     assert_eq!(p.describe("rot").await.unwrap().latest_version, Some(2));
     let new = p.wrap("rot", &[3u8; 32], &c).await.unwrap();
     assert_eq!(new.key_version, Some(2));

@@ -95,7 +95,7 @@ async fn wraps_unwraps_rotates_and_refuses_what_it_must() {
     // the policy that prevents it.)
 
     // Rotation: new wraps use version 2; version 1's still open.
-    assert_eq!(p.rotate("dk").await.unwrap(), 2);
+    assert_eq!(p.rotate("dk").await.unwrap(), "2");
     let w2 = p.wrap("dk", &dk, &c).await.unwrap();
     assert!(w2.ciphertext.starts_with(b"vault:v2:"));
     assert_eq!(
@@ -209,7 +209,7 @@ fn configuration_errors_name_what_is_wrong() {
         Err(e) => e.to_string(),
         Ok(()) => panic!("accepted: {t}"),
     };
-    assert!(err("[providers.v]\nkind = \"gcp-kms\"\n").contains("unknown variant"));
+    assert!(err("[providers.v]\nkind = \"cloudhsm\"\n").contains("unknown variant"));
     assert!(
         err("[providers.v]\nkind = \"vault-transit\"\naddress = \"http://x\"\ncolour = \"red\"\n")
             .contains("colour")

@@ -70,7 +70,7 @@ fn a_bad_providers_file_refuses_the_start_and_says_why() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("providers.toml");
     for (text, want) in [
-        ("[providers.x]\nkind = \"gcp-kms\"\n", "unknown variant"),
+        ("[providers.x]\nkind = \"cloudhsm\"\n", "unknown variant"),
         (
             "[providers.x]\nkind = \"vault-transit\"\naddress = \"http://127.0.0.1:1\"\n",
             "exactly one of token_env",

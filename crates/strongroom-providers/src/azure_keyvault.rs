@@ -1,0 +1,513 @@
+//! Azure Key Vault (and Managed HSM) keys through the Key Vault REST API: `wrapkey` /
+//! `unwrapkey` wrap and unwrap data keys, `GET /keys/{name}` describes, `rotate` rotates,
+//! `GET /keys?maxresults=1` is the health probe.
+//!
+//! ```toml
+//! [providers.azure]
+//! kind = "azure-keyvault"
+//! vault_url = "https://my-vault.vault.azure.net"
+//! tenant_id = "…"
+//! client_id = "…"
+//! client_secret_file = "/run/secrets/azure-secret"   # or client_secret_env = "AZURE_CLIENT_SECRET"
+//! # or workload identity: federated_token_file = "/var/run/secrets/azure/tokens/azure-identity-token"
+//! timeout = "5s"
+//! ```
+//!
+//! Key Vault's key wrapping (RSA-OAEP-256 for vault keys; `A256KW` for Managed HSM `oct`
+//! keys) has no associated data, so Strongroom binds the encryption context itself: it
+//! wraps `"SR1" || SHA-256(context encoding) || data key` and, on unwrap, refuses a result
+//! whose digest is not that of the context given. The wrapped form is
+//! `0x01 || version length (u8) || key version (ASCII) || Key Vault's value`, so unwrapping
+//! names the version that wrapped. Wrapping uses the key's current version, learned from
+//! `GET /keys/{name}` and kept for a minute (a rotation applies within that).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+use strongroom_crypto::{EncryptionContext, KeyMaterial};
+
+use crate::http::{self, Answer, TokenCache};
+use crate::{KeyProvider, ProviderError, ProviderKey, Result, Unwrapped, Wrapped};
+
+const KIND: &str = "azure-keyvault";
+const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+const BINDING: &[u8] = b"SR1";
+const FORMAT: u8 = 0x01;
+const REQUEST_ID: &str = "x-ms-request-id";
+const VERSION_TTL: Duration = Duration::from_secs(60);
+
+/// The `[providers.<name>]` settings of an Azure Key Vault provider.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureKeyVaultConfig {
+    /// The vault, e.g. `https://my-vault.vault.azure.net` (or a Managed HSM's URL).
+    pub vault_url: String,
+    /// The Microsoft Entra tenant.
+    pub tenant_id: String,
+    /// The application (client) id.
+    pub client_id: String,
+    /// The client secret, from this environment variable.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// The client secret, from this file.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Workload identity: a federated token file, read at each token request (it rotates).
+    #[serde(default)]
+    pub federated_token_file: Option<PathBuf>,
+    /// The identity endpoint.
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    /// The token scope.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// The wrapping algorithm: `RSA-OAEP-256` (RSA keys) or `A256KW` (Managed HSM oct keys).
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+    /// The REST API version.
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    /// Per-call timeout, e.g. `5s`.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+}
+
+fn default_authority() -> String {
+    "https://login.microsoftonline.com".into()
+}
+fn default_scope() -> String {
+    "https://vault.azure.net/.default".into()
+}
+fn default_algorithm() -> String {
+    "RSA-OAEP-256".into()
+}
+fn default_api_version() -> String {
+    "7.5".into()
+}
+fn default_timeout() -> String {
+    "5s".into()
+}
+
+enum Secret {
+    Client(String),
+    Federated(PathBuf),
+}
+
+/// An Azure Key Vault as a key provider.
+pub struct AzureKeyVault {
+    name: String,
+    vault: String,
+    tenant: String,
+    client_id: String,
+    secret: Secret,
+    authority: String,
+    scope: String,
+    algorithm: String,
+    api_version: String,
+    http: reqwest::Client,
+    token: TokenCache,
+    /// Current version per key, and when it was learned.
+    current: Mutex<std::collections::HashMap<String, (String, Instant)>>,
+}
+
+impl std::fmt::Debug for AzureKeyVault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureKeyVault")
+            .field("name", &self.name)
+            .field("vault", &self.vault)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 127 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn version_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The bytes Key Vault wraps: the binding label, the context's digest, the data key.
+fn bound(context: &EncryptionContext, dk: &[u8]) -> Vec<u8> {
+    let mut v = BINDING.to_vec();
+    v.extend_from_slice(&strongroom_crypto::hash::sha256(&context.encode()));
+    v.extend_from_slice(dk);
+    v
+}
+
+impl AzureKeyVault {
+    /// Builds the provider, reading the client secret now (a federated token file is read at
+    /// each token request).
+    pub fn new(name: &str, c: &AzureKeyVaultConfig) -> Result<Self> {
+        let cfg = |m: String| ProviderError::Config(format!("providers.{name}: {m}"));
+        let vault = c.vault_url.trim_end_matches('/').to_string();
+        if !(vault.starts_with("https://") || vault.starts_with("http://")) {
+            return Err(cfg("vault_url must be an https:// URL".into()));
+        }
+        if !(c.authority.starts_with("https://") || c.authority.starts_with("http://")) {
+            return Err(cfg("authority must be an https:// URL".into()));
+        }
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        };
+        if !id_ok(&c.tenant_id) || !id_ok(&c.client_id) {
+            return Err(cfg("tenant_id and client_id are ids (GUIDs)".into()));
+        }
+        if !matches!(c.algorithm.as_str(), "RSA-OAEP-256" | "RSA-OAEP" | "A256KW") {
+            return Err(cfg("algorithm: RSA-OAEP-256, RSA-OAEP or A256KW".into()));
+        }
+        let timeout: Duration =
+            crate::parse_duration(&c.timeout, &format!("providers.{name}.timeout"))?;
+        let secret = match (
+            &c.client_secret_env,
+            &c.client_secret_file,
+            &c.federated_token_file,
+        ) {
+            (Some(v), None, None) => Secret::Client(
+                std::env::var(v)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| cfg(format!("{v} is not set")))?,
+            ),
+            (None, Some(p), None) => Secret::Client(
+                std::fs::read_to_string(p)
+                    .map_err(|e| cfg(format!("cannot read {}: {e}", p.display())))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None, Some(p)) => {
+                if !p.exists() {
+                    return Err(cfg(format!(
+                        "federated_token_file {} does not exist",
+                        p.display()
+                    )));
+                }
+                Secret::Federated(p.clone())
+            }
+            _ => {
+                return Err(cfg(
+                    "give exactly one of client_secret_env, client_secret_file and federated_token_file"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Self {
+            name: name.into(),
+            vault,
+            tenant: c.tenant_id.clone(),
+            client_id: c.client_id.clone(),
+            secret,
+            authority: c.authority.trim_end_matches('/').to_string(),
+            scope: c.scope.clone(),
+            algorithm: c.algorithm.clone(),
+            api_version: c.api_version.clone(),
+            http: http::client(name, timeout)?,
+            token: TokenCache::default(),
+            current: Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    fn unavailable(&self, detail: impl Into<String>, retryable: bool) -> ProviderError {
+        ProviderError::Unavailable {
+            provider: self.name.clone(),
+            detail: detail.into(),
+            retryable,
+        }
+    }
+
+    fn key_name<'a>(&self, key: &'a str) -> Result<&'a str> {
+        if name_ok(key) {
+            Ok(key)
+        } else {
+            Err(ProviderError::Config(format!(
+                "providers.{}: key name {key:?}: 1-127 of a-z A-Z 0-9 -",
+                self.name
+            )))
+        }
+    }
+
+    async fn access_token(&self) -> Result<String> {
+        if let Some(t) = self.token.get() {
+            return Ok(t);
+        }
+        let assertion;
+        let mut pairs = vec![
+            ("client_id", self.client_id.as_str()),
+            ("scope", self.scope.as_str()),
+            ("grant_type", "client_credentials"),
+        ];
+        match &self.secret {
+            Secret::Client(s) => pairs.push(("client_secret", s.as_str())),
+            Secret::Federated(p) => {
+                assertion = std::fs::read_to_string(p)
+                    .map_err(|e| ProviderError::AccessDenied {
+                        provider: self.name.clone(),
+                        detail: format!("cannot read the federated token {}: {e}", p.display()),
+                    })?
+                    .trim()
+                    .to_string();
+                pairs.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ));
+                pairs.push(("client_assertion", assertion.as_str()));
+            }
+        }
+        let req = self
+            .http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.authority, self.tenant
+            ))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(http::form(&pairs));
+        let a = http::send(&self.name, req, None).await?;
+        let (token, expires_in) = http::token_of(&self.name, &a)?;
+        self.token.put(&token, expires_in);
+        Ok(token)
+    }
+
+    /// One call to `{vault}{path}?api-version=…`; on 401 the token is fetched again once.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer> {
+        let mut refreshed = false;
+        loop {
+            let token = self.access_token().await?;
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let mut req = self
+                .http
+                .request(
+                    method.clone(),
+                    format!("{}{path}{sep}api-version={}", self.vault, self.api_version),
+                )
+                .bearer_auth(token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let a = http::send(&self.name, req, Some(REQUEST_ID)).await?;
+            if a.status == 401 && !refreshed {
+                self.token.clear();
+                refreshed = true;
+                continue;
+            }
+            return Ok(a);
+        }
+    }
+
+    fn refusal(&self, a: &Answer, key: &str, opening: bool) -> ProviderError {
+        let code = a.json["error"]["code"].as_str().unwrap_or("");
+        let detail = format!("HTTP {} {code}: {}", a.status, http::message(&a.json));
+        match (a.status, code) {
+            (400, _) if opening => ProviderError::InvalidCiphertext {
+                provider: self.name.clone(),
+            },
+            (401 | 403, _) => ProviderError::AccessDenied {
+                provider: self.name.clone(),
+                detail,
+            },
+            (404, _) => ProviderError::NotFound {
+                provider: self.name.clone(),
+                key: key.into(),
+            },
+            (429 | 500..=599, _) => self.unavailable(detail, true),
+            _ => self.unavailable(detail, false),
+        }
+    }
+
+    fn ok(&self, a: Answer, key: &str, opening: bool) -> Result<(Value, Option<String>)> {
+        if (200..300).contains(&a.status) {
+            Ok((a.json, a.request_id))
+        } else {
+            Err(self.refusal(&a, key, opening))
+        }
+    }
+
+    /// The version in a `kid` (`https://…/keys/<name>/<version>`).
+    fn version_in(kid: &str) -> Option<String> {
+        kid.rsplit('/')
+            .next()
+            .filter(|v| version_ok(v))
+            .map(str::to_string)
+    }
+
+    async fn current_version(&self, key: &str) -> Result<String> {
+        if let Ok(m) = self.current.lock()
+            && let Some((v, at)) = m.get(key)
+            && at.elapsed() < VERSION_TTL
+        {
+            return Ok(v.clone());
+        }
+        let (v, _) = self.ok(
+            self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
+                .await?,
+            key,
+            false,
+        )?;
+        let version = v["key"]["kid"]
+            .as_str()
+            .and_then(Self::version_in)
+            .ok_or_else(|| self.unavailable("the key has no kid", false))?;
+        if let Ok(mut m) = self.current.lock() {
+            m.insert(key.to_string(), (version.clone(), Instant::now()));
+        }
+        Ok(version)
+    }
+}
+
+#[async_trait::async_trait]
+impl KeyProvider for AzureKeyVault {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn describe(&self, key: &str) -> Result<ProviderKey> {
+        let key = self.key_name(key)?;
+        let (v, _) = self.ok(
+            self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
+                .await?,
+            key,
+            false,
+        )?;
+        let ops: Vec<&str> = v["key"]["key_ops"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        Ok(ProviderKey {
+            name: v["key"]["kid"].as_str().unwrap_or(key).to_string(),
+            key_type: v["key"]["kty"].as_str().unwrap_or("").to_string(),
+            latest_version: None,
+            can_encrypt: v["attributes"]["enabled"] == true
+                && ops.contains(&"wrapKey")
+                && ops.contains(&"unwrapKey"),
+            rotation_period: None,
+        })
+    }
+
+    async fn wrap(
+        &self,
+        key: &str,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Wrapped> {
+        let key = self.key_name(key)?;
+        let version = self.current_version(key).await?;
+        let body =
+            json!({"alg": self.algorithm, "value": B64URL.encode(bound(context, plaintext))});
+        let (v, request_id) = self.ok(
+            self.call(
+                reqwest::Method::POST,
+                &format!("/keys/{key}/{version}/wrapkey"),
+                Some(&body),
+            )
+            .await?,
+            key,
+            false,
+        )?;
+        let value = v["value"]
+            .as_str()
+            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| self.unavailable("wrapkey answered without a value", false))?;
+        let used = v["kid"]
+            .as_str()
+            .and_then(Self::version_in)
+            .unwrap_or(version);
+        let mut out = Vec::with_capacity(2 + used.len() + value.len());
+        out.push(FORMAT);
+        out.push(used.len() as u8);
+        out.extend_from_slice(used.as_bytes());
+        out.extend_from_slice(&value);
+        Ok(Wrapped {
+            ciphertext: out,
+            key_version: None,
+            request_id,
+        })
+    }
+
+    async fn unwrap(
+        &self,
+        key: &str,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Unwrapped> {
+        let key = self.key_name(key)?;
+        let bad = || ProviderError::InvalidCiphertext {
+            provider: self.name.clone(),
+        };
+        let (&format, rest) = ciphertext.split_first().ok_or_else(bad)?;
+        let (&n, rest) = rest.split_first().ok_or_else(bad)?;
+        if format != FORMAT || rest.len() <= n as usize {
+            return Err(bad());
+        }
+        let version = std::str::from_utf8(&rest[..n as usize])
+            .ok()
+            .filter(|v| version_ok(v))
+            .ok_or_else(bad)?;
+        let body = json!({"alg": self.algorithm, "value": B64URL.encode(&rest[n as usize..])});
+        let (v, request_id) = self.ok(
+            self.call(
+                reqwest::Method::POST,
+                &format!("/keys/{key}/{version}/unwrapkey"),
+                Some(&body),
+            )
+            .await?,
+            key,
+            true,
+        )?;
+        let opened = v["value"]
+            .as_str()
+            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
+            .map(KeyMaterial::new)
+            .ok_or_else(|| self.unavailable("unwrapkey answered without a value", false))?;
+        let expect = bound(context, &[]);
+        let got = opened.expose_secret();
+        // The digest of the context is not secret; a plain comparison is fine.
+        if got.len() <= expect.len() || got[..expect.len()] != expect[..] {
+            return Err(bad());
+        }
+        Ok(Unwrapped {
+            plaintext: KeyMaterial::copy_from(&got[expect.len()..]),
+            request_id,
+        })
+    }
+
+    async fn rotate(&self, key: &str) -> Result<String> {
+        let key = self.key_name(key)?;
+        let (v, _) = self.ok(
+            self.call(reqwest::Method::POST, &format!("/keys/{key}/rotate"), None)
+                .await?,
+            key,
+            false,
+        )?;
+        let version = v["key"]["kid"]
+            .as_str()
+            .and_then(Self::version_in)
+            .ok_or_else(|| self.unavailable("rotate answered without a kid", false))?;
+        if let Ok(mut m) = self.current.lock() {
+            m.insert(key.to_string(), (version.clone(), Instant::now()));
+        }
+        Ok(version)
+    }
+
+    async fn health(&self) -> Result<()> {
+        let a = self
+            .call(reqwest::Method::GET, "/keys?maxresults=1", None)
+            .await?;
+        self.ok(a, "", false).map(|_| ())
+    }
+}

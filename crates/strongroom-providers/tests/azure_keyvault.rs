@@ -1,0 +1,379 @@
+//! The Azure Key Vault provider against replayed exchanges written from Microsoft's published
+//! references (Key Vault keys REST API 7.5: get key, wrap key, unwrap key, rotate key, get
+//! keys; the Microsoft identity platform's client credentials flow, with a client secret
+//! or a federated credential). Each exchange checks the request Strongroom sends before it
+//! answers. No emulator of Key Vault can run here; `live_against_azure` runs against the
+//! real service when credentials are given.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+use base64::Engine;
+use serde_json::{Value, json};
+use strongroom_crypto::EncryptionContext;
+use strongroom_providers::{Config, KeyProvider, ProviderError};
+use strongroom_testkit::replay::{Exchange, Recorded, Replay};
+
+const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "b2b9c3f1-5c1d-4c8e-9f7a-0123456789ab";
+const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.test.token";
+const VERSION: &str = "78deebed173b48e48f55abf87ed4cf71";
+
+fn token(assertion: Option<String>) -> Exchange {
+    Exchange::new(
+        "identity platform token (client credentials)",
+        "POST",
+        &format!("/{TENANT}/oauth2/v2.0/token"),
+        200,
+        json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": TOKEN}),
+    )
+    .with_header("content-type", "application/x-www-form-urlencoded")
+    .expect(move |r: &Recorded| {
+        let f = r.form();
+        let want_common = [
+            ("client_id", CLIENT),
+            ("scope", "https://vault.azure.net/.default"),
+            ("grant_type", "client_credentials"),
+        ];
+        for (k, v) in want_common {
+            if f.get(k).map(String::as_str) != Some(v) {
+                return Err(format!("{k}: {:?}", f.get(k)));
+            }
+        }
+        match &assertion {
+            None if f.get("client_secret").map(String::as_str) == Some("s3cr3t~value") => Ok(()),
+            Some(a)
+                if f.get("client_assertion") == Some(a)
+                    && f.get("client_assertion_type").map(String::as_str)
+                        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") =>
+            {
+                Ok(())
+            }
+            _ => Err(format!("credential fields: {f:?}")),
+        }
+    })
+}
+
+fn api(what: &str, method: &str, path: &str, status: u16, body: Value) -> Exchange {
+    Exchange::new(what, method, path, status, body)
+        .with_header("authorization", &format!("Bearer {TOKEN}"))
+}
+
+fn key_bundle(vault: &str, version: &str) -> Value {
+    json!({
+        "key": {
+            "kid": format!("{vault}/keys/dk/{version}"),
+            "kty": "RSA-HSM",
+            "key_ops": ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"],
+            "n": "1_6ZtP288hEkKML-L6nFyZh1PD1rmAgwbbwjEvTSDK_008BYWhjp_6ULy9BhWtRIytNkPkm9gzaBTrCpp-vyDXPGa836Htp-w8u5JmxoUZchJh576m3m-8ZYWTmZSAFZ2oJHUiBYdqQj_2yE0sH5NHYrL0Wj2kK0Yd_0VYYXsLuyJ9U5E5Hl7c4v0pKJ4Q7Q",
+            "e": "AQAB"
+        },
+        "attributes": {"enabled": true, "created": 1493942451, "updated": 1493942451, "recoveryLevel": "Recoverable+Purgeable"}
+    })
+}
+
+/// A documented error: status, code, message, and what Strongroom must make of it.
+type Case = (u16, &'static str, &'static str, fn(&ProviderError) -> bool);
+
+fn error(code: &str, message: &str) -> Value {
+    json!({"error": {"code": code, "message": message}})
+}
+
+/// What Strongroom asks Key Vault to wrap: "SR1", SHA-256 of the context, the data key.
+fn bound(context: &EncryptionContext, dk: &[u8]) -> Vec<u8> {
+    let mut v = b"SR1".to_vec();
+    v.extend_from_slice(&strongroom_crypto::hash::sha256(&context.encode()));
+    v.extend_from_slice(dk);
+    v
+}
+
+fn ctx() -> EncryptionContext {
+    EncryptionContext::try_new([("tenant".to_string(), "acme".to_string())].into()).unwrap()
+}
+
+fn provider(replay: &Replay, credential: &str) -> std::sync::Arc<dyn KeyProvider> {
+    let toml = format!(
+        "[providers.azure]\nkind = \"azure-keyvault\"\nvault_url = \"{0}\"\nauthority = \"{0}\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n{credential}\n",
+        replay.url
+    );
+    Config::parse(&toml)
+        .unwrap()
+        .build()
+        .unwrap()
+        .remove("azure")
+        .unwrap()
+}
+
+fn secret_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("secret");
+    std::fs::write(&p, "s3cr3t~value\n").unwrap();
+    let line = format!("client_secret_file = \"{}\"", p.display());
+    (dir, line)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wraps_with_the_current_version_and_unwraps_with_the_one_that_wrapped() {
+    let replay = Replay::start(vec![]);
+    let v = replay.url.clone();
+    let dk = [0x24u8; 32];
+    let wrapped_value = b"RSA-OAEP-256 output from Key Vault".to_vec();
+    for ex in [
+        token(None),
+        api("get key", "GET", "/keys/dk?api-version=7.5", 200, key_bundle(&v, VERSION)),
+        api(
+            "wrap key",
+            "POST",
+            &format!("/keys/dk/{VERSION}/wrapkey?api-version=7.5"),
+            200,
+            json!({"kid": format!("{v}/keys/dk/{VERSION}"), "value": B64URL.encode(&wrapped_value)}),
+        )
+        .with_json(json!({"alg": "RSA-OAEP-256", "value": B64URL.encode(bound(&ctx(), &dk))}))
+        .answer_header("x-ms-request-id", "9f8a7b6c-1111-2222-3333-444455556666"),
+        api(
+            "unwrap key",
+            "POST",
+            &format!("/keys/dk/{VERSION}/unwrapkey?api-version=7.5"),
+            200,
+            json!({"kid": format!("{v}/keys/dk/{VERSION}"), "value": B64URL.encode(bound(&ctx(), &dk))}),
+        )
+        .with_json(json!({"alg": "RSA-OAEP-256", "value": B64URL.encode(&wrapped_value)})),
+        // The same copy under another context: Key Vault opens it (RSA-OAEP has no
+        // associated data), Strongroom's binding refuses it.
+        api(
+            "unwrap key (another context)",
+            "POST",
+            &format!("/keys/dk/{VERSION}/unwrapkey?api-version=7.5"),
+            200,
+            json!({"kid": format!("{v}/keys/dk/{VERSION}"), "value": B64URL.encode(bound(&ctx(), &dk))}),
+        ),
+        api(
+            "unwrap key (altered)",
+            "POST",
+            &format!("/keys/dk/{VERSION}/unwrapkey?api-version=7.5"),
+            400,
+            error("BadParameter", "The parameter is incorrect."),
+        ),
+        api("get key (describe)", "GET", "/keys/dk?api-version=7.5", 200, key_bundle(&v, VERSION)),
+        api(
+            "rotate key",
+            "POST",
+            "/keys/dk/rotate?api-version=7.5",
+            200,
+            key_bundle(&v, "5a4b3c2d1e0f99887766554433221100"),
+        ),
+        api("get keys (health)", "GET", "/keys?maxresults=1&api-version=7.5", 200, json!({"value": [], "nextLink": null})),
+    ] {
+        replay.push(ex);
+    }
+    let (_dir, cred) = secret_file();
+    let p = provider(&replay, &cred);
+    assert_eq!((p.name(), p.kind()), ("azure", "azure-keyvault"));
+    let w = p.wrap("dk", &dk, &ctx()).await.unwrap();
+    assert_eq!(
+        w.request_id.as_deref(),
+        Some("9f8a7b6c-1111-2222-3333-444455556666")
+    );
+    assert_eq!(w.ciphertext[0], 1);
+    assert_eq!(&w.ciphertext[2..2 + VERSION.len()], VERSION.as_bytes());
+    let u = p.unwrap("dk", &w.ciphertext, &ctx()).await.unwrap();
+    assert_eq!(u.plaintext.expose_secret(), dk);
+    assert!(matches!(
+        p.unwrap("dk", &w.ciphertext, &EncryptionContext::empty())
+            .await,
+        Err(ProviderError::InvalidCiphertext { .. })
+    ));
+    assert!(matches!(
+        p.unwrap("dk", &w.ciphertext, &ctx()).await,
+        Err(ProviderError::InvalidCiphertext { .. })
+    ));
+    let d = p.describe("dk").await.unwrap();
+    assert!(d.can_encrypt);
+    assert_eq!(d.key_type, "RSA-HSM");
+    assert_eq!(
+        p.rotate("dk").await.unwrap(),
+        "5a4b3c2d1e0f99887766554433221100"
+    );
+    p.health().await.unwrap();
+    replay.finish();
+    // Malformed wrapped forms are refused before any request.
+    for bad in [
+        vec![],
+        vec![2, 1, b'a', 1],
+        vec![1, 40, b'a'],
+        vec![1, 3, b'a', b'/', b'c', 9],
+    ] {
+        assert!(matches!(
+            p.unwrap("dk", &bad, &ctx()).await,
+            Err(ProviderError::InvalidCiphertext { .. })
+        ));
+    }
+    assert!(!format!("{p:?}").contains("s3cr3t"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_documented_error_maps_to_what_it_means() {
+    let replay = Replay::start(vec![token(None)]);
+    let cases: Vec<Case> = vec![
+        (
+            404,
+            "KeyNotFound",
+            "A key with (name/id) dk was not found in this key vault.",
+            |e| matches!(e, ProviderError::NotFound { .. }),
+        ),
+        (
+            403,
+            "Forbidden",
+            "The user, group or application does not have keys get permission on key vault.",
+            |e| matches!(e, ProviderError::AccessDenied { .. }),
+        ),
+        (
+            429,
+            "Throttled",
+            "Request was not processed because too many requests were received.",
+            |e| e.is_retryable(),
+        ),
+        (
+            503,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable.",
+            |e| e.is_retryable(),
+        ),
+        (400, "BadParameter", "Property has invalid value", |e| {
+            matches!(
+                e,
+                ProviderError::Unavailable {
+                    retryable: false,
+                    ..
+                }
+            )
+        }),
+    ];
+    for (status, code, message, _) in &cases {
+        replay.push(api(
+            code,
+            "GET",
+            "/keys/dk?api-version=7.5",
+            *status,
+            error(code, message),
+        ));
+    }
+    let (_dir, cred) = secret_file();
+    let p = provider(&replay, &cred);
+    for (_, code, _, ok) in &cases {
+        let e = p.describe("dk").await.unwrap_err();
+        assert!(ok(&e), "{code}: {e:?}");
+    }
+    // An expired token: a new one, then the call once more.
+    replay.push(api(
+        "expired token",
+        "GET",
+        "/keys/dk?api-version=7.5",
+        401,
+        error(
+            "Unauthorized",
+            "AKV10000: Request is missing a Bearer or PoP token.",
+        ),
+    ));
+    replay.push(token(None));
+    replay.push(api(
+        "get key after a new token",
+        "GET",
+        "/keys/dk?api-version=7.5",
+        200,
+        key_bundle(&replay.url, VERSION),
+    ));
+    p.describe("dk").await.unwrap();
+    replay.finish();
+    for bad in ["", "a/b", "a_b", &"x".repeat(128)] {
+        assert!(
+            matches!(p.describe(bad).await, Err(ProviderError::Config(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workload_identity_sends_the_federated_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-identity-token");
+    std::fs::write(&file, "eyJhbGciOiJSUzI1NiJ9.federated.kubernetes-token\n").unwrap();
+    let replay = Replay::start(vec![
+        token(Some(
+            "eyJhbGciOiJSUzI1NiJ9.federated.kubernetes-token".into(),
+        )),
+        api(
+            "get keys (health)",
+            "GET",
+            "/keys?maxresults=1&api-version=7.5",
+            200,
+            json!({"value": []}),
+        ),
+    ]);
+    let p = provider(
+        &replay,
+        &format!("federated_token_file = \"{}\"", file.display()),
+    );
+    p.health().await.unwrap();
+    replay.finish();
+}
+
+#[test]
+fn configuration_errors_say_what_is_wrong() {
+    let err = |extra: &str| {
+        let t = format!(
+            "[providers.azure]\nkind = \"azure-keyvault\"\nvault_url = \"https://v.vault.azure.net\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n{extra}"
+        );
+        Config::parse(&t)
+            .and_then(|c| c.build().map(|_| ()))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        err("").contains(
+            "exactly one of client_secret_env, client_secret_file and federated_token_file"
+        )
+    );
+    assert!(err("client_secret_file = \"/nonexistent\"\n").contains("cannot read /nonexistent"));
+    assert!(err("federated_token_file = \"/nonexistent\"\n").contains("does not exist"));
+    assert!(err("client_secret_env = \"STRONGROOM_TEST_UNSET_VARIABLE\"\n").contains("is not set"));
+    assert!(err("client_secret_env = \"HOME\"\nalgorithm = \"RSA1_5\"\n").contains("algorithm"));
+}
+
+/// Against a real Key Vault. Needs `STRONGROOM_LIVE_AZURE_VAULT_URL`, `AZURE_TENANT_ID`,
+/// `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET` and `STRONGROOM_LIVE_AZURE_KEY` (an RSA key
+/// allowing wrapKey and unwrapKey).
+#[tokio::test]
+#[ignore = "live: needs Azure credentials (STRONGROOM_LIVE_AZURE_* and AZURE_TENANT_ID/CLIENT_ID/CLIENT_SECRET); run with --ignored"]
+async fn live_against_azure() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("set {k} for the live test"));
+    let key = var("STRONGROOM_LIVE_AZURE_KEY");
+    let toml = format!(
+        "[providers.azure]\nkind = \"azure-keyvault\"\nvault_url = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret_env = \"AZURE_CLIENT_SECRET\"\n",
+        var("STRONGROOM_LIVE_AZURE_VAULT_URL"),
+        var("AZURE_TENANT_ID"),
+        var("AZURE_CLIENT_ID")
+    );
+    let p = Config::parse(&toml)
+        .unwrap()
+        .build()
+        .unwrap()
+        .remove("azure")
+        .unwrap();
+    p.health().await.unwrap();
+    assert!(p.describe(&key).await.unwrap().can_encrypt);
+    let w = p.wrap(&key, &[7u8; 32], &ctx()).await.unwrap();
+    assert_eq!(
+        p.unwrap(&key, &w.ciphertext, &ctx())
+            .await
+            .unwrap()
+            .plaintext
+            .expose_secret(),
+        [7u8; 32]
+    );
+    assert!(matches!(
+        p.unwrap(&key, &w.ciphertext, &EncryptionContext::empty())
+            .await,
+        Err(ProviderError::InvalidCiphertext { .. })
+    ));
+}
