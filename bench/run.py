@@ -225,6 +225,13 @@ def main():
         ).stdout
         r = next(x for x in json.loads(out)["results"] if x["op"] == "encrypt")
         m["encrypt_half_peak"] = {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "errors": r["errors"], "offered_rps": half}
+        # Envelopes of 4 KiB from the SDK, without and with its data-key cache (5 min,
+        # 1000 messages or 1 GiB per data key).
+        out = subprocess.run(
+            [str(REL / "examples" / "envelope_workload"), base, "bench/aes", os.environ.get("BENCH_ENVELOPES", "40000"), "4096", "8"],
+            capture_output=True, text=True, check=True, env=dict(os.environ, STRONGROOM_TOKEN=TOKEN),
+        ).stdout
+        m["envelopes"] = json.loads(out.strip().splitlines()[-1])
     finally:
         srv.stop()
 
@@ -294,6 +301,8 @@ def targets(m):
         ("Encrypt p99 at half of peak (ms)", m["encrypt_half_peak"]["p99_ms"], "<= 2"),
         ("envelope v1 encrypt vs raw AES-256-GCM, 1 MiB, one core", ratio(c.get("aes-256-gcm/envelope-v1-encrypt/1048576", {}).get("gb_s"), c.get("aes-256-gcm/raw-seal/1048576", {}).get("gb_s")), ">= 0.8"),
         ("envelope v1 decrypt vs openssl speed aes-256-gcm, one core", ratio(c.get("aes-256-gcm/envelope-v1-decrypt/1048576", {}).get("gb_s"), m["openssl_gb_s"]), ">= 0.8"),
+        ("SDK envelopes/s with the data-key cache vs without (4 KiB)", ratio(m["envelopes"]["cached_per_s"], m["envelopes"]["uncached_per_s"]), ">= 1"),
+        ("data-key cache hit rate, synthetic workload (1000 messages per data key)", m["envelopes"]["hit_rate"], ">= 0.99"),
         (f"idle RSS with {int(m['keys_in_store'])} keys (MiB)", m["idle_rss_mib"], "<= 64"),
         ("cold start to ready, empty (ms)", m["cold_start_empty_ms"], "<= 200"),
         (f"cold start to ready, {int(m['keys_in_store'])} keys (ms)", m["cold_start_keys_ms"], "<= 200"),
@@ -330,6 +339,11 @@ def render(results, rows):
     for k, v in sorted(m["crypto"].items()):
         lines.append(f"| {k} | {fmt(v.get('gb_s'))} | {v['ns']:.0f} |")
     lines.append(f"| openssl speed -evp aes-256-gcm, 16 KiB | {fmt(m['openssl_gb_s'])} | |")
+    if "envelopes" in m:
+        e = m["envelopes"]
+        lines += ["", "| SDK envelopes, 4 KiB, 8 workers | per second | data keys made | hit rate |", "|---|---:|---:|---:|",
+                  f"| without the cache | {e['uncached_per_s']:.0f} | | |",
+                  f"| with the cache | {e['cached_per_s']:.0f} | {e['data_keys_made']} | {fmt(e['hit_rate'])} |"]
     lines += ["", "| target | measured | goal | met |", "|---|---:|---|---|"]
     for r in rows:
         met = {True: "yes", False: "**no**", None: "-"}[r["met"]]

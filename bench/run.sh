@@ -23,4 +23,5 @@ command -v openssl >/dev/null || { echo "openssl (the CLI) is needed for the ope
 source scripts/python-venv.sh
 
 cargo build --release --locked -p strongroom -p strongroom-bench-hello
+cargo build --release --locked -p strongroom-client --example envelope_workload
 exec "$venv/bin/python" bench/run.py

@@ -119,6 +119,10 @@ impl std::fmt::Debug for DataKeyCache {
     }
 }
 
+/// The data-key cache's lookups, by `result` (`hit`, `miss`), through the `metrics` facade:
+/// an application that installs a recorder exports its hit rate.
+pub const CACHE_METRIC: &str = "strongroom_client_data_key_cache_lookups_total";
+
 /// Most entries per direction before the cache is emptied.
 const CACHE_CAP: usize = 1000;
 
@@ -144,6 +148,8 @@ impl DataKeyCache {
 
     fn hit(&self, hit: bool) {
         if hit { &self.hits } else { &self.misses }.fetch_add(1, Ordering::Relaxed);
+        // For applications that install a `metrics` recorder (e.g. a Prometheus exporter).
+        metrics::counter!(CACHE_METRIC, "result" => if hit { "hit" } else { "miss" }).increment(1);
     }
 }
 
