@@ -11,6 +11,8 @@
 //! secret_access_key_env = "AWS_SECRET_ACCESS_KEY"
 //! session_token_env = "AWS_SESSION_TOKEN"             # optional
 //! # or: shared_credentials_file = "/run/secrets/aws-credentials" and profile = "default"
+//! # or: default_credential_chain = true   # the SDK's chain: environment, web identity
+//! #     (EKS IRSA), SSO, shared config, ECS/EKS container and EC2 instance roles
 //! ```
 //!
 //! Data keys are wrapped with `Encrypt` and unwrapped with `Decrypt`, the encryption context
@@ -55,6 +57,43 @@ pub struct AwsKmsConfig {
     /// The profile in `shared_credentials_file`.
     #[serde(default = "default_profile")]
     pub profile: String,
+    /// Or: the AWS SDK's default credential chain (`aws-config`), resolved at the first call
+    /// and refreshed by the SDK as credentials expire: environment variables, web identity
+    /// (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`, as EKS sets them), SSO and the shared
+    /// config files, ECS/EKS container credentials, EC2 instance roles.
+    #[serde(default)]
+    pub default_credential_chain: bool,
+}
+
+/// The SDK's default credential chain, built at its first use (building it is async, and
+/// providers are built before the runtime serves).
+#[derive(Debug)]
+struct LazyChain {
+    region: Region,
+    chain:
+        tokio::sync::OnceCell<aws_config::default_provider::credentials::DefaultCredentialsChain>,
+}
+
+impl aws_sdk_kms::config::ProvideCredentials for LazyChain {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let chain = self
+                .chain
+                .get_or_init(|| async {
+                    aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                        .region(self.region.clone())
+                        .build()
+                        .await
+                })
+                .await;
+            chain.provide_credentials().await
+        })
+    }
 }
 
 fn default_profile() -> String {
@@ -118,17 +157,33 @@ impl AwsKms {
         };
         let timeout: Duration =
             crate::parse_duration(&c.timeout, &format!("providers.{name}.timeout"))?;
-        let (id, secret, token) = match (
+        let static_creds = |(id, secret, token): (String, String, Option<String>)| {
+            aws_sdk_kms::config::SharedCredentialsProvider::new(Credentials::new(
+                id,
+                secret,
+                token,
+                None,
+                "strongroom-providers-file",
+            ))
+        };
+        let creds = match (
             &c.access_key_id_env,
             &c.secret_access_key_env,
             &c.shared_credentials_file,
+            c.default_credential_chain,
         ) {
-            (Some(i), Some(k), None) => (
+            (None, None, None, true) => {
+                aws_sdk_kms::config::SharedCredentialsProvider::new(LazyChain {
+                    region: Region::new(c.region.clone()),
+                    chain: tokio::sync::OnceCell::new(),
+                })
+            }
+            (Some(i), Some(k), None, false) => static_creds((
                 env(i)?,
                 env(k)?,
                 c.session_token_env.as_deref().map(env).transpose()?,
-            ),
-            (None, None, Some(path)) => {
+            )),
+            (None, None, Some(path), false) => static_creds({
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| cfg(format!("cannot read {}: {e}", path.display())))?;
                 read_shared_credentials(&text, &c.profile).ok_or_else(|| {
@@ -138,15 +193,14 @@ impl AwsKms {
                         c.profile
                     ))
                 })?
-            }
+            }),
             _ => {
                 return Err(cfg(
-                    "give access_key_id_env and secret_access_key_env, or shared_credentials_file"
+                    "give access_key_id_env and secret_access_key_env, or shared_credentials_file, or default_credential_chain = true"
                         .into(),
                 ));
             }
         };
-        let creds = Credentials::new(id, secret, token, None, "strongroom-providers-file");
         let mut b = aws_sdk_kms::Config::builder()
             .behavior_version_latest()
             .region(Region::new(c.region.clone()))

@@ -100,3 +100,109 @@ fn a_bad_providers_file_refuses_the_start_and_says_why() {
         started.stderr
     );
 }
+
+/// `default_credential_chain = true` resolves credentials as the AWS SDK does: here from
+/// the environment, then through web identity (an OIDC token file and a role, as EKS sets
+/// them) against moto's STS.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_credentials_come_from_the_sdks_default_chain() {
+    let moto = tokio::task::spawn_blocking(strongroom_testkit::peers::Moto::start)
+        .await
+        .unwrap();
+    let aws_key = moto.create_key();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("providers.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[providers.aws]\nkind = \"aws-kms\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\ndefault_credential_chain = true\n",
+            moto.url
+        ),
+    )
+    .unwrap();
+    let token = tmp.path().join("web-identity-token");
+    std::fs::write(
+        &token,
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6c3Ryb25ncm9vbSJ9.c2ln",
+    )
+    .unwrap();
+    let home = tmp.path().to_str().unwrap().to_string();
+    let sts = moto.url.clone();
+    let token_path = token.to_str().unwrap().to_string();
+    for (how, env) in [
+        (
+            "environment",
+            vec![
+                ("AWS_ACCESS_KEY_ID", "AKIDCHAIN"),
+                ("AWS_SECRET_ACCESS_KEY", "chain-secret"),
+            ],
+        ),
+        (
+            "web identity",
+            vec![
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", token_path.as_str()),
+                ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/strongroom"),
+                ("AWS_ROLE_SESSION_NAME", "strongroom-test"),
+                ("AWS_ENDPOINT_URL_STS", sts.as_str()),
+                // Nothing else in the chain may answer: only web identity can succeed.
+                ("AWS_ACCESS_KEY_ID", ""),
+                ("AWS_SECRET_ACCESS_KEY", ""),
+                ("AWS_PROFILE", ""),
+            ],
+        ),
+    ] {
+        let mut all = vec![
+            ("STRONGROOM_DEV_ROOT_TOKEN", ROOT),
+            ("HOME", home.as_str()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        all.extend(env);
+        let srv = TestServer::start(&["--dev", "--providers", file.to_str().unwrap()], &all)
+            .server
+            .expect("server starts");
+        srv.ok("POST", "/v1/keyrings", Some(json!({"name": "ext"})))
+            .await;
+        let (status, made) = srv
+            .call(
+                "POST",
+                "/v1/keyrings/ext/keys",
+                Some(json!({"name": "k", "protection": "external", "provider": "aws", "provider_key": aws_key})),
+            )
+            .await;
+        assert_eq!(status, 201, "{how}: {made}");
+        let ct = srv.encrypt("ext/k", b"chained", json!({})).await;
+        let (status, back) = srv.decrypt(&ct, json!({})).await;
+        assert_eq!(status, 200, "{how}: {back}");
+    }
+    // And when no link of the chain has credentials: a clear refusal, nothing created.
+    let srv = TestServer::start(
+        &["--dev", "--providers", file.to_str().unwrap()],
+        &[
+            ("STRONGROOM_DEV_ROOT_TOKEN", ROOT),
+            ("HOME", home.as_str()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+        ],
+    )
+    .server
+    .expect("server starts");
+    srv.ok("POST", "/v1/keyrings", Some(json!({"name": "ext"})))
+        .await;
+    let (status, body) = srv
+        .call(
+            "POST",
+            "/v1/keyrings/ext/keys",
+            Some(json!({"name": "k", "protection": "external", "provider": "aws", "provider_key": aws_key})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("aws"),
+        "{body}"
+    );
+    assert_eq!(
+        srv.call("GET", "/v1/keyrings/ext/keys/k", None).await.0,
+        404
+    );
+}
