@@ -177,7 +177,7 @@ def test_strongroom_governs_external_keys(peers):
         ({"provider": "aws", "provider_key": "alias/does-not-exist"}, "cannot use this provider key"),
         ({"provider": "aws"}, "needs both provider and provider_key"),
         ({"provider": "aws", "provider_key": aws_key, "rotation_period": "30d"}, "rotates at its provider"),
-        ({"protection": "hsm", "provider": "aws", "provider_key": aws_key}, "software or external"),
+        ({"protection": "quantum", "provider": "aws", "provider_key": aws_key}, "software, external or hsm"),
     ]:
         status, body = server.native("POST", "/v1/keyrings/transit/keys", {"name": "bad", **extra})
         assert status == 400 and needle in body["error"]["message"], (extra, body)

@@ -54,6 +54,76 @@ impl KeyService {
         origin: KeyOrigin,
         ev: &mut AuditEvent,
     ) -> Result<()> {
+        let g = self.external_shape(&x.provider, input, purpose, algorithm, origin)?;
+        if x.key.is_empty() || x.key.len() > 2048 || x.key.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "provider_key",
+                "1 to 2048 bytes, no control characters",
+            ));
+        }
+        let res = g.call("describe", || g.provider().describe(&x.key)).await;
+        ev.providers
+            .push(call_record(&member(x), res.as_ref().map(|_| None)));
+        let d = res.map_err(|e| {
+            Error::invalid("provider_key", format!("cannot use this provider key: {e}"))
+        })?;
+        if !d.can_encrypt {
+            return Err(Error::invalid(
+                "provider_key",
+                format!("{} says this key cannot encrypt now", x.provider),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Generates the material of new key `id` inside provider `provider` (protection
+    /// `hsm`) and returns the binding. The provider key is labelled `strongroom-<id>`.
+    #[allow(clippy::too_many_arguments)] // the new key's facts, as check_external, plus its id
+    pub(crate) async fn generate_at_provider(
+        &self,
+        provider: &str,
+        id: &strongroom_crypto::KeyId,
+        input: &CreateKeyInput,
+        purpose: Purpose,
+        algorithm: Algorithm,
+        origin: KeyOrigin,
+        ev: &mut AuditEvent,
+    ) -> Result<ExternalKey> {
+        let g = self.external_shape(provider, input, purpose, algorithm, origin)?;
+        let x = ExternalKey {
+            provider: provider.into(),
+            key: format!("strongroom-{id}"),
+        };
+        let res = g
+            .call("create-key", || g.provider().create_key(&x.key))
+            .await;
+        ev.providers
+            .push(call_record(&member(&x), res.as_ref().map(|_| None)));
+        match res {
+            Ok(_) => Ok(x),
+            Err(ProviderError::Unsupported { .. }) => Err(Error::invalid(
+                "provider",
+                format!(
+                    "provider {provider:?} cannot generate keys (protection hsm needs a pkcs11 provider); bind an existing key with protection external"
+                ),
+            )),
+            Err(e @ ProviderError::Unavailable { .. }) => Err(Error::Unavailable(e.to_string())),
+            Err(e) => Err(Error::invalid(
+                "provider",
+                format!("cannot generate the key: {e}"),
+            )),
+        }
+    }
+
+    /// The checks every provider-held key passes, and its provider.
+    fn external_shape(
+        &self,
+        provider: &str,
+        input: &CreateKeyInput,
+        purpose: Purpose,
+        algorithm: Algorithm,
+        origin: KeyOrigin,
+    ) -> Result<std::sync::Arc<crate::failover::Guarded>> {
         if purpose != Purpose::EncryptDecrypt || algorithm != Algorithm::Aes256Gcm {
             return Err(Error::invalid(
                 "purpose",
@@ -78,14 +148,8 @@ impl KeyService {
                 "an external key rotates at its provider",
             ));
         }
-        if x.key.is_empty() || x.key.len() > 2048 || x.key.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "provider_key",
-                "1 to 2048 bytes, no control characters",
-            ));
-        }
-        let g = match self.providers.get(&x.provider) {
-            Some(g) if x.provider != SOFTWARE => g.clone(),
+        let g = match self.providers.get(provider) {
+            Some(g) if provider != SOFTWARE => g.clone(),
             _ => {
                 let mut known: Vec<&str> = self
                     .providers
@@ -97,8 +161,7 @@ impl KeyService {
                 return Err(Error::invalid(
                     "provider",
                     format!(
-                        "no provider {:?} on this node (configured: {})",
-                        x.provider,
+                        "no provider {provider:?} on this node (configured: {})",
                         if known.is_empty() {
                             "none".to_string()
                         } else {
@@ -108,19 +171,7 @@ impl KeyService {
                 ));
             }
         };
-        let res = g.call("describe", || g.provider().describe(&x.key)).await;
-        ev.providers
-            .push(call_record(&member(x), res.as_ref().map(|_| None)));
-        let d = res.map_err(|e| {
-            Error::invalid("provider_key", format!("cannot use this provider key: {e}"))
-        })?;
-        if !d.can_encrypt {
-            return Err(Error::invalid(
-                "provider_key",
-                format!("{} says this key cannot encrypt now", x.provider),
-            ));
-        }
-        Ok(())
+        Ok(g)
     }
 
     fn external_of<'a>(&self, key: &'a KeyRecord) -> Result<&'a ExternalKey> {

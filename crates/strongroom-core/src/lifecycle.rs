@@ -411,12 +411,38 @@ impl KeyService {
             if self.store.key_ring(&input.ring).await?.is_none() {
                 return Err(Error::not_found("key ring", input.ring.to_string()));
             }
+            if input.external.is_some() && input.hsm.is_some() {
+                return Err(Error::invalid(
+                    "protection",
+                    "a key is either bound to an existing provider key (external) or generated in one (hsm)",
+                ));
+            }
             if let Some(x) = &input.external {
                 self.check_external(x, &input, purpose, algorithm, origin, &mut ev)
                     .await?;
             }
             let now = self.clock.now();
             let id = KeyId::generate()?;
+            // The name must be free before material is made inside an HSM.
+            if let (Some(_), Some(n)) = (&input.hsm, &input.name)
+                && self.store.key(&input.ring, n).await?.is_some()
+            {
+                return Err(Error::AlreadyExists {
+                    kind: "key",
+                    name: format!("{}/{}", input.ring, n),
+                });
+            }
+            let (protection, external) = match (&input.hsm, input.external.clone()) {
+                (Some(p), _) => (
+                    Protection::Hsm,
+                    Some(
+                        self.generate_at_provider(p, &id, &input, purpose, algorithm, origin, &mut ev)
+                            .await?,
+                    ),
+                ),
+                (None, Some(x)) => (Protection::External, Some(x)),
+                (None, None) => (Protection::Software, None),
+            };
             let name = match input.name {
                 Some(n) => n,
                 // Invariant: a key id's text (a UUID) is a valid key name.
@@ -430,12 +456,8 @@ impl KeyService {
                 name,
                 purpose,
                 algorithm,
-                protection: if input.external.is_some() {
-                    Protection::External
-                } else {
-                    Protection::Software
-                },
-                external: input.external,
+                protection,
+                external,
                 origin,
                 exportable: input.exportable,
                 description: input.description,

@@ -254,6 +254,9 @@ pub struct CreateKeyInput {
     /// Bind the key to a provider key (protection `external`): its material never leaves
     /// the provider (`docs/providers.md`). `None`: a software key.
     pub external: Option<strongroom_store::ExternalKey>,
+    /// Generate the key inside this provider (an HSM; protection `hsm`) and bind it there.
+    /// Exclusive with `external`.
+    pub hsm: Option<String>,
 }
 
 /// What `update_key` changes; `None` leaves a field alone.

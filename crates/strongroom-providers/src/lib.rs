@@ -197,6 +197,15 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
             operation: "rotate",
         })
     }
+    /// Generates a new key named `key` inside the provider (an HSM's token), whose
+    /// material never leaves it; refused if the name is taken. Only some kinds can.
+    async fn create_key(&self, key: &str) -> Result<ProviderKey> {
+        let _ = key;
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation: "create-key",
+        })
+    }
     /// Whether the provider answers (cheaply, with Strongroom's credentials).
     async fn health(&self) -> Result<()>;
 }

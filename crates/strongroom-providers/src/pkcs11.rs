@@ -380,29 +380,6 @@ impl Pkcs11Provider {
                 )
             })?
     }
-
-    /// Generates version 1 of a new key `label` in the token (AES-256, sensitive, not
-    /// extractable). Refused if the label is taken.
-    pub async fn create_key(&self, label: &str) -> Result<ProviderKey> {
-        let label = label.to_string();
-        self.with_session(move |inner, s| {
-            if !inner.versions(s, &label)?.is_empty() {
-                return Err(ProviderError::AccessDenied {
-                    provider: inner.name.clone(),
-                    detail: format!("key {label:?} already exists in the token"),
-                });
-            }
-            inner.generate(s, &label, 1)?;
-            Ok(ProviderKey {
-                name: label,
-                key_type: "AES-256".into(),
-                latest_version: Some(1),
-                can_encrypt: true,
-                rotation_period: None,
-            })
-        })
-        .await
-    }
 }
 
 #[async_trait::async_trait]
@@ -522,6 +499,29 @@ impl KeyProvider for Pkcs11Provider {
                 .ok_or_else(|| inner.unavailable("no versions left", false))?;
             inner.generate(s, &key, next)?;
             Ok(next.to_string())
+        })
+        .await
+    }
+
+    /// Generates version 1 of a new key `label` in the token (AES-256, sensitive, not
+    /// extractable). Refused if the label is taken.
+    async fn create_key(&self, label: &str) -> Result<ProviderKey> {
+        let label = label.to_string();
+        self.with_session(move |inner, s| {
+            if !inner.versions(s, &label)?.is_empty() {
+                return Err(ProviderError::AccessDenied {
+                    provider: inner.name.clone(),
+                    detail: format!("key {label:?} already exists in the token"),
+                });
+            }
+            inner.generate(s, &label, 1)?;
+            Ok(ProviderKey {
+                name: label,
+                key_type: "AES-256".into(),
+                latest_version: Some(1),
+                can_encrypt: true,
+                rotation_period: None,
+            })
         })
         .await
     }

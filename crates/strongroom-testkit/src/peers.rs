@@ -379,6 +379,24 @@ impl SoftHsm {
         );
     }
 
+    /// `pkcs11-tool --list-objects` of the token, logged in.
+    pub fn list_objects(&self) -> String {
+        let module = self.module.display().to_string();
+        self.run(
+            "pkcs11-tool",
+            &[
+                "--module",
+                &module,
+                "--token-label",
+                &self.token_label,
+                "--login",
+                "--pin",
+                &self.pin,
+                "--list-objects",
+            ],
+        )
+    }
+
     /// A file holding the PIN (for `pin_file`).
     pub fn pin_file(&self) -> PathBuf {
         let p = self.dir.path().join("pin");

@@ -688,6 +688,10 @@ enum KeyCmd {
         /// name; a PKCS#11 key label).
         #[arg(long, requires = "provider")]
         provider_key: Option<String>,
+        /// Generate the key inside this HSM provider (a pkcs11 provider): protection hsm,
+        /// the material made in the token and never out of it.
+        #[arg(long, value_name = "PROVIDER", conflicts_with_all = ["provider", "provider_key"])]
+        hsm: Option<String>,
     },
     /// Show a key.
     Get {
@@ -1584,7 +1588,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Key(cmd) => match cmd {
-            KeyCmd::Create { key, purpose, algorithm, description, labels, rotation_period, next_rotation_time, exportable, provider, provider_key } => {
+            KeyCmd::Create { key, purpose, algorithm, description, labels, rotation_period, next_rotation_time, exportable, provider, provider_key, hsm } => {
                 let (ring, name) = key.split_once('/').with_context(|| format!("expected <key ring>/<key>, got {key:?}"))?;
                 let mut body = json!({"name": name, "description": description, "labels": pairs(&labels.labels, "--label")?, "exportable": exportable});
                 let m = body.as_object_mut().context("json object")?;
@@ -1601,6 +1605,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     m.insert("protection".into(), "external".into());
                     m.insert("provider".into(), p.into());
                     m.insert("provider_key".into(), k.into());
+                }
+                if let Some(p) = hsm {
+                    m.insert("protection".into(), "hsm".into());
+                    m.insert("provider".into(), p.into());
                 }
                 if let Some(t) = next_rotation_time {
                     m.insert("next_rotation_time".into(), t.into());

@@ -362,6 +362,7 @@ pub(crate) fn key_input(ring: &str, name: &str) -> CreateKeyInput {
         rotation_period_secs: None,
         next_rotation_time: None,
         external: None,
+        hsm: None,
     }
 }
 

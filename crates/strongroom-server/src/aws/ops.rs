@@ -547,6 +547,7 @@ async fn create_key(c: &Call<'_>, req: CreateKeyRequest) -> AwsResult {
         rotation_period_secs: None,
         next_rotation_time: None,
         external: None,
+        hsm: None,
     };
     let create = || async {
         if imported {

@@ -584,7 +584,18 @@ async fn create_key(
         provider,
         provider_key,
     } = req;
+    let mut hsm = None;
     let external = match (protection.as_deref(), provider, provider_key) {
+        (Some("hsm"), Some(provider), None) => {
+            hsm = Some(provider);
+            None
+        }
+        (Some("hsm"), _, _) => {
+            return Err(ApiError::invalid(
+                "provider",
+                "an hsm key is generated in the provider named by provider; give no provider_key",
+            ));
+        }
         (None | Some("software"), None, None) => None,
         (None | Some("external"), Some(provider), Some(key)) => {
             Some(strongroom_core::ExternalKey { provider, key })
@@ -604,7 +615,7 @@ async fn create_key(
         (Some(_), _, _) => {
             return Err(ApiError::invalid(
                 "protection",
-                "must be software or external",
+                "must be software, external or hsm",
             ));
         }
     };
@@ -641,6 +652,7 @@ async fn create_key(
             .map(|t| timestamp(&t, "next_rotation_time"))
             .transpose()?,
         external,
+        hsm,
     };
     let (key, v) = svc.create_key(&ctx, input).await?;
     let path = format!("{}/{}", key.ring, key.name);

@@ -206,3 +206,127 @@ async fn aws_credentials_come_from_the_sdks_default_chain() {
         404
     );
 }
+
+/// Protection `hsm`: Strongroom generates the key inside a PKCS#11 token (SoftHSM2) and
+/// uses it there through every operation; the material never leaves the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn hsm_keys_are_generated_in_the_token_and_used_there() {
+    let hsm =
+        tokio::task::spawn_blocking(|| strongroom_testkit::peers::SoftHsm::init("strongroom"))
+            .await
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let token = tmp.path().join("vault-token");
+    std::fs::write(&token, "s.unused").unwrap();
+    let file = tmp.path().join("providers.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n[providers.vault]\nkind = \"vault-transit\"\naddress = \"http://{closed}\"\ntoken_file = \"{}\"\n",
+            hsm.provider_toml("hsm"),
+            token.display()
+        ),
+    )
+    .unwrap();
+    let srv = TestServer::start(
+        &["--dev", "--providers", file.to_str().unwrap()],
+        &[
+            ("STRONGROOM_DEV_ROOT_TOKEN", ROOT),
+            ("SOFTHSM2_CONF", hsm.conf.to_str().unwrap()),
+        ],
+    )
+    .server
+    .expect("server starts");
+    srv.ok("POST", "/v1/keyrings", Some(json!({"name": "app"})))
+        .await;
+    let (code, out, err) = crate::support::cli(
+        &srv,
+        &["-o", "json", "key", "create", "app/in-hsm", "--hsm", "hsm"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let k: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let label = format!("strongroom-{}", k["id"].as_str().unwrap());
+    assert_eq!(
+        (
+            k["protection"].as_str(),
+            k["provider"].as_str(),
+            k["provider_key"].as_str()
+        ),
+        (Some("hsm"), Some("hsm"), Some(label.as_str()))
+    );
+    // In the token: AES-256, sensitive, never extractable.
+    let objects = hsm.list_objects();
+    let block = objects
+        .split("Secret Key Object")
+        .find(|b| b.contains(&label))
+        .unwrap_or_else(|| panic!("{label} not in the token: {objects}"));
+    assert!(block.contains("AES length 32"), "{block}");
+    assert!(
+        block.contains("never extractable") && block.contains("sensitive"),
+        "{block}"
+    );
+    // Used through the ordinary operations.
+    let ct = srv
+        .encrypt("app/in-hsm", b"inside the token", json!({"a": "b"}))
+        .await;
+    let (status, back) = srv.decrypt(&ct, json!({"a": "b"})).await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(
+        back["plaintext"],
+        base64::Engine::encode(&crate::support::B64, b"inside the token")
+    );
+    assert_eq!(srv.decrypt(&ct, json!({"a": "c"})).await.0, 400);
+    let dk = srv
+        .ok(
+            "POST",
+            "/v1/crypto/generate-data-key",
+            Some(json!({"key": "app/in-hsm"})),
+        )
+        .await;
+    let (status, _) = srv
+        .decrypt(dk["ciphertext"].as_str().unwrap(), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    // Refusals: a taken name (nothing made in the token), a provider that cannot generate,
+    // one that does not exist, and hsm with a provider_key.
+    let before = hsm.list_objects().matches("Secret Key Object").count();
+    for (body, status, needle) in [
+        (
+            json!({"name": "in-hsm", "protection": "hsm", "provider": "hsm"}),
+            409,
+            "already exists",
+        ),
+        (
+            json!({"name": "v", "protection": "hsm", "provider": "vault"}),
+            400,
+            "cannot generate keys",
+        ),
+        (
+            json!({"name": "n", "protection": "hsm", "provider": "nosuch"}),
+            400,
+            "no provider",
+        ),
+        (
+            json!({"name": "p", "protection": "hsm", "provider": "hsm", "provider_key": "x"}),
+            400,
+            "give no provider_key",
+        ),
+    ] {
+        let (s, v) = srv
+            .call("POST", "/v1/keyrings/app/keys", Some(body.clone()))
+            .await;
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{body}: {v}"
+        );
+    }
+    assert_eq!(
+        hsm.list_objects().matches("Secret Key Object").count(),
+        before
+    );
+}

@@ -122,6 +122,7 @@ pub(super) async fn create(c: &Call<'_>, name: &str, n: NewKey) -> Result<KeyRec
         rotation_period_secs: n.rotate_secs.filter(|s| *s > 0),
         next_rotation_time: None,
         external: None,
+        hsm: None,
     };
     let name = key_name(name)?;
     let with_name = || CreateKeyInput {
