@@ -49,9 +49,10 @@ def peers(tmp_path_factory):
         config=botocore.config.Config(retries={"max_attempts": 1}),
     )
     bao = OpenBao()
-    req = urllib.request.Request(bao.url + "/v1/transit/keys/payments", data=b'{"type":"aes256-gcm96"}', method="POST")
-    req.add_header("X-Vault-Token", bao.token)
-    urllib.request.urlopen(req).close()
+    for name, kind in (("payments", "aes256-gcm96"), ("signer", "ecdsa-p256")):
+        req = urllib.request.Request(bao.url + f"/v1/transit/keys/{name}", data=('{"type":"%s"}' % kind).encode(), method="POST")
+        req.add_header("X-Vault-Token", bao.token)
+        urllib.request.urlopen(req).close()
     d = tmp_path_factory.mktemp("external")
     (d / "credentials").write_text("[default]\naws_access_key_id = AKIDMOTO\naws_secret_access_key = secret\n")
     (d / "token").write_text(bao.token)
@@ -182,3 +183,74 @@ def test_strongroom_governs_external_keys(peers):
         status, body = server.native("POST", "/v1/keyrings/transit/keys", {"name": "bad", **extra})
         assert status == 400 and needle in body["error"]["message"], (extra, body)
     assert server.native("GET", "/v1/keyrings/transit/keys/bad")[0] == 404
+
+
+def test_external_signing_keys_sign_at_their_provider(peers):
+    """Sign-verify keys bound to AWS (ECDSA P-256, RSA PKCS#1) and Transit (ECDSA P-256): the
+    provider signs; the public key is the provider's; verify works here, offline and at the
+    provider, through the native and the AWS APIs."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+    server, moto = peers
+    ec_key = moto.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]["KeyId"]
+    rsa_key = moto.create_key(KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")["KeyMetadata"]["KeyId"]
+    cases = [
+        ("sig-ec", "ecdsa-p256-sha256", "aws", ec_key, "ECDSA_SHA_256"),
+        # (RSA-PKCS#1: moto signs PSS with the largest salt, where AWS and Strongroom use
+        # the hash's length, and re-hashes DIGEST messages; docs/providers.md.)
+        ("sig-rsa", "rsa-pkcs1-2048-sha256", "aws", rsa_key, "RSASSA_PKCS1_V1_5_SHA_256"),
+    ]
+    for name, alg, provider, pkey, _ in cases:
+        status, made = server.native(
+            "POST",
+            "/v1/keyrings/transit/keys",
+            {"name": name, "purpose": "sign-verify", "algorithm": alg, "protection": "external", "provider": provider, "provider_key": pkey},
+        )
+        assert status == 201, made
+        assert made["protection"] == "external"
+    kms = server.client()
+    for name, alg, provider, pkey, aws_alg in cases:
+        # Native: sign here, verify here and offline with the provider's own public key.
+        status, signed = server.native("POST", "/v1/crypto/sign", {"key": f"transit/{name}", "message": b64(b"release v1.2.3")})
+        assert status == 200, signed
+        sig = base64.b64decode(signed["signature"])
+        status, ok = server.native("POST", "/v1/crypto/verify", {"key": f"transit/{name}", "message": b64(b"release v1.2.3"), "signature": signed["signature"]})
+        assert status == 200 and ok["valid"] is True, ok
+        status, bad = server.native("POST", "/v1/crypto/verify", {"key": f"transit/{name}", "message": b64(b"release v1.2.4"), "signature": signed["signature"]})
+        assert status == 200 and bad["valid"] is False, bad
+        status, pub = server.native("GET", f"/v1/keyrings/transit/keys/{name}/public-key")
+        assert status == 200, pub
+        assert base64.b64decode(pub["der"]) == moto.get_public_key(KeyId=pkey)["PublicKey"]
+        key = serialization.load_der_public_key(base64.b64decode(pub["der"]))
+        if alg.startswith("ecdsa"):
+            key.verify(sig, b"release v1.2.3", ec.ECDSA(hashes.SHA256()))
+        else:
+            key.verify(sig, b"release v1.2.3", padding.PKCS1v15(), hashes.SHA256())
+        # moto itself agrees.
+        assert moto.verify(KeyId=pkey, Message=b"release v1.2.3", Signature=sig, SigningAlgorithm=aws_alg)["SignatureValid"]
+        # The AWS API through boto3, by the Strongroom key's id.
+        status, info = server.native("GET", f"/v1/keyrings/transit/keys/{name}")
+        out = kms.sign(KeyId=info["id"], Message=b"via boto3", MessageType="RAW", SigningAlgorithm=aws_alg)
+        assert kms.verify(KeyId=info["id"], Message=b"via boto3", Signature=out["Signature"], SigningAlgorithm=aws_alg)["SignatureValid"]
+    # Audited with the provider and its request id.
+    events = [e for e in server.audit(operation="sign") if e.get("key") == "sig-ec" and e["outcome"] == "ok"]
+    assert events and all(e["providers"][0]["provider"] == "aws" and e["providers"][0]["request_id"] for e in events), events
+    # A binding whose key type does not match the algorithm is refused, naming why.
+    status, body = server.native(
+        "POST",
+        "/v1/keyrings/transit/keys",
+        {"name": "mismatch", "purpose": "sign-verify", "algorithm": "ecdsa-p256-sha256", "protection": "external", "provider": "aws", "provider_key": rsa_key},
+    )
+    assert status == 400 and "cannot use this provider key" in body["error"]["message"], body
+    # Transit signs too (an ecdsa-p256 key of OpenBao).
+    status, made = server.native(
+        "POST",
+        "/v1/keyrings/transit/keys",
+        {"name": "sig-bao", "purpose": "sign-verify", "algorithm": "ecdsa-p256-sha256", "protection": "external", "provider": "bao", "provider_key": "signer"},
+    )
+    assert status == 201, made
+    status, signed = server.native("POST", "/v1/crypto/sign", {"key": "transit/sig-bao", "message": b64(b"from bao")})
+    assert status == 200, signed
+    status, ok = server.native("POST", "/v1/crypto/verify", {"key": "transit/sig-bao", "message": b64(b"from bao"), "signature": signed["signature"]})
+    assert ok["valid"] is True, ok

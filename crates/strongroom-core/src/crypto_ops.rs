@@ -607,6 +607,34 @@ impl KeyService {
             let v = self
                 .usable_version(&k, version, Operation::Sign, &mut ev)
                 .await?;
+            if k.external.is_some() {
+                let input = match &data {
+                    SignData::Message(msg) => {
+                        check_len("message", msg.len(), MAX_PLAINTEXT)?;
+                        // Exposed to hash it; only the digest goes to the provider.
+                        SignInput::Message(msg.expose_secret())
+                    }
+                    SignData::Digest(d) => SignInput::Digest(d),
+                };
+                // Checks a digest's length (and that the algorithm signs digests at all).
+                keys::signing_digest(alg, input)?.ok_or(Error::InvalidKeyUsage {
+                    key: format!("{}/{}", k.ring, k.name),
+                    purpose: k.purpose,
+                    operation: Operation::Sign.as_str(),
+                    required: "an ECDSA or RSA algorithm for a provider key",
+                })?;
+                let spki = v
+                    .public_key
+                    .as_deref()
+                    .ok_or_else(|| Error::Internal("signing version without public key".into()))?;
+                let signature = self.external_sign(&k, spki, alg, input, &mut ev).await?;
+                return Ok(SignOutput {
+                    key: KeyIdentity::from(&k),
+                    version: v.version,
+                    algorithm: alg,
+                    signature,
+                });
+            }
             let m = self.material(&k, &v)?;
             let signature = match &data {
                 SignData::Message(msg) => {

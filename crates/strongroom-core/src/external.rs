@@ -53,13 +53,16 @@ impl KeyService {
         algorithm: Algorithm,
         origin: KeyOrigin,
         ev: &mut AuditEvent,
-    ) -> Result<()> {
+    ) -> Result<Option<Vec<u8>>> {
         let g = self.external_shape(&x.provider, input, purpose, algorithm, origin)?;
         if x.key.is_empty() || x.key.len() > 2048 || x.key.chars().any(char::is_control) {
             return Err(Error::invalid(
                 "provider_key",
                 "1 to 2048 bytes, no control characters",
             ));
+        }
+        if purpose == Purpose::SignVerify {
+            return self.check_signing(&g, x, algorithm, ev).await.map(Some);
         }
         let res = g.call("describe", || g.provider().describe(&x.key)).await;
         ev.providers
@@ -73,7 +76,95 @@ impl KeyService {
                 format!("{} says this key cannot encrypt now", x.provider),
             ));
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Checks a provider signing key: fetches its public key and has it sign a random
+    /// digest as `algorithm`, verified here with that public key (so the key, the algorithm
+    /// and the signature format all agree). Returns the public key (SPKI DER).
+    async fn check_signing(
+        &self,
+        g: &crate::failover::Guarded,
+        x: &ExternalKey,
+        algorithm: Algorithm,
+        ev: &mut AuditEvent,
+    ) -> Result<Vec<u8>> {
+        let unusable = |e: String| {
+            Error::invalid("provider_key", format!("cannot use this provider key: {e}"))
+        };
+        let res = g
+            .call("get-public-key", || g.provider().public_key(&x.key))
+            .await;
+        ev.providers
+            .push(call_record(&member(x), res.as_ref().map(|_| None)));
+        let spki = res.map_err(|e| unusable(e.to_string()))?;
+        let probe = strongroom_crypto::rand::bytes(64)?;
+        let input = strongroom_crypto::keys::SignInput::Message(&probe);
+        let res = g
+            .call("sign", || g.provider().sign(&x.key, algorithm, input))
+            .await;
+        ev.providers.push(call_record(
+            &member(x),
+            res.as_ref().map(|s| s.request_id.clone()),
+        ));
+        let signed = res.map_err(|e| unusable(e.to_string()))?;
+        let ok = strongroom_crypto::keys::verify(algorithm, &spki, input, &signed.signature)
+            .unwrap_or(false);
+        if !ok {
+            return Err(unusable(format!(
+                "its signature does not verify as {algorithm} with its public key (another key type?)"
+            )));
+        }
+        Ok(spki)
+    }
+
+    /// Signs through the key's provider, checking the signature with the key's public key
+    /// before returning it. Messages of at most 4096 bytes go as they are (as AWS KMS takes
+    /// them); longer ones, and digests, go as the digest.
+    pub(crate) async fn external_sign(
+        &self,
+        key: &KeyRecord,
+        spki: &[u8],
+        algorithm: Algorithm,
+        input: strongroom_crypto::keys::SignInput<'_>,
+        ev: &mut AuditEvent,
+    ) -> Result<Vec<u8>> {
+        use strongroom_crypto::keys::SignInput;
+        let digest;
+        let input = match input {
+            SignInput::Message(m) if m.len() > 4096 => {
+                digest = strongroom_crypto::keys::signing_digest(algorithm, input)?.ok_or_else(
+                    || Error::Internal("a signing algorithm without a digest".into()),
+                )?;
+                SignInput::Digest(&digest)
+            }
+            other => other,
+        };
+        let x = self.external_of(key)?;
+        let path = format!("{}/{}", key.ring, key.name);
+        let g = self.providers.get(&x.provider).cloned().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "key {path} is held by provider {:?}, which this node does not have",
+                x.provider
+            ))
+        })?;
+        let res = g
+            .call("sign", || g.provider().sign(&x.key, algorithm, input))
+            .await;
+        ev.providers.push(call_record(
+            &member(x),
+            res.as_ref().map(|s| s.request_id.clone()),
+        ));
+        let s = res.map_err(|e| provider_error(&path, Operation::Sign, e))?;
+        let ok =
+            strongroom_crypto::keys::verify(algorithm, spki, input, &s.signature).unwrap_or(false);
+        if !ok {
+            return Err(Error::Unavailable(format!(
+                "provider {} returned a signature that does not verify with key {path}'s public key",
+                x.provider
+            )));
+        }
+        Ok(s.signature)
     }
 
     /// Generates the material of new key `id` inside provider `provider` (protection
@@ -89,6 +180,12 @@ impl KeyService {
         origin: KeyOrigin,
         ev: &mut AuditEvent,
     ) -> Result<ExternalKey> {
+        if purpose != Purpose::EncryptDecrypt {
+            return Err(Error::invalid(
+                "purpose",
+                "hsm keys are encrypt-decrypt keys (AES-256 in the token) for now",
+            ));
+        }
         let g = self.external_shape(provider, input, purpose, algorithm, origin)?;
         let x = ExternalKey {
             provider: provider.into(),
@@ -124,10 +221,16 @@ impl KeyService {
         algorithm: Algorithm,
         origin: KeyOrigin,
     ) -> Result<std::sync::Arc<crate::failover::Guarded>> {
-        if purpose != Purpose::EncryptDecrypt || algorithm != Algorithm::Aes256Gcm {
+        let signs = purpose == Purpose::SignVerify
+            && strongroom_crypto::keys::signing_digest(
+                algorithm,
+                strongroom_crypto::keys::SignInput::Message(b""),
+            )
+            .is_ok_and(|d| d.is_some());
+        if !(signs || purpose == Purpose::EncryptDecrypt && algorithm == Algorithm::Aes256Gcm) {
             return Err(Error::invalid(
                 "purpose",
-                "external keys are encrypt-decrypt keys (algorithm aes-256-gcm); the provider's own key type applies",
+                "external keys are encrypt-decrypt keys (algorithm aes-256-gcm; the provider's own key type applies) or sign-verify keys of an ECDSA or RSA algorithm matching the provider key",
             ));
         }
         if origin != KeyOrigin::Generated {

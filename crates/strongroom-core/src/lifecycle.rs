@@ -417,10 +417,13 @@ impl KeyService {
                     "a key is either bound to an existing provider key (external) or generated in one (hsm)",
                 ));
             }
-            if let Some(x) = &input.external {
-                self.check_external(x, &input, purpose, algorithm, origin, &mut ev)
-                    .await?;
-            }
+            let external_public_key = match &input.external {
+                Some(x) => {
+                    self.check_external(x, &input, purpose, algorithm, origin, &mut ev)
+                        .await?
+                }
+                None => None,
+            };
             let now = self.clock.now();
             let id = KeyId::generate()?;
             // The name must be free before material is made inside an HSM.
@@ -489,7 +492,7 @@ impl KeyService {
                         state: VersionState::Enabled,
                         origin: VersionOrigin::Creation,
                         sealed_material: None,
-                        public_key: None,
+                        public_key: external_public_key.clone(),
                         created_at: now,
                         destroy_time: None,
                         destroyed_at: None,

@@ -280,6 +280,25 @@ fn digest_of(hash: Sha2, input: SignInput<'_>) -> Result<digest::Digest, Error> 
     }
 }
 
+/// The digest `alg` signs for `input` (its message hashed with the algorithm's hash, or the
+/// caller's digest checked for length), for signing elsewhere (a key provider). `None` for
+/// algorithms that sign messages only (Ed25519, ML-DSA) or do not sign.
+pub fn signing_digest(alg: Algorithm, input: SignInput<'_>) -> Result<Option<Vec<u8>>, Error> {
+    match alg {
+        Algorithm::RsaPss(_, h) | Algorithm::RsaPkcs1(_, h) => {
+            Ok(Some(digest_of(h, input)?.as_ref().to_vec()))
+        }
+        Algorithm::EcdsaP256Sha256
+        | Algorithm::EcdsaP384Sha384
+        | Algorithm::EcdsaP521Sha512
+        | Algorithm::EcdsaSecp256k1Sha256 => {
+            let h = alg.signing_hash().ok_or(Error::Internal("ecdsa hash"))?;
+            Ok(Some(digest_of(h, input)?.as_ref().to_vec()))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Signs with a signing key. ECDSA signatures are DER; RSA signatures are as long as the
 /// modulus; Ed25519 signatures are 64 bytes and Ed25519 refuses digests.
 pub fn sign(

@@ -27,7 +27,7 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Unwrapped, Wrapped};
+use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
 
 /// The `[providers.<name>]` settings of an AWS KMS provider.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -287,6 +287,79 @@ impl KeyProvider for AwsKms {
 
     fn kind(&self) -> &'static str {
         "aws-kms"
+    }
+
+    async fn public_key(&self, key: &str) -> Result<Vec<u8>> {
+        let out = self
+            .client
+            .get_public_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| self.error(key, e))?;
+        out.public_key()
+            .map(|b| b.as_ref().to_vec())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| ProviderError::Unsupported {
+                provider: self.name.clone(),
+                operation: "get-public-key",
+            })
+    }
+
+    async fn sign(
+        &self,
+        key: &str,
+        algorithm: strongroom_crypto::Algorithm,
+        input: strongroom_crypto::keys::SignInput<'_>,
+    ) -> Result<Signed> {
+        use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec as S};
+        use strongroom_crypto::keys::SignInput;
+        use strongroom_crypto::{Algorithm as A, Sha2};
+        let spec = match algorithm {
+            A::EcdsaP256Sha256 => S::EcdsaSha256,
+            A::EcdsaP384Sha384 => S::EcdsaSha384,
+            A::EcdsaP521Sha512 => S::EcdsaSha512,
+            A::RsaPss(_, Sha2::Sha256) => S::RsassaPssSha256,
+            A::RsaPss(_, Sha2::Sha384) => S::RsassaPssSha384,
+            A::RsaPss(_, Sha2::Sha512) => S::RsassaPssSha512,
+            A::RsaPkcs1(_, Sha2::Sha256) => S::RsassaPkcs1V15Sha256,
+            A::RsaPkcs1(_, Sha2::Sha384) => S::RsassaPkcs1V15Sha384,
+            A::RsaPkcs1(_, Sha2::Sha512) => S::RsassaPkcs1V15Sha512,
+            _ => {
+                return Err(ProviderError::Unsupported {
+                    provider: self.name.clone(),
+                    operation: "sign with this algorithm",
+                });
+            }
+        };
+        let out = self
+            .client
+            .sign()
+            .key_id(key)
+            .message(Blob::new(match input {
+                SignInput::Message(m) | SignInput::Digest(m) => m,
+            }))
+            .message_type(match input {
+                SignInput::Message(_) => MessageType::Raw,
+                SignInput::Digest(_) => MessageType::Digest,
+            })
+            .signing_algorithm(spec)
+            .send()
+            .await
+            .map_err(|e| self.error(key, e))?;
+        let signature = out
+            .signature()
+            .map(|b| b.as_ref().to_vec())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| ProviderError::Unavailable {
+                provider: self.name.clone(),
+                detail: "Sign answered without a signature".into(),
+                retryable: false,
+            })?;
+        Ok(Signed {
+            signature,
+            request_id: aws_sdk_kms::operation::RequestId::request_id(&out).map(str::to_string),
+        })
     }
 
     async fn describe(&self, key: &str) -> Result<ProviderKey> {

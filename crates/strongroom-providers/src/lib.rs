@@ -164,6 +164,15 @@ impl std::fmt::Debug for Unwrapped {
     }
 }
 
+/// A signature a provider made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// In Strongroom's format for the algorithm: ECDSA as DER, RSA as the raw signature.
+    pub signature: Vec<u8>,
+    /// The provider's request id, for the audit event.
+    pub request_id: Option<String>,
+}
+
 /// What Strongroom needs from any place keys live. Operations a provider does not offer
 /// answer [`ProviderError::Unsupported`].
 #[async_trait::async_trait]
@@ -195,6 +204,28 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
         Err(ProviderError::Unsupported {
             provider: self.name().to_string(),
             operation: "rotate",
+        })
+    }
+    /// The SubjectPublicKeyInfo (DER) of an asymmetric key's current version.
+    async fn public_key(&self, key: &str) -> Result<Vec<u8>> {
+        let _ = key;
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation: "get-public-key",
+        })
+    }
+    /// Signs a message, or a digest already hashed with `algorithm`'s hash, with an
+    /// asymmetric key as `algorithm` (an ECDSA or RSA signing algorithm) says.
+    async fn sign(
+        &self,
+        key: &str,
+        algorithm: strongroom_crypto::Algorithm,
+        input: strongroom_crypto::keys::SignInput<'_>,
+    ) -> Result<Signed> {
+        let _ = (key, algorithm, input);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation: "sign",
         })
     }
     /// Generates a new key named `key` inside the provider (an HSM's token), whose

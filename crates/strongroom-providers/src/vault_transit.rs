@@ -22,7 +22,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Unwrapped, Wrapped};
+use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -321,6 +321,89 @@ impl KeyProvider for VaultTransit {
 
     fn kind(&self) -> &'static str {
         "vault-transit"
+    }
+
+    async fn public_key(&self, key: &str) -> Result<Vec<u8>> {
+        let v = self
+            .call(reqwest::Method::GET, &self.key_path("keys", key)?, None)
+            .await
+            .map_err(|e| self.not_found_or(e, key))?;
+        let d = &v["data"];
+        let latest = d["latest_version"].as_u64().unwrap_or(0).to_string();
+        let pem = d["keys"][&latest]["public_key"].as_str().unwrap_or("");
+        let body: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::trim)
+            .collect();
+        B64.decode(body)
+            .ok()
+            .filter(|der| !der.is_empty())
+            .ok_or_else(|| ProviderError::Unsupported {
+                provider: self.name.clone(),
+                operation: "get-public-key (not an asymmetric key)",
+            })
+    }
+
+    async fn sign(
+        &self,
+        key: &str,
+        algorithm: strongroom_crypto::Algorithm,
+        input: strongroom_crypto::keys::SignInput<'_>,
+    ) -> Result<Signed> {
+        use strongroom_crypto::keys::SignInput;
+        use strongroom_crypto::{Algorithm as A, Sha2};
+        let hash = |h: Sha2| match h {
+            Sha2::Sha256 => "sha2-256",
+            Sha2::Sha384 => "sha2-384",
+            Sha2::Sha512 => "sha2-512",
+        };
+        let (data, prehashed) = match input {
+            SignInput::Message(m) => (m, false),
+            SignInput::Digest(d) => (d, true),
+        };
+        let mut body = json!({"input": B64.encode(data), "prehashed": prehashed, "marshaling_algorithm": "asn1"});
+        match algorithm {
+            A::EcdsaP256Sha256 => body["hash_algorithm"] = "sha2-256".into(),
+            A::EcdsaP384Sha384 => body["hash_algorithm"] = "sha2-384".into(),
+            A::EcdsaP521Sha512 => body["hash_algorithm"] = "sha2-512".into(),
+            A::RsaPss(_, h) => {
+                body["hash_algorithm"] = hash(h).into();
+                body["signature_algorithm"] = "pss".into();
+                // As Strongroom verifies PSS: a salt as long as the hash.
+                body["salt_length"] = "hash".into();
+            }
+            A::RsaPkcs1(_, h) => {
+                body["hash_algorithm"] = hash(h).into();
+                body["signature_algorithm"] = "pkcs1v15".into();
+            }
+            _ => {
+                return Err(ProviderError::Unsupported {
+                    provider: self.name.clone(),
+                    operation: "sign with this algorithm",
+                });
+            }
+        }
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &self.key_path("sign", key)?,
+                Some(body),
+            )
+            .await
+            .map_err(|e| self.not_found_or(e, key))?;
+        let sig = v["data"]["signature"]
+            .as_str()
+            .and_then(|s| s.strip_prefix("vault:v"))
+            .and_then(|s| s.split_once(':'))
+            .and_then(|(_, b)| B64.decode(b).ok())
+            .ok_or_else(|| {
+                self.unavailable("sign answered without a vault:v<N>: signature", false)
+            })?;
+        Ok(Signed {
+            signature: sig,
+            request_id: v["request_id"].as_str().map(str::to_string),
+        })
     }
 
     async fn describe(&self, key: &str) -> Result<ProviderKey> {

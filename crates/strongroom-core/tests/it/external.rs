@@ -212,6 +212,13 @@ async fn bad_external_keys_are_refused_and_nothing_is_created() {
         ..key_input("ext", name)
     };
     let cases = [
+        (
+            strongroom_core::types::CreateKeyInput {
+                purpose: Some(Purpose::SignVerify),
+                ..make("s", external("cloud", "k"))
+            },
+            "get-public-key is not supported",
+        ),
         (make("a", external("nosuch", "k")), "no provider \"nosuch\""),
         (
             make("b", external("software", "ext/x")),
@@ -238,7 +245,7 @@ async fn bad_external_keys_are_refused_and_nothing_is_created() {
         ),
         (
             strongroom_core::types::CreateKeyInput {
-                purpose: Some(Purpose::SignVerify),
+                purpose: Some(Purpose::Mac),
                 ..make("g", external("cloud", "k"))
             },
             "encrypt-decrypt",
