@@ -140,14 +140,7 @@ impl KeyService {
             }
             other => other,
         };
-        let x = self.external_of(key)?;
-        let path = format!("{}/{}", key.ring, key.name);
-        let g = self.providers.get(&x.provider).cloned().ok_or_else(|| {
-            Error::Unavailable(format!(
-                "key {path} is held by provider {:?}, which this node does not have",
-                x.provider
-            ))
-        })?;
+        let (x, g, path) = self.held_by(key)?;
         let res = g
             .call("sign", || g.provider().sign(&x.key, algorithm, input))
             .await;
@@ -277,10 +270,27 @@ impl KeyService {
         Ok(g)
     }
 
-    fn external_of<'a>(&self, key: &'a KeyRecord) -> Result<&'a ExternalKey> {
-        key.external
+    /// A provider-held key's binding, its provider on this node, and its path for messages.
+    fn held_by<'a>(
+        &self,
+        key: &'a KeyRecord,
+    ) -> Result<(
+        &'a ExternalKey,
+        std::sync::Arc<crate::failover::Guarded>,
+        String,
+    )> {
+        let x = key
+            .external
             .as_ref()
-            .ok_or_else(|| Error::Internal("an external operation on a software key".into()))
+            .ok_or_else(|| Error::Internal("an external operation on a software key".into()))?;
+        let path = format!("{}/{}", key.ring, key.name);
+        let g = self.providers.get(&x.provider).cloned().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "key {path} is held by provider {:?}, which this node does not have",
+                x.provider
+            ))
+        })?;
+        Ok((x, g, path))
     }
 
     /// Encrypts through the key's provider; returns a suite `0x10` ciphertext.
@@ -293,15 +303,8 @@ impl KeyService {
         op: Operation,
         ev: &mut AuditEvent,
     ) -> Result<Vec<u8>> {
-        let x = self.external_of(key)?;
-        let path = format!("{}/{}", key.ring, key.name);
+        let (x, g, path) = self.held_by(key)?;
         let bound = bind(context, CONTEXT_KEY, &key.id.to_string())?;
-        let g = self.providers.get(&x.provider).cloned().ok_or_else(|| {
-            Error::Unavailable(format!(
-                "key {path} is held by provider {:?}, which this node does not have",
-                x.provider
-            ))
-        })?;
         let res = g
             .call("wrap", || g.provider().wrap(&x.key, plaintext, &bound))
             .await;
@@ -328,16 +331,9 @@ impl KeyService {
         op: Operation,
         ev: &mut AuditEvent,
     ) -> Result<Plaintext> {
-        let x = self.external_of(key)?;
-        let path = format!("{}/{}", key.ring, key.name);
+        let (x, g, path) = self.held_by(key)?;
         let body = ciphertext::external_body(ct)?;
         let bound = bind(context, CONTEXT_KEY, &key.id.to_string())?;
-        let g = self.providers.get(&x.provider).cloned().ok_or_else(|| {
-            Error::Unavailable(format!(
-                "key {path} is held by provider {:?}, which this node does not have",
-                x.provider
-            ))
-        })?;
         let res = g
             .call("unwrap", || g.provider().unwrap(&x.key, body, &bound))
             .await;

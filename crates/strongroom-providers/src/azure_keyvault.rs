@@ -215,11 +215,7 @@ impl AzureKeyVault {
     }
 
     fn unavailable(&self, detail: impl Into<String>, retryable: bool) -> ProviderError {
-        ProviderError::Unavailable {
-            provider: self.name.clone(),
-            detail: detail.into(),
-            retryable,
-        }
+        ProviderError::unavailable(&self.name, detail, retryable)
     }
 
     fn key_name<'a>(&self, key: &'a str) -> Result<&'a str> {
@@ -281,28 +277,20 @@ impl AzureKeyVault {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer> {
-        let mut refreshed = false;
-        loop {
-            let token = self.access_token().await?;
-            let sep = if path.contains('?') { '&' } else { '?' };
-            let mut req = self
-                .http
-                .request(
-                    method.clone(),
-                    format!("{}{path}{sep}api-version={}", self.vault, self.api_version),
-                )
-                .bearer_auth(token);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let a = http::send(&self.name, req, Some(REQUEST_ID)).await?;
-            if a.status == 401 && !refreshed {
-                self.token.clear();
-                refreshed = true;
-                continue;
-            }
-            return Ok(a);
-        }
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = format!("{}{path}{sep}api-version={}", self.vault, self.api_version);
+        http::with_token(
+            &self.token,
+            || self.access_token(),
+            |token| {
+                let mut req = self.http.request(method.clone(), &url).bearer_auth(token);
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                http::send(&self.name, req, Some(REQUEST_ID))
+            },
+        )
+        .await
     }
 
     fn refusal(&self, a: &Answer, key: &str, opening: bool) -> ProviderError {

@@ -191,11 +191,7 @@ impl GcpKms {
     }
 
     fn unavailable(&self, detail: impl Into<String>, retryable: bool) -> ProviderError {
-        ProviderError::Unavailable {
-            provider: self.name.clone(),
-            detail: detail.into(),
-            retryable,
-        }
+        ProviderError::unavailable(&self.name, detail, retryable)
     }
 
     /// The full resource name of `key`.
@@ -302,24 +298,19 @@ impl GcpKms {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer> {
-        let mut refreshed = false;
-        loop {
-            let token = self.access_token().await?;
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}/v1/{path}", self.endpoint))
-                .bearer_auth(token);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let a = http::send(&self.name, req, None).await?;
-            if a.status == 401 && !refreshed {
-                self.token.clear();
-                refreshed = true;
-                continue;
-            }
-            return Ok(a);
-        }
+        let url = format!("{}/v1/{path}", self.endpoint);
+        http::with_token(
+            &self.token,
+            || self.access_token(),
+            |token| {
+                let mut req = self.http.request(method.clone(), &url).bearer_auth(token);
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                http::send(&self.name, req, None)
+            },
+        )
+        .await
     }
 
     /// A non-2xx answer in the provider's terms. `opening`: a decrypt, where an invalid

@@ -26,11 +26,26 @@ pub(crate) fn transport_error(provider: &str, e: &reqwest::Error) -> ProviderErr
     } else {
         "request failed"
     };
-    ProviderError::Unavailable {
-        provider: provider.to_string(),
-        detail: what.into(),
-        retryable: true,
+    ProviderError::unavailable(provider, what, true)
+}
+
+/// A call with an OAuth access token (`token` fetches one, from `cache` when it can): when
+/// the answer is 401 the cached token is dropped and the call made once more with a fresh one.
+pub(crate) async fn with_token<T, C>(
+    cache: &TokenCache,
+    token: impl Fn() -> T,
+    call: impl Fn(String) -> C,
+) -> Result<Answer>
+where
+    T: std::future::Future<Output = Result<String>>,
+    C: std::future::Future<Output = Result<Answer>>,
+{
+    let a = call(token().await?).await?;
+    if a.status != 401 {
+        return Ok(a);
     }
+    cache.clear();
+    call(token().await?).await
 }
 
 /// An answer: status, the request id header named, and the JSON body (`Null` if none).

@@ -106,6 +106,15 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// `Unavailable` from `provider`, retryable or not.
+    pub fn unavailable(provider: &str, detail: impl Into<String>, retryable: bool) -> Self {
+        ProviderError::Unavailable {
+            provider: provider.to_string(),
+            detail: detail.into(),
+            retryable,
+        }
+    }
+
     /// Whether retrying the same call may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

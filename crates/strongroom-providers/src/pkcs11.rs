@@ -134,11 +134,7 @@ struct KeyVersion {
 
 impl Inner {
     fn unavailable(&self, detail: impl Into<String>, retryable: bool) -> ProviderError {
-        ProviderError::Unavailable {
-            provider: self.name.clone(),
-            detail: detail.into(),
-            retryable,
-        }
+        ProviderError::unavailable(&self.name, detail, retryable)
     }
 
     /// A PKCS#11 error in the provider's terms; `opening` says the call was an unwrap, so

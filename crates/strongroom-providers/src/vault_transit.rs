@@ -168,11 +168,7 @@ impl VaultTransit {
     }
 
     fn unavailable(&self, detail: impl Into<String>, retryable: bool) -> ProviderError {
-        ProviderError::Unavailable {
-            provider: self.name.clone(),
-            detail: detail.into(),
-            retryable,
-        }
+        ProviderError::unavailable(&self.name, detail, retryable)
     }
 
     async fn login(&self) -> Result<String> {
