@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
 use crate::http::{self, Answer, TokenCache};
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Unwrapped, Wrapped};
+use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
 
 const KIND: &str = "azure-keyvault";
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -129,6 +129,126 @@ fn name_ok(s: &str) -> bool {
 
 fn version_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// DER, for turning Key Vault's JWK public keys into SubjectPublicKeyInfo and its raw ECDSA
+/// signatures (`r || s`, as JWS has them) into the DER Strongroom uses.
+mod der {
+    fn len(n: usize, out: &mut Vec<u8>) {
+        if n < 0x80 {
+            out.push(n as u8);
+        } else {
+            let b = n.to_be_bytes();
+            let skip = b.iter().take_while(|x| **x == 0).count();
+            out.push(0x80 | (b.len() - skip) as u8);
+            out.extend_from_slice(&b[skip..]);
+        }
+    }
+
+    pub(super) fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        len(body.len(), &mut out);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// An unsigned big-endian INTEGER.
+    pub(super) fn uint(be: &[u8]) -> Vec<u8> {
+        let trimmed: &[u8] = {
+            let skip = be
+                .iter()
+                .take_while(|x| **x == 0)
+                .count()
+                .min(be.len().saturating_sub(1));
+            &be[skip..]
+        };
+        let mut body = Vec::with_capacity(trimmed.len() + 1);
+        if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
+            body.push(0);
+        }
+        body.extend_from_slice(trimmed);
+        tlv(0x02, &body)
+    }
+
+    pub(super) fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+        tlv(0x30, &parts.concat())
+    }
+
+    pub(super) fn bit_string(bytes: &[u8]) -> Vec<u8> {
+        let mut body = vec![0u8];
+        body.extend_from_slice(bytes);
+        tlv(0x03, &body)
+    }
+
+    /// An OBJECT IDENTIFIER from its DER body.
+    pub(super) fn oid(body: &[u8]) -> Vec<u8> {
+        tlv(0x06, body)
+    }
+}
+
+const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// The SubjectPublicKeyInfo of a JWK (EC P-256/384/521 or RSA), or `None`.
+fn spki_of_jwk(jwk: &Value) -> Option<Vec<u8>> {
+    let b = |k: &str| {
+        jwk[k]
+            .as_str()
+            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
+    };
+    match jwk["kty"].as_str()? {
+        "EC" | "EC-HSM" => {
+            let (curve, size) = match jwk["crv"].as_str()? {
+                "P-256" => (OID_P256, 32),
+                "P-384" => (OID_P384, 48),
+                "P-521" => (OID_P521, 66),
+                _ => return None,
+            };
+            let (x, y) = (b("x")?, b("y")?);
+            if x.len() > size || y.len() > size {
+                return None;
+            }
+            let mut point = vec![0x04];
+            point.extend(std::iter::repeat_n(0, size - x.len()));
+            point.extend_from_slice(&x);
+            point.extend(std::iter::repeat_n(0, size - y.len()));
+            point.extend_from_slice(&y);
+            Some(der::seq(&[
+                der::seq(&[der::oid(OID_EC_PUBLIC_KEY), der::oid(curve)]),
+                der::bit_string(&point),
+            ]))
+        }
+        "RSA" | "RSA-HSM" => {
+            let rsa = der::seq(&[der::uint(&b("n")?), der::uint(&b("e")?)]);
+            Some(der::seq(&[
+                der::seq(&[der::oid(OID_RSA), der::tlv(0x05, &[])]),
+                der::bit_string(&rsa),
+            ]))
+        }
+        _ => None,
+    }
+}
+
+/// The JWS algorithm Key Vault signs `algorithm` with, and whether its signature is a raw
+/// ECDSA `r || s`.
+fn jws_alg(algorithm: strongroom_crypto::Algorithm) -> Option<(&'static str, bool)> {
+    use strongroom_crypto::{Algorithm as A, Sha2};
+    Some(match algorithm {
+        A::EcdsaP256Sha256 => ("ES256", true),
+        A::EcdsaP384Sha384 => ("ES384", true),
+        A::EcdsaP521Sha512 => ("ES512", true),
+        A::EcdsaSecp256k1Sha256 => ("ES256K", true),
+        A::RsaPss(_, Sha2::Sha256) => ("PS256", false),
+        A::RsaPss(_, Sha2::Sha384) => ("PS384", false),
+        A::RsaPss(_, Sha2::Sha512) => ("PS512", false),
+        A::RsaPkcs1(_, Sha2::Sha256) => ("RS256", false),
+        A::RsaPkcs1(_, Sha2::Sha384) => ("RS384", false),
+        A::RsaPkcs1(_, Sha2::Sha512) => ("RS512", false),
+        _ => return None,
+    })
 }
 
 /// The bytes Key Vault wraps: the binding label, the context's digest, the data key.
@@ -470,6 +590,69 @@ impl KeyProvider for AzureKeyVault {
         }
         Ok(Unwrapped {
             plaintext: KeyMaterial::copy_from(&got[expect.len()..]),
+            request_id,
+        })
+    }
+
+    async fn public_key(&self, key: &str) -> Result<Vec<u8>> {
+        let key = self.key_name(key)?;
+        let (v, _) = self.ok(
+            self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
+                .await?,
+            key,
+            false,
+        )?;
+        spki_of_jwk(&v["key"]).ok_or_else(|| ProviderError::Unsupported {
+            provider: self.name.clone(),
+            operation: "get-public-key (not an EC or RSA key)",
+        })
+    }
+
+    async fn sign(
+        &self,
+        key: &str,
+        algorithm: strongroom_crypto::Algorithm,
+        input: strongroom_crypto::keys::SignInput<'_>,
+    ) -> Result<Signed> {
+        let key = self.key_name(key)?;
+        let unsupported = || ProviderError::Unsupported {
+            provider: self.name.clone(),
+            operation: "sign with this algorithm",
+        };
+        let (alg, raw_ecdsa) = jws_alg(algorithm).ok_or_else(unsupported)?;
+        // Key Vault signs digests: a message is hashed here.
+        let digest = strongroom_crypto::keys::signing_digest(algorithm, input)
+            .ok()
+            .flatten()
+            .ok_or_else(unsupported)?;
+        let version = self.current_version(key).await?;
+        let body = json!({"alg": alg, "value": B64URL.encode(&digest)});
+        let (v, request_id) = self.ok(
+            self.call(
+                reqwest::Method::POST,
+                &format!("/keys/{key}/{version}/sign"),
+                Some(&body),
+            )
+            .await?,
+            key,
+            false,
+        )?;
+        let sig = v["value"]
+            .as_str()
+            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| self.unavailable("sign answered without a value", false))?;
+        let signature = if raw_ecdsa {
+            if sig.len() % 2 != 0 {
+                return Err(self.unavailable("an ECDSA signature of odd length", false));
+            }
+            let (r, s) = sig.split_at(sig.len() / 2);
+            der::seq(&[der::uint(r), der::uint(s)])
+        } else {
+            sig
+        };
+        Ok(Signed {
+            signature,
             request_id,
         })
     }

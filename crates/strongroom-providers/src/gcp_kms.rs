@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
 use crate::http::{self, Answer, TokenCache};
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Unwrapped, Wrapped};
+use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
 
 const KIND: &str = "gcp-kms";
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -220,6 +220,31 @@ impl GcpKms {
             ] if [p, l, r, k].iter().all(|s| segment_ok(s)) => Ok(key.to_string()),
             _ => Err(bad()),
         }
+    }
+
+    /// The full name of an asymmetric key's version: `<key ring>/<crypto key>/<version>` or
+    /// `projects/…/cryptoKeys/…/cryptoKeyVersions/<n>` (asymmetric keys have no primary).
+    fn version_resource(&self, key: &str) -> Result<String> {
+        let bad = || {
+            ProviderError::Config(format!(
+                "providers.{}: signing key {key:?}: name its version, projects/…/cryptoKeys/…/cryptoKeyVersions/<n> or <key ring>/<crypto key>/<n>",
+                self.name
+            ))
+        };
+        let (base, n) = match key.rsplit_once("/cryptoKeyVersions/") {
+            Some((base, n)) => (base.to_string(), n),
+            None => {
+                let (base, n) = key.rsplit_once('/').ok_or_else(bad)?;
+                (base.to_string(), n)
+            }
+        };
+        if n.is_empty() || n.len() > 10 || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        Ok(format!(
+            "{}/cryptoKeyVersions/{n}",
+            self.resource(&base).map_err(|_| bad())?
+        ))
     }
 
     /// A signed JWT asserting the service account, for the token endpoint (RFC 7523).
@@ -448,6 +473,76 @@ impl KeyProvider for GcpKms {
             .ok_or_else(|| self.unavailable("decrypt answered without a plaintext", false))?;
         Ok(Unwrapped {
             plaintext: KeyMaterial::new(pt),
+            request_id: None,
+        })
+    }
+
+    async fn public_key(&self, key: &str) -> Result<Vec<u8>> {
+        let res = self.version_resource(key)?;
+        let v = self.ok(
+            self.call(reqwest::Method::GET, &format!("{res}/publicKey"), None)
+                .await?,
+            key,
+            false,
+        )?;
+        let pem = v["pem"].as_str().unwrap_or("");
+        let body: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::trim)
+            .collect();
+        B64.decode(body)
+            .ok()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| self.unavailable("getPublicKey answered without a PEM key", false))
+    }
+
+    async fn sign(
+        &self,
+        key: &str,
+        algorithm: strongroom_crypto::Algorithm,
+        input: strongroom_crypto::keys::SignInput<'_>,
+    ) -> Result<Signed> {
+        let res = self.version_resource(key)?;
+        let hash = match algorithm.signing_hash() {
+            Some(strongroom_crypto::Sha2::Sha256) => "sha256",
+            Some(strongroom_crypto::Sha2::Sha384) => "sha384",
+            Some(strongroom_crypto::Sha2::Sha512) => "sha512",
+            None => {
+                return Err(ProviderError::Unsupported {
+                    provider: self.name.clone(),
+                    operation: "sign with this algorithm",
+                });
+            }
+        };
+        // Cloud KMS signs digests (EC and RSA): a message is hashed here.
+        let digest = strongroom_crypto::keys::signing_digest(algorithm, input)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ProviderError::Unsupported {
+                provider: self.name.clone(),
+                operation: "sign with this algorithm",
+            })?;
+        let body = json!({"digest": {hash: B64.encode(&digest)}});
+        let v = self.ok(
+            self.call(
+                reqwest::Method::POST,
+                &format!("{res}:asymmetricSign"),
+                Some(&body),
+            )
+            .await?,
+            key,
+            false,
+        )?;
+        let signature = v["signature"]
+            .as_str()
+            .and_then(|s| B64.decode(s).ok())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                self.unavailable("asymmetricSign answered without a signature", false)
+            })?;
+        Ok(Signed {
+            signature,
             request_id: None,
         })
     }

@@ -377,3 +377,95 @@ async fn live_against_azure() {
         Err(ProviderError::InvalidCiphertext { .. })
     ));
 }
+
+/// `r || s` of a DER ECDSA signature, each left-padded to `size`.
+fn raw_ecdsa(der: &[u8], size: usize) -> Vec<u8> {
+    assert_eq!(der[0], 0x30);
+    let mut i = 2;
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        assert_eq!(der[i], 0x02);
+        let n = der[i + 1] as usize;
+        let int = &der[i + 2..i + 2 + n];
+        let int = &int[int.iter().take_while(|b| **b == 0).count()..];
+        out.extend(std::iter::repeat_n(0, size - int.len()));
+        out.extend_from_slice(int);
+        i += 2 + n;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_keys_give_their_jwk_as_spki_and_sign_digests() {
+    use strongroom_crypto::keys::{self, SignInput};
+    use strongroom_crypto::{Algorithm, RsaBits, Sha2};
+    const EC: Algorithm = Algorithm::EcdsaP256Sha256;
+    const RSA: Algorithm = Algorithm::RsaPkcs1(RsaBits::B2048, Sha2::Sha256);
+    let ec = keys::generate(EC).unwrap();
+    let ec_spki = keys::public_key_der(EC, &ec).unwrap();
+    let rsa = keys::generate(RSA).unwrap();
+    let rsa_spki = keys::public_key_der(RSA, &rsa).unwrap();
+    // RSA-2048 SubjectPublicKeyInfo as aws-lc writes it: n at 33..289, e = 65537.
+    assert_eq!(&rsa_spki[28..33], &[0x02, 0x82, 0x01, 0x01, 0x00]);
+    let n = &rsa_spki[33..289];
+    let message = b"signed in the vault";
+    let digest = strongroom_crypto::hash::sha256(message);
+    let ec_sig = keys::sign(EC, &ec, SignInput::Digest(&digest)).unwrap();
+    let replay = Replay::start(vec![]);
+    let v = replay.url.clone();
+    let kid = |name: &str| format!("{v}/keys/{name}/{VERSION}");
+    let ec_jwk = json!({
+        "kid": kid("ec"), "kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign", "verify"],
+        "x": B64URL.encode(&ec_spki[ec_spki.len() - 64..ec_spki.len() - 32]),
+        "y": B64URL.encode(&ec_spki[ec_spki.len() - 32..]),
+    });
+    let rsa_jwk = json!({
+        "kid": kid("rsa"), "kty": "RSA", "key_ops": ["sign", "verify"],
+        "n": B64URL.encode(n), "e": B64URL.encode([1u8, 0, 1]),
+    });
+    let attrs = json!({"enabled": true});
+    for ex in [
+        token(None),
+        api(
+            "get key (EC)",
+            "GET",
+            "/keys/ec?api-version=7.5",
+            200,
+            json!({"key": ec_jwk, "attributes": attrs}),
+        ),
+        api(
+            "get key (RSA)",
+            "GET",
+            "/keys/rsa?api-version=7.5",
+            200,
+            json!({"key": rsa_jwk, "attributes": attrs}),
+        ),
+        api(
+            "get key (EC, current version)",
+            "GET",
+            "/keys/ec?api-version=7.5",
+            200,
+            json!({"key": ec_jwk, "attributes": attrs}),
+        ),
+        api(
+            "sign (ES256)",
+            "POST",
+            &format!("/keys/ec/{VERSION}/sign?api-version=7.5"),
+            200,
+            json!({"kid": kid("ec"), "value": B64URL.encode(raw_ecdsa(&ec_sig, 32))}),
+        )
+        .with_json(json!({"alg": "ES256", "value": B64URL.encode(digest)}))
+        .answer_header("x-ms-request-id", "sig-request-1"),
+    ] {
+        replay.push(ex);
+    }
+    let (_dir, cred) = secret_file();
+    let p = provider(&replay, &cred);
+    assert_eq!(p.public_key("ec").await.unwrap(), ec_spki);
+    assert_eq!(p.public_key("rsa").await.unwrap(), rsa_spki);
+    let s = p.sign("ec", EC, SignInput::Message(message)).await.unwrap();
+    assert_eq!(s.request_id.as_deref(), Some("sig-request-1"));
+    // The raw r || s came back as DER, and it verifies with the key's SPKI.
+    assert!(keys::verify(EC, &ec_spki, SignInput::Message(message), &s.signature).unwrap());
+    replay.finish();
+}

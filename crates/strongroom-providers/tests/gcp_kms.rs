@@ -463,3 +463,59 @@ async fn live_against_google_cloud() {
         Err(ProviderError::InvalidCiphertext { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn asymmetric_keys_sign_digests_and_give_their_public_key() {
+    use strongroom_crypto::keys::SignInput;
+    const EC: Algorithm = Algorithm::EcdsaP256Sha256;
+    let signer = keys::generate(EC).unwrap();
+    let spki = keys::public_key_der(EC, &signer).unwrap();
+    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for c in B64.encode(&spki).as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(c).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    let message = b"release v1.2.3";
+    let digest = strongroom_crypto::hash::sha256(message);
+    let sig = keys::sign(EC, &signer, SignInput::Digest(&digest)).unwrap();
+    let version = "projects/acme-prod/locations/global/keyRings/strongroom/cryptoKeys/signer/cryptoKeyVersions/1";
+    let replay = Replay::start(vec![]);
+    let sa = service_account(&format!("{}/token", replay.url));
+    for ex in [
+        token_exchange(sa.spki.clone(), format!("{}/token", replay.url)),
+        api(
+            "cryptoKeyVersions.getPublicKey",
+            "GET",
+            &format!("/v1/{version}/publicKey"),
+            200,
+            json!({"pem": pem, "algorithm": "EC_SIGN_P256_SHA256", "pemCrc32c": "1", "name": version, "protectionLevel": "HSM"}),
+        ),
+        api(
+            "cryptoKeyVersions.asymmetricSign",
+            "POST",
+            &format!("/v1/{version}:asymmetricSign"),
+            200,
+            json!({"signature": B64.encode(&sig), "signatureCrc32c": "1", "name": version, "protectionLevel": "HSM"}),
+        )
+        .with_json(json!({"digest": {"sha256": B64.encode(digest)}})),
+    ] {
+        replay.push(ex);
+    }
+    let p = provider(&replay, &sa);
+    let got = p.public_key("strongroom/signer/1").await.unwrap();
+    assert_eq!(got, spki);
+    // A message is hashed here; Cloud KMS signs the digest.
+    let s = p
+        .sign(version, EC, SignInput::Message(message))
+        .await
+        .unwrap();
+    assert!(keys::verify(EC, &got, SignInput::Message(message), &s.signature).unwrap());
+    replay.finish();
+    for bad in ["strongroom/signer", "strongroom/signer/x", "a/b/c/d"] {
+        assert!(
+            matches!(p.public_key(bad).await, Err(ProviderError::Config(_))),
+            "{bad}"
+        );
+    }
+}
