@@ -172,37 +172,51 @@ impl KeyService {
         algorithm: Algorithm,
         origin: KeyOrigin,
         ev: &mut AuditEvent,
-    ) -> Result<ExternalKey> {
-        if purpose != Purpose::EncryptDecrypt {
-            return Err(Error::invalid(
-                "purpose",
-                "hsm keys are encrypt-decrypt keys (AES-256 in the token) for now",
-            ));
-        }
+    ) -> Result<(ExternalKey, Option<Vec<u8>>)> {
         let g = self.external_shape(provider, input, purpose, algorithm, origin)?;
         let x = ExternalKey {
             provider: provider.into(),
             key: format!("strongroom-{id}"),
         };
-        let res = g
-            .call("create-key", || g.provider().create_key(&x.key))
-            .await;
+        let signing = purpose == Purpose::SignVerify;
+        let res = if signing {
+            g.call("create-key", || {
+                g.provider().create_signing_key(&x.key, algorithm)
+            })
+            .await
+        } else {
+            g.call("create-key", || g.provider().create_key(&x.key))
+                .await
+        };
         ev.providers
             .push(call_record(&member(&x), res.as_ref().map(|_| None)));
         match res {
-            Ok(_) => Ok(x),
-            Err(ProviderError::Unsupported { .. }) => Err(Error::invalid(
-                "provider",
-                format!(
-                    "provider {provider:?} cannot generate keys (protection hsm needs a pkcs11 provider); bind an existing key with protection external"
-                ),
-            )),
-            Err(e @ ProviderError::Unavailable { .. }) => Err(Error::Unavailable(e.to_string())),
-            Err(e) => Err(Error::invalid(
-                "provider",
-                format!("cannot generate the key: {e}"),
-            )),
+            Ok(_) => {}
+            Err(ProviderError::Unsupported { operation, .. }) => {
+                return Err(Error::invalid(
+                    "provider",
+                    format!(
+                        "provider {provider:?} cannot generate this key ({operation}); protection hsm needs a pkcs11 provider (AES keys, ECDSA P-256/P-384 signing keys), or bind an existing key with protection external"
+                    ),
+                ));
+            }
+            Err(e @ ProviderError::Unavailable { .. }) => {
+                return Err(Error::Unavailable(e.to_string()));
+            }
+            Err(e) => {
+                return Err(Error::invalid(
+                    "provider",
+                    format!("cannot generate the key: {e}"),
+                ));
+            }
         }
+        // A signing key is checked as a bound one is: its public key, and a probe signature.
+        let spki = if signing {
+            Some(self.check_signing(&g, &x, algorithm, ev).await?)
+        } else {
+            None
+        };
+        Ok((x, spki))
     }
 
     /// The checks every provider-held key passes, and its provider.

@@ -417,7 +417,7 @@ impl KeyService {
                     "a key is either bound to an existing provider key (external) or generated in one (hsm)",
                 ));
             }
-            let external_public_key = match &input.external {
+            let mut external_public_key = match &input.external {
                 Some(x) => {
                     self.check_external(x, &input, purpose, algorithm, origin, &mut ev)
                         .await?
@@ -436,13 +436,14 @@ impl KeyService {
                 });
             }
             let (protection, external) = match (&input.hsm, input.external.clone()) {
-                (Some(p), _) => (
-                    Protection::Hsm,
-                    Some(
-                        self.generate_at_provider(p, &id, &input, purpose, algorithm, origin, &mut ev)
-                            .await?,
-                    ),
-                ),
+                (Some(p), _) => {
+                    let (x, spki) = self
+                        .generate_at_provider(p, &id, &input, purpose, algorithm, origin, &mut ev)
+                        .await?;
+                    external_public_key = spki;
+                    (Protection::Hsm, Some(x))
+                }
+
                 (None, Some(x)) => (Protection::External, Some(x)),
                 (None, None) => (Protection::Software, None),
             };

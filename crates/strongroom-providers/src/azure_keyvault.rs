@@ -29,6 +29,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
+use crate::der::{self, OID_P256, OID_P384, OID_P521, OID_RSA};
 use crate::http::{self, Answer, TokenCache};
 use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
 
@@ -131,67 +132,6 @@ fn version_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// DER, for turning Key Vault's JWK public keys into SubjectPublicKeyInfo and its raw ECDSA
-/// signatures (`r || s`, as JWS has them) into the DER Strongroom uses.
-mod der {
-    fn len(n: usize, out: &mut Vec<u8>) {
-        if n < 0x80 {
-            out.push(n as u8);
-        } else {
-            let b = n.to_be_bytes();
-            let skip = b.iter().take_while(|x| **x == 0).count();
-            out.push(0x80 | (b.len() - skip) as u8);
-            out.extend_from_slice(&b[skip..]);
-        }
-    }
-
-    pub(super) fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        len(body.len(), &mut out);
-        out.extend_from_slice(body);
-        out
-    }
-
-    /// An unsigned big-endian INTEGER.
-    pub(super) fn uint(be: &[u8]) -> Vec<u8> {
-        let trimmed: &[u8] = {
-            let skip = be
-                .iter()
-                .take_while(|x| **x == 0)
-                .count()
-                .min(be.len().saturating_sub(1));
-            &be[skip..]
-        };
-        let mut body = Vec::with_capacity(trimmed.len() + 1);
-        if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
-            body.push(0);
-        }
-        body.extend_from_slice(trimmed);
-        tlv(0x02, &body)
-    }
-
-    pub(super) fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
-        tlv(0x30, &parts.concat())
-    }
-
-    pub(super) fn bit_string(bytes: &[u8]) -> Vec<u8> {
-        let mut body = vec![0u8];
-        body.extend_from_slice(bytes);
-        tlv(0x03, &body)
-    }
-
-    /// An OBJECT IDENTIFIER from its DER body.
-    pub(super) fn oid(body: &[u8]) -> Vec<u8> {
-        tlv(0x06, body)
-    }
-}
-
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-
 /// The SubjectPublicKeyInfo of a JWK (EC P-256/384/521 or RSA), or `None`.
 fn spki_of_jwk(jwk: &Value) -> Option<Vec<u8>> {
     let b = |k: &str| {
@@ -216,10 +156,7 @@ fn spki_of_jwk(jwk: &Value) -> Option<Vec<u8>> {
             point.extend_from_slice(&x);
             point.extend(std::iter::repeat_n(0, size - y.len()));
             point.extend_from_slice(&y);
-            Some(der::seq(&[
-                der::seq(&[der::oid(OID_EC_PUBLIC_KEY), der::oid(curve)]),
-                der::bit_string(&point),
-            ]))
+            Some(der::ec_spki(curve, &point))
         }
         "RSA" | "RSA-HSM" => {
             let rsa = der::seq(&[der::uint(&b("n")?), der::uint(&b("e")?)]);
@@ -643,11 +580,8 @@ impl KeyProvider for AzureKeyVault {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| self.unavailable("sign answered without a value", false))?;
         let signature = if raw_ecdsa {
-            if sig.len() % 2 != 0 {
-                return Err(self.unavailable("an ECDSA signature of odd length", false));
-            }
-            let (r, s) = sig.split_at(sig.len() / 2);
-            der::seq(&[der::uint(r), der::uint(s)])
+            der::ecdsa_der(&sig)
+                .ok_or_else(|| self.unavailable("an ECDSA signature of odd length", false))?
         } else {
             sig
         };

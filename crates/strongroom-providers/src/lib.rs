@@ -25,6 +25,8 @@ pub mod azure_keyvault;
     feature = "azure-keyvault"
 ))]
 mod config;
+#[cfg(any(feature = "pkcs11", feature = "azure-keyvault"))]
+mod der;
 pub mod failover;
 #[cfg(feature = "gcp-kms")]
 pub mod gcp_kms;
@@ -244,6 +246,19 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
         Err(ProviderError::Unsupported {
             provider: self.name().to_string(),
             operation: "create-key",
+        })
+    }
+    /// Generates a new asymmetric signing key pair named `key` inside the provider for
+    /// `algorithm`; the private key never leaves it. Only some kinds can.
+    async fn create_signing_key(
+        &self,
+        key: &str,
+        algorithm: strongroom_crypto::Algorithm,
+    ) -> Result<ProviderKey> {
+        let _ = (key, algorithm);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation: "create-key (signing)",
         })
     }
     /// Whether the provider answers (cheaply, with Strongroom's credentials).

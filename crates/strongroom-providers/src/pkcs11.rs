@@ -36,7 +36,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Unwrapped, Wrapped};
+use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
 
 const KIND: &str = "pkcs11";
 const FORMAT: u8 = 0x01;
@@ -231,6 +231,23 @@ impl Inner {
         }
         out.sort_by_key(|v| v.version);
         Ok(out)
+    }
+
+    /// Objects of `class` labelled `label`.
+    fn objects(&self, s: &Session, class: ObjectClass, label: &str) -> Result<Vec<ObjectHandle>> {
+        s.find_objects(&[
+            Attribute::Class(class),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .map_err(|e| self.error(e, false))
+    }
+
+    /// The one object of `class` labelled `label`.
+    fn one(&self, s: &Session, class: ObjectClass, label: &str) -> Result<ObjectHandle> {
+        self.objects(s, class, label)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.not_found(label))
     }
 
     fn not_found(&self, key: &str) -> ProviderError {
@@ -517,6 +534,146 @@ impl KeyProvider for Pkcs11Provider {
                 latest_version: Some(1),
                 can_encrypt: true,
                 rotation_period: None,
+            })
+        })
+        .await
+    }
+
+    async fn create_signing_key(
+        &self,
+        label: &str,
+        algorithm: strongroom_crypto::Algorithm,
+    ) -> Result<ProviderKey> {
+        let curve: &'static [u8] = match algorithm {
+            strongroom_crypto::Algorithm::EcdsaP256Sha256 => crate::der::OID_P256,
+            strongroom_crypto::Algorithm::EcdsaP384Sha384 => crate::der::OID_P384,
+            _ => {
+                return Err(ProviderError::Unsupported {
+                    provider: self.inner.name.clone(),
+                    operation: "create-key (only ECDSA P-256 and P-384 signing keys)",
+                });
+            }
+        };
+        let label = label.to_string();
+        self.with_session(move |inner, s| {
+            let taken = !inner.versions(s, &label)?.is_empty()
+                || !inner
+                    .objects(s, ObjectClass::PRIVATE_KEY, &label)?
+                    .is_empty();
+            if taken {
+                return Err(ProviderError::AccessDenied {
+                    provider: inner.name.clone(),
+                    detail: format!("key {label:?} already exists in the token"),
+                });
+            }
+            let common = |class| {
+                vec![
+                    Attribute::Class(class),
+                    Attribute::KeyType(KeyType::EC),
+                    Attribute::Token(true),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                    Attribute::Id(1u32.to_be_bytes().to_vec()),
+                ]
+            };
+            let mut public = common(ObjectClass::PUBLIC_KEY);
+            public.push(Attribute::EcParams(crate::der::oid(curve)));
+            public.push(Attribute::Verify(true));
+            let mut private = common(ObjectClass::PRIVATE_KEY);
+            private.extend([
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+            ]);
+            s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+                .map_err(|e| inner.error(e, false))?;
+            Ok(ProviderKey {
+                name: label,
+                key_type: "EC".into(),
+                latest_version: Some(1),
+                can_encrypt: false,
+                rotation_period: None,
+            })
+        })
+        .await
+    }
+
+    async fn public_key(&self, label: &str) -> Result<Vec<u8>> {
+        let label = label.to_string();
+        self.with_session(move |inner, s| {
+            let h = inner.one(s, ObjectClass::PUBLIC_KEY, &label)?;
+            let attrs = s
+                .get_attributes(h, &[AttributeType::EcParams, AttributeType::EcPoint])
+                .map_err(|e| inner.error(e, false))?;
+            let (mut params, mut point) = (None, None);
+            for a in attrs {
+                match a {
+                    Attribute::EcParams(p) => params = Some(p),
+                    Attribute::EcPoint(p) => point = Some(p),
+                    _ => {}
+                }
+            }
+            let bad = || inner.unavailable("the public key has no EC parameters or point", false);
+            let params = params.ok_or_else(bad)?;
+            let point = point.ok_or_else(bad)?;
+            // CKA_EC_PARAMS is the curve's OID (DER); CKA_EC_POINT the point, usually
+            // wrapped in a DER OCTET STRING.
+            let curve = params
+                .strip_prefix(&[0x06])
+                .and_then(|r| r.split_first())
+                .filter(|(n, body)| usize::from(**n) == body.len())
+                .map(|(_, body)| body.to_vec())
+                .ok_or_else(bad)?;
+            let raw = match point.as_slice() {
+                [0x04, n, rest @ ..]
+                    if usize::from(*n) == rest.len() && rest.first() == Some(&0x04) =>
+                {
+                    rest.to_vec()
+                }
+                [0x04, 0x81, n, rest @ ..] if usize::from(*n) == rest.len() => rest.to_vec(),
+                other => other.to_vec(),
+            };
+            Ok(crate::der::ec_spki(&curve, &raw))
+        })
+        .await
+    }
+
+    async fn sign(
+        &self,
+        label: &str,
+        algorithm: strongroom_crypto::Algorithm,
+        input: strongroom_crypto::keys::SignInput<'_>,
+    ) -> Result<Signed> {
+        if !matches!(
+            algorithm,
+            strongroom_crypto::Algorithm::EcdsaP256Sha256
+                | strongroom_crypto::Algorithm::EcdsaP384Sha384
+        ) {
+            return Err(ProviderError::Unsupported {
+                provider: self.inner.name.clone(),
+                operation: "sign with this algorithm",
+            });
+        }
+        // CKM_ECDSA signs a digest: a message is hashed here.
+        let digest = strongroom_crypto::keys::signing_digest(algorithm, input)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ProviderError::Unsupported {
+                provider: self.inner.name.clone(),
+                operation: "sign this input",
+            })?;
+        let label = label.to_string();
+        self.with_session(move |inner, s| {
+            let h = inner.one(s, ObjectClass::PRIVATE_KEY, &label)?;
+            let raw = s
+                .sign(&Mechanism::Ecdsa, h, &digest)
+                .map_err(|e| inner.error(e, false))?;
+            let signature = crate::der::ecdsa_der(&raw).ok_or_else(|| {
+                inner.unavailable("the token's ECDSA signature is malformed", false)
+            })?;
+            Ok(Signed {
+                signature,
+                request_id: None,
             })
         })
         .await

@@ -86,6 +86,9 @@ fn main() -> ExitCode {
         ("a_wrong_pin_is_access_denied", |e| {
             Box::pin(a_wrong_pin_is_access_denied(e))
         }),
+        ("signing_keys_are_made_and_used_in_the_token", |e| {
+            Box::pin(signing_keys_are_made_and_used_in_the_token(e))
+        }),
     ];
     let chosen: Vec<&(&str, Test)> = tests
         .iter()
@@ -386,5 +389,61 @@ async fn a_wrong_pin_is_access_denied(env: Env) {
         p.wrap("made-by-tool", &[1u8; 32], &EncryptionContext::empty())
             .await,
         Err(ProviderError::AccessDenied { .. })
+    ));
+}
+
+async fn signing_keys_are_made_and_used_in_the_token(env: Env) {
+    use strongroom_crypto::Algorithm;
+    use strongroom_crypto::keys::{self, SignInput};
+    let p = env.provider();
+    for alg in [Algorithm::EcdsaP256Sha256, Algorithm::EcdsaP384Sha384] {
+        let label = format!("sig-{alg}");
+        let d = p.create_signing_key(&label, alg).await.unwrap();
+        assert_eq!(d.latest_version, Some(1));
+        let spki = p.public_key(&label).await.unwrap();
+        let s = p
+            .sign(&label, alg, SignInput::Message(b"signed in the token"))
+            .await
+            .unwrap();
+        assert!(
+            keys::verify(
+                alg,
+                &spki,
+                SignInput::Message(b"signed in the token"),
+                &s.signature
+            )
+            .unwrap()
+        );
+        assert!(
+            !keys::verify(
+                alg,
+                &spki,
+                SignInput::Message(b"another message"),
+                &s.signature
+            )
+            .unwrap()
+        );
+        assert!(
+            p.create_signing_key(&label, alg)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("already exists")
+        );
+    }
+    assert!(matches!(
+        p.create_signing_key(
+            "rsa",
+            Algorithm::RsaPkcs1(
+                strongroom_crypto::RsaBits::B2048,
+                strongroom_crypto::Sha2::Sha256
+            )
+        )
+        .await,
+        Err(ProviderError::Unsupported { .. })
+    ));
+    assert!(matches!(
+        p.public_key("nosuch").await,
+        Err(ProviderError::NotFound { .. })
     ));
 }

@@ -291,9 +291,34 @@ async fn hsm_keys_are_generated_in_the_token_and_used_there() {
         .decrypt(dk["ciphertext"].as_str().unwrap(), json!({}))
         .await;
     assert_eq!(status, 200);
+    // A signing key made in the token: signatures from the token, verified here.
+    let made = srv
+        .ok(
+            "POST",
+            "/v1/keyrings/app/keys",
+            Some(json!({"name": "signer", "purpose": "sign-verify", "algorithm": "ecdsa-p256-sha256", "protection": "hsm", "provider": "hsm"})),
+        )
+        .await;
+    assert_eq!(made["protection"], "hsm");
+    let msg = base64::Engine::encode(&crate::support::B64, b"release");
+    let signed = srv
+        .ok(
+            "POST",
+            "/v1/crypto/sign",
+            Some(json!({"key": "app/signer", "message": msg})),
+        )
+        .await;
+    let ok = srv
+        .ok(
+            "POST",
+            "/v1/crypto/verify",
+            Some(json!({"key": "app/signer", "message": msg, "signature": signed["signature"]})),
+        )
+        .await;
+    assert_eq!(ok["valid"], true);
     // Refusals: a taken name (nothing made in the token), a provider that cannot generate,
     // one that does not exist, and hsm with a provider_key.
-    let before = hsm.list_objects().matches("Secret Key Object").count();
+    let before = hsm.list_objects().matches("Object;").count();
     for (body, status, needle) in [
         (
             json!({"name": "in-hsm", "protection": "hsm", "provider": "hsm"}),
@@ -303,7 +328,12 @@ async fn hsm_keys_are_generated_in_the_token_and_used_there() {
         (
             json!({"name": "v", "protection": "hsm", "provider": "vault"}),
             400,
-            "cannot generate keys",
+            "cannot generate this key",
+        ),
+        (
+            json!({"name": "r", "purpose": "sign-verify", "algorithm": "rsa-pss-2048-sha256", "protection": "hsm", "provider": "hsm"}),
+            400,
+            "ECDSA P-256/P-384",
         ),
         (
             json!({"name": "n", "protection": "hsm", "provider": "nosuch"}),
@@ -325,8 +355,6 @@ async fn hsm_keys_are_generated_in_the_token_and_used_there() {
             "{body}: {v}"
         );
     }
-    assert_eq!(
-        hsm.list_objects().matches("Secret Key Object").count(),
-        before
-    );
+    let after = hsm.list_objects();
+    assert_eq!(after.matches("Object;").count(), before, "{after}");
 }
