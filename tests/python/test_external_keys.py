@@ -254,3 +254,41 @@ def test_external_signing_keys_sign_at_their_provider(peers):
     assert status == 200, signed
     status, ok = server.native("POST", "/v1/crypto/verify", {"key": "transit/sig-bao", "message": b64(b"from bao"), "signature": signed["signature"]})
     assert ok["valid"] is True, ok
+
+
+def test_rotation_schedules_are_set_at_the_provider(peers):
+    """update-key's rotation_period on a provider-held key sets the provider's own schedule
+    (AWS EnableKeyRotation/DisableKeyRotation, Transit auto_rotate_period); Strongroom's
+    scheduler leaves such keys alone."""
+    server, moto = peers
+    aws_key = moto.create_key()["KeyMetadata"]["KeyId"]
+    status, made = server.native(
+        "POST",
+        "/v1/keyrings/transit/keys",
+        {"name": "rot-aws", "protection": "external", "provider": "aws", "provider_key": aws_key},
+    )
+    assert status == 201, made
+    status, k = server.native("PATCH", "/v1/keyrings/transit/keys/rot-aws", {"rotation_period": "90d"})
+    assert status == 200, k
+    assert k["rotation_period"] == "90d" and k["next_rotation_time"] is None, k
+    assert moto.get_key_rotation_status(KeyId=aws_key)["KeyRotationEnabled"] is True
+    status, k = server.native("PATCH", "/v1/keyrings/transit/keys/rot-aws", {"rotation_period": None})
+    assert status == 200 and k["rotation_period"] is None, k
+    assert moto.get_key_rotation_status(KeyId=aws_key)["KeyRotationEnabled"] is False
+    # Out of the provider's range: refused, nothing changed on either side.
+    status, body = server.native("PATCH", "/v1/keyrings/transit/keys/rot-aws", {"rotation_period": "10d"})
+    assert status == 400 and "90 to 2560" in body["error"]["message"], body
+    assert moto.get_key_rotation_status(KeyId=aws_key)["KeyRotationEnabled"] is False
+    status, body = server.native("PATCH", "/v1/keyrings/transit/keys/rot-aws", {"rotation_period": "90d", "next_rotation_time": "2030-01-01T00:00:00Z"})
+    assert status == 400, body
+    # Transit: auto_rotate_period.
+    status, made = server.native(
+        "POST",
+        "/v1/keyrings/transit/keys",
+        {"name": "rot-bao", "protection": "external", "provider": "bao", "provider_key": "payments"},
+    )
+    assert status == 201, made
+    status, k = server.native("PATCH", "/v1/keyrings/transit/keys/rot-bao", {"rotation_period": "30d"})
+    assert status == 200, k
+    events = [e for e in server.audit(operation="update-key") if e.get("key") == "rot-bao" and e["outcome"] == "ok"]
+    assert events[-1]["providers"][0]["provider"] == "bao", events

@@ -31,6 +31,7 @@ fn provider_error(key: &str, op: Operation, e: ProviderError) -> Error {
         ProviderError::Unavailable { .. } => Error::Unavailable(e.to_string()),
         ProviderError::NotFound { .. }
         | ProviderError::AccessDenied { .. }
+        | ProviderError::Refused { .. }
         | ProviderError::Unsupported { .. }
         | ProviderError::Config(_) => Error::InvalidState {
             resource: format!("key {key} ({e})"),
@@ -255,7 +256,7 @@ impl KeyService {
         if input.rotation_period_secs.is_some() {
             return Err(Error::invalid(
                 "rotation_period",
-                "an external key rotates at its provider",
+                "an external key rotates at its provider: create it, then set rotation_period with update-key (Strongroom sets the provider's schedule)",
             ));
         }
         let g = match self.providers.get(provider) {
@@ -305,6 +306,33 @@ impl KeyService {
             ))
         })?;
         Ok((x, g, path))
+    }
+
+    /// Sets (`Some`, seconds) or turns off the provider's own rotation of a provider-held key.
+    pub(crate) async fn external_rotation(
+        &self,
+        key: &KeyRecord,
+        period: Option<i64>,
+        ev: &mut AuditEvent,
+    ) -> Result<()> {
+        let (x, g, path) = self.held_by(key)?;
+        let period = period.map(|s| std::time::Duration::from_secs(s.max(0) as u64));
+        let res = g
+            .call("set-rotation-period", || {
+                g.provider().set_rotation_period(&x.key, period)
+            })
+            .await;
+        ev.providers
+            .push(call_record(&member(x), res.as_ref().map(|_| None)));
+        res.map_err(|e| match e {
+            ProviderError::Unsupported { .. }
+            | ProviderError::Config(_)
+            | ProviderError::Refused { .. } => Error::invalid(
+                "rotation_period",
+                format!("key {path}'s provider cannot rotate it on this schedule: {e}"),
+            ),
+            e => provider_error(&path, Operation::UpdateKey, e),
+        })
     }
 
     /// Encrypts through the key's provider; returns a suite `0x10` ciphertext.

@@ -710,6 +710,14 @@ impl KeyService {
             let k = self
                 .resolve_checked(&who, ctx, &mut ev, "update-key", key, None)
                 .await?;
+            // A provider-held key's schedule is the provider's: set it there first.
+            if let (Some(_), Some(p)) = (&k.external, input.rotation_period_secs)
+                && p != k.rotation_period_secs
+            {
+                require_live(&k, Operation::UpdateKey)?;
+                validate_rotation(k.purpose, p)?;
+                self.external_rotation(&k, p, &mut ev).await?;
+            }
             self.modify_key(&mut ev, k, |k| {
                 require_live(k, Operation::UpdateKey)?;
                 let input = input.clone();
@@ -730,12 +738,6 @@ impl KeyService {
                 }
                 if let Some(p) = input.rotation_period_secs {
                     validate_rotation(k.purpose, p)?;
-                    if p.is_some() && k.external.is_some() {
-                        return Err(Error::invalid(
-                            "rotation_period",
-                            "an external key rotates at its provider",
-                        ));
-                    }
                     if p.is_some() && k.origin == KeyOrigin::Imported {
                         return Err(Error::invalid(
                             "rotation_period",
@@ -743,7 +745,17 @@ impl KeyService {
                         ));
                     }
                     next.rotation_period_secs = p;
-                    next.next_rotation_time = p.map(|p| self.clock.now().plus_secs(p));
+                    // The provider rotates a provider-held key; Strongroom's scheduler does not.
+                    next.next_rotation_time = match k.external {
+                        Some(_) => None,
+                        None => p.map(|p| self.clock.now().plus_secs(p)),
+                    };
+                }
+                if input.next_rotation_time.is_some() && k.external.is_some() {
+                    return Err(Error::invalid(
+                        "next_rotation_time",
+                        "a provider-held key rotates when its provider says",
+                    ));
                 }
                 if let Some(t) = input.next_rotation_time {
                     if t.0 < self.clock.now().0 - 60 {

@@ -261,13 +261,15 @@ impl AwsKms {
                     | "DependencyTimeoutException"
                     | "ThrottlingException"
                     | "LimitExceededException" => unavailable(code, true),
-                    _ => unavailable(
+                    // Any other answer of the service (a key in the wrong state, a key
+                    // usage or parameter it refuses): the service is up.
+                    _ => ProviderError::refused(
+                        &self.name,
                         if code.is_empty() {
-                            "service error".into()
+                            "service error".to_string()
                         } else {
                             code
                         },
-                        false,
                     ),
                 }
             }
@@ -287,6 +289,36 @@ impl KeyProvider for AwsKms {
 
     fn kind(&self) -> &'static str {
         "aws-kms"
+    }
+
+    async fn set_rotation_period(&self, key: &str, period: Option<Duration>) -> Result<()> {
+        match period {
+            Some(p) => {
+                let days = p.as_secs() / 86_400;
+                if p.as_secs() % 86_400 != 0 || !(90..=2560).contains(&days) {
+                    return Err(ProviderError::Config(format!(
+                        "providers.{}: AWS KMS rotates every 90 to 2560 whole days",
+                        self.name
+                    )));
+                }
+                self.client
+                    .enable_key_rotation()
+                    .key_id(key)
+                    .rotation_period_in_days(days as i32)
+                    .send()
+                    .await
+                    .map_err(|e| self.error(key, e))?;
+            }
+            None => {
+                self.client
+                    .disable_key_rotation()
+                    .key_id(key)
+                    .send()
+                    .await
+                    .map_err(|e| self.error(key, e))?;
+            }
+        }
+        Ok(())
     }
 
     async fn public_key(&self, key: &str) -> Result<Vec<u8>> {

@@ -366,7 +366,7 @@ impl AzureKeyVault {
                 key: key.into(),
             },
             (429 | 500..=599, _) => self.unavailable(detail, true),
-            _ => self.unavailable(detail, false),
+            _ => ProviderError::refused(&self.name, detail),
         }
     }
 
@@ -529,6 +529,33 @@ impl KeyProvider for AzureKeyVault {
             plaintext: KeyMaterial::copy_from(&got[expect.len()..]),
             request_id,
         })
+    }
+
+    async fn set_rotation_period(&self, key: &str, period: Option<Duration>) -> Result<()> {
+        let key = self.key_name(key)?;
+        let actions = match period {
+            Some(p) if p.as_secs() >= 7 * 86_400 && p.as_secs() % 86_400 == 0 => json!([
+                {"trigger": {"timeAfterCreate": format!("P{}D", p.as_secs() / 86_400)}, "action": {"type": "Rotate"}}
+            ]),
+            Some(_) => {
+                return Err(ProviderError::Config(format!(
+                    "providers.{}: Key Vault rotates every 7 days or more, in whole days",
+                    self.name
+                )));
+            }
+            None => json!([]),
+        };
+        self.ok(
+            self.call(
+                reqwest::Method::PUT,
+                &format!("/keys/{key}/rotationpolicy"),
+                Some(&json!({"lifetimeActions": actions})),
+            )
+            .await?,
+            key,
+            false,
+        )?;
+        Ok(())
     }
 
     async fn public_key(&self, key: &str) -> Result<Vec<u8>> {

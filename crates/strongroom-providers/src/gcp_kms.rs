@@ -356,7 +356,7 @@ impl GcpKms {
                 key: key.into(),
             },
             (429 | 500..=599, _) => self.unavailable(detail, true),
-            _ => self.unavailable(detail, false),
+            _ => ProviderError::refused(&self.name, detail),
         }
     }
 
@@ -367,6 +367,27 @@ impl GcpKms {
             Err(self.refusal(&a, key, opening))
         }
     }
+}
+
+/// RFC 3339 UTC of Unix seconds (civil date from days, Howard Hinnant's algorithm).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The number at the end of `…/cryptoKeyVersions/<n>`.
@@ -477,6 +498,40 @@ impl KeyProvider for GcpKms {
         })
     }
 
+    async fn set_rotation_period(&self, key: &str, period: Option<Duration>) -> Result<()> {
+        let res = self.resource(key)?;
+        let body = match period {
+            Some(p) if p.as_secs() >= 86_400 => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                json!({
+                    "rotationPeriod": format!("{}s", p.as_secs()),
+                    "nextRotationTime": rfc3339(now + p.as_secs()),
+                })
+            }
+            Some(_) => {
+                return Err(ProviderError::Config(format!(
+                    "providers.{}: Cloud KMS rotates at most daily",
+                    self.name
+                )));
+            }
+            None => json!({}),
+        };
+        self.ok(
+            self.call(
+                reqwest::Method::PATCH,
+                &format!("{res}?updateMask=rotationPeriod,nextRotationTime"),
+                Some(&body),
+            )
+            .await?,
+            key,
+            false,
+        )?;
+        Ok(())
+    }
+
     async fn public_key(&self, key: &str) -> Result<Vec<u8>> {
         let res = self.version_resource(key)?;
         let v = self.ok(
@@ -583,5 +638,15 @@ impl KeyProvider for GcpKms {
         );
         let a = self.call(reqwest::Method::GET, &path, None).await?;
         self.ok(a, "", false).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_of_unix_seconds() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
     }
 }

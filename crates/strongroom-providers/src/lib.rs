@@ -84,6 +84,16 @@ pub enum ProviderError {
         /// The provider's configured name.
         provider: String,
     },
+    /// The provider answered and refused the request for a reason of its own (a key in the
+    /// wrong state, a parameter it does not take). The provider is up: not retryable, and
+    /// no circuit breaker counts it.
+    #[error("{provider}: refused ({detail})")]
+    Refused {
+        /// The provider's configured name.
+        provider: String,
+        /// What the provider said (no secrets).
+        detail: String,
+    },
     /// The provider or this kind of provider does not offer the operation.
     #[error("{provider}: {operation} is not supported by this provider")]
     Unsupported {
@@ -108,6 +118,14 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// `Refused` by `provider`.
+    pub fn refused(provider: &str, detail: impl Into<String>) -> Self {
+        ProviderError::Refused {
+            provider: provider.to_string(),
+            detail: detail.into(),
+        }
+    }
+
     /// `Unavailable` from `provider`, retryable or not.
     pub fn unavailable(provider: &str, detail: impl Into<String>, retryable: bool) -> Self {
         ProviderError::Unavailable {
@@ -215,6 +233,14 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
         Err(ProviderError::Unsupported {
             provider: self.name().to_string(),
             operation: "rotate",
+        })
+    }
+    /// Sets (`Some`) or turns off (`None`) the provider's own automatic rotation of `key`.
+    async fn set_rotation_period(&self, key: &str, period: Option<Duration>) -> Result<()> {
+        let _ = (key, period);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation: "set-rotation-period",
         })
     }
     /// The SubjectPublicKeyInfo (DER) of an asymmetric key's current version.

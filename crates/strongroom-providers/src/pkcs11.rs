@@ -180,7 +180,7 @@ impl Inner {
             | RvError::SessionCount
             | RvError::GeneralError
             | RvError::HostMemory => self.unavailable(e.to_string(), true),
-            _ => self.unavailable(e.to_string(), false),
+            _ => ProviderError::refused(&self.name, e.to_string()),
         }
     }
 

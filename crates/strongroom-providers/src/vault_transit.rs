@@ -270,11 +270,7 @@ impl VaultTransit {
                 },
             },
             429 | 500..=599 => self.unavailable(format!("HTTP {status} {detail}"), true),
-            _ => ProviderError::Unavailable {
-                provider: self.name.clone(),
-                detail: format!("HTTP {status} {detail}"),
-                retryable: false,
-            },
+            _ => ProviderError::refused(&self.name, format!("HTTP {status} {detail}")),
         })
     }
 
@@ -290,11 +286,9 @@ impl VaultTransit {
 
     fn not_found_or(&self, e: ProviderError, key: &str) -> ProviderError {
         match &e {
-            ProviderError::Unavailable {
-                detail,
-                retryable: false,
-                ..
-            } if detail.contains("not found") || detail.starts_with("HTTP 404") => {
+            ProviderError::Refused { detail, .. }
+                if detail.contains("not found") || detail.starts_with("HTTP 404") =>
+            {
                 ProviderError::NotFound {
                     provider: self.name.clone(),
                     key: key.to_string(),
@@ -317,6 +311,25 @@ impl KeyProvider for VaultTransit {
 
     fn kind(&self) -> &'static str {
         "vault-transit"
+    }
+
+    async fn set_rotation_period(&self, key: &str, period: Option<Duration>) -> Result<()> {
+        let secs = period.map_or(0, |p| p.as_secs());
+        if secs != 0 && secs < 3600 {
+            return Err(ProviderError::Config(format!(
+                "providers.{}: Transit rotates at most hourly",
+                self.name
+            )));
+        }
+        let path = format!("{}/config", self.key_path("keys", key)?);
+        self.call(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"auto_rotate_period": format!("{secs}s")})),
+        )
+        .await
+        .map_err(|e| self.not_found_or(e, key))?;
+        Ok(())
     }
 
     async fn public_key(&self, key: &str) -> Result<Vec<u8>> {
@@ -478,11 +491,9 @@ impl KeyProvider for VaultTransit {
             .await
             .map_err(|e| match self.not_found_or(e, key) {
                 // Transit answers 400 for a ciphertext that does not open.
-                ProviderError::Unavailable {
-                    retryable: false,
-                    detail,
-                    ..
-                } if detail.starts_with("HTTP 400") => invalid(),
+                ProviderError::Refused { detail, .. } if detail.starts_with("HTTP 400") => {
+                    invalid()
+                }
                 e => e,
             })?;
         let pt = v["data"]["plaintext"]

@@ -240,13 +240,7 @@ async fn each_documented_error_maps_to_what_it_means() {
             |e| e.is_retryable(),
         ),
         (400, "BadParameter", "Property has invalid value", |e| {
-            matches!(
-                e,
-                ProviderError::Unavailable {
-                    retryable: false,
-                    ..
-                }
-            )
+            matches!(e, ProviderError::Refused { .. })
         }),
     ];
     for (status, code, message, _) in &cases {

@@ -284,15 +284,7 @@ async fn each_documented_error_maps_to_what_it_means() {
             400,
             "INVALID_ARGUMENT",
             "Invalid value at 'plaintext'",
-            |e| {
-                matches!(
-                    e,
-                    ProviderError::Unavailable {
-                        retryable: false,
-                        ..
-                    }
-                )
-            },
+            |e| matches!(e, ProviderError::Refused { .. }),
         ),
     ];
     for (status, code, message, _) in &cases {
