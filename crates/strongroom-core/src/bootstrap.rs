@@ -80,6 +80,8 @@ pub struct DataDirOptions {
     pub providers: std::collections::BTreeMap<String, Arc<dyn strongroom_providers::KeyProvider>>,
     /// Their failover settings, by provider name (defaults where absent).
     pub failover: std::collections::BTreeMap<String, strongroom_providers::FailoverPolicy>,
+    /// Providers key set decryption tries first on this node (`[key_sets] prefer`).
+    pub key_set_prefer: Vec<String>,
 }
 
 /// An opened data dir.
@@ -275,7 +277,8 @@ pub async fn open(opts: DataDirOptions) -> Result<Opened, BootstrapError> {
         )
         .with_quotas(opts.quotas.clone())
         .with_per_key_metrics(opts.per_key_metrics)
-        .with_providers(opts.providers.clone(), &opts.failover);
+        .with_providers(opts.providers.clone(), &opts.failover)
+        .with_key_set_preference(opts.key_set_prefer.clone());
     if let Some(f) = &opts.jwks_fetcher {
         service = service.with_jwks_fetcher(f.clone());
     }

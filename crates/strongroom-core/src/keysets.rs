@@ -684,7 +684,13 @@ impl KeyService {
         for (m, w) in &input.wrapped {
             given.entry(m.as_str()).or_insert(w.as_slice());
         }
-        let retired_rank = input.prefer.len() + 1;
+        // The request's preference, else this node's (`[key_sets] prefer`).
+        let prefer = if input.prefer.is_empty() {
+            &self.key_set_prefer
+        } else {
+            &input.prefer
+        };
+        let retired_rank = prefer.len() + 1;
         let mut out: Vec<(usize, KeySetMember, &'a [u8])> = set
             .members
             .iter()
@@ -695,11 +701,10 @@ impl KeyService {
                 let rank = if retired {
                     retired_rank
                 } else {
-                    input
-                        .prefer
+                    prefer
                         .iter()
                         .position(|p| *p == m.provider)
-                        .unwrap_or(input.prefer.len())
+                        .unwrap_or(prefer.len())
                 };
                 let open = self
                     .guarded(&m.provider)

@@ -55,6 +55,8 @@ pub struct KeyService {
     inventory_gauges: crate::metrics::InventoryGauges,
     /// The key providers this node is configured with, by name.
     pub(crate) providers: std::collections::BTreeMap<String, Arc<crate::failover::Guarded>>,
+    /// Providers key set decryption tries first on this node, unless a request says.
+    pub(crate) key_set_prefer: Vec<String>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -118,7 +120,14 @@ impl KeyService {
             metrics_per_key: false,
             inventory_gauges: crate::metrics::InventoryGauges::default(),
             providers: Default::default(),
+            key_set_prefer: Vec::new(),
         }
+    }
+
+    /// Sets the providers key set decryption tries first on this node (nearest first).
+    pub fn with_key_set_preference(mut self, prefer: Vec<String>) -> Self {
+        self.key_set_prefer = prefer;
+        self
     }
 
     /// Sets the key providers (from the providers file), each with its failover policy

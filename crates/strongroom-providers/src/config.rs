@@ -15,6 +15,19 @@ pub struct Config {
     /// Each provider's failover settings (the keys of [`crate::failover::KEYS`] in its table).
     #[serde(skip)]
     pub failover: BTreeMap<String, FailoverPolicy>,
+    /// `[key_sets]`: this node's defaults for key sets.
+    #[serde(default)]
+    pub key_sets: KeySetDefaults,
+}
+
+/// `[key_sets]` of a providers file.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySetDefaults {
+    /// Providers to try first when decrypting, nearest first (a request's own `prefer`
+    /// replaces it). Each must be a provider of this file or `software`.
+    #[serde(default)]
+    pub prefer: Vec<String>,
 }
 
 /// One `[providers.<name>]` table, by its `kind`.
@@ -55,6 +68,13 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| ProviderError::Config(e.to_string()))?;
         c.failover = failover;
+        for p in &c.key_sets.prefer {
+            if p != crate::SOFTWARE && !c.providers.contains_key(p) {
+                return Err(ProviderError::Config(format!(
+                    "key_sets.prefer: {p:?} is not a provider of this file"
+                )));
+            }
+        }
         for name in c.providers.keys() {
             if name == crate::SOFTWARE {
                 return Err(ProviderError::Config(format!(

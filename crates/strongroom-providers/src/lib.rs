@@ -48,7 +48,7 @@ pub mod vault_transit;
     feature = "gcp-kms",
     feature = "azure-keyvault"
 ))]
-pub use config::{Config, ProviderConfig};
+pub use config::{Config, KeySetDefaults, ProviderConfig};
 pub use failover::FailoverPolicy;
 
 /// The provider name Strongroom's own keys go by (`software:<ring>/<key>`); a configuration

@@ -223,4 +223,7 @@ fn configuration_errors_name_what_is_wrong() {
     assert!(err("[providers.v]\nkind = \"vault-transit\"\naddress = \"http://x\"\ntoken_file = \"/etc/hostname\"\ntimeout = \"forever\"\n").contains("timeout"));
     assert!(err("[providers.\"Bad Name\"]\nkind = \"vault-transit\"\naddress = \"http://x\"\ntoken_file = \"/etc/hostname\"\n").contains("provider name"));
     assert!(Config::parse("").unwrap().providers.is_empty());
+    assert!(err("[key_sets]\nprefer = [\"nosuch\"]\n").contains("key_sets.prefer"));
+    let c = Config::parse("[key_sets]\nprefer = [\"software\"]\n").unwrap();
+    assert_eq!(c.key_sets.prefer, ["software"]);
 }

@@ -309,13 +309,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let cache_ttl = Duration::from_secs(cache_ttl as u64);
-    let (providers, failover) = match &args.providers {
+    let (providers, failover, key_set_prefer) = match &args.providers {
         None => Default::default(),
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the providers file {}", path.display()))?;
             strongroom_providers::Config::parse(&text)
-                .and_then(|c| Ok((c.build()?, c.failover)))
+                .and_then(|c| Ok((c.build()?, c.failover, c.key_sets.prefer)))
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
     };
@@ -385,6 +385,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         read_cache_ttl: cache_ttl,
         providers,
         failover,
+        key_set_prefer,
         database: match &args.database_url {
             None => None,
             Some(_) if args.dev => bail!(

@@ -636,3 +636,43 @@ async fn an_existing_data_key_is_rewrapped_under_new_members() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn this_nodes_preference_orders_decryption_unless_the_request_says() {
+    let cloud = Fake::new("cloud");
+    let kms = Kms::new_with(|o| strongroom_core::bootstrap::DataDirOptions {
+        providers: BTreeMap::from([("cloud".to_string(), cloud.clone() as Arc<dyn KeyProvider>)]),
+        key_set_prefer: vec!["cloud".into()],
+        ..o
+    })
+    .await;
+    kms.aes_key("pay", "a").await;
+    let svc = kms.svc();
+    svc.create_key_set(&root(), "ks", spec(&["software:pay/a", "cloud:k1"]))
+        .await
+        .unwrap();
+    let c = ec(&[]);
+    let dk = svc
+        .key_set_generate_data_key(&root(), "ks", &c, 32)
+        .await
+        .unwrap();
+    // The key set lists software first; this node prefers the cloud.
+    let out = svc
+        .key_set_decrypt(&root(), "ks", open(wrapped_of(&dk), &c))
+        .await
+        .unwrap();
+    assert_eq!(out.member, "cloud:k1");
+    // A request's own preference wins.
+    let out = svc
+        .key_set_decrypt(
+            &root(),
+            "ks",
+            KeySetDecryptInput {
+                prefer: vec!["software".into()],
+                ..open(wrapped_of(&dk), &c)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.member, "software:pay/a");
+}

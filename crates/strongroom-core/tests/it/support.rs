@@ -266,6 +266,7 @@ pub(crate) fn options(data_dir: &Path, clock: Arc<ManualClock>) -> DataDirOption
         read_cache_ttl: std::time::Duration::from_secs(1),
         providers: Default::default(),
         failover: Default::default(),
+        key_set_prefer: Vec::new(),
     }
 }
 
