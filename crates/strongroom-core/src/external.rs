@@ -308,6 +308,28 @@ impl KeyService {
         Ok((x, g, path))
     }
 
+    /// Destroys the provider's key of a key of protection `hsm` (made by Strongroom), when the
+    /// key is deleted; keys bound with protection `external` belong to others and stay.
+    pub(crate) async fn destroy_at_provider(
+        &self,
+        key: &KeyRecord,
+        ev: &mut AuditEvent,
+    ) -> Result<()> {
+        if key.protection != strongroom_store::Protection::Hsm {
+            return Ok(());
+        }
+        let (x, g, path) = self.held_by(key)?;
+        let res = g
+            .call("destroy-key", || g.provider().destroy_key(&x.key))
+            .await;
+        ev.providers
+            .push(call_record(&member(x), res.as_ref().map(|_| None)));
+        res.map_err(|e| match e {
+            e @ ProviderError::Unavailable { .. } => Error::Unavailable(e.to_string()),
+            e => provider_error(&path, Operation::ScheduledKeyDeletion, e),
+        })
+    }
+
     /// Sets (`Some`, seconds) or turns off the provider's own rotation of a provider-held key.
     pub(crate) async fn external_rotation(
         &self,

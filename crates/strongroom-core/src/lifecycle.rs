@@ -173,6 +173,9 @@ impl KeyService {
         }
         // The event goes first: no alias disappears without it (fail closed).
         self.audit_before_commit(ev).await?;
+        // Material Strongroom made in an HSM goes with the key; if the HSM cannot destroy
+        // it now, the key stays scheduled and the next run tries again.
+        self.destroy_at_provider(&k, ev).await?;
         self.remove_aliases_of(&k).await?;
         let mut attempt = 0;
         loop {

@@ -287,6 +287,16 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
             operation: "create-key (signing)",
         })
     }
+    /// Destroys the key `key` that [`KeyProvider::create_key`] or
+    /// [`KeyProvider::create_signing_key`] made, every version of it; a key already gone is
+    /// not an error. Only kinds that create keys can.
+    async fn destroy_key(&self, key: &str) -> Result<()> {
+        let _ = key;
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation: "destroy-key",
+        })
+    }
     /// Whether the provider answers (cheaply, with Strongroom's credentials).
     async fn health(&self) -> Result<()>;
 }

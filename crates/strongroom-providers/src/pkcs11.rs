@@ -598,6 +598,23 @@ impl KeyProvider for Pkcs11Provider {
         .await
     }
 
+    async fn destroy_key(&self, label: &str) -> Result<()> {
+        let label = label.to_string();
+        self.with_session(move |inner, s| {
+            for class in [
+                ObjectClass::SECRET_KEY,
+                ObjectClass::PRIVATE_KEY,
+                ObjectClass::PUBLIC_KEY,
+            ] {
+                for h in inner.objects(s, class, &label)? {
+                    s.destroy_object(h).map_err(|e| inner.error(e, false))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn public_key(&self, label: &str) -> Result<Vec<u8>> {
         let label = label.to_string();
         self.with_session(move |inner, s| {

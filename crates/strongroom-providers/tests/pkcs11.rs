@@ -446,4 +446,18 @@ async fn signing_keys_are_made_and_used_in_the_token(env: Env) {
         p.public_key("nosuch").await,
         Err(ProviderError::NotFound { .. })
     ));
+    // Destroying removes every object of the label (key pair or secret key); twice is fine.
+    p.create_key("to-destroy").await.unwrap();
+    for label in ["sig-ecdsa-p256-sha256", "to-destroy"] {
+        p.destroy_key(label).await.unwrap();
+        p.destroy_key(label).await.unwrap();
+    }
+    assert!(matches!(
+        p.public_key("sig-ecdsa-p256-sha256").await,
+        Err(ProviderError::NotFound { .. })
+    ));
+    assert!(matches!(
+        p.describe("to-destroy").await,
+        Err(ProviderError::NotFound { .. })
+    ));
 }

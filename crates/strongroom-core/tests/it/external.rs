@@ -278,3 +278,57 @@ async fn bad_external_keys_are_refused_and_nothing_is_created() {
         .unwrap();
     assert!(listed.items.is_empty(), "nothing was created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_hsm_key_destroys_its_material_at_the_provider() {
+    let cloud = Fake::new("cloud");
+    let kms = with_fakes(std::slice::from_ref(&cloud)).await;
+    kms.ring("ext").await;
+    let svc = kms.svc();
+    let (made, _) = svc
+        .create_key(
+            &root(),
+            strongroom_core::types::CreateKeyInput {
+                hsm: Some("cloud".into()),
+                ..key_input("ext", "in-hsm")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.protection, Protection::Hsm);
+    let label = format!("strongroom-{}", made.id);
+    assert_eq!(
+        cloud.made.lock().unwrap().as_slice(),
+        std::slice::from_ref(&label)
+    );
+    // A bound (external) key is someone else's: deleting it leaves the provider's key.
+    let bound = external_key(&kms, "bound", "theirs").await;
+    let key = path("ext", "in-hsm");
+    for k in [&key, &bound] {
+        svc.schedule_key_deletion(&root(), k, Some(7 * DAY))
+            .await
+            .unwrap();
+    }
+    kms.advance(8 * DAY);
+    // The provider is down: the hsm key stays scheduled (nothing destroyed, nothing lost).
+    cloud.down.store(true, Ordering::SeqCst);
+    svc.run_due_jobs().await.unwrap();
+    assert_eq!(
+        svc.get_key(&root(), &key).await.unwrap().state,
+        strongroom_core::KeyState::DeletionScheduled
+    );
+    assert!(cloud.destroyed.lock().unwrap().is_empty());
+    // Back: the next run destroys it at the provider, then deletes the key.
+    cloud.down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    svc.run_due_jobs().await.unwrap();
+    assert_eq!(
+        svc.get_key(&root(), &key).await.unwrap().state,
+        strongroom_core::KeyState::Deleted
+    );
+    assert_eq!(
+        svc.get_key(&root(), &bound).await.unwrap().state,
+        strongroom_core::KeyState::Deleted
+    );
+    assert_eq!(*cloud.destroyed.lock().unwrap(), [label]);
+}

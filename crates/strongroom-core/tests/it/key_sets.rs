@@ -22,6 +22,9 @@ pub(crate) struct Fake {
     pub(crate) name: &'static str,
     pub(crate) down: AtomicBool,
     pub(crate) calls: AtomicU32,
+    /// Keys made and destroyed through create_key / destroy_key.
+    pub(crate) made: std::sync::Mutex<Vec<String>>,
+    pub(crate) destroyed: std::sync::Mutex<Vec<String>>,
 }
 
 impl Fake {
@@ -30,6 +33,8 @@ impl Fake {
             name,
             down: AtomicBool::new(false),
             calls: AtomicU32::new(0),
+            made: Default::default(),
+            destroyed: Default::default(),
         })
     }
 
@@ -114,6 +119,16 @@ impl KeyProvider for Fake {
             plaintext: KeyMaterial::new(body.iter().map(|b| b ^ 0x5a).collect()),
             request_id: None,
         })
+    }
+    async fn create_key(&self, key: &str) -> strongroom_providers::Result<ProviderKey> {
+        self.check()?;
+        self.made.lock().unwrap().push(key.into());
+        self.describe(key).await
+    }
+    async fn destroy_key(&self, key: &str) -> strongroom_providers::Result<()> {
+        self.check()?;
+        self.destroyed.lock().unwrap().push(key.into());
+        Ok(())
     }
     async fn health(&self) -> strongroom_providers::Result<()> {
         self.check()
