@@ -287,8 +287,12 @@ mod tests {
         fn kind(&self) -> &'static str {
             "test"
         }
+        // Only `wrap` is exercised; the rest answer as a provider without them would.
         async fn describe(&self, _key: &str) -> strongroom_providers::Result<ProviderKey> {
-            unimplemented!("not used")
+            Err(ProviderError::Unsupported {
+                provider: "flaky".into(),
+                operation: "describe",
+            })
         }
         async fn wrap(
             &self,
@@ -330,7 +334,10 @@ mod tests {
             _ct: &[u8],
             _c: &EncryptionContext,
         ) -> strongroom_providers::Result<Unwrapped> {
-            unimplemented!("not used")
+            Err(ProviderError::Unsupported {
+                provider: "flaky".into(),
+                operation: "unwrap",
+            })
         }
         async fn health(&self) -> strongroom_providers::Result<()> {
             Ok(())

@@ -39,7 +39,7 @@ pub struct AwsKmsConfig {
     #[serde(default)]
     pub endpoint: Option<String>,
     /// Per-call timeout, e.g. `5s`.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::default_timeout")]
     pub timeout: String,
     /// The environment variable holding the access key id.
     #[serde(default)]
@@ -123,10 +123,6 @@ fn read_shared_credentials(text: &str, profile: &str) -> Option<(String, String,
         }
     }
     Some((id?, secret?, token))
-}
-
-fn default_timeout() -> String {
-    "5s".into()
 }
 
 /// An AWS KMS provider.

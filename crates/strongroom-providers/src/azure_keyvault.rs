@@ -72,7 +72,7 @@ pub struct AzureKeyVaultConfig {
     #[serde(default = "default_api_version")]
     pub api_version: String,
     /// Per-call timeout, e.g. `5s`.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::default_timeout")]
     pub timeout: String,
 }
 
@@ -87,9 +87,6 @@ fn default_algorithm() -> String {
 }
 fn default_api_version() -> String {
     "7.5".into()
-}
-fn default_timeout() -> String {
-    "5s".into()
 }
 
 enum Secret {
@@ -410,6 +407,42 @@ impl AzureKeyVault {
     }
 }
 
+impl AzureKeyVault {
+    /// `POST /keys/{key}/{version}/{op}` (wrapkey, unwrapkey, sign) with `alg` and `value`:
+    /// Key Vault's `value` answer (base64url, decoded; wrapped in `KeyMaterial` as it may be
+    /// a data key), the version its `kid` names, and the request id. `opening`: an unwrap,
+    /// where a refused value means it does not open.
+    async fn key_op(
+        &self,
+        key: &str,
+        version: &str,
+        op: &str,
+        alg: &str,
+        value: &[u8],
+        opening: bool,
+    ) -> Result<(KeyMaterial, Option<String>, Option<String>)> {
+        let body = json!({"alg": alg, "value": B64URL.encode(value)});
+        let (v, request_id) = self.ok(
+            self.call(
+                reqwest::Method::POST,
+                &format!("/keys/{key}/{version}/{op}"),
+                Some(&body),
+            )
+            .await?,
+            key,
+            opening,
+        )?;
+        let out = v["value"]
+            .as_str()
+            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
+            .filter(|b| !b.is_empty())
+            .map(KeyMaterial::new)
+            .ok_or_else(|| self.unavailable(format!("{op} answered without a value"), false))?;
+        let kid = v["kid"].as_str().and_then(Self::version_in);
+        Ok((out, kid, request_id))
+    }
+}
+
 #[async_trait::async_trait]
 impl KeyProvider for AzureKeyVault {
     fn name(&self) -> &str {
@@ -451,27 +484,19 @@ impl KeyProvider for AzureKeyVault {
     ) -> Result<Wrapped> {
         let key = self.key_name(key)?;
         let version = self.current_version(key).await?;
-        let body =
-            json!({"alg": self.algorithm, "value": B64URL.encode(bound(context, plaintext))});
-        let (v, request_id) = self.ok(
-            self.call(
-                reqwest::Method::POST,
-                &format!("/keys/{key}/{version}/wrapkey"),
-                Some(&body),
+        // Exposed to send it to Key Vault to wrap.
+        let (value, kid, request_id) = self
+            .key_op(
+                key,
+                &version,
+                "wrapkey",
+                &self.algorithm,
+                &bound(context, plaintext),
+                false,
             )
-            .await?,
-            key,
-            false,
-        )?;
-        let value = v["value"]
-            .as_str()
-            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| self.unavailable("wrapkey answered without a value", false))?;
-        let used = v["kid"]
-            .as_str()
-            .and_then(Self::version_in)
-            .unwrap_or(version);
+            .await?;
+        let value = value.expose_secret().to_vec();
+        let used = kid.unwrap_or(version);
         let mut out = Vec::with_capacity(2 + used.len() + value.len());
         out.push(FORMAT);
         out.push(used.len() as u8);
@@ -503,22 +528,16 @@ impl KeyProvider for AzureKeyVault {
             .ok()
             .filter(|v| version_ok(v))
             .ok_or_else(bad)?;
-        let body = json!({"alg": self.algorithm, "value": B64URL.encode(&rest[n as usize..])});
-        let (v, request_id) = self.ok(
-            self.call(
-                reqwest::Method::POST,
-                &format!("/keys/{key}/{version}/unwrapkey"),
-                Some(&body),
+        let (opened, _, request_id) = self
+            .key_op(
+                key,
+                version,
+                "unwrapkey",
+                &self.algorithm,
+                &rest[n as usize..],
+                true,
             )
-            .await?,
-            key,
-            true,
-        )?;
-        let opened = v["value"]
-            .as_str()
-            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
-            .map(KeyMaterial::new)
-            .ok_or_else(|| self.unavailable("unwrapkey answered without a value", false))?;
+            .await?;
         let expect = bound(context, &[]);
         let got = opened.expose_secret();
         // The digest of the context is not secret; a plain comparison is fine.
@@ -590,22 +609,10 @@ impl KeyProvider for AzureKeyVault {
             .flatten()
             .ok_or_else(unsupported)?;
         let version = self.current_version(key).await?;
-        let body = json!({"alg": alg, "value": B64URL.encode(&digest)});
-        let (v, request_id) = self.ok(
-            self.call(
-                reqwest::Method::POST,
-                &format!("/keys/{key}/{version}/sign"),
-                Some(&body),
-            )
-            .await?,
-            key,
-            false,
-        )?;
-        let sig = v["value"]
-            .as_str()
-            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| self.unavailable("sign answered without a value", false))?;
+        let (sig, _, request_id) = self
+            .key_op(key, &version, "sign", alg, &digest, false)
+            .await?;
+        let sig = sig.expose_secret().to_vec();
         let signature = if raw_ecdsa {
             der::ecdsa_der(&sig)
                 .ok_or_else(|| self.unavailable("an ECDSA signature of odd length", false))?

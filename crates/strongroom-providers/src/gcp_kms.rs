@@ -56,7 +56,7 @@ pub struct GcpKmsConfig {
     #[serde(default = "default_metadata_url")]
     pub metadata_url: String,
     /// Per-call timeout, e.g. `5s`.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::default_timeout")]
     pub timeout: String,
 }
 
@@ -65,9 +65,6 @@ fn default_endpoint() -> String {
 }
 fn default_metadata_url() -> String {
     "http://metadata.google.internal".into()
-}
-fn default_timeout() -> String {
-    "5s".into()
 }
 
 enum Credentials {
@@ -112,18 +109,6 @@ fn segment_ok(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The DER inside a PEM `PRIVATE KEY` block.
-fn pem_pkcs8(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| *l != "-----BEGIN PRIVATE KEY-----")
-        .skip(1)
-        .take_while(|l| *l != "-----END PRIVATE KEY-----")
-        .collect();
-    B64.decode(body).ok().filter(|d| !d.is_empty())
-}
-
 impl GcpKms {
     /// Builds the provider, reading the service account key file if one is named.
     pub fn new(name: &str, c: &GcpKmsConfig) -> Result<Self> {
@@ -157,12 +142,13 @@ impl GcpKms {
                         path.display()
                     )));
                 }
-                let der = pem_pkcs8(&field("private_key")?).ok_or_else(|| {
-                    cfg(format!(
-                        "{}: private_key is not a PEM PKCS#8 key",
-                        path.display()
-                    ))
-                })?;
+                let der =
+                    crate::pem_der(&field("private_key")?, "PRIVATE KEY").ok_or_else(|| {
+                        cfg(format!(
+                            "{}: private_key is not a PEM PKCS#8 key",
+                            path.display()
+                        ))
+                    })?;
                 Credentials::ServiceAccount {
                     email: field("client_email")?,
                     key_id: field("private_key_id")?,
@@ -540,15 +526,7 @@ impl KeyProvider for GcpKms {
             key,
             false,
         )?;
-        let pem = v["pem"].as_str().unwrap_or("");
-        let body: String = pem
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .map(str::trim)
-            .collect();
-        B64.decode(body)
-            .ok()
-            .filter(|d| !d.is_empty())
+        crate::pem_der(v["pem"].as_str().unwrap_or(""), "PUBLIC KEY")
             .ok_or_else(|| self.unavailable("getPublicKey answered without a PEM key", false))
     }
 

@@ -301,6 +301,39 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
     async fn health(&self) -> Result<()>;
 }
 
+/// Every provider's `timeout` when its table names none.
+#[cfg(any(
+    feature = "vault-transit",
+    feature = "aws-kms",
+    feature = "pkcs11",
+    feature = "gcp-kms",
+    feature = "azure-keyvault"
+))]
+pub(crate) fn default_timeout() -> String {
+    "5s".into()
+}
+
+/// The DER inside the PEM block labelled `label` (`PUBLIC KEY`, `PRIVATE KEY`), if any.
+#[cfg(any(feature = "vault-transit", feature = "gcp-kms"))]
+pub(crate) fn pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let (begin, end) = (
+        format!("-----BEGIN {label}-----"),
+        format!("-----END {label}-----"),
+    );
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != begin)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()
+        .filter(|d| !d.is_empty())
+}
+
 /// Parses `"5s"`, `"500ms"`, `"2m"` (configuration timeouts).
 #[cfg(any(
     feature = "vault-transit",

@@ -62,15 +62,12 @@ pub struct Pkcs11Config {
     #[serde(default = "default_sessions")]
     pub sessions: usize,
     /// Per-call timeout, e.g. `5s`.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::default_timeout")]
     pub timeout: String,
 }
 
 fn default_sessions() -> usize {
     4
-}
-fn default_timeout() -> String {
-    "5s".into()
 }
 
 /// Every module loaded in this process, by path (`C_Initialize` may run once per process).

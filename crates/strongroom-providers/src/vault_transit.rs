@@ -39,7 +39,7 @@ pub struct VaultTransitConfig {
     #[serde(default)]
     pub namespace: Option<String>,
     /// Per-call timeout, e.g. `5s`.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::default_timeout")]
     pub timeout: String,
     /// Read the token from this environment variable.
     #[serde(default)]
@@ -60,9 +60,6 @@ pub struct VaultTransitConfig {
 
 fn default_mount() -> String {
     "transit".into()
-}
-fn default_timeout() -> String {
-    "5s".into()
 }
 fn default_approle_mount() -> String {
     "approle".into()
@@ -340,18 +337,10 @@ impl KeyProvider for VaultTransit {
         let d = &v["data"];
         let latest = d["latest_version"].as_u64().unwrap_or(0).to_string();
         let pem = d["keys"][&latest]["public_key"].as_str().unwrap_or("");
-        let body: String = pem
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .map(str::trim)
-            .collect();
-        B64.decode(body)
-            .ok()
-            .filter(|der| !der.is_empty())
-            .ok_or_else(|| ProviderError::Unsupported {
-                provider: self.name.clone(),
-                operation: "get-public-key (not an asymmetric key)",
-            })
+        crate::pem_der(pem, "PUBLIC KEY").ok_or_else(|| ProviderError::Unsupported {
+            provider: self.name.clone(),
+            operation: "get-public-key (not an asymmetric key)",
+        })
     }
 
     async fn sign(
