@@ -8,14 +8,14 @@
 
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::{Algorithm, EncryptionContext, Plaintext, Purpose, ciphertext};
-use strongroom_providers::{ProviderError, SOFTWARE};
-use strongroom_store::{ExternalKey, KeyOrigin, KeyRecord};
+use strongroom_providers::{ProviderError, ProviderKey, ProviderVersion, SOFTWARE};
+use strongroom_store::{ExternalKey, KeyOrigin, KeyRecord, KeyState};
 
 use crate::error::{Error, Result};
 use crate::providers::{bind, call_record};
-use crate::request::Operation;
+use crate::request::{Operation, RequestContext};
 use crate::service::KeyService;
-use crate::types::CreateKeyInput;
+use crate::types::{CreateKeyInput, KeyRef};
 
 /// The context pair external keys bind their ciphertexts to.
 pub const CONTEXT_KEY: &str = "strongroom:key-id";
@@ -42,7 +42,166 @@ fn provider_error(key: &str, op: Operation, e: ProviderError) -> Error {
     }
 }
 
+/// What a provider says of a provider-held key, beside Strongroom's record of it: the start
+/// of drift detection (`GET /v1/keyrings/{ring}/keys/{key}/provider`).
+#[derive(Debug, Clone)]
+pub struct ProviderView {
+    /// Strongroom's record.
+    pub key: KeyRecord,
+    /// The provider's configured name.
+    pub provider: String,
+    /// The provider's name for the key.
+    pub provider_key: String,
+    /// The provider's description, or why it could not be had.
+    pub described: std::result::Result<ProviderKey, String>,
+    /// The provider's automatic rotation period (`None`: off), or why it is not known.
+    pub rotation_schedule: std::result::Result<Option<std::time::Duration>, String>,
+    /// The provider's versions, oldest first, or why they could not be listed.
+    pub versions: std::result::Result<Vec<ProviderVersion>, String>,
+    /// Where the provider disagrees with Strongroom.
+    pub drift: Vec<Drift>,
+}
+
+/// One disagreement between Strongroom's record of a key and its provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// `provider-key-missing`, `provider-disabled`, `provider-cannot-encrypt` or
+    /// `rotation-schedule`.
+    pub kind: &'static str,
+    /// What differs, in words.
+    pub detail: String,
+}
+
+/// The drift between Strongroom's record `k` and what its provider said.
+fn drift_of(
+    k: &KeyRecord,
+    described: &std::result::Result<ProviderKey, ProviderError>,
+    schedule: &std::result::Result<Option<std::time::Duration>, ProviderError>,
+) -> Vec<Drift> {
+    let mut out = Vec::new();
+    let live = k.state == KeyState::Enabled;
+    match described {
+        Err(ProviderError::NotFound { .. }) => out.push(Drift {
+            kind: "provider-key-missing",
+            detail: "the provider has no such key: nothing Strongroom sealed with it opens".into(),
+        }),
+        Ok(d) if live && d.enabled == Some(false) => out.push(Drift {
+            kind: "provider-disabled",
+            detail: "enabled in Strongroom, disabled at the provider: operations fail".into(),
+        }),
+        Ok(d)
+            if live
+                && k.purpose == strongroom_crypto::Purpose::EncryptDecrypt
+                && !d.can_encrypt =>
+        {
+            out.push(Drift {
+                kind: "provider-cannot-encrypt",
+                detail: "enabled in Strongroom; the provider will not encrypt with it".into(),
+            })
+        }
+        _ => {}
+    }
+    if let Ok(schedule) = schedule {
+        let ours = k
+            .rotation_period_secs
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0);
+        let theirs = schedule.map(|d| d.as_secs());
+        if ours != theirs {
+            let show = |s: Option<u64>| s.map_or("off".to_string(), |s| format!("{s}s"));
+            out.push(Drift {
+                kind: "rotation-schedule",
+                detail: format!(
+                    "Strongroom records rotation {}, the provider rotates {}",
+                    show(ours),
+                    show(theirs)
+                ),
+            });
+        }
+    }
+    out
+}
+
 impl KeyService {
+    /// What the provider of a provider-held key says of it (description, rotation
+    /// schedule, versions) and where that drifts from Strongroom's record. Needs
+    /// `get-provider-view`; read-only at the provider.
+    pub async fn provider_view(&self, ctx: &RequestContext, key: &KeyRef) -> Result<ProviderView> {
+        let mut ev = self.event(ctx, Operation::GetProviderView);
+        let res = async {
+            let who = self.authenticate(ctx, &mut ev).await?;
+            let k = self
+                .resolve_checked(&who, ctx, &mut ev, "get-provider-view", key, None)
+                .await?;
+            if k.external.is_none() {
+                return Err(Error::InvalidState {
+                    resource: format!("key {}/{}", k.ring, k.name),
+                    state: k.protection.as_str(),
+                    operation: Operation::GetProviderView.as_str(),
+                    requirement: "needs a key held by a provider (protection external or hsm)",
+                });
+            }
+            let (x, g, _) = self.held_by(&k)?;
+            let (x, g) = (x.clone(), g.clone());
+            let p = g.provider();
+            let (described, schedule, versions) = tokio::join!(
+                g.call("describe", || p.describe(&x.key)),
+                g.call("get-rotation-schedule", || p.rotation_schedule(&x.key)),
+                g.call("list-versions", || p.list_versions(&x.key)),
+            );
+            ev.providers
+                .push(call_record(&member(&x), described.as_ref().map(|_| None)));
+            let drift = drift_of(&k, &described, &schedule);
+            let text = |e: ProviderError| e.to_string();
+            Ok(ProviderView {
+                provider: x.provider.clone(),
+                provider_key: x.key.clone(),
+                described: described.map_err(text),
+                rotation_schedule: schedule.map_err(text),
+                versions: versions.map_err(text),
+                drift,
+                key: k,
+            })
+        }
+        .await;
+        self.finish(ev, res).await
+    }
+
+    /// Switches a provider-held key on or off at its provider (`disable-key` with
+    /// `at_provider`).
+    pub(crate) async fn external_set_enabled(
+        &self,
+        key: &KeyRecord,
+        enabled: bool,
+        op: Operation,
+        ev: &mut AuditEvent,
+    ) -> Result<()> {
+        if key.external.is_none() {
+            return Err(Error::invalid(
+                "at_provider",
+                format!(
+                    "key {}/{} is Strongroom's own (protection {}): it has no provider key to switch",
+                    key.ring,
+                    key.name,
+                    key.protection.as_str()
+                ),
+            ));
+        }
+        let (x, g, path) = self.held_by(key)?;
+        let res = g
+            .call(op.as_str(), || g.provider().set_enabled(&x.key, enabled))
+            .await;
+        ev.providers
+            .push(call_record(&member(x), res.as_ref().map(|_| None)));
+        res.map_err(|e| match e {
+            ProviderError::Unsupported { .. } => Error::invalid(
+                "at_provider",
+                format!("key {path}'s provider cannot switch its keys: {e}"),
+            ),
+            e => provider_error(&path, op, e),
+        })
+    }
+
     /// Checks a new external key: an encrypt-decrypt AES key made here (not imported), not
     /// exportable, no automatic rotation, on a configured provider whose key answers
     /// `describe` and can encrypt.

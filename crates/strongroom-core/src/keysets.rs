@@ -834,6 +834,7 @@ impl KeyProvider for SoftwareProvider {
                 .rotation_period_secs
                 .and_then(|s| u64::try_from(s).ok())
                 .map(std::time::Duration::from_secs),
+            enabled: Some(k.state == strongroom_store::KeyState::Enabled),
         })
     }
 

@@ -789,12 +789,26 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
-    /// Enables or disables a key as a whole.
+    /// Enables or disables a key as a whole, in Strongroom only (a provider-held key's
+    /// provider key is untouched: it may have other users).
     pub async fn set_key_enabled(
         &self,
         ctx: &RequestContext,
         key: &KeyRef,
         enabled: bool,
+    ) -> Result<KeyRecord> {
+        self.set_key_enabled_at(ctx, key, enabled, false).await
+    }
+
+    /// Enables or disables a key as a whole; with `at_provider`, a provider-held key's
+    /// provider key too (first: if the provider refuses, Strongroom changes nothing). See
+    /// `docs/providers.md` for what each provider switches.
+    pub async fn set_key_enabled_at(
+        &self,
+        ctx: &RequestContext,
+        key: &KeyRef,
+        enabled: bool,
+        at_provider: bool,
     ) -> Result<KeyRecord> {
         let op = if enabled {
             Operation::EnableKey
@@ -819,6 +833,10 @@ impl KeyService {
             } else {
                 KeyState::Disabled
             };
+            if at_provider {
+                require_live(&k, op)?;
+                self.external_set_enabled(&k, enabled, op, &mut ev).await?;
+            }
             self.modify_key(&mut ev, k, |k| {
                 require_live(k, op)?;
                 require_material(k, op)?;

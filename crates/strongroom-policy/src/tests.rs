@@ -74,6 +74,7 @@ const READ_KEY: &[&str] = &[
     "list-versions",
     "get-alias",
     "list-grants",
+    "get-provider-view",
 ];
 const MANAGE_KEY: &[&str] = &[
     "update-key",

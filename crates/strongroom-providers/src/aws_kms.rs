@@ -27,7 +27,10 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
+use crate::{
+    KeyProvider, ProviderError, ProviderKey, ProviderVersion, Result, Signed, Unwrapped,
+    VersionState, Wrapped,
+};
 
 /// The `[providers.<name>]` settings of an AWS KMS provider.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -399,6 +402,26 @@ impl KeyProvider for AwsKms {
             .await
             .map_err(|e| self.error(key, e))?;
         let m = out.key_metadata();
+        let symmetric = m
+            .and_then(|m| m.key_spec())
+            .is_some_and(|s| s.as_str() == "SYMMETRIC_DEFAULT");
+        // The schedule, for symmetric keys (the only ones AWS rotates); a caller without
+        // kms:GetKeyRotationStatus sees no schedule rather than no key.
+        let rotation_period = if symmetric {
+            self.client
+                .get_key_rotation_status()
+                .key_id(key)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.key_rotation_enabled())
+                // Without a period in the answer (older servers, emulators), AWS's one
+                // period before periods could be set: 365 days.
+                .map(|r| r.rotation_period_in_days().unwrap_or(365))
+                .map(|d| Duration::from_secs(u64::from(d.unsigned_abs()) * 86_400))
+        } else {
+            None
+        };
         Ok(ProviderKey {
             name: m
                 .map(|m| m.key_id().to_string())
@@ -417,8 +440,81 @@ impl KeyProvider for AwsKms {
                     && m.key_usage()
                         .is_none_or(|u| u.as_str() == "ENCRYPT_DECRYPT")
             }),
-            rotation_period: None,
+            rotation_period,
+            enabled: m.map(|m| m.enabled()),
         })
+    }
+
+    async fn list_versions(&self, key: &str) -> Result<Vec<ProviderVersion>> {
+        use aws_sdk_kms::primitives::DateTimeFormat;
+        let out = self
+            .client
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
+            .map_err(|e| self.error(key, e))?;
+        let m = out.key_metadata();
+        // AWS KMS switches keys, not versions: every version shares the key's state.
+        let state = match m.and_then(|m| m.key_state()).map(|s| s.as_str()) {
+            Some("Enabled") => VersionState::Enabled,
+            Some("Disabled") => VersionState::Disabled,
+            Some("PendingDeletion") => VersionState::PendingDestruction,
+            Some(other) => VersionState::Other(other.to_string()),
+            None => VersionState::Other("unknown".into()),
+        };
+        let date = |d: Option<&aws_sdk_kms::primitives::DateTime>| {
+            d.and_then(|d| d.fmt(DateTimeFormat::DateTime).ok())
+        };
+        // The key's first material, then one version per rotation, oldest first.
+        let mut dates = vec![date(m.and_then(|m| m.creation_date()))];
+        let mut marker = None;
+        for _ in 0..100 {
+            let page = self
+                .client
+                .list_key_rotations()
+                .key_id(key)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| self.error(key, e))?;
+            dates.extend(page.rotations().iter().map(|r| date(r.rotation_date())));
+            match page.next_marker() {
+                Some(next) if page.truncated() => marker = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        let n = dates.len();
+        Ok(dates
+            .into_iter()
+            .enumerate()
+            .map(|(i, created_at)| ProviderVersion {
+                version: (i + 1).to_string(),
+                state: state.clone(),
+                primary: i + 1 == n,
+                created_at,
+            })
+            .collect())
+    }
+
+    async fn set_enabled(&self, key: &str, enabled: bool) -> Result<()> {
+        if enabled {
+            self.client
+                .enable_key()
+                .key_id(key)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error(key, e))
+        } else {
+            self.client
+                .disable_key()
+                .key_id(key)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| self.error(key, e))
+        }
     }
 
     async fn wrap(

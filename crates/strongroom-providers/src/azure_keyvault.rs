@@ -31,7 +31,10 @@ use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
 use crate::der::{self, OID_P256, OID_P384, OID_P521, OID_RSA};
 use crate::http::{self, Answer, TokenCache};
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
+use crate::{
+    KeyProvider, ProviderError, ProviderKey, ProviderVersion, Result, Signed, Unwrapped,
+    VersionState, Wrapped,
+};
 
 const KIND: &str = "azure-keyvault";
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -331,8 +334,13 @@ impl AzureKeyVault {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer> {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let url = format!("{}{path}{sep}api-version={}", self.vault, self.api_version);
+        // A `nextLink` path already carries the api-version it was listed with.
+        let url = if path.contains("api-version=") {
+            format!("{}{path}", self.vault)
+        } else {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            format!("{}{path}{sep}api-version={}", self.vault, self.api_version)
+        };
         http::with_token(
             &self.token,
             || self.access_token(),
@@ -473,7 +481,84 @@ impl KeyProvider for AzureKeyVault {
                 && ops.contains(&"wrapKey")
                 && ops.contains(&"unwrapKey"),
             rotation_period: None,
+            enabled: v["attributes"]["enabled"].as_bool(),
         })
+    }
+
+    async fn list_versions(&self, key: &str) -> Result<Vec<ProviderVersion>> {
+        let key = self.key_name(key)?;
+        let (v, _) = self.ok(
+            self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
+                .await?,
+            key,
+            false,
+        )?;
+        let current = v["key"]["kid"].as_str().and_then(Self::version_in);
+        let mut out = Vec::new();
+        let mut path = format!("/keys/{key}/versions?maxresults=25");
+        for _ in 0..100 {
+            let (v, _) = self.ok(
+                self.call(reqwest::Method::GET, &path, None).await?,
+                key,
+                false,
+            )?;
+            for item in v["value"].as_array().into_iter().flatten() {
+                let Some(version) = item["kid"].as_str().and_then(Self::version_in) else {
+                    continue;
+                };
+                let a = &item["attributes"];
+                out.push((
+                    a["created"].as_u64().unwrap_or(0),
+                    ProviderVersion {
+                        primary: current.as_deref() == Some(version.as_str()),
+                        version,
+                        state: if a["enabled"] == true {
+                            VersionState::Enabled
+                        } else {
+                            VersionState::Disabled
+                        },
+                        created_at: a["created"].as_u64().map(crate::rfc3339),
+                    },
+                ));
+            }
+            // The next page, only on this vault: the token goes nowhere else.
+            match v["nextLink"]
+                .as_str()
+                .and_then(|l| l.strip_prefix(self.vault.as_str()))
+            {
+                Some(next) if next.starts_with('/') => path = next.to_string(),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|(created, _)| *created);
+        Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    async fn set_enabled(&self, key: &str, enabled: bool) -> Result<()> {
+        // Key Vault switches versions: the current one, which wraps new data keys — read
+        // afresh, not from the wrap cache, so a rotation elsewhere is not missed.
+        let key = self.key_name(key)?;
+        let (v, _) = self.ok(
+            self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
+                .await?,
+            key,
+            false,
+        )?;
+        let version = v["key"]["kid"]
+            .as_str()
+            .and_then(Self::version_in)
+            .ok_or_else(|| self.unavailable("the key has no kid", false))?;
+        self.ok(
+            self.call(
+                reqwest::Method::PATCH,
+                &format!("/keys/{key}/{version}"),
+                Some(&json!({"attributes": {"enabled": enabled}})),
+            )
+            .await?,
+            key,
+            false,
+        )?;
+        Ok(())
     }
 
     async fn wrap(
@@ -575,6 +660,40 @@ impl KeyProvider for AzureKeyVault {
             false,
         )?;
         Ok(())
+    }
+
+    async fn rotation_schedule(&self, key: &str) -> Result<Option<Duration>> {
+        let key = self.key_name(key)?;
+        let (v, _) = self.ok(
+            self.call(
+                reqwest::Method::GET,
+                &format!("/keys/{key}/rotationpolicy"),
+                None,
+            )
+            .await?,
+            key,
+            false,
+        )?;
+        // A "Rotate" action after a whole number of days is the schedule Strongroom sets;
+        // any other trigger is reported as no schedule Strongroom knows.
+        Ok(v["lifetimeActions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| {
+                a["action"]["type"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("rotate"))
+            })
+            .find_map(|a| {
+                a["trigger"]["timeAfterCreate"]
+                    .as_str()?
+                    .strip_prefix('P')?
+                    .strip_suffix('D')?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|days| Duration::from_secs(days * 86_400)))
     }
 
     async fn public_key(&self, key: &str) -> Result<Vec<u8>> {

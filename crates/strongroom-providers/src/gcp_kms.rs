@@ -28,7 +28,10 @@ use serde_json::{Value, json};
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
 use crate::http::{self, Answer, TokenCache};
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
+use crate::{
+    KeyProvider, ProviderError, ProviderKey, ProviderVersion, Result, Signed, Unwrapped,
+    VersionState, Wrapped,
+};
 
 const KIND: &str = "gcp-kms";
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -355,27 +358,6 @@ impl GcpKms {
     }
 }
 
-/// RFC 3339 UTC of Unix seconds (civil date from days, Howard Hinnant's algorithm).
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// The number at the end of `…/cryptoKeyVersions/<n>`.
 fn version_of(name: &str) -> Option<u32> {
     name.rsplit('/').next()?.parse().ok()
@@ -417,7 +399,94 @@ impl KeyProvider for GcpKms {
             latest_version: v["primary"]["name"].as_str().and_then(version_of),
             can_encrypt: v["purpose"] == "ENCRYPT_DECRYPT" && v["primary"]["state"] == "ENABLED",
             rotation_period: period,
+            enabled: v["primary"]["state"].as_str().map(|s| s == "ENABLED"),
         })
+    }
+
+    async fn list_versions(&self, key: &str) -> Result<Vec<ProviderVersion>> {
+        let res = self.resource(key)?;
+        let primary = self.ok(
+            self.call(reqwest::Method::GET, &res, None).await?,
+            key,
+            false,
+        )?["primary"]["name"]
+            .as_str()
+            .map(str::to_string);
+        let mut out = Vec::new();
+        let mut page_token: Option<String> = None;
+        for _ in 0..100 {
+            let path = match &page_token {
+                Some(t) => format!("{res}/cryptoKeyVersions?pageSize=100&pageToken={t}"),
+                None => format!("{res}/cryptoKeyVersions?pageSize=100"),
+            };
+            let v = self.ok(
+                self.call(reqwest::Method::GET, &path, None).await?,
+                key,
+                false,
+            )?;
+            for cv in v["cryptoKeyVersions"].as_array().into_iter().flatten() {
+                let name = cv["name"].as_str().unwrap_or_default();
+                let Some(n) = version_of(name) else { continue };
+                out.push((
+                    n,
+                    ProviderVersion {
+                        version: n.to_string(),
+                        state: match cv["state"].as_str().unwrap_or("") {
+                            "ENABLED" => VersionState::Enabled,
+                            "DISABLED" => VersionState::Disabled,
+                            "DESTROY_SCHEDULED" => VersionState::PendingDestruction,
+                            "DESTROYED" => VersionState::Destroyed,
+                            other => VersionState::Other(other.to_string()),
+                        },
+                        primary: primary.as_deref() == Some(name),
+                        created_at: cv["createTime"].as_str().map(str::to_string),
+                    },
+                ));
+            }
+            // Page tokens are opaque URL-safe strings; anything else ends the listing.
+            match v["nextPageToken"].as_str() {
+                Some(t)
+                    if !t.is_empty()
+                        && t.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) =>
+                {
+                    page_token = Some(t.to_string());
+                }
+                _ => break,
+            }
+        }
+        out.sort_by_key(|(n, _)| *n);
+        Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    async fn set_enabled(&self, key: &str, enabled: bool) -> Result<()> {
+        // Cloud KMS switches versions: the primary one of an encryption key, or the version
+        // a signing key names.
+        let version = match self.resource(key) {
+            Ok(res) => self.ok(
+                self.call(reqwest::Method::GET, &res, None).await?,
+                key,
+                false,
+            )?["primary"]["name"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    ProviderError::refused(&self.name, "the key has no primary version to switch")
+                })?,
+            Err(_) => self.version_resource(key)?,
+        };
+        let state = if enabled { "ENABLED" } else { "DISABLED" };
+        self.ok(
+            self.call(
+                reqwest::Method::PATCH,
+                &format!("{version}?updateMask=state"),
+                Some(&json!({ "state": state })),
+            )
+            .await?,
+            key,
+            false,
+        )?;
+        Ok(())
     }
 
     async fn wrap(
@@ -494,7 +563,7 @@ impl KeyProvider for GcpKms {
                     .unwrap_or(0);
                 json!({
                     "rotationPeriod": format!("{}s", p.as_secs()),
-                    "nextRotationTime": rfc3339(now + p.as_secs()),
+                    "nextRotationTime": crate::rfc3339(now + p.as_secs()),
                 })
             }
             Some(_) => {
@@ -616,15 +685,5 @@ impl KeyProvider for GcpKms {
         );
         let a = self.call(reqwest::Method::GET, &path, None).await?;
         self.ok(a, "", false).map(|_| ())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_of_unix_seconds() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(super::rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
     }
 }

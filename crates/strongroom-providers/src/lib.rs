@@ -163,6 +163,51 @@ pub struct ProviderKey {
     pub can_encrypt: bool,
     /// The rotation period, where the provider rotates on a schedule.
     pub rotation_period: Option<Duration>,
+    /// Whether the provider has the key (or, where it switches versions rather than keys,
+    /// its current version) enabled, where it says.
+    pub enabled: Option<bool>,
+}
+
+/// The state of one version of a provider key, in common terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionState {
+    /// Usable.
+    Enabled,
+    /// Switched off; can be switched on again.
+    Disabled,
+    /// Scheduled for destruction; can still be restored at the provider.
+    PendingDestruction,
+    /// Gone.
+    Destroyed,
+    /// Another state, in the provider's own words (e.g. Cloud KMS `PENDING_GENERATION`).
+    Other(String),
+}
+
+impl VersionState {
+    /// The name in API answers: `enabled`, `disabled`, `pending-destruction`, `destroyed`,
+    /// or the provider's own word.
+    pub fn as_str(&self) -> &str {
+        match self {
+            VersionState::Enabled => "enabled",
+            VersionState::Disabled => "disabled",
+            VersionState::PendingDestruction => "pending-destruction",
+            VersionState::Destroyed => "destroyed",
+            VersionState::Other(s) => s,
+        }
+    }
+}
+
+/// One version of a provider key, as the provider lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderVersion {
+    /// The version in the provider's own terms (`"3"`, an Azure version id).
+    pub version: String,
+    /// Its state.
+    pub state: VersionState,
+    /// Whether new wraps or signatures use it.
+    pub primary: bool,
+    /// When it was made (RFC 3339), where the provider says.
+    pub created_at: Option<String>,
 }
 
 /// A data key wrapped by a provider.
@@ -226,6 +271,19 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
         ciphertext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Unwrapped>;
+    /// Wraps again, under `key`'s current version, what [`KeyProvider::wrap`] returned (after
+    /// a rotation), under the same context. Where the provider re-wraps in one call (Transit
+    /// `rewrap`) the data key never leaves it; otherwise this unwraps and wraps.
+    async fn rewrap(
+        &self,
+        key: &str,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Wrapped> {
+        let opened = self.unwrap(key, ciphertext, context).await?;
+        self.wrap(key, opened.plaintext.expose_secret(), context)
+            .await
+    }
     /// Makes a new key version the one that wraps; returns it in the provider's own terms
     /// (`"3"`, or an Azure version id).
     async fn rotate(&self, key: &str) -> Result<String> {
@@ -263,6 +321,28 @@ pub trait KeyProvider: std::fmt::Debug + Send + Sync + 'static {
         Err(ProviderError::Unsupported {
             provider: self.name().to_string(),
             operation: "sign",
+        })
+    }
+    /// The provider's own automatic rotation period of `key` (`None`: it does not rotate it).
+    async fn rotation_schedule(&self, key: &str) -> Result<Option<Duration>> {
+        self.describe(key).await.map(|d| d.rotation_period)
+    }
+    /// Every version of `key`, oldest first, as the provider lists them.
+    async fn list_versions(&self, key: &str) -> Result<Vec<ProviderVersion>> {
+        let _ = key;
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation: "list-versions",
+        })
+    }
+    /// Enables or disables `key` at the provider: the whole key where the provider switches
+    /// keys (AWS KMS), its current version where it switches versions (Cloud KMS, Key
+    /// Vault). Applies to every user of that provider key, not only Strongroom.
+    async fn set_enabled(&self, key: &str, enabled: bool) -> Result<()> {
+        let _ = (key, enabled);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            operation: if enabled { "enable-key" } else { "disable-key" },
         })
     }
     /// Generates a new key named `key` inside the provider (an HSM's token), whose
@@ -334,6 +414,32 @@ pub(crate) fn pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
         .filter(|d| !d.is_empty())
 }
 
+#[cfg(any(
+    feature = "vault-transit",
+    feature = "gcp-kms",
+    feature = "azure-keyvault"
+))]
+/// RFC 3339 UTC of Unix seconds (civil date from days, Howard Hinnant's algorithm).
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Parses `"5s"`, `"500ms"`, `"2m"` (configuration timeouts).
 #[cfg(any(
     feature = "vault-transit",
@@ -360,4 +466,21 @@ pub(crate) fn parse_duration(s: &str, field: &str) -> Result<Duration> {
         .filter(|ms| *ms > 0 && *ms <= 600_000)
         .ok_or_else(bad)?;
     Ok(Duration::from_millis(ms))
+}
+
+#[cfg(all(
+    test,
+    any(
+        feature = "vault-transit",
+        feature = "gcp-kms",
+        feature = "azure-keyvault"
+    )
+))]
+mod tests {
+    #[test]
+    fn rfc3339_of_unix_seconds() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+    }
 }

@@ -36,7 +36,10 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
+use crate::{
+    KeyProvider, ProviderError, ProviderKey, ProviderVersion, Result, Signed, Unwrapped,
+    VersionState, Wrapped,
+};
 
 const KIND: &str = "pkcs11";
 const FORMAT: u8 = 0x01;
@@ -413,6 +416,7 @@ impl KeyProvider for Pkcs11Provider {
                 latest_version: Some(latest.version),
                 can_encrypt: latest.can_encrypt,
                 rotation_period: None,
+                enabled: Some(latest.can_encrypt),
             })
         })
         .await
@@ -513,6 +517,46 @@ impl KeyProvider for Pkcs11Provider {
         .await
     }
 
+    /// An AES key's versions (its `CKA_ID`s; the highest wraps), or a signing key's one.
+    async fn list_versions(&self, label: &str) -> Result<Vec<ProviderVersion>> {
+        let label = label.to_string();
+        self.with_session(move |inner, s| {
+            let vs = inner.versions(s, &label)?;
+            let n = vs.len();
+            let mut out: Vec<ProviderVersion> = vs
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| ProviderVersion {
+                    version: v.version.to_string(),
+                    state: if v.can_encrypt {
+                        VersionState::Enabled
+                    } else {
+                        VersionState::Disabled
+                    },
+                    primary: i + 1 == n,
+                    created_at: None,
+                })
+                .collect();
+            if out.is_empty()
+                && !inner
+                    .objects(s, ObjectClass::PRIVATE_KEY, &label)?
+                    .is_empty()
+            {
+                out.push(ProviderVersion {
+                    version: "1".into(),
+                    state: VersionState::Enabled,
+                    primary: true,
+                    created_at: None,
+                });
+            }
+            if out.is_empty() {
+                return Err(inner.not_found(&label));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Generates version 1 of a new key `label` in the token (AES-256, sensitive, not
     /// extractable). Refused if the label is taken.
     async fn create_key(&self, label: &str) -> Result<ProviderKey> {
@@ -531,6 +575,7 @@ impl KeyProvider for Pkcs11Provider {
                 latest_version: Some(1),
                 can_encrypt: true,
                 rotation_period: None,
+                enabled: Some(true),
             })
         })
         .await
@@ -590,6 +635,7 @@ impl KeyProvider for Pkcs11Provider {
                 latest_version: Some(1),
                 can_encrypt: false,
                 rotation_period: None,
+                enabled: Some(true),
             })
         })
         .await

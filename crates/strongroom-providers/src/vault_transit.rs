@@ -22,7 +22,10 @@ use base64::Engine;
 use serde_json::{Value, json};
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
-use crate::{KeyProvider, ProviderError, ProviderKey, Result, Signed, Unwrapped, Wrapped};
+use crate::{
+    KeyProvider, ProviderError, ProviderKey, ProviderVersion, Result, Signed, Unwrapped,
+    VersionState, Wrapped,
+};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -421,7 +424,45 @@ impl KeyProvider for VaultTransit {
                 .as_u64()
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs),
+            // Transit has no switch for a key: its keys are always on.
+            enabled: Some(true),
         })
+    }
+
+    async fn list_versions(&self, key: &str) -> Result<Vec<ProviderVersion>> {
+        let v = self
+            .call(reqwest::Method::GET, &self.key_path("keys", key)?, None)
+            .await
+            .map_err(|e| self.not_found_or(e, key))?;
+        let d = &v["data"];
+        let latest = d["latest_version"].as_u64().unwrap_or(0);
+        let min_decrypt = d["min_decryption_version"].as_u64().unwrap_or(1);
+        let min_available = d["min_available_version"].as_u64().unwrap_or(0);
+        // `keys` lists the working set only: versions below min_decryption_version are
+        // archived (they open nothing until the minimum is lowered again), those below
+        // min_available_version trimmed for good.
+        Ok((1..=latest.min(100_000))
+            .map(|n| {
+                let info = &d["keys"][n.to_string()];
+                // Symmetric keys list a Unix time; asymmetric ones an object.
+                let created_at = info
+                    .as_u64()
+                    .map(crate::rfc3339)
+                    .or_else(|| info["creation_time"].as_str().map(str::to_string));
+                ProviderVersion {
+                    version: n.to_string(),
+                    state: if n < min_available {
+                        VersionState::Destroyed
+                    } else if n < min_decrypt {
+                        VersionState::Disabled
+                    } else {
+                        VersionState::Enabled
+                    },
+                    primary: n == latest,
+                    created_at,
+                }
+            })
+            .collect())
     }
 
     async fn wrap(
@@ -491,6 +532,53 @@ impl KeyProvider for VaultTransit {
             .ok_or_else(invalid)?;
         Ok(Unwrapped {
             plaintext: KeyMaterial::new(pt),
+            request_id: v["request_id"].as_str().map(str::to_string),
+        })
+    }
+
+    async fn rewrap(
+        &self,
+        key: &str,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Wrapped> {
+        // Transit's rewrap takes no associated data (OpenBao 2.x ignores it, and fails to
+        // open what encrypt bound to it): with a context, unwrap and wrap here.
+        if !context.is_empty() {
+            let opened = self.unwrap(key, ciphertext, context).await?;
+            return self
+                .wrap(key, opened.plaintext.expose_secret(), context)
+                .await;
+        }
+        let invalid = || ProviderError::InvalidCiphertext {
+            provider: self.name.clone(),
+        };
+        let ct = std::str::from_utf8(ciphertext)
+            .ok()
+            .filter(|c| c.starts_with("vault:v"))
+            .ok_or_else(invalid)?;
+        let body = json!({"ciphertext": ct});
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &self.key_path("rewrap", key)?,
+                Some(body),
+            )
+            .await
+            .map_err(|e| match self.not_found_or(e, key) {
+                ProviderError::Refused { detail, .. } if detail.starts_with("HTTP 400") => {
+                    invalid()
+                }
+                e => e,
+            })?;
+        let out = v["data"]["ciphertext"]
+            .as_str()
+            .ok_or_else(|| self.unavailable("the rewrap answer has no ciphertext", false))?;
+        Ok(Wrapped {
+            ciphertext: out.as_bytes().to_vec(),
+            key_version: v["data"]["key_version"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok()),
             request_id: v["request_id"].as_str().map(str::to_string),
         })
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kms::config::{Credentials, Region};
 use strongroom_crypto::EncryptionContext;
-use strongroom_providers::{Config, ProviderError};
+use strongroom_providers::{Config, ProviderError, VersionState};
 
 use strongroom_testkit::peers::Moto;
 
@@ -115,6 +115,85 @@ async fn wraps_and_unwraps_through_the_sdk_and_maps_errors() {
     assert!(t.elapsed() < Duration::from_secs(5));
     // No secret in Debug.
     assert!(!format!("{p:?}").contains("secret"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_versions_switches_keys_and_reports_the_schedule() {
+    let (_moto, url) = moto().await;
+    let sdk = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&url)
+            .credentials_provider(Credentials::new("AKIDMOTO", "secret", None, None, "test"))
+            .build(),
+    );
+    let key_id = sdk
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::write(
+        &creds,
+        "[default]\naws_access_key_id = AKIDMOTO\naws_secret_access_key = secret\n",
+    )
+    .unwrap();
+    let p = Config::parse(&format!(
+        "[providers.aws]\nkind = \"aws-kms\"\nregion = \"us-east-1\"\nendpoint = \"{url}\"\nshared_credentials_file = \"{}\"\n",
+        creds.display()
+    ))
+    .unwrap()
+    .build()
+    .unwrap()
+    .remove("aws")
+    .unwrap();
+    // One version; after an on-demand rotation at AWS, two, the newest primary.
+    let vs = p.list_versions(&key_id).await.unwrap();
+    assert_eq!(vs.len(), 1, "{vs:?}");
+    assert!(vs[0].primary && vs[0].created_at.is_some());
+    sdk.rotate_key_on_demand()
+        .key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    let vs = p.list_versions(&key_id).await.unwrap();
+    assert_eq!(
+        vs.iter()
+            .map(|v| (v.version.as_str(), v.primary))
+            .collect::<Vec<_>>(),
+        vec![("1", false), ("2", true)]
+    );
+    // Disabled at AWS: described as such, every version with it; then enabled again.
+    p.set_enabled(&key_id, false).await.unwrap();
+    let d = p.describe(&key_id).await.unwrap();
+    assert_eq!((d.enabled, d.can_encrypt), (Some(false), false));
+    let vs = p.list_versions(&key_id).await.unwrap();
+    assert!(vs.iter().all(|v| v.state == VersionState::Disabled));
+    let state = sdk.describe_key().key_id(&key_id).send().await.unwrap();
+    assert!(!state.key_metadata().unwrap().enabled());
+    p.set_enabled(&key_id, true).await.unwrap();
+    assert!(p.describe(&key_id).await.unwrap().can_encrypt);
+    // The schedule: none, then the one set.
+    assert_eq!(p.rotation_schedule(&key_id).await.unwrap(), None);
+    p.set_rotation_period(&key_id, Some(Duration::from_secs(90 * 86_400)))
+        .await
+        .unwrap();
+    assert!(p.rotation_schedule(&key_id).await.unwrap().is_some());
+    p.set_rotation_period(&key_id, None).await.unwrap();
+    assert_eq!(p.rotation_schedule(&key_id).await.unwrap(), None);
+    // A key that is not there.
+    assert!(matches!(
+        p.set_enabled("00000000-0000-0000-0000-000000000000", false)
+            .await
+            .unwrap_err(),
+        ProviderError::NotFound { .. }
+    ));
 }
 
 #[test]

@@ -113,6 +113,91 @@ fn secret_file() -> (tempfile::TempDir, String) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn lists_versions_follows_next_links_on_the_vault_only_and_switches_the_current_version() {
+    let replay = Replay::start(vec![]);
+    let v = replay.url.clone();
+    const OLD: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    let item = |version: &str, enabled: bool, created: u64| json!({"kid": format!("{v}/keys/dk/{version}"), "attributes": {"enabled": enabled, "created": created, "updated": created, "recoveryLevel": "Recoverable+Purgeable"}});
+    let (secret_dir, secret) = secret_file();
+    for ex in [
+        token(None),
+        api(
+            "get key",
+            "GET",
+            "/keys/dk?api-version=7.5",
+            200,
+            key_bundle(&v, VERSION),
+        ),
+        api(
+            "get key versions (page 1)",
+            "GET",
+            "/keys/dk/versions?maxresults=25&api-version=7.5",
+            200,
+            json!({"value": [item(VERSION, true, 1_700_000_000)], "nextLink": format!("{v}/keys/dk/versions?api-version=7.5&$skiptoken=eyJOZXh0IjoyfQ&maxresults=25")}),
+        ),
+        api(
+            "get key versions (page 2, followed as given)",
+            "GET",
+            "/keys/dk/versions?api-version=7.5&$skiptoken=eyJOZXh0IjoyfQ&maxresults=25",
+            200,
+            // A next link off the vault is not followed: the token goes nowhere else.
+            json!({"value": [item(OLD, false, 1_600_000_000)], "nextLink": "https://attacker.example/keys/dk/versions?api-version=7.5"}),
+        ),
+        api(
+            "get key (current version)",
+            "GET",
+            "/keys/dk?api-version=7.5",
+            200,
+            key_bundle(&v, VERSION),
+        ),
+        api(
+            "update key (disable the current version)",
+            "PATCH",
+            &format!("/keys/dk/{VERSION}?api-version=7.5"),
+            200,
+            key_bundle(&v, VERSION),
+        )
+        .with_json(json!({"attributes": {"enabled": false}})),
+        api(
+            "get key rotation policy",
+            "GET",
+            "/keys/dk/rotationpolicy?api-version=7.5",
+            200,
+            json!({"id": format!("{v}/keys/dk/rotationpolicy"), "lifetimeActions": [
+                {"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}},
+                {"trigger": {"timeAfterCreate": "P90D"}, "action": {"type": "Rotate"}}
+            ], "attributes": {"expiryTime": "P2Y"}}),
+        ),
+        api(
+            "get key rotation policy (none)",
+            "GET",
+            "/keys/dk/rotationpolicy?api-version=7.5",
+            200,
+            json!({"id": format!("{v}/keys/dk/rotationpolicy"), "lifetimeActions": []}),
+        ),
+    ] {
+        replay.push(ex);
+    }
+    let p = provider(&replay, &secret);
+    let vs = p.list_versions("dk").await.unwrap();
+    assert_eq!(
+        vs.iter()
+            .map(|x| (x.version.as_str(), x.state.as_str(), x.primary))
+            .collect::<Vec<_>>(),
+        vec![(OLD, "disabled", false), (VERSION, "enabled", true)]
+    );
+    assert_eq!(vs[1].created_at.as_deref(), Some("2023-11-14T22:13:20Z"));
+    p.set_enabled("dk", false).await.unwrap();
+    assert_eq!(
+        p.rotation_schedule("dk").await.unwrap(),
+        Some(std::time::Duration::from_secs(90 * 86_400))
+    );
+    assert_eq!(p.rotation_schedule("dk").await.unwrap(), None);
+    replay.finish();
+    drop(secret_dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn wraps_with_the_current_version_and_unwraps_with_the_one_that_wrapped() {
     let replay = Replay::start(vec![]);
     let v = replay.url.clone();

@@ -137,6 +137,98 @@ fn ctx() -> EncryptionContext {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn lists_versions_across_pages_and_switches_the_primary_version() {
+    let replay = Replay::start(vec![]);
+    let sa = service_account(&format!("{}/token", replay.url));
+    let key = json!({
+        "name": KEY,
+        "primary": {"name": format!("{KEY}/cryptoKeyVersions/2"), "state": "ENABLED"},
+        "purpose": "ENCRYPT_DECRYPT",
+        "rotationPeriod": "7776000s",
+    });
+    let version = |n: u32, state: &str| json!({"name": format!("{KEY}/cryptoKeyVersions/{n}"), "state": state, "createTime": format!("2026-0{n}-01T00:00:00Z"), "algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION"});
+    for ex in [
+        token_exchange(sa.spki.clone(), format!("{}/token", replay.url)),
+        api(
+            "cryptoKeys.get",
+            "GET",
+            &format!("/v1/{KEY}"),
+            200,
+            key.clone(),
+        ),
+        api(
+            "cryptoKeyVersions.list (page 1)",
+            "GET",
+            &format!("/v1/{KEY}/cryptoKeyVersions?pageSize=100"),
+            200,
+            json!({"cryptoKeyVersions": [version(3, "DESTROY_SCHEDULED"), version(1, "DESTROYED")], "nextPageToken": "CgNwYWdlMg", "totalSize": 4}),
+        ),
+        api(
+            "cryptoKeyVersions.list (page 2)",
+            "GET",
+            &format!("/v1/{KEY}/cryptoKeyVersions?pageSize=100&pageToken=CgNwYWdlMg"),
+            200,
+            json!({"cryptoKeyVersions": [version(2, "ENABLED"), version(4, "PENDING_GENERATION")], "totalSize": 4}),
+        ),
+        api(
+            "cryptoKeys.get",
+            "GET",
+            &format!("/v1/{KEY}"),
+            200,
+            key.clone(),
+        ),
+        api(
+            "cryptoKeyVersions.patch (disable)",
+            "PATCH",
+            &format!("/v1/{KEY}/cryptoKeyVersions/2?updateMask=state"),
+            200,
+            version(2, "DISABLED"),
+        )
+        .with_json(json!({"state": "DISABLED"})),
+        api(
+            "cryptoKeyVersions.patch (a signing key's named version)",
+            "PATCH",
+            &format!("/v1/{KEY}/cryptoKeyVersions/7?updateMask=state"),
+            200,
+            version(7, "ENABLED"),
+        )
+        .with_json(json!({"state": "ENABLED"})),
+        api(
+            "cryptoKeys.get (gone)",
+            "GET",
+            &format!("/v1/{KEY}"),
+            404,
+            error(404, "NOT_FOUND", "CryptoKey not found."),
+        ),
+    ] {
+        replay.push(ex);
+    }
+    let p = provider(&replay, &sa);
+    let vs = p.list_versions(KEY).await.unwrap();
+    assert_eq!(
+        vs.iter()
+            .map(|v| (v.version.as_str(), v.state.as_str(), v.primary))
+            .collect::<Vec<_>>(),
+        vec![
+            ("1", "destroyed", false),
+            ("2", "enabled", true),
+            ("3", "pending-destruction", false),
+            ("4", "PENDING_GENERATION", false),
+        ]
+    );
+    assert_eq!(vs[1].created_at.as_deref(), Some("2026-02-01T00:00:00Z"));
+    p.set_enabled(KEY, false).await.unwrap();
+    p.set_enabled(&format!("{KEY}/cryptoKeyVersions/7"), true)
+        .await
+        .unwrap();
+    assert!(matches!(
+        p.set_enabled(KEY, false).await,
+        Err(ProviderError::NotFound { .. })
+    ));
+    replay.finish();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn wraps_unwraps_describes_and_rotates_as_the_reference_says() {
     let replay = Replay::start(vec![]);
     let sa = service_account(&format!("{}/token", replay.url));

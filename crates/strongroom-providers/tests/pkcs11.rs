@@ -300,6 +300,23 @@ async fn rotation_keeps_old_copies_opening(env: Env) {
         p.rotate("nosuch").await,
         Err(ProviderError::NotFound { .. })
     ));
+    // Both versions listed by CKA_ID, the highest wrapping; no key switch in a token.
+    let vs = p.list_versions("rot").await.unwrap();
+    assert_eq!(
+        vs.iter()
+            .map(|v| (v.version.as_str(), v.primary, v.state.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("1", false, "enabled"), ("2", true, "enabled")]
+    );
+    assert!(matches!(
+        p.list_versions("nosuch").await,
+        Err(ProviderError::NotFound { .. })
+    ));
+    assert!(matches!(
+        p.set_enabled("rot", false).await,
+        Err(ProviderError::Unsupported { .. })
+    ));
+    assert_eq!(p.rotation_schedule("rot").await.unwrap(), None);
 }
 
 async fn a_key_made_by_pkcs11_tool_works(env: Env) {
@@ -400,6 +417,8 @@ async fn signing_keys_are_made_and_used_in_the_token(env: Env) {
         let label = format!("sig-{alg}");
         let d = p.create_signing_key(&label, alg).await.unwrap();
         assert_eq!(d.latest_version, Some(1));
+        let vs = p.list_versions(&label).await.unwrap();
+        assert_eq!((vs.len(), vs[0].primary), (1, true));
         let spki = p.public_key(&label).await.unwrap();
         let s = p
             .sign(&label, alg, SignInput::Message(b"signed in the token"))

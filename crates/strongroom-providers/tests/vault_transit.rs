@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use strongroom_crypto::EncryptionContext;
-use strongroom_providers::{Config, KeyProvider, ProviderError};
+use strongroom_providers::{Config, KeyProvider, ProviderError, VersionState};
 
 use strongroom_testkit::peers::{BAO_ROOT as ROOT, Bao};
 
@@ -105,6 +105,93 @@ async fn wraps_unwraps_rotates_and_refuses_what_it_must() {
             .plaintext
             .expose_secret(),
         &dk
+    );
+
+    // Rewrap: version 1's wrap moves to version 2 inside Transit, under the same context
+    // only; a wrong context or garbage does not open.
+    let moved = p.rewrap("dk", &w.ciphertext, &c).await.unwrap();
+    assert!(
+        moved.ciphertext.starts_with(b"vault:v2:"),
+        "{:?}",
+        moved.key_version
+    );
+    assert_eq!(moved.key_version, Some(2));
+    assert_eq!(
+        p.unwrap("dk", &moved.ciphertext, &c)
+            .await
+            .unwrap()
+            .plaintext
+            .expose_secret(),
+        &dk
+    );
+    // Without a context Transit rewraps in one call.
+    let none = EncryptionContext::empty();
+    let w0 = p.wrap("dk", &dk, &none).await.unwrap();
+    let moved0 = p.rewrap("dk", &w0.ciphertext, &none).await.unwrap();
+    assert_eq!(moved0.key_version, Some(2));
+    assert_ne!(moved0.ciphertext, w0.ciphertext);
+    assert_eq!(
+        p.unwrap("dk", &moved0.ciphertext, &none)
+            .await
+            .unwrap()
+            .plaintext
+            .expose_secret(),
+        &dk
+    );
+    for (ct, c2) in [
+        (w.ciphertext.clone(), ctx(&[("tenant", "other")])),
+        (b"vault:v1:AAAA".to_vec(), c.clone()),
+        (b"vault:v1:AAAA".to_vec(), none.clone()),
+        (b"plain".to_vec(), c.clone()),
+        (b"plain".to_vec(), none.clone()),
+    ] {
+        let e = p.rewrap("dk", &ct, &c2).await.unwrap_err();
+        assert!(
+            matches!(e, ProviderError::InvalidCiphertext { .. }),
+            "{e:?}"
+        );
+    }
+    // Versions: both listed, oldest first, the newest primary; archiving version 1
+    // (min_decryption_version) shows it disabled. Transit has no key switch.
+    let vs = p.list_versions("dk").await.unwrap();
+    assert_eq!(
+        vs.iter()
+            .map(|v| (v.version.as_str(), v.primary, v.state.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("1", false, VersionState::Enabled),
+            ("2", true, VersionState::Enabled)
+        ]
+    );
+    assert!(
+        vs.iter()
+            .all(|v| v.created_at.as_deref().is_some_and(|t| t.ends_with('Z')))
+    );
+    let http = reqwest::Client::new();
+    http.post(format!("{}/v1/transit/keys/dk/config", b.url))
+        .header("X-Vault-Token", ROOT)
+        .json(&serde_json::json!({"min_decryption_version": 2}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    assert_eq!(
+        p.list_versions("dk").await.unwrap()[0].state,
+        VersionState::Disabled
+    );
+    assert!(matches!(
+        p.set_enabled("dk", false).await.unwrap_err(),
+        ProviderError::Unsupported { .. }
+    ));
+    // The schedule Transit reports is the one set.
+    assert_eq!(p.rotation_schedule("dk").await.unwrap(), None);
+    p.set_rotation_period("dk", Some(std::time::Duration::from_secs(86_400)))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.rotation_schedule("dk").await.unwrap(),
+        Some(std::time::Duration::from_secs(86_400))
     );
 
     // No secret in errors or Debug.

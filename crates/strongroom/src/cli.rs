@@ -744,9 +744,24 @@ enum KeyCmd {
     Enable {
         /// <key ring>/<key>.
         key: String,
+        /// Also enable a provider-held key at its provider (AWS KMS: the key; Cloud KMS and
+        /// Key Vault: the current version), first.
+        #[arg(long)]
+        at_provider: bool,
     },
     /// Disable a key: every operation with it is refused until enabled.
     Disable {
+        /// <key ring>/<key>.
+        key: String,
+        /// Also disable a provider-held key at its provider, first (AWS KMS: the key; Cloud
+        /// KMS and Key Vault: the current version). This stops every user of that provider
+        /// key, not only Strongroom; without it only Strongroom refuses.
+        #[arg(long)]
+        at_provider: bool,
+    },
+    /// Show what a provider-held key's provider says of it (state, rotation schedule,
+    /// versions) and where it drifts from Strongroom's record. Read-only.
+    ProviderView {
         /// <key ring>/<key>.
         key: String,
     },
@@ -1665,8 +1680,15 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 obj(c.call(Method::Patch, &key_path(&key)?, Some(&Value::Object(m))).await?)
             }
-            KeyCmd::Enable { key } => obj(c.call(Method::Post, &format!("{}/enable", key_path(&key)?), None).await?),
-            KeyCmd::Disable { key } => obj(c.call(Method::Post, &format!("{}/disable", key_path(&key)?), None).await?),
+            KeyCmd::Enable { key, at_provider } => {
+                let body = at_provider.then(|| json!({"at_provider": true}));
+                obj(c.call(Method::Post, &format!("{}/enable", key_path(&key)?), body.as_ref()).await?)
+            }
+            KeyCmd::Disable { key, at_provider } => {
+                let body = at_provider.then(|| json!({"at_provider": true}));
+                obj(c.call(Method::Post, &format!("{}/disable", key_path(&key)?), body.as_ref()).await?)
+            }
+            KeyCmd::ProviderView { key } => obj(c.call(Method::Get, &format!("{}/provider", key_path(&key)?), None).await?),
             KeyCmd::Delete { key, window } => {
                 obj(c.call(Method::Post, &format!("{}/schedule-deletion", key_path(&key)?), Some(&json!({"window": window}))).await?)
             }

@@ -332,3 +332,123 @@ async fn deleting_an_hsm_key_destroys_its_material_at_the_provider() {
     );
     assert_eq!(*cloud.destroyed.lock().unwrap(), [label]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_view_shows_drift_and_at_provider_switches_the_provider_key() {
+    let cloud = Fake::new("cloud");
+    let kms = with_fakes(std::slice::from_ref(&cloud)).await;
+    kms.ring("ext").await;
+    let key = external_key(&kms, "pay", "k1").await;
+    let svc = kms.svc();
+    let drift = |v: &strongroom_core::external::ProviderView| {
+        v.drift.iter().map(|d| d.kind).collect::<Vec<_>>()
+    };
+    // In step: the provider's description, schedule and versions, and no drift.
+    let v = svc.provider_view(&root(), &key).await.unwrap();
+    assert_eq!(
+        (v.provider.as_str(), v.provider_key.as_str()),
+        ("cloud", "k1")
+    );
+    assert_eq!(v.described.as_ref().unwrap().enabled, Some(true));
+    assert_eq!(v.rotation_schedule, Ok(None));
+    let versions = v.versions.as_ref().unwrap();
+    assert_eq!(versions.len(), 1);
+    assert!(versions[0].primary);
+    assert!(drift(&v).is_empty(), "{:?}", v.drift);
+    // Disabling in Strongroom only leaves the provider key alone (it may be shared).
+    svc.set_key_enabled(&root(), &key, false).await.unwrap();
+    assert!(cloud.disabled.lock().unwrap().is_empty());
+    svc.set_key_enabled(&root(), &key, true).await.unwrap();
+    // With at_provider the provider key is switched too: both off, no drift.
+    let k = svc
+        .set_key_enabled_at(&root(), &key, false, true)
+        .await
+        .unwrap();
+    assert_eq!(k.state, strongroom_core::KeyState::Disabled);
+    assert_eq!(*cloud.disabled.lock().unwrap(), vec!["k1".to_string()]);
+    assert!(drift(&svc.provider_view(&root(), &key).await.unwrap()).is_empty());
+    // Enabled in Strongroom only: the view names the disagreement.
+    svc.set_key_enabled(&root(), &key, true).await.unwrap();
+    let v = svc.provider_view(&root(), &key).await.unwrap();
+    assert_eq!(drift(&v), vec!["provider-disabled"]);
+    assert_eq!(
+        v.versions.as_ref().unwrap()[0].state,
+        strongroom_providers::VersionState::Disabled
+    );
+    svc.set_key_enabled_at(&root(), &key, true, true)
+        .await
+        .unwrap();
+    assert!(cloud.disabled.lock().unwrap().is_empty());
+    // A schedule at the provider that Strongroom does not record.
+    *cloud.schedule.lock().unwrap() = Some(std::time::Duration::from_secs(30 * 86_400));
+    let v = svc.provider_view(&root(), &key).await.unwrap();
+    assert_eq!(drift(&v), vec!["rotation-schedule"]);
+    assert!(
+        v.drift[0].detail.contains("2592000s"),
+        "{}",
+        v.drift[0].detail
+    );
+    *cloud.schedule.lock().unwrap() = None;
+    // The provider refuses the switch: Strongroom changes nothing either.
+    let locked = external_key(&kms, "locked", "locked").await;
+    assert_err!(
+        svc.set_key_enabled_at(&root(), &locked, false, true).await,
+        Error::InvalidState { .. }
+    );
+    assert_eq!(
+        svc.get_key(&root(), &locked).await.unwrap().state,
+        strongroom_core::KeyState::Enabled
+    );
+    // The provider is down: unavailable, and still nothing changes.
+    cloud.down.store(true, Ordering::SeqCst);
+    assert_err!(
+        svc.set_key_enabled_at(&root(), &key, false, true).await,
+        Error::Unavailable(_)
+    );
+    cloud.down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    assert_eq!(
+        svc.get_key(&root(), &key).await.unwrap().state,
+        strongroom_core::KeyState::Enabled
+    );
+    // The provider key is gone: drift, not an error.
+    let gone = external_key(&kms, "gone", "k2").await;
+    cloud.destroyed.lock().unwrap().push("k2".into());
+    let v = svc.provider_view(&root(), &gone).await.unwrap();
+    assert_eq!(drift(&v), vec!["provider-key-missing"]);
+    assert!(v.described.is_err() && v.versions.is_err());
+    // Strongroom's own keys have no provider view and no provider switch.
+    let soft = kms.aes_key("soft", "k").await;
+    assert_err!(
+        svc.provider_view(&root(), &soft).await,
+        Error::InvalidState { .. }
+    );
+    assert_err!(
+        svc.set_key_enabled_at(&root(), &soft, false, true).await,
+        Error::InvalidArgument { .. }
+    );
+    assert_eq!(
+        svc.get_key(&root(), &soft).await.unwrap().state,
+        strongroom_core::KeyState::Enabled
+    );
+    // Reading the view is a read permission (key-user has it, no role is nobody), audited.
+    let user = principal(&kms, "svc", &["key-user"], &[]).await;
+    let nobody = principal(&kms, "eve", &[], &[]).await;
+    svc.provider_view(&user, &key).await.unwrap();
+    assert_err!(svc.provider_view(&nobody, &key).await, Error::AccessDenied);
+    let events = kms.audit_events();
+    let seen: Vec<_> = events
+        .iter()
+        .filter(|e| e["operation"] == "get-provider-view")
+        .collect();
+    assert!(
+        seen.iter()
+            .any(|e| e["outcome"] == "ok" && e["providers"][0]["provider"] == "cloud")
+    );
+    assert!(seen.iter().any(|e| e["outcome"] == "error"));
+    let switched = events
+        .iter()
+        .find(|e| e["operation"] == "disable-key" && e["providers"][0]["key"] == "k1")
+        .unwrap();
+    assert_eq!(switched["providers"][0]["outcome"], "ok");
+}

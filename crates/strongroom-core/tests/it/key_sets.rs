@@ -25,6 +25,10 @@ pub(crate) struct Fake {
     /// Keys made and destroyed through create_key / destroy_key.
     pub(crate) made: std::sync::Mutex<Vec<String>>,
     pub(crate) destroyed: std::sync::Mutex<Vec<String>>,
+    /// Keys switched off through set_enabled (`locked` refuses to be switched).
+    pub(crate) disabled: std::sync::Mutex<Vec<String>>,
+    /// The automatic rotation the provider reports for every key.
+    pub(crate) schedule: std::sync::Mutex<Option<Duration>>,
 }
 
 impl Fake {
@@ -35,6 +39,8 @@ impl Fake {
             calls: AtomicU32::new(0),
             made: Default::default(),
             destroyed: Default::default(),
+            disabled: Default::default(),
+            schedule: Default::default(),
         })
     }
 
@@ -69,19 +75,52 @@ impl KeyProvider for Fake {
     }
     async fn describe(&self, key: &str) -> strongroom_providers::Result<ProviderKey> {
         self.check()?;
-        if key == "missing" {
+        if key == "missing" || self.destroyed.lock().unwrap().iter().any(|d| d == key) {
             return Err(ProviderError::NotFound {
                 provider: self.name.into(),
                 key: key.into(),
             });
         }
+        let enabled = !self.disabled.lock().unwrap().iter().any(|d| d == key);
         Ok(ProviderKey {
             name: key.into(),
             key_type: "fake".into(),
             latest_version: Some(1),
-            can_encrypt: true,
-            rotation_period: None,
+            can_encrypt: enabled,
+            rotation_period: *self.schedule.lock().unwrap(),
+            enabled: Some(enabled),
         })
+    }
+    async fn list_versions(
+        &self,
+        key: &str,
+    ) -> strongroom_providers::Result<Vec<strongroom_providers::ProviderVersion>> {
+        let d = self.describe(key).await?;
+        Ok(vec![strongroom_providers::ProviderVersion {
+            version: "1".into(),
+            state: if d.enabled == Some(true) {
+                strongroom_providers::VersionState::Enabled
+            } else {
+                strongroom_providers::VersionState::Disabled
+            },
+            primary: true,
+            created_at: Some("2026-12-01T00:00:00Z".into()),
+        }])
+    }
+    async fn set_enabled(&self, key: &str, enabled: bool) -> strongroom_providers::Result<()> {
+        self.check()?;
+        if key == "locked" {
+            return Err(ProviderError::refused(
+                self.name,
+                "KMSInvalidStateException",
+            ));
+        }
+        let mut d = self.disabled.lock().unwrap();
+        d.retain(|k| k != key);
+        if !enabled {
+            d.push(key.into());
+        }
+        Ok(())
     }
     async fn wrap(
         &self,

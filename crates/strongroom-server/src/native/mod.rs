@@ -62,6 +62,10 @@ pub(crate) fn routes() -> Router<Arc<KeyService>> {
         .route("/v1/keyrings/{ring}/keys/{key}/enable", post(enable_key))
         .route("/v1/keyrings/{ring}/keys/{key}/disable", post(disable_key))
         .route(
+            "/v1/keyrings/{ring}/keys/{key}/provider",
+            get(get_provider_view),
+        )
+        .route(
             "/v1/keyrings/{ring}/keys/{key}/schedule-deletion",
             post(schedule_key_deletion),
         )
@@ -758,9 +762,10 @@ async fn enable_key(
     State(svc): App,
     Ctx(ctx): Ctx,
     Path((ring, key)): Path<(String, String)>,
+    OptionalJson(req): OptionalJson<SetEnabledRequest>,
 ) -> ApiResult<Response> {
     Ok(ok(KeyResponse::from(
-        svc.set_key_enabled(&ctx, &key_path(&ring, &key)?, true)
+        svc.set_key_enabled_at(&ctx, &key_path(&ring, &key)?, true, req.at_provider)
             .await?,
     )))
 }
@@ -769,10 +774,21 @@ async fn disable_key(
     State(svc): App,
     Ctx(ctx): Ctx,
     Path((ring, key)): Path<(String, String)>,
+    OptionalJson(req): OptionalJson<SetEnabledRequest>,
 ) -> ApiResult<Response> {
     Ok(ok(KeyResponse::from(
-        svc.set_key_enabled(&ctx, &key_path(&ring, &key)?, false)
+        svc.set_key_enabled_at(&ctx, &key_path(&ring, &key)?, false, req.at_provider)
             .await?,
+    )))
+}
+
+async fn get_provider_view(
+    State(svc): App,
+    Ctx(ctx): Ctx,
+    Path((ring, key)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(ok(ProviderViewResponse::from(
+        svc.provider_view(&ctx, &key_path(&ring, &key)?).await?,
     )))
 }
 

@@ -34,6 +34,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("patch", "/v1/keyrings/{ring}/keys/{key}", "update_key"),
     ("post", "/v1/keyrings/{ring}/keys/{key}/enable", "enable_key"),
     ("post", "/v1/keyrings/{ring}/keys/{key}/disable", "disable_key"),
+    ("get", "/v1/keyrings/{ring}/keys/{key}/provider", "get_provider_view"),
     (
         "post",
         "/v1/keyrings/{ring}/keys/{key}/schedule-deletion",

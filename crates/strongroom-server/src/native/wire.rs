@@ -647,6 +647,119 @@ pub(crate) struct ProviderResponse {
     pub(crate) breaker: &'static str,
 }
 
+/// The optional body of enable-key and disable-key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetEnabledRequest {
+    /// Also switch a provider-held key's provider key.
+    #[serde(default)]
+    pub(crate) at_provider: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ProviderKeyResponse {
+    pub(crate) name: String,
+    pub(crate) key_type: String,
+    pub(crate) enabled: Option<bool>,
+    pub(crate) can_encrypt: bool,
+    pub(crate) latest_version: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ProviderVersionResponse {
+    pub(crate) version: String,
+    pub(crate) state: String,
+    pub(crate) primary: bool,
+    pub(crate) created_at: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct DriftResponse {
+    pub(crate) kind: &'static str,
+    pub(crate) detail: String,
+}
+
+/// `GET /v1/keyrings/{ring}/keys/{key}/provider`.
+#[derive(Serialize)]
+pub(crate) struct ProviderViewResponse {
+    pub(crate) key: KeyResponse,
+    pub(crate) provider: String,
+    pub(crate) provider_key: String,
+    pub(crate) described: Option<ProviderKeyResponse>,
+    pub(crate) describe_error: Option<String>,
+    /// The provider's own schedule; `null` with no `rotation_schedule_error`: it does not
+    /// rotate the key.
+    pub(crate) rotation_period: Option<String>,
+    pub(crate) rotation_schedule_error: Option<String>,
+    pub(crate) versions: Option<Vec<ProviderVersionResponse>>,
+    pub(crate) versions_error: Option<String>,
+    pub(crate) drift: Vec<DriftResponse>,
+}
+
+impl From<strongroom_core::external::ProviderView> for ProviderViewResponse {
+    fn from(v: strongroom_core::external::ProviderView) -> Self {
+        let (described, describe_error) = match v.described {
+            Ok(d) => (
+                Some(ProviderKeyResponse {
+                    name: d.name,
+                    key_type: d.key_type,
+                    enabled: d.enabled,
+                    can_encrypt: d.can_encrypt,
+                    latest_version: d.latest_version,
+                }),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        };
+        let (rotation_period, rotation_schedule_error) = match v.rotation_schedule {
+            Ok(p) => (
+                p.map(|d| {
+                    strongroom_core::types::format_duration(
+                        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    )
+                }),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        };
+        let (versions, versions_error) = match v.versions {
+            Ok(vs) => (
+                Some(
+                    vs.into_iter()
+                        .map(|x| ProviderVersionResponse {
+                            state: x.state.as_str().to_string(),
+                            version: x.version,
+                            primary: x.primary,
+                            created_at: x.created_at,
+                        })
+                        .collect(),
+                ),
+                None,
+            ),
+            Err(e) => (None, Some(e)),
+        };
+        ProviderViewResponse {
+            key: KeyResponse::from(v.key),
+            provider: v.provider,
+            provider_key: v.provider_key,
+            described,
+            describe_error,
+            rotation_period,
+            rotation_schedule_error,
+            versions,
+            versions_error,
+            drift: v
+                .drift
+                .into_iter()
+                .map(|d| DriftResponse {
+                    kind: d.kind,
+                    detail: d.detail,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKeySetRequest {

@@ -358,3 +358,144 @@ async fn hsm_keys_are_generated_in_the_token_and_used_there() {
     let after = hsm.list_objects();
     assert_eq!(after.matches("Object;").count(), before, "{after}");
 }
+
+/// The provider view and `at_provider` over the real binary, an AWS key at moto: what AWS
+/// says of the key beside Strongroom's record, drift when they disagree, and switching the
+/// AWS key only when asked. Plus the refusals: malformed, unauthorised, wrong-state.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_provider_view_and_at_provider_over_http_and_the_cli() {
+    let moto = tokio::task::spawn_blocking(strongroom_testkit::peers::Moto::start)
+        .await
+        .unwrap();
+    let aws_key = moto.create_key();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("providers.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[providers.aws]\nkind = \"aws-kms\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\naccess_key_id_env = \"SR_TEST_AWS_ID\"\nsecret_access_key_env = \"SR_TEST_AWS_SECRET\"\n",
+            moto.url
+        ),
+    )
+    .unwrap();
+    let srv = TestServer::start(
+        &["--dev", "--providers", file.to_str().unwrap()],
+        &[
+            ("STRONGROOM_DEV_ROOT_TOKEN", ROOT),
+            ("SR_TEST_AWS_ID", "AKIDMOTO"),
+            ("SR_TEST_AWS_SECRET", "secret"),
+        ],
+    )
+    .server
+    .expect("server starts");
+    srv.ok("POST", "/v1/keyrings", Some(json!({"name": "ext"})))
+        .await;
+    srv.ok(
+        "POST",
+        "/v1/keyrings/ext/keys",
+        Some(json!({"name": "k", "protection": "external", "provider": "aws", "provider_key": aws_key})),
+    )
+    .await;
+    let aws_enabled = || {
+        let d: serde_json::Value =
+            serde_json::from_str(&moto.kms("DescribeKey", &format!("{{\"KeyId\":\"{aws_key}\"}}")))
+                .unwrap();
+        d["KeyMetadata"]["Enabled"].as_bool().unwrap()
+    };
+    // In step.
+    let view = srv
+        .ok("GET", "/v1/keyrings/ext/keys/k/provider", None)
+        .await;
+    assert_eq!(view["provider"], "aws");
+    assert_eq!(view["provider_key"], aws_key.as_str());
+    assert_eq!(view["described"]["enabled"], true, "{view}");
+    assert_eq!(view["versions"].as_array().unwrap().len(), 1, "{view}");
+    assert_eq!(view["drift"], json!([]), "{view}");
+    // Disabled in Strongroom only: AWS still enabled; then at AWS too, through the CLI.
+    srv.ok("POST", "/v1/keyrings/ext/keys/k/disable", None)
+        .await;
+    assert!(aws_enabled());
+    srv.ok("POST", "/v1/keyrings/ext/keys/k/enable", None).await;
+    let (code, out, err) = crate::support::cli(
+        &srv,
+        &["-o", "json", "key", "disable", "ext/k", "--at-provider"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!aws_enabled(), "disabled at AWS");
+    let k: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(k["state"], "disabled");
+    // Enabled in Strongroom only: the view names the drift.
+    srv.ok("POST", "/v1/keyrings/ext/keys/k/enable", None).await;
+    let (code, out, err) =
+        crate::support::cli(&srv, &["-o", "json", "key", "provider-view", "ext/k"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let view: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(view["drift"][0]["kind"], "provider-disabled", "{view}");
+    srv.ok(
+        "POST",
+        "/v1/keyrings/ext/keys/k/enable",
+        Some(json!({"at_provider": true})),
+    )
+    .await;
+    assert!(aws_enabled());
+    // Malformed: an unknown field, a wrong type — 400, nothing switched.
+    for body in [
+        json!({"at_provider": true, "also": 1}),
+        json!({"at_provider": "yes"}),
+    ] {
+        let (status, out) = srv
+            .call("POST", "/v1/keyrings/ext/keys/k/disable", Some(body))
+            .await;
+        assert_eq!(status, 400, "{out}");
+    }
+    assert!(aws_enabled());
+    assert_eq!(
+        srv.ok("GET", "/v1/keyrings/ext/keys/k", None).await["state"],
+        "enabled"
+    );
+    // Unauthorised: no token, a bad token.
+    for token in [None, Some("srt_not-a-token")] {
+        let (status, _) = srv
+            .call_as(token, "GET", "/v1/keyrings/ext/keys/k/provider", None)
+            .await;
+        assert_eq!(status, 401);
+        let (status, _) = srv
+            .call_as(
+                token,
+                "POST",
+                "/v1/keyrings/ext/keys/k/disable",
+                Some(json!({"at_provider": true})),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    assert!(aws_enabled());
+    // Wrong state: a software key has no provider view and no provider switch; an unknown
+    // key is not found.
+    srv.ok(
+        "POST",
+        "/v1/keyrings/ext/keys",
+        Some(json!({"name": "soft"})),
+    )
+    .await;
+    let (status, out) = srv
+        .call("GET", "/v1/keyrings/ext/keys/soft/provider", None)
+        .await;
+    assert_eq!(status, 409, "{out}");
+    let (status, out) = srv
+        .call(
+            "POST",
+            "/v1/keyrings/ext/keys/soft/disable",
+            Some(json!({"at_provider": true})),
+        )
+        .await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(
+        srv.ok("GET", "/v1/keyrings/ext/keys/soft", None).await["state"],
+        "enabled"
+    );
+    let (status, _) = srv
+        .call("GET", "/v1/keyrings/ext/keys/nope/provider", None)
+        .await;
+    assert_eq!(status, 404);
+}
