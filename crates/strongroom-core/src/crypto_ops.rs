@@ -294,6 +294,23 @@ impl KeyService {
                 )
                 .await?;
             random_len("length", input.length)?;
+            if key.external.is_some() {
+                // The provider makes the data key, with its own random source.
+                let op = Operation::GenerateDataKey;
+                require_purpose(&key, Purpose::EncryptDecrypt, op)?;
+                let v = self.usable_version(&key, None, op, &mut ev).await?;
+                let (dk, ciphertext) = self
+                    .external_generate(&key, v.version, input.length, &input.context, &mut ev)
+                    .await?;
+                return Ok(GenerateDataKeyOutput {
+                    wrapped: EncryptOutput {
+                        key: KeyIdentity::from(&key),
+                        version: v.version,
+                        ciphertext,
+                    },
+                    plaintext: input.include_plaintext.then_some(dk),
+                });
+            }
             let dk = Plaintext::new(rand::bytes(input.length)?);
             // Exposed to wrap it.
             let wrapped = self

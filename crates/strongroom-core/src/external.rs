@@ -545,6 +545,39 @@ impl KeyService {
         Ok(ciphertext::seal_external(key.id, version, &w.ciphertext)?)
     }
 
+    /// A data key generated at the key's provider (its own random source where it has one)
+    /// and its suite `0x10` ciphertext.
+    pub(crate) async fn external_generate(
+        &self,
+        key: &KeyRecord,
+        version: u32,
+        len: usize,
+        context: &EncryptionContext,
+        ev: &mut AuditEvent,
+    ) -> Result<(Plaintext, Vec<u8>)> {
+        let (x, g, path) = self.held_by(key)?;
+        let bound = bind(context, CONTEXT_KEY, &key.id.to_string())?;
+        let res = g
+            .call("generate-data-key", || {
+                g.provider().generate_data_key(&x.key, len, &bound)
+            })
+            .await;
+        ev.providers.push(call_record(
+            &member(x),
+            res.as_ref().map(|(_, w)| w.request_id.clone()),
+        ));
+        let (u, w) = res.map_err(|e| provider_error(&path, Operation::GenerateDataKey, e))?;
+        if w.ciphertext.len() < 16 || u.plaintext.len() != len {
+            return Err(Error::Unavailable(format!(
+                "provider {} answered a data key or wrapped form of the wrong size",
+                x.provider
+            )));
+        }
+        let ct = ciphertext::seal_external(key.id, version, &w.ciphertext)?;
+        // Exposed to hand it back as the operation's data key.
+        Ok((Plaintext::copy_from(u.plaintext.expose_secret()), ct))
+    }
+
     /// Decrypts a suite `0x10` ciphertext through the key's provider.
     pub(crate) async fn external_open(
         &self,

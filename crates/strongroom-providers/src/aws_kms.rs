@@ -517,6 +517,56 @@ impl KeyProvider for AwsKms {
         }
     }
 
+    async fn generate_data_key(
+        &self,
+        key: &str,
+        len: usize,
+        context: &EncryptionContext,
+    ) -> Result<(Unwrapped, Wrapped)> {
+        let n = i32::try_from(len)
+            .ok()
+            .filter(|n| (1..=1024).contains(n))
+            .ok_or_else(|| {
+                ProviderError::refused(&self.name, "AWS KMS makes data keys of 1 to 1024 bytes")
+            })?;
+        let mut req = self
+            .client
+            .generate_data_key()
+            .key_id(key)
+            .number_of_bytes(n);
+        for (k, v) in context.pairs() {
+            req = req.encryption_context(k, v);
+        }
+        let out = req.send().await.map_err(|e| self.error(key, e))?;
+        let bad = |what: &str| ProviderError::Unavailable {
+            provider: self.name.clone(),
+            detail: format!("GenerateDataKey answered without {what}"),
+            retryable: false,
+        };
+        let plaintext = out
+            .plaintext()
+            .map(|b| b.as_ref().to_vec())
+            .filter(|p| p.len() == len)
+            .map(KeyMaterial::new)
+            .ok_or_else(|| bad("a data key of that size"))?;
+        let ciphertext = out
+            .ciphertext_blob()
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(|| bad("a ciphertext"))?;
+        let request_id = aws_sdk_kms::operation::RequestId::request_id(&out).map(str::to_string);
+        Ok((
+            Unwrapped {
+                plaintext,
+                request_id: request_id.clone(),
+            },
+            Wrapped {
+                ciphertext,
+                key_version: None,
+                request_id,
+            },
+        ))
+    }
+
     async fn wrap(
         &self,
         key: &str,

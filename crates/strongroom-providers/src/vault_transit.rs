@@ -536,6 +536,74 @@ impl KeyProvider for VaultTransit {
         })
     }
 
+    async fn generate_data_key(
+        &self,
+        key: &str,
+        len: usize,
+        context: &EncryptionContext,
+    ) -> Result<(Unwrapped, Wrapped)> {
+        // Transit makes keys of 128, 256 or 512 bits; other lengths are made here.
+        let bits = match len {
+            16 => 128,
+            32 => 256,
+            64 => 512,
+            _ => {
+                let dk = KeyMaterial::new(
+                    strongroom_crypto::rand::bytes(len)
+                        .map_err(|_| self.unavailable("no random bytes for a data key", false))?,
+                );
+                let w = self.wrap(key, dk.expose_secret(), context).await?;
+                let request_id = w.request_id.clone();
+                return Ok((
+                    Unwrapped {
+                        plaintext: dk,
+                        request_id,
+                    },
+                    w,
+                ));
+            }
+        };
+        let mut body = json!({"bits": bits});
+        if let Some(ad) = associated_data(context) {
+            body["associated_data"] = ad.into();
+        }
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &self.key_path("datakey/plaintext", key)?,
+                Some(body),
+            )
+            .await
+            .map_err(|e| self.not_found_or(e, key))?;
+        let d = &v["data"];
+        let plaintext = d["plaintext"]
+            .as_str()
+            .and_then(|p| B64.decode(p).ok())
+            .filter(|p| p.len() == len)
+            .map(KeyMaterial::new)
+            .ok_or_else(|| {
+                self.unavailable("datakey answered without a data key of that size", false)
+            })?;
+        let ct = d["ciphertext"]
+            .as_str()
+            .filter(|c| c.starts_with("vault:v"))
+            .ok_or_else(|| self.unavailable("datakey answered without a ciphertext", false))?;
+        let request_id = v["request_id"].as_str().map(str::to_string);
+        Ok((
+            Unwrapped {
+                plaintext,
+                request_id: request_id.clone(),
+            },
+            Wrapped {
+                ciphertext: ct.as_bytes().to_vec(),
+                key_version: d["key_version"]
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok()),
+                request_id,
+            },
+        ))
+    }
+
     async fn rewrap(
         &self,
         key: &str,

@@ -187,6 +187,28 @@ async fn lists_versions_switches_keys_and_reports_the_schedule() {
     assert!(p.rotation_schedule(&key_id).await.unwrap().is_some());
     p.set_rotation_period(&key_id, None).await.unwrap();
     assert_eq!(p.rotation_schedule(&key_id).await.unwrap(), None);
+    // Data keys made by AWS, bound to the context.
+    let c = EncryptionContext::try_new([("app".to_string(), "x".to_string())].into()).unwrap();
+    let (dk, w) = p.generate_data_key(&key_id, 32, &c).await.unwrap();
+    assert_eq!(dk.plaintext.len(), 32);
+    assert!(w.request_id.is_some());
+    assert_eq!(
+        p.unwrap(&key_id, &w.ciphertext, &c)
+            .await
+            .unwrap()
+            .plaintext
+            .expose_secret(),
+        dk.plaintext.expose_secret()
+    );
+    assert!(
+        p.unwrap(&key_id, &w.ciphertext, &EncryptionContext::empty())
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        p.generate_data_key(&key_id, 2000, &c).await,
+        Err(ProviderError::Refused { .. })
+    ));
     // A key that is not there.
     assert!(matches!(
         p.set_enabled("00000000-0000-0000-0000-000000000000", false)

@@ -124,6 +124,30 @@ async fn wraps_unwraps_rotates_and_refuses_what_it_must() {
             .expose_secret(),
         &dk
     );
+    // Data keys made by Transit (128/256/512 bits) or here (other sizes), bound to the
+    // context like wraps.
+    for len in [16usize, 32, 64, 24] {
+        let (dk, w) = p.generate_data_key("dk", len, &c).await.unwrap();
+        assert_eq!(dk.plaintext.len(), len);
+        assert!(w.ciphertext.starts_with(b"vault:v2:"));
+        assert_eq!(
+            p.unwrap("dk", &w.ciphertext, &c)
+                .await
+                .unwrap()
+                .plaintext
+                .expose_secret(),
+            dk.plaintext.expose_secret()
+        );
+        assert!(matches!(
+            p.unwrap("dk", &w.ciphertext, &ctx(&[("tenant", "other")]))
+                .await,
+            Err(ProviderError::InvalidCiphertext { .. })
+        ));
+    }
+    assert!(matches!(
+        p.generate_data_key("absent-key", 32, &c).await,
+        Err(ProviderError::NotFound { .. })
+    ));
     // Without a context Transit rewraps in one call.
     let none = EncryptionContext::empty();
     let w0 = p.wrap("dk", &dk, &none).await.unwrap();
