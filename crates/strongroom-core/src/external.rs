@@ -356,7 +356,7 @@ impl KeyService {
                 return Err(Error::invalid(
                     "provider",
                     format!(
-                        "provider {provider:?} cannot generate this key ({operation}); protection hsm needs a pkcs11 provider (AES keys, ECDSA P-256/P-384 signing keys), or bind an existing key with protection external"
+                        "provider {provider:?} cannot generate this key ({operation}); protection hsm needs a pkcs11 provider (AES keys; signing keys ECDSA P-256/P-384 or RSA 2048 to 4096, PKCS#1 v1.5 or PSS), or bind an existing key with protection external"
                     ),
                 ));
             }

@@ -29,7 +29,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use strongroom_crypto::{EncryptionContext, KeyMaterial};
 
-use crate::der::{self, OID_P256, OID_P384, OID_P521, OID_RSA};
+use crate::der::{self, OID_P256, OID_P384, OID_P521};
 use crate::http::{self, Answer, TokenCache};
 use crate::{
     KeyProvider, ProviderError, ProviderKey, ProviderVersion, Result, Signed, Unwrapped,
@@ -158,13 +158,7 @@ fn spki_of_jwk(jwk: &Value) -> Option<Vec<u8>> {
             point.extend_from_slice(&y);
             Some(der::ec_spki(curve, &point))
         }
-        "RSA" | "RSA-HSM" => {
-            let rsa = der::seq(&[der::uint(&b("n")?), der::uint(&b("e")?)]);
-            Some(der::seq(&[
-                der::seq(&[der::oid(OID_RSA), der::tlv(0x05, &[])]),
-                der::bit_string(&rsa),
-            ]))
-        }
+        "RSA" | "RSA-HSM" => Some(der::rsa_spki(&b("n")?, &b("e")?)),
         _ => None,
     }
 }

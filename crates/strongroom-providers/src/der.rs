@@ -56,7 +56,6 @@ pub(crate) const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0
 pub(crate) const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
 #[cfg_attr(not(feature = "azure-keyvault"), allow(dead_code))]
 pub(crate) const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
-#[cfg_attr(not(feature = "azure-keyvault"), allow(dead_code))]
 pub(crate) const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 
 /// The SubjectPublicKeyInfo of an EC public key: the curve's OID and the uncompressed point.
@@ -65,6 +64,28 @@ pub(crate) fn ec_spki(curve: &[u8], point: &[u8]) -> Vec<u8> {
         seq(&[oid(OID_EC_PUBLIC_KEY), oid(curve)]),
         bit_string(point),
     ])
+}
+
+/// The SubjectPublicKeyInfo of an RSA public key from its modulus and exponent (big-endian).
+pub(crate) fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
+    let rsa = seq(&[uint(n), uint(e)]);
+    seq(&[seq(&[oid(OID_RSA), tlv(0x05, &[])]), bit_string(&rsa)])
+}
+
+/// The DER `DigestInfo` of a SHA-2 digest, as RSASSA-PKCS1-v1_5 signs it (RFC 8017 §9.2).
+#[cfg(feature = "pkcs11")]
+pub(crate) fn digest_info(hash: strongroom_crypto::Sha2, digest: &[u8]) -> Vec<u8> {
+    // id-sha256, id-sha384, id-sha512 (2.16.840.1.101.3.4.2.1/2/3).
+    let last = match hash {
+        strongroom_crypto::Sha2::Sha256 => 1,
+        strongroom_crypto::Sha2::Sha384 => 2,
+        strongroom_crypto::Sha2::Sha512 => 3,
+    };
+    let alg = seq(&[
+        oid(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, last]),
+        tlv(0x05, &[]),
+    ]);
+    seq(&[alg, tlv(0x04, digest)])
 }
 
 /// DER `SEQUENCE { INTEGER r, INTEGER s }` of a raw ECDSA `r || s`.

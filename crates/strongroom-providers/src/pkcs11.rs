@@ -1,6 +1,7 @@
 //! PKCS#11 HSMs (tested with SoftHSM2) through `cryptoki`: AES-256 keys that live in the
 //! token, sensitive and non-extractable; data keys are wrapped and unwrapped with AES-GCM
-//! inside the token.
+//! inside the token. Signing key pairs (ECDSA P-256/P-384, RSA 2048-4096 with PKCS#1 v1.5
+//! or PSS) are generated and sign there too.
 //!
 //! ```toml
 //! [providers.hsm]
@@ -586,13 +587,25 @@ impl KeyProvider for Pkcs11Provider {
         label: &str,
         algorithm: strongroom_crypto::Algorithm,
     ) -> Result<ProviderKey> {
-        let curve: &'static [u8] = match algorithm {
-            strongroom_crypto::Algorithm::EcdsaP256Sha256 => crate::der::OID_P256,
-            strongroom_crypto::Algorithm::EcdsaP384Sha384 => crate::der::OID_P384,
+        use strongroom_crypto::Algorithm as A;
+        // The key type and its one parameter: a curve, or a modulus size.
+        let (key_type, param): (KeyType, Attribute) = match algorithm {
+            A::EcdsaP256Sha256 => (
+                KeyType::EC,
+                Attribute::EcParams(crate::der::oid(crate::der::OID_P256)),
+            ),
+            A::EcdsaP384Sha384 => (
+                KeyType::EC,
+                Attribute::EcParams(crate::der::oid(crate::der::OID_P384)),
+            ),
+            A::RsaPkcs1(bits, _) | A::RsaPss(bits, _) => (
+                KeyType::RSA,
+                Attribute::ModulusBits(u64::from(bits.bits()).into()),
+            ),
             _ => {
                 return Err(ProviderError::Unsupported {
                     provider: self.inner.name.clone(),
-                    operation: "create-key (only ECDSA P-256 and P-384 signing keys)",
+                    operation: "create-key (signing keys: ECDSA P-256 and P-384, RSA 2048 to 4096)",
                 });
             }
         };
@@ -611,15 +624,18 @@ impl KeyProvider for Pkcs11Provider {
             let common = |class| {
                 vec![
                     Attribute::Class(class),
-                    Attribute::KeyType(KeyType::EC),
+                    Attribute::KeyType(key_type),
                     Attribute::Token(true),
                     Attribute::Label(label.as_bytes().to_vec()),
                     Attribute::Id(1u32.to_be_bytes().to_vec()),
                 ]
             };
             let mut public = common(ObjectClass::PUBLIC_KEY);
-            public.push(Attribute::EcParams(crate::der::oid(curve)));
+            public.push(param.clone());
             public.push(Attribute::Verify(true));
+            if key_type == KeyType::RSA {
+                public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+            }
             let mut private = common(ObjectClass::PRIVATE_KEY);
             private.extend([
                 Attribute::Private(true),
@@ -627,11 +643,21 @@ impl KeyProvider for Pkcs11Provider {
                 Attribute::Extractable(false),
                 Attribute::Sign(true),
             ]);
-            s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+            let mechanism = if key_type == KeyType::RSA {
+                Mechanism::RsaPkcsKeyPairGen
+            } else {
+                Mechanism::EccKeyPairGen
+            };
+            s.generate_key_pair(&mechanism, &public, &private)
                 .map_err(|e| inner.error(e, false))?;
             Ok(ProviderKey {
                 name: label,
-                key_type: "EC".into(),
+                key_type: if key_type == KeyType::RSA {
+                    "RSA"
+                } else {
+                    "EC"
+                }
+                .into(),
                 latest_version: Some(1),
                 can_encrypt: false,
                 rotation_period: None,
@@ -662,6 +688,33 @@ impl KeyProvider for Pkcs11Provider {
         let label = label.to_string();
         self.with_session(move |inner, s| {
             let h = inner.one(s, ObjectClass::PUBLIC_KEY, &label)?;
+            let rsa = s
+                .get_attributes(h, &[AttributeType::KeyType])
+                .map_err(|e| inner.error(e, false))?
+                .into_iter()
+                .any(|a| matches!(a, Attribute::KeyType(KeyType::RSA)));
+            if rsa {
+                let (mut n, mut e) = (None, None);
+                for a in s
+                    .get_attributes(h, &[AttributeType::Modulus, AttributeType::PublicExponent])
+                    .map_err(|e| inner.error(e, false))?
+                {
+                    match a {
+                        Attribute::Modulus(m) => n = Some(m),
+                        Attribute::PublicExponent(x) => e = Some(x),
+                        _ => {}
+                    }
+                }
+                return match (n, e) {
+                    (Some(n), Some(e)) if !n.is_empty() && !e.is_empty() => {
+                        Ok(crate::der::rsa_spki(&n, &e))
+                    }
+                    _ => {
+                        Err(inner
+                            .unavailable("the RSA public key has no modulus or exponent", false))
+                    }
+                };
+            }
             let attrs = s
                 .get_attributes(h, &[AttributeType::EcParams, AttributeType::EcPoint])
                 .map_err(|e| inner.error(e, false))?;
@@ -704,17 +757,18 @@ impl KeyProvider for Pkcs11Provider {
         algorithm: strongroom_crypto::Algorithm,
         input: strongroom_crypto::keys::SignInput<'_>,
     ) -> Result<Signed> {
+        use strongroom_crypto::{Algorithm as A, Sha2};
         if !matches!(
             algorithm,
-            strongroom_crypto::Algorithm::EcdsaP256Sha256
-                | strongroom_crypto::Algorithm::EcdsaP384Sha384
+            A::EcdsaP256Sha256 | A::EcdsaP384Sha384 | A::RsaPkcs1(..) | A::RsaPss(..)
         ) {
             return Err(ProviderError::Unsupported {
                 provider: self.inner.name.clone(),
                 operation: "sign with this algorithm",
             });
         }
-        // CKM_ECDSA signs a digest: a message is hashed here.
+        // CKM_ECDSA, CKM_RSA_PKCS and CKM_RSA_PKCS_PSS sign a digest: a message is hashed
+        // here.
         let digest = strongroom_crypto::keys::signing_digest(algorithm, input)
             .ok()
             .flatten()
@@ -722,15 +776,45 @@ impl KeyProvider for Pkcs11Provider {
                 provider: self.inner.name.clone(),
                 operation: "sign this input",
             })?;
+        let pss = |hash: Sha2| {
+            use cryptoki::mechanism::MechanismType as M;
+            use cryptoki::mechanism::rsa::{PkcsMgfType as Mgf, PkcsPssParams};
+            let (hash_alg, mgf, len) = match hash {
+                Sha2::Sha256 => (M::SHA256, Mgf::MGF1_SHA256, 32u64),
+                Sha2::Sha384 => (M::SHA384, Mgf::MGF1_SHA384, 48),
+                Sha2::Sha512 => (M::SHA512, Mgf::MGF1_SHA512, 64),
+            };
+            // As Strongroom verifies PSS: a salt as long as the hash.
+            Mechanism::RsaPkcsPss(PkcsPssParams {
+                hash_alg,
+                mgf,
+                s_len: len.into(),
+            })
+        };
+        let input = match algorithm {
+            A::RsaPkcs1(_, hash) => crate::der::digest_info(hash, &digest),
+            _ => digest,
+        };
+        let ecdsa = !matches!(algorithm, A::RsaPkcs1(..) | A::RsaPss(..));
         let label = label.to_string();
         self.with_session(move |inner, s| {
+            // Made here: a mechanism holds raw pointers and stays on this thread.
+            let mechanism = match algorithm {
+                A::RsaPkcs1(..) => Mechanism::RsaPkcs,
+                A::RsaPss(_, hash) => pss(hash),
+                _ => Mechanism::Ecdsa,
+            };
             let h = inner.one(s, ObjectClass::PRIVATE_KEY, &label)?;
             let raw = s
-                .sign(&Mechanism::Ecdsa, h, &digest)
+                .sign(&mechanism, h, &input)
                 .map_err(|e| inner.error(e, false))?;
-            let signature = crate::der::ecdsa_der(&raw).ok_or_else(|| {
-                inner.unavailable("the token's ECDSA signature is malformed", false)
-            })?;
+            let signature = if ecdsa {
+                crate::der::ecdsa_der(&raw).ok_or_else(|| {
+                    inner.unavailable("the token's ECDSA signature is malformed", false)
+                })?
+            } else {
+                raw
+            };
             Ok(Signed {
                 signature,
                 request_id: None,

@@ -413,7 +413,14 @@ async fn signing_keys_are_made_and_used_in_the_token(env: Env) {
     use strongroom_crypto::Algorithm;
     use strongroom_crypto::keys::{self, SignInput};
     let p = env.provider();
-    for alg in [Algorithm::EcdsaP256Sha256, Algorithm::EcdsaP384Sha384] {
+    use strongroom_crypto::{RsaBits, Sha2};
+    for alg in [
+        Algorithm::EcdsaP256Sha256,
+        Algorithm::EcdsaP384Sha384,
+        Algorithm::RsaPkcs1(RsaBits::B2048, Sha2::Sha256),
+        Algorithm::RsaPss(RsaBits::B2048, Sha2::Sha384),
+        Algorithm::RsaPkcs1(RsaBits::B3072, Sha2::Sha512),
+    ] {
         let label = format!("sig-{alg}");
         let d = p.create_signing_key(&label, alg).await.unwrap();
         assert_eq!(d.latest_version, Some(1));
@@ -442,6 +449,23 @@ async fn signing_keys_are_made_and_used_in_the_token(env: Env) {
             )
             .unwrap()
         );
+        // A digest signs as its message does.
+        let digest = keys::signing_digest(alg, SignInput::Message(b"signed in the token"))
+            .unwrap()
+            .unwrap();
+        let d = p
+            .sign(&label, alg, SignInput::Digest(&digest))
+            .await
+            .unwrap();
+        assert!(
+            keys::verify(
+                alg,
+                &spki,
+                SignInput::Message(b"signed in the token"),
+                &d.signature
+            )
+            .unwrap()
+        );
         assert!(
             p.create_signing_key(&label, alg)
                 .await
@@ -450,15 +474,18 @@ async fn signing_keys_are_made_and_used_in_the_token(env: Env) {
                 .contains("already exists")
         );
     }
-    assert!(matches!(
-        p.create_signing_key(
-            "rsa",
-            Algorithm::RsaPkcs1(
-                strongroom_crypto::RsaBits::B2048,
-                strongroom_crypto::Sha2::Sha256
-            )
+    // A key of another type signs nothing (the token refuses); Ed25519 is not offered.
+    assert!(
+        p.sign(
+            "sig-ecdsa-p256-sha256",
+            Algorithm::RsaPkcs1(RsaBits::B2048, Sha2::Sha256),
+            SignInput::Message(b"x")
         )
-        .await,
+        .await
+        .is_err()
+    );
+    assert!(matches!(
+        p.create_signing_key("ed", Algorithm::Ed25519).await,
         Err(ProviderError::Unsupported { .. })
     ));
     assert!(matches!(

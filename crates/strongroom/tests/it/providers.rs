@@ -292,30 +292,37 @@ async fn hsm_keys_are_generated_in_the_token_and_used_there() {
         .await;
     assert_eq!(status, 200);
     // A signing key made in the token: signatures from the token, verified here.
-    let made = srv
-        .ok(
-            "POST",
-            "/v1/keyrings/app/keys",
-            Some(json!({"name": "signer", "purpose": "sign-verify", "algorithm": "ecdsa-p256-sha256", "protection": "hsm", "provider": "hsm"})),
-        )
-        .await;
-    assert_eq!(made["protection"], "hsm");
-    let msg = base64::Engine::encode(&crate::support::B64, b"release");
-    let signed = srv
-        .ok(
-            "POST",
-            "/v1/crypto/sign",
-            Some(json!({"key": "app/signer", "message": msg})),
-        )
-        .await;
-    let ok = srv
-        .ok(
-            "POST",
-            "/v1/crypto/verify",
-            Some(json!({"key": "app/signer", "message": msg, "signature": signed["signature"]})),
-        )
-        .await;
-    assert_eq!(ok["valid"], true);
+    for (name, alg) in [
+        ("signer", "ecdsa-p256-sha256"),
+        ("rsa-signer", "rsa-pss-2048-sha256"),
+        ("rsa-pkcs1", "rsa-pkcs1-2048-sha256"),
+    ] {
+        let made = srv
+            .ok(
+                "POST",
+                "/v1/keyrings/app/keys",
+                Some(json!({"name": name, "purpose": "sign-verify", "algorithm": alg, "protection": "hsm", "provider": "hsm"})),
+            )
+            .await;
+        assert_eq!(made["protection"], "hsm");
+        let key = format!("app/{name}");
+        let msg = base64::Engine::encode(&crate::support::B64, b"release");
+        let signed = srv
+            .ok(
+                "POST",
+                "/v1/crypto/sign",
+                Some(json!({"key": key, "message": msg})),
+            )
+            .await;
+        let ok = srv
+            .ok(
+                "POST",
+                "/v1/crypto/verify",
+                Some(json!({"key": key, "message": msg, "signature": signed["signature"]})),
+            )
+            .await;
+        assert_eq!(ok["valid"], true, "{alg}");
+    }
     // Refusals: a taken name (nothing made in the token), a provider that cannot generate,
     // one that does not exist, and hsm with a provider_key.
     let before = hsm.list_objects().matches("Object;").count();
@@ -331,7 +338,12 @@ async fn hsm_keys_are_generated_in_the_token_and_used_there() {
             "cannot generate this key",
         ),
         (
-            json!({"name": "r", "purpose": "sign-verify", "algorithm": "rsa-pss-2048-sha256", "protection": "hsm", "provider": "hsm"}),
+            json!({"name": "r", "purpose": "sign-verify", "algorithm": "ed25519", "protection": "hsm", "provider": "hsm"}),
+            400,
+            "sign-verify keys of an ECDSA or RSA algorithm",
+        ),
+        (
+            json!({"name": "r", "purpose": "sign-verify", "algorithm": "ecdsa-p521-sha512", "protection": "hsm", "provider": "hsm"}),
             400,
             "ECDSA P-256/P-384",
         ),
