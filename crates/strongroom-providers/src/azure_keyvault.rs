@@ -40,6 +40,9 @@ const KIND: &str = "azure-keyvault";
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 const BINDING: &[u8] = b"SR1";
 const FORMAT: u8 = 0x01;
+/// The wrapped form of `A256GCM` (Managed HSM `encrypt`): also carries the IV and the tag.
+const FORMAT_GCM: u8 = 0x02;
+const GCM: &str = "A256GCM";
 const REQUEST_ID: &str = "x-ms-request-id";
 const VERSION_TTL: Duration = Duration::from_secs(60);
 
@@ -68,7 +71,8 @@ pub struct AzureKeyVaultConfig {
     /// The token scope.
     #[serde(default = "default_scope")]
     pub scope: String,
-    /// The wrapping algorithm: `RSA-OAEP-256` (RSA keys) or `A256KW` (Managed HSM oct keys).
+    /// The wrapping algorithm: `RSA-OAEP-256` (RSA keys), `A256KW` (Managed HSM oct keys,
+    /// `wrapkey`), or `A256GCM` (Managed HSM oct keys, `encrypt` with the context as AAD).
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
     /// The REST API version.
@@ -211,8 +215,13 @@ impl AzureKeyVault {
         if !id_ok(&c.tenant_id) || !id_ok(&c.client_id) {
             return Err(cfg("tenant_id and client_id are ids (GUIDs)".into()));
         }
-        if !matches!(c.algorithm.as_str(), "RSA-OAEP-256" | "RSA-OAEP" | "A256KW") {
-            return Err(cfg("algorithm: RSA-OAEP-256, RSA-OAEP or A256KW".into()));
+        if !matches!(
+            c.algorithm.as_str(),
+            "RSA-OAEP-256" | "RSA-OAEP" | "A256KW" | GCM
+        ) {
+            return Err(cfg(
+                "algorithm: RSA-OAEP-256, RSA-OAEP, A256KW or A256GCM".into()
+            ));
         }
         let timeout: Duration =
             crate::parse_duration(&c.timeout, &format!("providers.{name}.timeout"))?;
@@ -410,6 +419,112 @@ impl AzureKeyVault {
 }
 
 impl AzureKeyVault {
+    /// `A256GCM`: `POST /keys/{key}/{version}/encrypt` with the context's encoding as AAD,
+    /// so Key Vault itself binds the copy to the context. The wrapped form is
+    /// `0x02 || version length || version || IV length || IV || tag length || tag || value`.
+    async fn gcm_encrypt(
+        &self,
+        key: &str,
+        version: &str,
+        dk: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Wrapped> {
+        let body =
+            json!({"alg": GCM, "value": B64URL.encode(dk), "aad": B64URL.encode(context.encode())});
+        let (v, request_id) = self.ok(
+            self.call(
+                reqwest::Method::POST,
+                &format!("/keys/{key}/{version}/encrypt"),
+                Some(&body),
+            )
+            .await?,
+            key,
+            false,
+        )?;
+        let field = |f: &str| {
+            v[f].as_str()
+                .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
+                .filter(|b| !b.is_empty() && b.len() < 256)
+        };
+        let missing = || self.unavailable("encrypt answered without value, iv and tag", false);
+        let (value, iv, tag) = (
+            field("value").ok_or_else(missing)?,
+            field("iv").ok_or_else(missing)?,
+            field("tag").ok_or_else(missing)?,
+        );
+        let used = v["kid"]
+            .as_str()
+            .and_then(Self::version_in)
+            .unwrap_or_else(|| version.to_string());
+        let mut out = vec![FORMAT_GCM, used.len() as u8];
+        out.extend_from_slice(used.as_bytes());
+        for part in [&iv, &tag] {
+            out.push(part.len() as u8);
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&value);
+        Ok(Wrapped {
+            ciphertext: out,
+            key_version: None,
+            request_id,
+        })
+    }
+
+    /// Opens what [`AzureKeyVault::gcm_encrypt`] made (`rest`: after the format byte).
+    async fn gcm_decrypt(
+        &self,
+        key: &str,
+        rest: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Unwrapped> {
+        let bad = || ProviderError::InvalidCiphertext {
+            provider: self.name.clone(),
+        };
+        let mut rest = rest;
+        let mut take = || -> Result<&[u8]> {
+            let (&n, r) = rest.split_first().ok_or_else(bad)?;
+            if r.len() <= n as usize || n == 0 {
+                return Err(bad());
+            }
+            let (part, r) = r.split_at(n as usize);
+            rest = r;
+            Ok(part)
+        };
+        let version = std::str::from_utf8(take()?)
+            .ok()
+            .filter(|v| version_ok(v))
+            .ok_or_else(bad)?
+            .to_string();
+        let (iv, tag) = (take()?.to_vec(), take()?.to_vec());
+        let body = json!({
+            "alg": GCM,
+            "value": B64URL.encode(rest),
+            "iv": B64URL.encode(iv),
+            "tag": B64URL.encode(tag),
+            "aad": B64URL.encode(context.encode()),
+        });
+        let (v, request_id) = self.ok(
+            self.call(
+                reqwest::Method::POST,
+                &format!("/keys/{key}/{version}/decrypt"),
+                Some(&body),
+            )
+            .await?,
+            key,
+            true,
+        )?;
+        let plaintext = v["value"]
+            .as_str()
+            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
+            .filter(|b| !b.is_empty())
+            .map(KeyMaterial::new)
+            .ok_or_else(|| self.unavailable("decrypt answered without a value", false))?;
+        Ok(Unwrapped {
+            plaintext,
+            request_id,
+        })
+    }
+
     /// `POST /keys/{key}/{version}/{op}` (wrapkey, unwrapkey, sign) with `alg` and `value`:
     /// Key Vault's `value` answer (base64url, decoded; wrapped in `KeyMaterial` as it may be
     /// a data key), the version its `kid` names, and the request id. `opening`: an unwrap,
@@ -472,8 +587,11 @@ impl KeyProvider for AzureKeyVault {
             key_type: v["key"]["kty"].as_str().unwrap_or("").to_string(),
             latest_version: None,
             can_encrypt: v["attributes"]["enabled"] == true
-                && ops.contains(&"wrapKey")
-                && ops.contains(&"unwrapKey"),
+                && if self.algorithm == GCM {
+                    ops.contains(&"encrypt") && ops.contains(&"decrypt")
+                } else {
+                    ops.contains(&"wrapKey") && ops.contains(&"unwrapKey")
+                },
             rotation_period: None,
             enabled: v["attributes"]["enabled"].as_bool(),
         })
@@ -563,6 +681,9 @@ impl KeyProvider for AzureKeyVault {
     ) -> Result<Wrapped> {
         let key = self.key_name(key)?;
         let version = self.current_version(key).await?;
+        if self.algorithm == GCM {
+            return self.gcm_encrypt(key, &version, plaintext, context).await;
+        }
         // Exposed to send it to Key Vault to wrap.
         let (value, kid, request_id) = self
             .key_op(
@@ -599,6 +720,9 @@ impl KeyProvider for AzureKeyVault {
             provider: self.name.clone(),
         };
         let (&format, rest) = ciphertext.split_first().ok_or_else(bad)?;
+        if format == FORMAT_GCM && self.algorithm == GCM {
+            return self.gcm_decrypt(key, rest, context).await;
+        }
         let (&n, rest) = rest.split_first().ok_or_else(bad)?;
         if format != FORMAT || rest.len() <= n as usize {
             return Err(bad());

@@ -197,6 +197,91 @@ async fn lists_versions_follows_next_links_on_the_vault_only_and_switches_the_cu
     drop(secret_dir);
 }
 
+/// Managed HSM `oct-HSM` keys with `algorithm = "A256GCM"`: `encrypt`/`decrypt` with the
+/// context's encoding as AAD, so Key Vault binds the copy itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a256gcm_encrypts_with_the_context_as_aad() {
+    let replay = Replay::start(vec![]);
+    let v = replay.url.clone();
+    let dk = [0x5au8; 32];
+    let aad = B64URL.encode(ctx().encode());
+    let (iv, tag, value) = (
+        B64URL.encode([1u8; 12]),
+        B64URL.encode([2u8; 16]),
+        B64URL.encode(b"gcm ciphertext from the HSM"),
+    );
+    let mut oct = key_bundle(&v, VERSION);
+    oct["key"] = json!({"kid": format!("{v}/keys/dk/{VERSION}"), "kty": "oct-HSM", "key_ops": ["encrypt", "decrypt"]});
+    let (secret_dir, secret) = secret_file();
+    for ex in [
+        token(None),
+        api(
+            "get key",
+            "GET",
+            "/keys/dk?api-version=7.5",
+            200,
+            oct.clone(),
+        ),
+        api(
+            "encrypt (A256GCM)",
+            "POST",
+            &format!("/keys/dk/{VERSION}/encrypt?api-version=7.5"),
+            200,
+            json!({"kid": format!("{v}/keys/dk/{VERSION}"), "value": value, "iv": iv, "tag": tag}),
+        )
+        .with_json(json!({"alg": "A256GCM", "value": B64URL.encode(dk), "aad": aad})),
+        api(
+            "decrypt (A256GCM)",
+            "POST",
+            &format!("/keys/dk/{VERSION}/decrypt?api-version=7.5"),
+            200,
+            json!({"kid": format!("{v}/keys/dk/{VERSION}"), "value": B64URL.encode(dk)}),
+        )
+        .with_json(json!({"alg": "A256GCM", "value": value, "iv": iv, "tag": tag, "aad": aad})),
+        api(
+            "decrypt (another context: the tag fails)",
+            "POST",
+            &format!("/keys/dk/{VERSION}/decrypt?api-version=7.5"),
+            400,
+            error("BadParameter", "Decryption failed."),
+        ),
+        api(
+            "get key (describe)",
+            "GET",
+            "/keys/dk?api-version=7.5",
+            200,
+            oct,
+        ),
+    ] {
+        replay.push(ex);
+    }
+    let p = provider(&replay, &format!("{secret}\nalgorithm = \"A256GCM\""));
+    let w = p.wrap("dk", &dk, &ctx()).await.unwrap();
+    assert_eq!(w.ciphertext[0], 0x02);
+    let u = p.unwrap("dk", &w.ciphertext, &ctx()).await.unwrap();
+    assert_eq!(u.plaintext.expose_secret(), dk);
+    assert!(matches!(
+        p.unwrap("dk", &w.ciphertext, &EncryptionContext::empty())
+            .await,
+        Err(ProviderError::InvalidCiphertext { .. })
+    ));
+    // Malformed copies are refused here, before any call.
+    for bad in [
+        vec![0x02],
+        vec![0x02, 40],
+        w.ciphertext[..w.ciphertext.len() - 27].to_vec(),
+        [&[0x02u8, 3][..], b"a/b", &w.ciphertext[2 + VERSION.len()..]].concat(),
+    ] {
+        assert!(matches!(
+            p.unwrap("dk", &bad, &ctx()).await,
+            Err(ProviderError::InvalidCiphertext { .. })
+        ));
+    }
+    assert!(p.describe("dk").await.unwrap().can_encrypt);
+    replay.finish();
+    drop(secret_dir);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn wraps_with_the_current_version_and_unwraps_with_the_one_that_wrapped() {
     let replay = Replay::start(vec![]);
