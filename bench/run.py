@@ -129,7 +129,7 @@ def parse_wrk(out):
     return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"), "errors": errors}
 
 
-def sigv4_headers(endpoint, target, body):
+def sigv4_headers(endpoint, target, body, akid=AKID, secret=SECRET):
     """Headers of one SigV4-signed AWS KMS request (valid for 15 minutes, replayed by wrk)."""
     import botocore.auth
     import botocore.awsrequest
@@ -139,7 +139,7 @@ def sigv4_headers(endpoint, target, body):
         method="POST", url=endpoint + "/", data=body,
         headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService." + target},
     )
-    botocore.auth.SigV4Auth(botocore.credentials.Credentials(AKID, SECRET), "kms", REGION).add_auth(req)
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(akid, secret), "kms", REGION).add_auth(req)
     return [(k, v) for k, v in req.headers.items()]
 
 
@@ -209,19 +209,24 @@ def main():
     try:
         call(base, "POST", "/v1/keyrings", {"name": "bench"})
         call(base, "POST", "/v1/keyrings/bench/keys", {"name": "aes"})
-        auth = [("Authorization", "Bearer " + TOKEN), ("Content-Type", "application/json")]
+        # A workload principal with the shipped key-user role, as an application would be:
+        # every request is authorised by the Cedar policies (root's requests skip them).
+        call(base, "POST", "/v1/principals", {"name": "bench-app", "kind": "workload", "roles": ["key-user"]})
+        app_token = call(base, "POST", "/v1/principals/bench-app/tokens", {"ttl": "24h"})["token"]
+        app_key = call(base, "POST", "/v1/principals/bench-app/access-keys", {})
+        auth = [("Authorization", "Bearer " + app_token), ("Content-Type", "application/json")]
         enc = json.dumps({"key": "bench/aes", "plaintext": PT_256})
         m["health"] = wrk(base + "/v1/sys/health")
         m["encrypt"] = wrk(base + "/v1/crypto/encrypt", method="POST", body=enc, headers=auth)
         m["encrypt_c1"] = wrk(base + "/v1/crypto/encrypt", connections=1, threads=1, method="POST", body=enc, headers=auth)
         m["data_key"] = wrk(base + "/v1/crypto/generate-data-key", method="POST", body=json.dumps({"key": "bench/aes"}), headers=auth)
         aws_body = json.dumps({"KeyId": "bench/aes", "Plaintext": PT_256})
-        m["aws_encrypt"] = wrk(base + "/", method="POST", body=aws_body, headers=sigv4_headers(base, "Encrypt", aws_body))
+        m["aws_encrypt"] = wrk(base + "/", method="POST", body=aws_body, headers=sigv4_headers(base, "Encrypt", aws_body, app_key["access_key_id"], app_key["secret_access_key"]))
         # Latency at half of the peak, paced (strongroom bench --rate).
         half = max(1.0, m["encrypt"]["rps"] / 2)
         out = subprocess.run(
             [str(REL / "strongroom"), "bench", "--ops", "encrypt", "--concurrency", "16", "--duration", DURATION, "--rate", str(half), "-o", "json"],
-            capture_output=True, text=True, check=True, env=dict(os.environ, STRONGROOM_ADDR=base, STRONGROOM_TOKEN=TOKEN),
+            capture_output=True, text=True, check=True, env=dict(os.environ, STRONGROOM_ADDR=base, STRONGROOM_TOKEN=app_token),
         ).stdout
         r = next(x for x in json.loads(out)["results"] if x["op"] == "encrypt")
         m["encrypt_half_peak"] = {"rps": r["rps"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"], "errors": r["errors"], "offered_rps": half}
@@ -229,7 +234,7 @@ def main():
         # 1000 messages or 1 GiB per data key).
         out = subprocess.run(
             [str(REL / "examples" / "envelope_workload"), base, "bench/aes", os.environ.get("BENCH_ENVELOPES", "40000"), "4096", "8"],
-            capture_output=True, text=True, check=True, env=dict(os.environ, STRONGROOM_TOKEN=TOKEN),
+            capture_output=True, text=True, check=True, env=dict(os.environ, STRONGROOM_TOKEN=app_token),
         ).stdout
         m["envelopes"] = json.loads(out.strip().splitlines()[-1])
     finally:
