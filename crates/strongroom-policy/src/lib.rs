@@ -47,7 +47,7 @@ pub const DEFAULT_POLICIES: &[(&str, &str)] = &[
 pub const MAX_DOCUMENT_LEN: usize = 64 * 1024;
 
 /// A principal as policies see it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct PrincipalAttrs {
     /// Unique name (the entity id).
     pub name: String,
@@ -60,7 +60,7 @@ pub struct PrincipalAttrs {
 }
 
 /// A key as policies see it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct KeyAttrs {
     /// Key ring name.
     pub ring: String,
@@ -84,7 +84,7 @@ pub struct KeyAttrs {
 }
 
 /// What a request acts on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ResourceAttrs {
     /// A key.
     Key(KeyAttrs),
@@ -109,7 +109,7 @@ pub enum ResourceAttrs {
 }
 
 /// Facts about the request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RequestAttrs {
     /// `native`, `aws`, …
     pub protocol: String,
@@ -208,10 +208,38 @@ fn schema() -> Result<Schema, PolicyError> {
         .map_err(|e| PolicyError::Internal(format!("built-in schema: {e}")))
 }
 
-fn uid(ty: &str, id: &str) -> Result<EntityUid, PolicyError> {
-    let t = EntityTypeName::from_str(&format!("Strongroom::{ty}"))
-        .map_err(|e| PolicyError::Internal(e.to_string()))?;
-    Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+/// The schema's entity type names, parsed once (parsing one costs more than a decision).
+#[derive(Clone)]
+struct TypeNames {
+    principal: EntityTypeName,
+    role: EntityTypeName,
+    key_ring: EntityTypeName,
+    key: EntityTypeName,
+    key_set: EntityTypeName,
+    system: EntityTypeName,
+    encryption_context: EntityTypeName,
+}
+
+impl TypeNames {
+    fn new() -> Result<Self, PolicyError> {
+        let t = |ty: &str| {
+            EntityTypeName::from_str(&format!("Strongroom::{ty}"))
+                .map_err(|e| PolicyError::Internal(e.to_string()))
+        };
+        Ok(Self {
+            principal: t("Principal")?,
+            role: t("Role")?,
+            key_ring: t("KeyRing")?,
+            key: t("Key")?,
+            key_set: t("KeySet")?,
+            system: t("System")?,
+            encryption_context: t("EncryptionContext")?,
+        })
+    }
+}
+
+fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
 
 fn s(v: &str) -> RestrictedExpression {
@@ -274,8 +302,109 @@ pub struct PolicyEngine {
     schema: Schema,
     policies: PolicySet,
     authorizer: Authorizer,
-    /// The action hierarchy (groups) from the schema, built once.
-    actions: Vec<Entity>,
+    /// Per action name: its uid, and its entity with those of its groups (from the schema,
+    /// built once): a request carries only its own action's hierarchy.
+    actions: std::collections::HashMap<String, (EntityUid, Vec<Entity>)>,
+    types: TypeNames,
+    /// Decisions already made, by their inputs (see [`DecisionCache`]).
+    decisions: DecisionCache,
+}
+
+/// Which request facts any policy of the set can read. Cedar has no reflection: a policy
+/// reads a context attribute only by naming it, so a fact whose name appears in no policy's
+/// text cannot change a decision.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reads {
+    now: bool,
+    protocol: bool,
+    source_ip: bool,
+    encryption_context: bool,
+    alias: bool,
+}
+
+/// The inputs of a decision, without the facts no policy reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    principal: PrincipalAttrs,
+    action: String,
+    resource: ResourceAttrs,
+    request: RequestAttrs,
+}
+
+/// Decisions by their inputs. A Cedar decision is a pure function of the policies (fixed
+/// for an engine: a policy change builds a new engine, and a new cache) and of the
+/// entities and context Strongroom builds from these inputs, so a repeated request is
+/// answered without evaluating the policies again. Off when a policy reads `context.now`
+/// (every second would be a new key). Bounded: emptied when full.
+#[derive(Debug, Default)]
+struct DecisionCache {
+    reads: Reads,
+    map: std::sync::Mutex<std::collections::HashMap<DecisionKey, Decision>>,
+}
+
+/// Most decisions an engine remembers.
+const DECISION_CACHE_ENTRIES: usize = 16_384;
+
+impl DecisionCache {
+    fn new(policies: &PolicySet) -> Self {
+        let text: String = policies.policies().map(|p| p.to_string()).collect();
+        Self {
+            reads: Reads {
+                now: text.contains("now"),
+                protocol: text.contains("protocol"),
+                source_ip: text.contains("source_ip"),
+                encryption_context: text.contains("encryption_context"),
+                alias: text.contains("alias"),
+            },
+            map: Default::default(),
+        }
+    }
+
+    fn key(
+        &self,
+        principal: &PrincipalAttrs,
+        action: &str,
+        resource: &ResourceAttrs,
+        req: &RequestAttrs,
+    ) -> Option<DecisionKey> {
+        let r = self.reads;
+        if r.now {
+            return None;
+        }
+        Some(DecisionKey {
+            principal: principal.clone(),
+            action: action.to_string(),
+            resource: resource.clone(),
+            request: RequestAttrs {
+                protocol: if r.protocol {
+                    req.protocol.clone()
+                } else {
+                    String::new()
+                },
+                now: 0,
+                source_ip: req.source_ip.clone().filter(|_| r.source_ip),
+                encryption_context: if r.encryption_context {
+                    req.encryption_context.clone()
+                } else {
+                    BTreeMap::new()
+                },
+                alias: req.alias.clone().filter(|_| r.alias),
+            },
+        })
+    }
+
+    fn get(&self, key: &DecisionKey) -> Option<Decision> {
+        self.map.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: DecisionKey, d: &Decision) {
+        if let Ok(mut m) = self.map.lock() {
+            if m.len() >= DECISION_CACHE_ENTRIES {
+                m.clear();
+            }
+            m.insert(key, d.clone());
+        }
+    }
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -309,17 +438,27 @@ impl PolicyEngine {
                 })?;
             }
         }
-        let actions = schema
+        let all = schema
             .action_entities()
-            .map_err(|e| PolicyError::Internal(e.to_string()))?
-            .iter()
-            .cloned()
-            .collect();
+            .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let mut actions = std::collections::HashMap::new();
+        for e in all.iter() {
+            let id = e.uid();
+            let mut hierarchy = vec![e.clone()];
+            for group in all.ancestors(&id).into_iter().flatten() {
+                if let Some(g) = all.get(group) {
+                    hierarchy.push(g.clone());
+                }
+            }
+            actions.insert(id.id().unescaped().to_string(), (id, hierarchy));
+        }
         Ok(Self {
             schema,
-            policies,
             authorizer: Authorizer::new(),
             actions,
+            types: TypeNames::new()?,
+            decisions: DecisionCache::new(&policies),
+            policies,
         })
     }
 
@@ -360,13 +499,33 @@ impl PolicyEngine {
         resource: &ResourceAttrs,
         req: &RequestAttrs,
     ) -> Result<Decision, PolicyError> {
-        let p_uid = uid("Principal", &principal.name)?;
+        let key = self.decisions.key(principal, action, resource, req);
+        if let Some(d) = key.as_ref().and_then(|k| self.decisions.get(k)) {
+            return Ok(d);
+        }
+        let d = self.evaluate(principal, action, resource, req)?;
+        if let Some(k) = key {
+            self.decisions.put(k, &d);
+        }
+        Ok(d)
+    }
+
+    /// Evaluates the policies for one request (what [`PolicyEngine::authorize`] caches).
+    fn evaluate(
+        &self,
+        principal: &PrincipalAttrs,
+        action: &str,
+        resource: &ResourceAttrs,
+        req: &RequestAttrs,
+    ) -> Result<Decision, PolicyError> {
+        let t = &self.types;
+        let p_uid = uid(&t.principal, &principal.name);
         let mut entities = Vec::new();
         let roles = principal
             .roles
             .iter()
-            .map(|r| uid("Role", r))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|r| uid(&t.role, r))
+            .collect::<Vec<_>>();
         for r in &roles {
             entities.push(Entity::with_uid(r.clone()));
         }
@@ -384,7 +543,7 @@ impl PolicyEngine {
         );
         let r_uid = match resource {
             ResourceAttrs::Key(k) => {
-                let ring = uid("KeyRing", &k.ring)?;
+                let ring = uid(&t.key_ring, &k.ring);
                 entities.push(
                     Entity::new_with_tags(
                         ring.clone(),
@@ -395,7 +554,7 @@ impl PolicyEngine {
                     .map_err(|e| PolicyError::Internal(e.to_string()))?,
                 );
                 let path = format!("{}/{}", k.ring, k.name);
-                let key = uid("Key", &path)?;
+                let key = uid(&t.key, &path);
                 entities.push(
                     Entity::new_with_tags(
                         key.clone(),
@@ -420,7 +579,7 @@ impl PolicyEngine {
                 key
             }
             ResourceAttrs::KeyRing { name, labels } => {
-                let ring = uid("KeyRing", name)?;
+                let ring = uid(&t.key_ring, name);
                 entities.push(
                     Entity::new_with_tags(
                         ring.clone(),
@@ -437,7 +596,7 @@ impl PolicyEngine {
                 labels,
                 exists,
             } => {
-                let set = uid("KeySet", name)?;
+                let set = uid(&t.key_set, name);
                 entities.push(
                     Entity::new_with_tags(
                         set.clone(),
@@ -456,12 +615,12 @@ impl PolicyEngine {
                 set
             }
             ResourceAttrs::System => {
-                let sys = uid("System", "strongroom")?;
+                let sys = uid(&t.system, "strongroom");
                 entities.push(Entity::with_uid(sys.clone()));
                 sys
             }
         };
-        let ec = uid("EncryptionContext", "request")?;
+        let ec = uid(&t.encryption_context, "request");
         entities.push(
             Entity::new_with_tags(ec.clone(), [], [], tags(&req.encryption_context))
                 .map_err(|e| PolicyError::Internal(e.to_string()))?,
@@ -485,26 +644,29 @@ impl PolicyEngine {
             ctx.push(("alias".to_string(), s(a)));
         }
         let context = Context::from_pairs(ctx).map_err(|e| PolicyError::Internal(e.to_string()))?;
-        let a_uid = EntityUid::from_str(&format!(
-            "Strongroom::Action::{}",
-            serde_json::Value::String(action.to_string())
-        ))
-        .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let (a_uid, hierarchy) = self
+            .actions
+            .get(action)
+            .ok_or_else(|| PolicyError::Internal(format!("no action {action:?} in the schema")))?;
+        let a_uid = a_uid.clone();
         let request = Request::new(p_uid, a_uid, r_uid, context, Some(&self.schema))
             .map_err(|e| PolicyError::Internal(format!("request does not fit the schema: {e}")))?;
-        let entities = Entities::from_entities(
-            entities.into_iter().chain(self.actions.iter().cloned()),
-            None,
-        )
-        .map_err(|e| PolicyError::Internal(e.to_string()))?;
+        let entities =
+            Entities::from_entities(entities.into_iter().chain(hierarchy.iter().cloned()), None)
+                .map_err(|e| PolicyError::Internal(e.to_string()))?;
         let resp = self
             .authorizer
             .is_authorized(&request, &self.policies, &entities);
         let diag = resp.diagnostics();
+        // Sorted: Cedar gives them in no fixed order, and the audit log names them.
+        let mut policies: Vec<String> = diag.reason().map(|id| id.to_string()).collect();
+        policies.sort_unstable();
+        let mut errors: Vec<String> = diag.errors().map(|e| e.to_string()).collect();
+        errors.sort_unstable();
         Ok(Decision {
             allowed: resp.decision() == CedarDecision::Allow,
-            policies: diag.reason().map(|id| id.to_string()).collect(),
-            errors: diag.errors().map(|e| e.to_string()).collect(),
+            policies,
+            errors,
         })
     }
 

@@ -444,3 +444,72 @@ fn key_set_roles() {
             .allowed
     );
 }
+
+/// The decision cache answers exactly as evaluating does, for every mix of inputs the
+/// example policies read (labels, encryption context, source address), repeated and past
+/// the cache's capacity.
+#[test]
+fn cached_decisions_equal_evaluated_ones() {
+    let e = engine_with(&[
+        (
+            "payments-tenant",
+            include_str!("../../../docs/policies/examples/payments-tenant.cedar"),
+        ),
+        (
+            "vpn",
+            include_str!("../../../docs/policies/examples/office-hours-from-vpn.cedar"),
+        ),
+    ]);
+    assert!(!e.decisions.reads.now && e.decisions.reads.source_ip);
+    let tenants = ["acme", "globex", ""];
+    let mut checked = 0;
+    for round in 0..2 {
+        for (i, tenant) in tenants.iter().enumerate() {
+            for roles in [&["key-user"][..], &["key-admin"], &[]] {
+                for action in ["decrypt", "encrypt", "schedule-version-destruction", "sign"] {
+                    for ip in [Some("10.8.1.2"), Some("192.0.2.7"), None] {
+                        let p = who("payments", roles, &[("tenant", tenants[(i + round) % 3])]);
+                        let k = key(&[("team", "payments")]);
+                        let mut r = req(&[("tenant", tenant)]);
+                        r.source_ip = ip.map(str::to_string);
+                        let want = e.evaluate(&p, action, &k, &r).unwrap();
+                        assert_eq!(e.authorize(&p, action, &k, &r).unwrap(), want);
+                        assert_eq!(e.authorize(&p, action, &k, &r).unwrap(), want);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 216);
+    // Past its capacity the cache starts again, and still answers right.
+    for n in 0..(DECISION_CACHE_ENTRIES + 10) {
+        let p = who(&format!("p{n}"), &["key-user"], &[]);
+        assert!(
+            e.authorize(&p, "encrypt", &key(&[]), &req(&[]))
+                .unwrap()
+                .allowed
+        );
+    }
+    assert!(e.decisions.map.lock().unwrap().len() <= DECISION_CACHE_ENTRIES);
+}
+
+/// A policy that reads the time turns the cache off: the same request decides differently
+/// at another time.
+#[test]
+fn a_policy_reading_now_is_never_answered_from_the_cache() {
+    let e = engine_with(&[(
+        "until",
+        r#"@id("until-2027")
+permit (principal, action == Strongroom::Action::"encrypt", resource)
+when { context.now < 1798761600 };"#,
+    )]);
+    assert!(e.decisions.reads.now);
+    let p = who("late", &[], &[]);
+    let mut r = req(&[]);
+    r.now = 1_798_761_599;
+    assert!(e.authorize(&p, "encrypt", &key(&[]), &r).unwrap().allowed);
+    r.now = 1_798_761_600;
+    assert!(!e.authorize(&p, "encrypt", &key(&[]), &r).unwrap().allowed);
+    assert!(e.decisions.map.lock().unwrap().is_empty());
+}
