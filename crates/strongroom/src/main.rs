@@ -9,6 +9,12 @@ mod serve;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: under load glibc's arena locks and consolidation took
+/// about a fifth of the server's CPU (`docs/performance.md`). Secrets are zeroized before
+/// they are freed either way.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
