@@ -24,9 +24,7 @@ pub fn genesis() -> [u8; 32] {
 }
 
 /// Lower-case hex.
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub use strongroom_crypto::hash::hex;
 
 /// The hash a line contributes to the chain: SHA-256 of its bytes without the newline.
 pub fn line_hash(line: &[u8]) -> [u8; 32] {
@@ -55,7 +53,37 @@ fn encode<T: Serialize>(schema: &str, seq: u64, prev: &[u8; 32], body: &T) -> Ve
 
 /// An event line.
 pub fn event_line(seq: u64, prev: &[u8; 32], event: &AuditEvent) -> Vec<u8> {
-    encode(EVENT_SCHEMA, seq, prev, event)
+    event_line_of(seq, prev, &event_body(event))
+}
+
+/// An event's fields as a JSON object, serialised once by whoever records it (so the one
+/// writer thread only links lines).
+pub fn event_body(event: &AuditEvent) -> Vec<u8> {
+    // Invariant: an event serialises to a JSON object without fallible parts.
+    serde_json::to_vec(event).unwrap_or_default()
+}
+
+/// The event line of a body from [`event_body`]: the same bytes as serialising the line
+/// with the body's fields flattened in — `{"schema":…,"seq":…,"prev":…,` then the body's
+/// fields.
+pub fn event_line_of(seq: u64, prev: &[u8; 32], body: &[u8]) -> Vec<u8> {
+    let fields = body
+        .strip_prefix(b"{")
+        .filter(|f| f.len() > 1)
+        .unwrap_or(b"}");
+    let mut line = Vec::with_capacity(body.len() + 128);
+    line.extend_from_slice(b"{\"schema\":\"");
+    line.extend_from_slice(EVENT_SCHEMA.as_bytes());
+    line.extend_from_slice(b"\",\"seq\":");
+    line.extend_from_slice(seq.to_string().as_bytes());
+    line.extend_from_slice(b",\"prev\":\"");
+    line.extend_from_slice(hex(prev).as_bytes());
+    line.push(b'"');
+    if fields != b"}" {
+        line.push(b',');
+    }
+    line.extend_from_slice(fields);
+    line
 }
 
 /// The bytes a checkpoint signature covers.
@@ -143,4 +171,45 @@ pub fn now_rfc3339() -> String {
         .unwrap_or(now)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Outcome, ProviderCall};
+
+    /// Splicing a pre-serialised body gives the bytes of serialising the whole line with
+    /// the body flattened in (the format's definition), for sparse and full events.
+    #[test]
+    fn spliced_event_lines_equal_flattened_ones() {
+        let sparse = AuditEvent::new(
+            "2026-12-02T00:00:00Z".into(),
+            "r1".into(),
+            "native",
+            "encrypt",
+        );
+        let mut full = sparse.clone();
+        full.principal = Some("app \"quoted\" \u{e9}".into());
+        full.key_ring = Some("ring".into());
+        full.key = Some("k".into());
+        full.version = Some(7);
+        full.outcome = Outcome::Error;
+        full.error_code = Some("access_denied");
+        full.providers.push(ProviderCall {
+            provider: "aws".into(),
+            key: "alias/x".into(),
+            outcome: Outcome::Ok,
+            error: None,
+            request_id: Some("req-1".into()),
+        });
+        for (seq, e) in [(1u64, &sparse), (u64::MAX, &full)] {
+            let prev = sha256(b"prev");
+            assert_eq!(
+                event_line(seq, &prev, e),
+                encode(EVENT_SCHEMA, seq, &prev, e),
+                "{}",
+                String::from_utf8_lossy(&event_line(seq, &prev, e))
+            );
+        }
+    }
 }

@@ -51,7 +51,8 @@ impl Default for SinkOptions {
 type Reply = oneshot::Sender<Result<(), String>>;
 
 enum Msg {
-    Event(Box<AuditEvent>, Reply),
+    /// An event's body, serialised by the caller ([`chain::event_body`]).
+    Event(Vec<u8>, Reply),
     Close(Reply),
 }
 
@@ -210,7 +211,7 @@ impl Writer {
     }
 
     /// Writes a batch; on failure restores the in-memory chain and marks the writer unhealthy.
-    fn commit(&mut self, events: &[Box<AuditEvent>], force_checkpoint: bool) -> Result<(), String> {
+    fn commit(&mut self, events: &[Vec<u8>], force_checkpoint: bool) -> Result<(), String> {
         self.ensure_open()
             .inspect_err(|_| self.healthy.store(false, Ordering::SeqCst))?;
         let saved = (
@@ -221,7 +222,7 @@ impl Writer {
         );
         let mut buf = Vec::with_capacity(events.len() * 512);
         for e in events {
-            let line = chain::event_line(self.tail.next_seq, &self.tail.prev, e);
+            let line = chain::event_line_of(self.tail.next_seq, &self.tail.prev, e);
             self.push_line(&mut buf, line, false);
             if self.tail.unsigned >= self.opts.checkpoint_every {
                 self.push_checkpoint(&mut buf);
@@ -379,7 +380,8 @@ impl ChainedFileSink {
 #[async_trait::async_trait]
 impl AuditSink for ChainedFileSink {
     async fn append(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        self.send(|r| Msg::Event(Box::new(event.clone()), r)).await
+        let body = chain::event_body(event);
+        self.send(|r| Msg::Event(body, r)).await
     }
 
     fn is_healthy(&self) -> bool {

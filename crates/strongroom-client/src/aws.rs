@@ -28,9 +28,7 @@ impl std::fmt::Debug for AwsCredentials {
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use strongroom_crypto::hash::hex;
 
 /// The `Authorization` header for a `POST /` of `body` with `X-Amz-Target: target`, signed
 /// at `amz_date` (`YYYYMMDDTHHMMSSZ`) for `host` (the request's Host header).

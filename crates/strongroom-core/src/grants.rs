@@ -399,9 +399,7 @@ impl KeyService {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use strongroom_crypto::hash::hex;
 
 #[cfg(test)]
 mod tests {

@@ -332,6 +332,4 @@ impl KeyService {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use strongroom_crypto::hash::hex;

@@ -223,9 +223,7 @@ impl KeyService {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use strongroom_crypto::hash::hex;
 
 /// Whether text looks like a Strongroom token (for friendlier CLI errors; never a security
 /// decision).
