@@ -209,6 +209,9 @@ def main():
     try:
         call(base, "POST", "/v1/keyrings", {"name": "bench"})
         call(base, "POST", "/v1/keyrings/bench/keys", {"name": "aes"})
+        # The other keys `strongroom bench` uses, made here: the workload may not make keys.
+        call(base, "POST", "/v1/keyrings/bench/keys", {"name": "ec", "algorithm": "ecdsa-p256-sha256"})
+        call(base, "POST", "/v1/keyrings/bench/keys", {"name": "mac", "purpose": "mac"})
         # A workload principal with the shipped key-user role, as an application would be:
         # every request is authorised by the Cedar policies (root's requests skip them). Its
         # crypto quota is off (the default is 1000/s per principal): a high-volume service's would be.

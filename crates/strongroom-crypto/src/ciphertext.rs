@@ -277,19 +277,22 @@ pub fn decrypt(
         return Err(Error::InvalidCiphertext);
     }
     let mk = message_key(key, header)?;
-    let mut body = ciphertext[HEADER_LEN..].to_vec();
-    let opened = mk.open_in_place(
+    let (body, tag) = ciphertext[HEADER_LEN..].split_at(ciphertext.len() - HEADER_LEN - TAG_LEN);
+    // Opened straight into the buffer the Plaintext owns (and wipes): no copy of the
+    // plaintext exists anywhere else.
+    let mut out = Plaintext::new(vec![0u8; body.len()]);
+    // Exposed to decrypt into it.
+    match mk.open_separate_gather(
         Nonce::assume_unique_for_key(header.nonce),
         Aad::from(aad(&hb, context)),
-        &mut body,
-    );
-    let result = match opened {
-        Ok(pt) => Ok(Plaintext::copy_from(pt)),
+        body,
+        tag,
+        out.expose_secret_mut(),
+    ) {
+        Ok(()) => Ok(out),
+        // `out` may hold anything now; dropping it wipes it.
         Err(_) => Err(Error::InvalidCiphertext),
-    };
-    // The buffer held plaintext on success (and nothing useful on failure); wipe it either way.
-    zeroize::Zeroize::zeroize(&mut body);
-    result
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,12 @@ macro_rules! secret_bytes {
                 &self.0
             }
 
+            /// The secret bytes, to fill in place (decrypting straight into them). Every
+            /// caller must say, in a comment, why it needs them.
+            pub fn expose_secret_mut(&mut self) -> &mut [u8] {
+                &mut self.0
+            }
+
             /// Length in bytes (not secret).
             pub fn len(&self) -> usize {
                 self.0.len()
