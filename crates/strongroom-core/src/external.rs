@@ -122,7 +122,74 @@ fn drift_of(
     out
 }
 
+/// Most provider-held keys one drift pass checks (each costs two provider calls).
+pub const DRIFT_PASS_KEYS: usize = 1000;
+
+/// The drift kinds, as `strongroom_provider_key_drift` labels them.
+pub const DRIFT_KINDS: [&str; 4] = [
+    "provider-key-missing",
+    "provider-disabled",
+    "provider-cannot-encrypt",
+    "rotation-schedule",
+];
+
 impl KeyService {
+    /// One drift pass: every provider-held key enabled in Strongroom (at most
+    /// [`DRIFT_PASS_KEYS`]) is described at its provider, with its rotation schedule, through
+    /// the provider's deadline, retries and breaker; the counts by provider and kind go to
+    /// `strongroom_provider_key_drift` (0 where none). Returns each drifted key's path and
+    /// drift. Read-only at the providers; a key whose provider cannot answer is skipped
+    /// (its provider's health and breaker metrics say why).
+    pub async fn observe_provider_drift(&self) -> Result<Vec<(String, Drift)>> {
+        let mut counts: std::collections::BTreeMap<(String, &'static str), u64> = self
+            .providers
+            .keys()
+            .filter(|p| *p != SOFTWARE)
+            .flat_map(|p| DRIFT_KINDS.iter().map(move |k| ((p.clone(), *k), 0)))
+            .collect();
+        let mut drifted = Vec::new();
+        let mut checked = 0usize;
+        let mut after = None;
+        'pages: loop {
+            let page = self
+                .store
+                .list_all_keys(&strongroom_store::PageRequest { after, limit: 500 })
+                .await?;
+            for k in &page.items {
+                if checked >= DRIFT_PASS_KEYS {
+                    break 'pages;
+                }
+                let (Some(x), KeyState::Enabled) = (&k.external, k.state) else {
+                    continue;
+                };
+                let Some(g) = self.providers.get(&x.provider) else {
+                    continue;
+                };
+                checked += 1;
+                let p = g.provider();
+                let (described, schedule) = tokio::join!(
+                    g.call("describe", || p.describe(&x.key)),
+                    g.call("get-rotation-schedule", || p.rotation_schedule(&x.key)),
+                );
+                if matches!(described, Err(ProviderError::Unavailable { .. })) {
+                    continue;
+                }
+                for d in drift_of(k, &described, &schedule) {
+                    *counts.entry((x.provider.clone(), d.kind)).or_default() += 1;
+                    drifted.push((format!("{}/{}", k.ring, k.name), d));
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        for ((provider, kind), n) in counts {
+            crate::metrics::provider_key_drift(&provider, kind, n);
+        }
+        Ok(drifted)
+    }
+
     /// What the provider of a provider-held key says of it (description, rotation
     /// schedule, versions) and where that drifts from Strongroom's record. Needs
     /// `get-provider-view`; read-only at the provider.

@@ -52,6 +52,9 @@ pub const SCHEDULED_JOBS: &str = "strongroom_scheduled_jobs_total";
 pub const POLICY_RELOADS: &str = "strongroom_policy_reloads_total";
 /// 1 while the provider's last health probe succeeded, by `provider` and `kind`.
 pub const PROVIDER_UP: &str = "strongroom_provider_up";
+/// Provider-held keys whose provider disagrees with Strongroom, by `provider` and `kind`
+/// (the drift kinds of `GET …/keys/{key}/provider`), from the last drift pass.
+pub const PROVIDER_KEY_DRIFT: &str = "strongroom_provider_key_drift";
 /// Time a provider's health probe took, by `provider`.
 pub const PROVIDER_PROBE_DURATION: &str = "strongroom_provider_probe_duration_seconds";
 /// Provider calls (wrap, unwrap, describe), by `provider`, `operation` and `outcome`
@@ -158,6 +161,11 @@ pub const ALL: &[(&str, Kind, &str)] = &[
         PROVIDER_UP,
         Kind::Gauge,
         "1 while the key provider's last health probe succeeded.",
+    ),
+    (
+        PROVIDER_KEY_DRIFT,
+        Kind::Gauge,
+        "Provider-held keys whose provider disagrees with Strongroom, by provider and kind, at the last drift pass.",
     ),
     (
         PROVIDER_PROBE_DURATION,
@@ -282,6 +290,10 @@ pub(crate) fn operation(ev: &AuditEvent, per_key: bool) {
 }
 
 /// Records one provider health probe.
+pub(crate) fn provider_key_drift(provider: &str, kind: &'static str, keys: u64) {
+    gauge!(PROVIDER_KEY_DRIFT, "provider" => provider.to_string(), "kind" => kind).set(keys as f64);
+}
+
 pub(crate) fn provider_probe(provider: &str, kind: &'static str, up: bool, took: Duration) {
     gauge!(PROVIDER_UP, "provider" => provider.to_string(), "kind" => kind).set(if up {
         1.0

@@ -18,6 +18,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often provider-held keys are checked against their providers (two calls a key, at
+/// most `strongroom_core::external::DRIFT_PASS_KEYS` keys a pass).
+const DRIFT_INTERVAL: Duration = Duration::from_secs(300);
+
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -273,6 +277,8 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
         let mut inventory = tokio::time::interval(Duration::from_secs(15));
         // Key providers' health, for the metrics.
         let mut providers = tokio::time::interval(Duration::from_secs(30));
+        // Provider-held keys against their providers (drift), for the metrics and the log.
+        let mut drift = tokio::time::interval(DRIFT_INTERVAL);
         loop {
             tokio::select! {
                 _ = jobs.tick() => match svc.run_due_jobs().await {
@@ -297,6 +303,19 @@ pub fn spawn_background(svc: Arc<KeyService>, interval: Duration) -> tokio::task
                             if let Some(e) = p.error {
                                 tracing::warn!(provider = %p.name, error = %e, "key provider is not healthy");
                             }
+                        }
+                    });
+                }
+                _ = drift.tick() => {
+                    let svc = svc.clone();
+                    tokio::spawn(async move {
+                        match svc.observe_provider_drift().await {
+                            Ok(drifted) => {
+                                for (key, d) in drifted {
+                                    tracing::warn!(key = %key, kind = d.kind, detail = %d.detail, "a provider-held key drifts from its provider");
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "could not check provider-held keys for drift"),
                         }
                     });
                 }

@@ -417,6 +417,32 @@ async fn the_provider_view_shows_drift_and_at_provider_switches_the_provider_key
     let v = svc.provider_view(&root(), &gone).await.unwrap();
     assert_eq!(drift(&v), vec!["provider-key-missing"]);
     assert!(v.described.is_err() && v.versions.is_err());
+    // The periodic pass finds the same over every enabled provider-held key (and skips
+    // Strongroom's own keys and disabled ones); a provider that is down is skipped.
+    cloud.disabled.lock().unwrap().push("k1".into());
+    let mut found: Vec<(String, &str)> = svc
+        .observe_provider_drift()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, d)| (k, d.kind))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("ext/gone".to_string(), "provider-key-missing"),
+            ("ext/pay".to_string(), "provider-disabled"),
+        ]
+    );
+    svc.set_key_enabled(&root(), &key, false).await.unwrap();
+    assert_eq!(svc.observe_provider_drift().await.unwrap().len(), 1);
+    svc.set_key_enabled(&root(), &key, true).await.unwrap();
+    cloud.disabled.lock().unwrap().clear();
+    cloud.down.store(true, Ordering::SeqCst);
+    assert!(svc.observe_provider_drift().await.unwrap().is_empty());
+    cloud.down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
     // Strongroom's own keys have no provider view and no provider switch.
     let soft = kms.aes_key("soft", "k").await;
     assert_err!(
