@@ -64,8 +64,6 @@ pub fn new_request_id() -> String {
     let b = strongroom_crypto::rand::array::<12>().unwrap_or_default();
     let mut s = String::with_capacity(28);
     s.push_str("req_");
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
-    }
+    s.push_str(&strongroom_crypto::hash::hex(&b));
     s
 }
