@@ -136,13 +136,18 @@ fn version_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// A base64url field of a Key Vault answer (padded or not), decoded; `None` if absent,
+/// malformed or empty.
+fn b64url_field(v: &Value, field: &str) -> Option<Vec<u8>> {
+    v[field]
+        .as_str()
+        .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
+        .filter(|b| !b.is_empty())
+}
+
 /// The SubjectPublicKeyInfo of a JWK (EC P-256/384/521 or RSA), or `None`.
 fn spki_of_jwk(jwk: &Value) -> Option<Vec<u8>> {
-    let b = |k: &str| {
-        jwk[k]
-            .as_str()
-            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
-    };
+    let b = |k: &str| b64url_field(jwk, k);
     match jwk["kty"].as_str()? {
         "EC" | "EC-HSM" => {
             let (curve, size) = match jwk["crv"].as_str()? {
@@ -441,11 +446,7 @@ impl AzureKeyVault {
             key,
             false,
         )?;
-        let field = |f: &str| {
-            v[f].as_str()
-                .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
-                .filter(|b| !b.is_empty() && b.len() < 256)
-        };
+        let field = |f: &str| b64url_field(&v, f).filter(|b| b.len() < 256);
         let missing = || self.unavailable("encrypt answered without value, iv and tag", false);
         let (value, iv, tag) = (
             field("value").ok_or_else(missing)?,
@@ -513,10 +514,7 @@ impl AzureKeyVault {
             key,
             true,
         )?;
-        let plaintext = v["value"]
-            .as_str()
-            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
-            .filter(|b| !b.is_empty())
+        let plaintext = b64url_field(&v, "value")
             .map(KeyMaterial::new)
             .ok_or_else(|| self.unavailable("decrypt answered without a value", false))?;
         Ok(Unwrapped {
@@ -549,10 +547,7 @@ impl AzureKeyVault {
             key,
             opening,
         )?;
-        let out = v["value"]
-            .as_str()
-            .and_then(|s| B64URL.decode(s.trim_end_matches('=')).ok())
-            .filter(|b| !b.is_empty())
+        let out = b64url_field(&v, "value")
             .map(KeyMaterial::new)
             .ok_or_else(|| self.unavailable(format!("{op} answered without a value"), false))?;
         let kid = v["kid"].as_str().and_then(Self::version_in);

@@ -284,6 +284,37 @@ impl VaultTransit {
         Ok(format!("/v1/{}/{op}/{key}", self.mount))
     }
 
+    /// A call that opens a ciphertext (`decrypt`, `rewrap`): Transit answers 400 for one
+    /// that does not open.
+    async fn opening_call(&self, op: &str, key: &str, body: Value) -> Result<Value> {
+        self.call(reqwest::Method::POST, &self.key_path(op, key)?, Some(body))
+            .await
+            .map_err(|e| match self.not_found_or(e, key) {
+                ProviderError::Refused { detail, .. } if detail.starts_with("HTTP 400") => {
+                    ProviderError::InvalidCiphertext {
+                        provider: self.name.clone(),
+                    }
+                }
+                e => e,
+            })
+    }
+
+    /// The `vault:v<N>:…` ciphertext, its version and the request id of an `encrypt`,
+    /// `rewrap` or `datakey` answer.
+    fn wrapped_of(&self, v: &Value, op: &str) -> Result<Wrapped> {
+        let ct = v["data"]["ciphertext"]
+            .as_str()
+            .filter(|c| c.starts_with("vault:v"))
+            .ok_or_else(|| self.unavailable(format!("the {op} answer has no ciphertext"), false))?;
+        Ok(Wrapped {
+            ciphertext: ct.as_bytes().to_vec(),
+            key_version: v["data"]["key_version"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok()),
+            request_id: v["request_id"].as_str().map(str::to_string),
+        })
+    }
+
     fn not_found_or(&self, e: ProviderError, key: &str) -> ProviderError {
         match &e {
             ProviderError::Refused { detail, .. }
@@ -483,16 +514,7 @@ impl KeyProvider for VaultTransit {
             )
             .await
             .map_err(|e| self.not_found_or(e, key))?;
-        let ct = v["data"]["ciphertext"]
-            .as_str()
-            .ok_or_else(|| self.unavailable("the encrypt answer has no ciphertext", false))?;
-        Ok(Wrapped {
-            ciphertext: ct.as_bytes().to_vec(),
-            key_version: v["data"]["key_version"]
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok()),
-            request_id: v["request_id"].as_str().map(str::to_string),
-        })
+        self.wrapped_of(&v, "encrypt")
     }
 
     async fn unwrap(
@@ -512,20 +534,7 @@ impl KeyProvider for VaultTransit {
         if let Some(ad) = associated_data(context) {
             body["associated_data"] = ad.into();
         }
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                &self.key_path("decrypt", key)?,
-                Some(body),
-            )
-            .await
-            .map_err(|e| match self.not_found_or(e, key) {
-                // Transit answers 400 for a ciphertext that does not open.
-                ProviderError::Refused { detail, .. } if detail.starts_with("HTTP 400") => {
-                    invalid()
-                }
-                e => e,
-            })?;
+        let v = self.opening_call("decrypt", key, body).await?;
         let pt = v["data"]["plaintext"]
             .as_str()
             .and_then(|p| B64.decode(p).ok())
@@ -547,21 +556,7 @@ impl KeyProvider for VaultTransit {
             16 => 128,
             32 => 256,
             64 => 512,
-            _ => {
-                let dk = KeyMaterial::new(
-                    strongroom_crypto::rand::bytes(len)
-                        .map_err(|_| self.unavailable("no random bytes for a data key", false))?,
-                );
-                let w = self.wrap(key, dk.expose_secret(), context).await?;
-                let request_id = w.request_id.clone();
-                return Ok((
-                    Unwrapped {
-                        plaintext: dk,
-                        request_id,
-                    },
-                    w,
-                ));
-            }
+            _ => return crate::generate_here(self, key, len, context).await,
         };
         let mut body = json!({"bits": bits});
         if let Some(ad) = associated_data(context) {
@@ -584,23 +579,13 @@ impl KeyProvider for VaultTransit {
             .ok_or_else(|| {
                 self.unavailable("datakey answered without a data key of that size", false)
             })?;
-        let ct = d["ciphertext"]
-            .as_str()
-            .filter(|c| c.starts_with("vault:v"))
-            .ok_or_else(|| self.unavailable("datakey answered without a ciphertext", false))?;
-        let request_id = v["request_id"].as_str().map(str::to_string);
+        let w = self.wrapped_of(&v, "datakey")?;
         Ok((
             Unwrapped {
                 plaintext,
-                request_id: request_id.clone(),
+                request_id: w.request_id.clone(),
             },
-            Wrapped {
-                ciphertext: ct.as_bytes().to_vec(),
-                key_version: d["key_version"]
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok()),
-                request_id,
-            },
+            w,
         ))
     }
 
@@ -613,10 +598,7 @@ impl KeyProvider for VaultTransit {
         // Transit's rewrap takes no associated data (OpenBao 2.x ignores it, and fails to
         // open what encrypt bound to it): with a context, unwrap and wrap here.
         if !context.is_empty() {
-            let opened = self.unwrap(key, ciphertext, context).await?;
-            return self
-                .wrap(key, opened.plaintext.expose_secret(), context)
-                .await;
+            return crate::rewrap_here(self, key, ciphertext, context).await;
         }
         let invalid = || ProviderError::InvalidCiphertext {
             provider: self.name.clone(),
@@ -625,30 +607,10 @@ impl KeyProvider for VaultTransit {
             .ok()
             .filter(|c| c.starts_with("vault:v"))
             .ok_or_else(invalid)?;
-        let body = json!({"ciphertext": ct});
         let v = self
-            .call(
-                reqwest::Method::POST,
-                &self.key_path("rewrap", key)?,
-                Some(body),
-            )
-            .await
-            .map_err(|e| match self.not_found_or(e, key) {
-                ProviderError::Refused { detail, .. } if detail.starts_with("HTTP 400") => {
-                    invalid()
-                }
-                e => e,
-            })?;
-        let out = v["data"]["ciphertext"]
-            .as_str()
-            .ok_or_else(|| self.unavailable("the rewrap answer has no ciphertext", false))?;
-        Ok(Wrapped {
-            ciphertext: out.as_bytes().to_vec(),
-            key_version: v["data"]["key_version"]
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok()),
-            request_id: v["request_id"].as_str().map(str::to_string),
-        })
+            .opening_call("rewrap", key, json!({"ciphertext": ct}))
+            .await?;
+        self.wrapped_of(&v, "rewrap")
     }
 
     async fn rotate(&self, key: &str) -> Result<String> {
