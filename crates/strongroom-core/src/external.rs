@@ -134,12 +134,13 @@ pub const DRIFT_KINDS: [&str; 4] = [
 ];
 
 impl KeyService {
-    /// One drift pass: every provider-held key enabled in Strongroom (at most
-    /// [`DRIFT_PASS_KEYS`]) is described at its provider, with its rotation schedule, through
-    /// the provider's deadline, retries and breaker; the counts by provider and kind go to
-    /// `strongroom_provider_key_drift` (0 where none). Returns each drifted key's path and
-    /// drift. Read-only at the providers; a key whose provider cannot answer is skipped
-    /// (its provider's health and breaker metrics say why).
+    /// One drift pass, on the node holding the scheduler lease (the others report 0, so
+    /// `max` across nodes is the holder's count): every provider-held key enabled in
+    /// Strongroom (at most [`DRIFT_PASS_KEYS`]) is described at its provider, with its
+    /// rotation schedule, through the provider's deadline, retries and breaker; the counts
+    /// by provider and kind go to `strongroom_provider_key_drift` (0 where none). Returns
+    /// each drifted key's path and drift. Read-only at the providers; a key whose provider
+    /// cannot answer is skipped (its provider's health and breaker metrics say why).
     pub async fn observe_provider_drift(&self) -> Result<Vec<(String, Drift)>> {
         let mut counts: std::collections::BTreeMap<(String, &'static str), u64> = self
             .providers
@@ -147,6 +148,12 @@ impl KeyService {
             .filter(|p| *p != SOFTWARE)
             .flat_map(|p| DRIFT_KINDS.iter().map(move |k| ((p.clone(), *k), 0)))
             .collect();
+        if !self.hold_scheduler_lease().await? {
+            for ((provider, kind), n) in counts {
+                crate::metrics::provider_key_drift(&provider, kind, n);
+            }
+            return Ok(Vec::new());
+        }
         let mut drifted = Vec::new();
         let mut checked = 0usize;
         let mut after = None;

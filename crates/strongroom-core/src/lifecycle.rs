@@ -1368,15 +1368,11 @@ impl KeyService {
         self.finish(ev, res).await
     }
 
-    /// Runs due scheduled rotations, destructions, key deletions and material expiries once,
-    /// if this node holds the scheduler lease (one node of several sharing a store). Each job
-    /// is its own audited operation under the `scheduler` protocol; a failed job is retried
-    /// on the next run.
-    pub async fn run_due_jobs(&self) -> Result<JobReport> {
-        let mut report = JobReport::default();
+    /// Takes or renews the scheduler lease: of several nodes sharing a store, the holder
+    /// runs the scheduled jobs (and the provider drift pass); the others wait until it stops
+    /// renewing. Records the outcome in `strongroom_scheduler_leader`.
+    pub(crate) async fn hold_scheduler_lease(&self) -> Result<bool> {
         let now = self.clock.now();
-        // Of several nodes sharing a store, the lease holder runs the jobs; the others wait
-        // until it stops renewing.
         let leader = self
             .store
             .claim_lease(
@@ -1390,7 +1386,17 @@ impl KeyService {
             Ok(true) => 1.0,
             _ => 0.0,
         });
-        if !leader? {
+        Ok(leader?)
+    }
+
+    /// Runs due scheduled rotations, destructions, key deletions and material expiries once,
+    /// if this node holds the scheduler lease (one node of several sharing a store). Each job
+    /// is its own audited operation under the `scheduler` protocol; a failed job is retried
+    /// on the next run.
+    pub async fn run_due_jobs(&self) -> Result<JobReport> {
+        let mut report = JobReport::default();
+        let now = self.clock.now();
+        if !self.hold_scheduler_lease().await? {
             return Ok(report);
         }
         let sched = |op: Operation| {
