@@ -72,6 +72,22 @@ pub struct Drift {
     pub detail: String,
 }
 
+/// What drift is judged on: the provider's description of `key` and its rotation schedule,
+/// asked at once through the provider's guard.
+async fn ask_provider(
+    g: &crate::failover::Guarded,
+    key: &str,
+) -> (
+    std::result::Result<ProviderKey, ProviderError>,
+    std::result::Result<Option<std::time::Duration>, ProviderError>,
+) {
+    let p = g.provider();
+    tokio::join!(
+        g.call("describe", || p.describe(key)),
+        g.call("get-rotation-schedule", || p.rotation_schedule(key)),
+    )
+}
+
 /// The drift between Strongroom's record `k` and what its provider said.
 fn drift_of(
     k: &KeyRecord,
@@ -173,11 +189,7 @@ impl KeyService {
                     continue;
                 };
                 checked += 1;
-                let p = g.provider();
-                let (described, schedule) = tokio::join!(
-                    g.call("describe", || p.describe(&x.key)),
-                    g.call("get-rotation-schedule", || p.rotation_schedule(&x.key)),
-                );
+                let (described, schedule) = ask_provider(g, &x.key).await;
                 if matches!(described, Err(ProviderError::Unavailable { .. })) {
                     continue;
                 }
@@ -218,9 +230,8 @@ impl KeyService {
             let (x, g, _) = self.held_by(&k)?;
             let (x, g) = (x.clone(), g.clone());
             let p = g.provider();
-            let (described, schedule, versions) = tokio::join!(
-                g.call("describe", || p.describe(&x.key)),
-                g.call("get-rotation-schedule", || p.rotation_schedule(&x.key)),
+            let ((described, schedule), versions) = tokio::join!(
+                ask_provider(&g, &x.key),
                 g.call("list-versions", || p.list_versions(&x.key)),
             );
             ev.providers

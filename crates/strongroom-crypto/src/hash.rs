@@ -125,14 +125,16 @@ mod tests {
 
 /// Lower-case hex of `b` (digests, fingerprints, ids): one place, without a `format!` per byte.
 pub fn hex(b: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
-        s.push(char::from(DIGITS[usize::from(x >> 4)]));
-        s.push(char::from(DIGITS[usize::from(x & 0x0f)]));
+        s.push(char::from(HEX_DIGITS[usize::from(x >> 4)]));
+        s.push(char::from(HEX_DIGITS[usize::from(x & 0x0f)]));
     }
     s
 }
+
+/// Lower-case hex digits, by value (for [`hex`] and key ids).
+pub(crate) const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod hex_tests {

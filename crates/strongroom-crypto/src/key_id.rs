@@ -31,7 +31,7 @@ impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Built in a stack buffer and written once: key ids are formatted on every request
         // (responses, audit events), and a `write!` per byte showed in profiles.
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        use crate::hash::HEX_DIGITS as DIGITS;
         let mut out = [0u8; 36];
         let mut n = 0;
         for (i, b) in self.0.iter().enumerate() {

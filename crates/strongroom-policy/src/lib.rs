@@ -109,7 +109,7 @@ pub enum ResourceAttrs {
 }
 
 /// Facts about the request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestAttrs {
     /// `native`, `aws`, …
     pub protocol: String,
@@ -322,13 +322,56 @@ struct Reads {
     alias: bool,
 }
 
-/// The inputs of a decision, without the facts no policy reads.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The inputs of a decision as the request has them, without the facts no policy reads:
+/// what a lookup hashes and compares, borrowed, so a request answered from the cache copies
+/// nothing.
+#[derive(PartialEq, Eq, Hash)]
+struct DecisionInputs<'a> {
+    principal: &'a PrincipalAttrs,
+    action: &'a str,
+    resource: &'a ResourceAttrs,
+    protocol: &'a str,
+    source_ip: Option<&'a str>,
+    encryption_context: Option<&'a BTreeMap<String, String>>,
+    alias: Option<&'a str>,
+}
+
+/// [`DecisionInputs`], owned, as the cache keeps them beside their decision.
+#[derive(Debug)]
 struct DecisionKey {
     principal: PrincipalAttrs,
     action: String,
     resource: ResourceAttrs,
-    request: RequestAttrs,
+    protocol: String,
+    source_ip: Option<String>,
+    encryption_context: Option<BTreeMap<String, String>>,
+    alias: Option<String>,
+}
+
+impl DecisionKey {
+    fn of(i: &DecisionInputs<'_>) -> Self {
+        Self {
+            principal: i.principal.clone(),
+            action: i.action.to_string(),
+            resource: i.resource.clone(),
+            protocol: i.protocol.to_string(),
+            source_ip: i.source_ip.map(str::to_string),
+            encryption_context: i.encryption_context.cloned(),
+            alias: i.alias.map(str::to_string),
+        }
+    }
+
+    fn inputs(&self) -> DecisionInputs<'_> {
+        DecisionInputs {
+            principal: &self.principal,
+            action: &self.action,
+            resource: &self.resource,
+            protocol: &self.protocol,
+            source_ip: self.source_ip.as_deref(),
+            encryption_context: self.encryption_context.as_ref(),
+            alias: self.alias.as_deref(),
+        }
+    }
 }
 
 /// Decisions by their inputs. A Cedar decision is a pure function of the policies (fixed
@@ -339,7 +382,9 @@ struct DecisionKey {
 #[derive(Debug, Default)]
 struct DecisionCache {
     reads: Reads,
-    map: std::sync::Mutex<std::collections::HashMap<DecisionKey, Decision>>,
+    /// By the hash of their inputs; each entry keeps its inputs, compared on every hit.
+    map: std::sync::Mutex<std::collections::HashMap<u64, (DecisionKey, Decision)>>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 /// Most decisions an engine remembers.
@@ -357,52 +402,50 @@ impl DecisionCache {
                 alias: text.contains("alias"),
             },
             map: Default::default(),
+            hasher: Default::default(),
         }
     }
 
-    fn key(
+    /// The inputs that decide, or `None` when decisions are not remembered.
+    fn inputs<'a>(
         &self,
-        principal: &PrincipalAttrs,
-        action: &str,
-        resource: &ResourceAttrs,
-        req: &RequestAttrs,
-    ) -> Option<DecisionKey> {
+        principal: &'a PrincipalAttrs,
+        action: &'a str,
+        resource: &'a ResourceAttrs,
+        req: &'a RequestAttrs,
+    ) -> Option<DecisionInputs<'a>> {
         let r = self.reads;
         if r.now {
             return None;
         }
-        Some(DecisionKey {
-            principal: principal.clone(),
-            action: action.to_string(),
-            resource: resource.clone(),
-            request: RequestAttrs {
-                protocol: if r.protocol {
-                    req.protocol.clone()
-                } else {
-                    String::new()
-                },
-                now: 0,
-                source_ip: req.source_ip.clone().filter(|_| r.source_ip),
-                encryption_context: if r.encryption_context {
-                    req.encryption_context.clone()
-                } else {
-                    BTreeMap::new()
-                },
-                alias: req.alias.clone().filter(|_| r.alias),
-            },
+        Some(DecisionInputs {
+            principal,
+            action,
+            resource,
+            protocol: if r.protocol { &req.protocol } else { "" },
+            source_ip: req.source_ip.as_deref().filter(|_| r.source_ip),
+            encryption_context: r.encryption_context.then_some(&req.encryption_context),
+            alias: req.alias.as_deref().filter(|_| r.alias),
         })
     }
 
-    fn get(&self, key: &DecisionKey) -> Option<Decision> {
-        self.map.lock().ok()?.get(key).cloned()
+    fn hash(&self, i: &DecisionInputs<'_>) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, i)
     }
 
-    fn put(&self, key: DecisionKey, d: &Decision) {
+    fn get(&self, i: &DecisionInputs<'_>) -> Option<Decision> {
+        let m = self.map.lock().ok()?;
+        let (k, d) = m.get(&self.hash(i))?;
+        (k.inputs() == *i).then(|| d.clone())
+    }
+
+    fn put(&self, i: &DecisionInputs<'_>, d: &Decision) {
+        let h = self.hash(i);
         if let Ok(mut m) = self.map.lock() {
             if m.len() >= DECISION_CACHE_ENTRIES {
                 m.clear();
             }
-            m.insert(key, d.clone());
+            m.insert(h, (DecisionKey::of(i), d.clone()));
         }
     }
 }
@@ -499,13 +542,13 @@ impl PolicyEngine {
         resource: &ResourceAttrs,
         req: &RequestAttrs,
     ) -> Result<Decision, PolicyError> {
-        let key = self.decisions.key(principal, action, resource, req);
-        if let Some(d) = key.as_ref().and_then(|k| self.decisions.get(k)) {
+        let inputs = self.decisions.inputs(principal, action, resource, req);
+        if let Some(d) = inputs.as_ref().and_then(|i| self.decisions.get(i)) {
             return Ok(d);
         }
         let d = self.evaluate(principal, action, resource, req)?;
-        if let Some(k) = key {
-            self.decisions.put(k, &d);
+        if let Some(i) = &inputs {
+            self.decisions.put(i, &d);
         }
         Ok(d)
     }

@@ -402,26 +402,6 @@ impl KeyProvider for AwsKms {
             .await
             .map_err(|e| self.error(key, e))?;
         let m = out.key_metadata();
-        let symmetric = m
-            .and_then(|m| m.key_spec())
-            .is_some_and(|s| s.as_str() == "SYMMETRIC_DEFAULT");
-        // The schedule, for symmetric keys (the only ones AWS rotates); a caller without
-        // kms:GetKeyRotationStatus sees no schedule rather than no key.
-        let rotation_period = if symmetric {
-            self.client
-                .get_key_rotation_status()
-                .key_id(key)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.key_rotation_enabled())
-                // Without a period in the answer (older servers, emulators), AWS's one
-                // period before periods could be set: 365 days.
-                .map(|r| r.rotation_period_in_days().unwrap_or(365))
-                .map(|d| Duration::from_secs(u64::from(d.unsigned_abs()) * 86_400))
-        } else {
-            None
-        };
         Ok(ProviderKey {
             name: m
                 .map(|m| m.key_id().to_string())
@@ -440,9 +420,37 @@ impl KeyProvider for AwsKms {
                     && m.key_usage()
                         .is_none_or(|u| u.as_str() == "ENCRYPT_DECRYPT")
             }),
-            rotation_period,
+            // Asked separately ([`KeyProvider::rotation_schedule`]): one call each.
+            rotation_period: None,
             enabled: m.map(|m| m.enabled()),
         })
+    }
+
+    async fn rotation_schedule(&self, key: &str) -> Result<Option<Duration>> {
+        // AWS rotates symmetric keys only: for others, and for a caller without
+        // kms:GetKeyRotationStatus, the answer is "no schedule"; a key that is not there,
+        // or a service that does not answer, is said as such.
+        let status = match self
+            .client
+            .get_key_rotation_status()
+            .key_id(key)
+            .send()
+            .await
+        {
+            Ok(r) => Some(r),
+            Err(e) => match self.error(key, e) {
+                e @ (ProviderError::NotFound { .. } | ProviderError::Unavailable { .. }) => {
+                    return Err(e);
+                }
+                _ => None,
+            },
+        };
+        Ok(status
+            .filter(|r| r.key_rotation_enabled())
+            // Without a period in the answer (older servers, emulators), AWS's one period
+            // before periods could be set: 365 days.
+            .map(|r| r.rotation_period_in_days().unwrap_or(365))
+            .map(|d| Duration::from_secs(u64::from(d.unsigned_abs()) * 86_400)))
     }
 
     async fn list_versions(&self, key: &str) -> Result<Vec<ProviderVersion>> {

@@ -406,20 +406,34 @@ impl AzureKeyVault {
         {
             return Ok(v.clone());
         }
+        self.fresh_version(key).await
+    }
+
+    /// `GET /keys/{key}`: the key bundle (JWK, attributes) of its current version.
+    async fn get_key(&self, key: &str) -> Result<Value> {
         let (v, _) = self.ok(
             self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
                 .await?,
             key,
             false,
         )?;
-        let version = v["key"]["kid"]
+        Ok(v)
+    }
+
+    /// The current version, read now (not from the cache), and remembered for wraps.
+    async fn fresh_version(&self, key: &str) -> Result<String> {
+        let version = self.get_key(key).await?["key"]["kid"]
             .as_str()
             .and_then(Self::version_in)
             .ok_or_else(|| self.unavailable("the key has no kid", false))?;
-        if let Ok(mut m) = self.current.lock() {
-            m.insert(key.to_string(), (version.clone(), Instant::now()));
-        }
+        self.remember_version(key, &version);
         Ok(version)
+    }
+
+    fn remember_version(&self, key: &str, version: &str) {
+        if let Ok(mut m) = self.current.lock() {
+            m.insert(key.to_string(), (version.to_string(), Instant::now()));
+        }
     }
 }
 
@@ -567,12 +581,7 @@ impl KeyProvider for AzureKeyVault {
 
     async fn describe(&self, key: &str) -> Result<ProviderKey> {
         let key = self.key_name(key)?;
-        let (v, _) = self.ok(
-            self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
-                .await?,
-            key,
-            false,
-        )?;
+        let v = self.get_key(key).await?;
         let ops: Vec<&str> = v["key"]["key_ops"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -594,12 +603,7 @@ impl KeyProvider for AzureKeyVault {
 
     async fn list_versions(&self, key: &str) -> Result<Vec<ProviderVersion>> {
         let key = self.key_name(key)?;
-        let (v, _) = self.ok(
-            self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
-                .await?,
-            key,
-            false,
-        )?;
+        let v = self.get_key(key).await?;
         let current = v["key"]["kid"].as_str().and_then(Self::version_in);
         let mut out = Vec::new();
         let mut path = format!("/keys/{key}/versions?maxresults=25");
@@ -645,16 +649,7 @@ impl KeyProvider for AzureKeyVault {
         // Key Vault switches versions: the current one, which wraps new data keys — read
         // afresh, not from the wrap cache, so a rotation elsewhere is not missed.
         let key = self.key_name(key)?;
-        let (v, _) = self.ok(
-            self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
-                .await?,
-            key,
-            false,
-        )?;
-        let version = v["key"]["kid"]
-            .as_str()
-            .and_then(Self::version_in)
-            .ok_or_else(|| self.unavailable("the key has no kid", false))?;
+        let version = self.fresh_version(key).await?;
         self.ok(
             self.call(
                 reqwest::Method::PATCH,
@@ -811,12 +806,7 @@ impl KeyProvider for AzureKeyVault {
 
     async fn public_key(&self, key: &str) -> Result<Vec<u8>> {
         let key = self.key_name(key)?;
-        let (v, _) = self.ok(
-            self.call(reqwest::Method::GET, &format!("/keys/{key}"), None)
-                .await?,
-            key,
-            false,
-        )?;
+        let v = self.get_key(key).await?;
         spki_of_jwk(&v["key"]).ok_or_else(|| ProviderError::Unsupported {
             provider: self.name.clone(),
             operation: "get-public-key (not an EC or RSA key)",
@@ -869,9 +859,7 @@ impl KeyProvider for AzureKeyVault {
             .as_str()
             .and_then(Self::version_in)
             .ok_or_else(|| self.unavailable("rotate answered without a kid", false))?;
-        if let Ok(mut m) = self.current.lock() {
-            m.insert(key.to_string(), (version.clone(), Instant::now()));
-        }
+        self.remember_version(key, &version);
         Ok(version)
     }
 

@@ -349,6 +349,15 @@ impl GcpKms {
         }
     }
 
+    /// `cryptoKeys.get` of the resource `res` (named `key` in errors).
+    async fn get_key(&self, res: &str, key: &str) -> Result<Value> {
+        self.ok(
+            self.call(reqwest::Method::GET, res, None).await?,
+            key,
+            false,
+        )
+    }
+
     fn ok(&self, a: Answer, key: &str, opening: bool) -> Result<Value> {
         if (200..300).contains(&a.status) {
             Ok(a.json)
@@ -379,11 +388,7 @@ impl KeyProvider for GcpKms {
 
     async fn describe(&self, key: &str) -> Result<ProviderKey> {
         let res = self.resource(key)?;
-        let v = self.ok(
-            self.call(reqwest::Method::GET, &res, None).await?,
-            key,
-            false,
-        )?;
+        let v = self.get_key(&res, key).await?;
         let period = v["rotationPeriod"]
             .as_str()
             .and_then(|s| s.strip_suffix('s'))
@@ -405,11 +410,7 @@ impl KeyProvider for GcpKms {
 
     async fn list_versions(&self, key: &str) -> Result<Vec<ProviderVersion>> {
         let res = self.resource(key)?;
-        let primary = self.ok(
-            self.call(reqwest::Method::GET, &res, None).await?,
-            key,
-            false,
-        )?["primary"]["name"]
+        let primary = self.get_key(&res, key).await?["primary"]["name"]
             .as_str()
             .map(str::to_string);
         let mut out = Vec::new();
@@ -463,11 +464,7 @@ impl KeyProvider for GcpKms {
         // Cloud KMS switches versions: the primary one of an encryption key, or the version
         // a signing key names.
         let version = match self.resource(key) {
-            Ok(res) => self.ok(
-                self.call(reqwest::Method::GET, &res, None).await?,
-                key,
-                false,
-            )?["primary"]["name"]
+            Ok(res) => self.get_key(&res, key).await?["primary"]["name"]
                 .as_str()
                 .map(str::to_string)
                 .ok_or_else(|| {
