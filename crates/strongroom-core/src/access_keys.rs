@@ -3,6 +3,9 @@
 //! itself to recompute a signature, so unlike tokens the secret is kept, sealed under the
 //! root key (binding `access-key\0` + id), and shown once when the pair is created.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use base64::Engine;
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::{hash, rand, sigv4};
@@ -402,23 +405,36 @@ impl KeyService {
                 "the credential scope's date is not the date of X-Amz-Date".into(),
             ));
         }
-        let secret = self
-            .root
-            .unseal(&binding(&rec.id), &rec.sealed_secret)
-            .map_err(|_| {
-                Error::Internal(format!(
-                    "sealed secret of access key {} failed its integrity check",
-                    rec.id
-                ))
-            })?;
-        // Exposed to derive the signing key; the result is compared, never returned.
-        let expected = sigv4::signature(
-            secret.expose_secret(),
-            &req.scope_date,
-            &req.region,
-            &req.service,
-            req.string_to_sign.as_bytes(),
-        );
+        let scope = SigningScope {
+            access_key_id: rec.id.clone(),
+            date: req.scope_date.clone(),
+            region: req.region.clone(),
+            service: req.service.clone(),
+        };
+        let signing_key = match self.sigv4_keys.get(&scope, &rec.sealed_secret) {
+            Some(k) => k,
+            None => {
+                let secret = self
+                    .root
+                    .unseal(&binding(&rec.id), &rec.sealed_secret)
+                    .map_err(|_| {
+                        Error::Internal(format!(
+                            "sealed secret of access key {} failed its integrity check",
+                            rec.id
+                        ))
+                    })?;
+                // Exposed to derive the signing key, which only ever checks signatures.
+                let k = Arc::new(sigv4::SigningKey::derive(
+                    secret.expose_secret(),
+                    &req.scope_date,
+                    &req.region,
+                    &req.service,
+                ));
+                self.sigv4_keys.put(scope, &rec.sealed_secret, k.clone());
+                k
+            }
+        };
+        let expected = signing_key.sign(req.string_to_sign.as_bytes());
         if !hash::constant_time_eq(&expected, &req.signature) {
             return Err(Error::InvalidSignature(
                 "the request signature does not match the one computed with the access key's secret; \
@@ -430,8 +446,75 @@ impl KeyService {
     }
 }
 
+/// The credential scope a signing key is for, and whose key it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SigningScope {
+    access_key_id: String,
+    date: String,
+    region: String,
+    service: String,
+}
+
+/// Most signing keys kept; past it, all are forgotten and derived again as needed.
+const SIGNING_KEYS_KEPT: usize = 4096;
+
+/// SigV4 signing keys already derived, so a request's signature costs one HMAC rather than
+/// five (and no unsealing). An entry is used only with the sealed secret it was derived from:
+/// a key whose secret changed under the same id (a restore, say) is derived again. A key
+/// removed or disabled never gets this far: its record is checked first, on every request.
+#[derive(Debug, Default)]
+pub(crate) struct SigningKeys(std::sync::Mutex<HashMap<SigningScope, KeptSigningKey>>);
+
+/// A kept signing key and the sealed secret it was derived from.
+type KeptSigningKey = (Vec<u8>, Arc<sigv4::SigningKey>);
+
+impl SigningKeys {
+    fn get(&self, scope: &SigningScope, sealed_secret: &[u8]) -> Option<Arc<sigv4::SigningKey>> {
+        let m = self.0.lock().ok()?;
+        let (sealed, key) = m.get(scope)?;
+        (sealed.as_slice() == sealed_secret).then(|| key.clone())
+    }
+
+    fn put(&self, scope: SigningScope, sealed_secret: &[u8], key: Arc<sigv4::SigningKey>) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= SIGNING_KEYS_KEPT {
+                m.clear();
+            }
+            m.insert(scope, (sealed_secret.to_vec(), key));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn signing_keys_are_kept_per_scope_and_sealed_secret() {
+        use super::{SigningKeys, SigningScope, sigv4::SigningKey};
+        use std::sync::Arc;
+        let keys = SigningKeys::default();
+        let scope = |date: &str| SigningScope {
+            access_key_id: "SRAKTEST".into(),
+            date: date.into(),
+            region: "us-east-1".into(),
+            service: "kms".into(),
+        };
+        let k = Arc::new(SigningKey::derive(
+            b"secret",
+            "20261202",
+            "us-east-1",
+            "kms",
+        ));
+        keys.put(scope("20261202"), b"sealed-1", k.clone());
+        let got = keys.get(&scope("20261202"), b"sealed-1").unwrap();
+        assert_eq!(got.sign(b"sts"), k.sign(b"sts"));
+        assert!(keys.get(&scope("20261203"), b"sealed-1").is_none());
+        assert!(keys.get(&scope("20261202"), b"sealed-2").is_none());
+        for n in 0..super::SIGNING_KEYS_KEPT + 1 {
+            keys.put(scope(&format!("d{n}")), b"sealed-1", k.clone());
+        }
+        assert!(keys.0.lock().unwrap().len() <= super::SIGNING_KEYS_KEPT);
+    }
+
     #[test]
     fn ids_and_dates() {
         let id = super::new_id(super::ID_PREFIX).unwrap();

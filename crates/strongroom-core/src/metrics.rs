@@ -7,11 +7,13 @@
 //! plaintext, tokens or encryption-context values. Key names appear only when the operator
 //! turns per-key metrics on (their number is the number of keys).
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use strongroom_audit::{AuditEvent, Outcome};
 use strongroom_store::{Inventory, Timestamp};
 
@@ -217,6 +219,7 @@ pub fn describe() {
             }
         }
     }
+    HANDLES_CACHEABLE.store(true, Ordering::Release);
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     gauge!(SEALED).set(0.0);
     // Series that alerts and dashboards divide by or watch for a rise are exported from the
@@ -230,6 +233,115 @@ pub fn describe() {
             counter!(ROTATIONS, "trigger" => trigger, "outcome" => outcome).absolute(0);
         }
     }
+}
+
+/// Set by [`describe`], once a recorder is installed: until then the facade hands out no-op
+/// handles, which must not be remembered.
+static HANDLES_CACHEABLE: AtomicBool = AtomicBool::new(false);
+
+/// Most label sets a thread remembers handles for; past it, it forgets them all and starts
+/// again (per-key metrics can name many keys).
+const MAX_CACHED_SERIES: usize = 8192;
+
+/// The series one finished operation updates, by (protocol, operation, outcome, code).
+#[derive(Clone)]
+struct OperationSeries {
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// (operation, outcome, code) -> key ring -> key -> its `strongroom_key_operations_total`.
+type KeySeries =
+    HashMap<(&'static str, &'static str, &'static str), HashMap<String, HashMap<String, Counter>>>;
+
+/// Metric handles resolved once per label set, per thread: resolving one builds its label
+/// set, hashes it and looks it up in the recorder's registry, which was a few per cent of an
+/// Encrypt's CPU. The handles share the recorder's storage, so every thread's increments
+/// land in the same series.
+#[derive(Default)]
+struct HandleCache {
+    operations: HashMap<(&'static str, &'static str, &'static str, &'static str), OperationSeries>,
+    keys: KeySeries,
+    key_entries: usize,
+    audit: Option<(Histogram, Counter, Counter)>,
+}
+
+thread_local! {
+    static HANDLES: RefCell<HandleCache> = RefCell::new(HandleCache::default());
+}
+
+/// Runs `f` on this thread's handle cache, or returns `None` when handles may not be
+/// remembered (no recorder yet, or the thread is being torn down).
+fn with_handles<T>(f: impl FnOnce(&mut HandleCache) -> T) -> Option<T> {
+    if !HANDLES_CACHEABLE.load(Ordering::Acquire) {
+        return None;
+    }
+    HANDLES
+        .try_with(|c| c.try_borrow_mut().ok().map(|mut c| f(&mut c)))
+        .ok()
+        .flatten()
+}
+
+fn operation_series(
+    protocol: &'static str,
+    operation: &'static str,
+    outcome: &'static str,
+    code: &'static str,
+) -> OperationSeries {
+    let make = || OperationSeries {
+        requests: counter!(REQUESTS, "protocol" => protocol, "operation" => operation,
+            "outcome" => outcome, "code" => code),
+        duration: histogram!(REQUEST_DURATION, "protocol" => protocol, "operation" => operation,
+            "outcome" => outcome),
+    };
+    with_handles(|c| {
+        if c.operations.len() >= MAX_CACHED_SERIES {
+            c.operations.clear();
+        }
+        c.operations
+            .entry((protocol, operation, outcome, code))
+            .or_insert_with(make)
+            .clone()
+    })
+    .unwrap_or_else(make)
+}
+
+fn key_series(
+    ring: &str,
+    key: &str,
+    operation: &'static str,
+    outcome: &'static str,
+    code: &'static str,
+) -> Counter {
+    let make = || {
+        counter!(KEY_OPERATIONS, "key_ring" => ring.to_string(), "key" => key.to_string(),
+            "operation" => operation, "outcome" => outcome, "code" => code)
+    };
+    with_handles(|c| {
+        let found = c
+            .keys
+            .get(&(operation, outcome, code))
+            .and_then(|rings| rings.get(ring))
+            .and_then(|keys| keys.get(key))
+            .cloned();
+        if let Some(h) = found {
+            return h;
+        }
+        if c.key_entries >= MAX_CACHED_SERIES {
+            c.keys.clear();
+            c.key_entries = 0;
+        }
+        let h = make();
+        c.keys
+            .entry((operation, outcome, code))
+            .or_default()
+            .entry(ring.to_string())
+            .or_default()
+            .insert(key.to_string(), h.clone());
+        c.key_entries += 1;
+        h
+    })
+    .unwrap_or_else(make)
 }
 
 /// Records a finished operation from its audit event: in the metrics, and in the current
@@ -246,13 +358,10 @@ pub(crate) fn operation(ev: &AuditEvent, per_key: bool) {
     if !code.is_empty() {
         span.record("error_code", code);
     }
-    counter!(REQUESTS, "protocol" => ev.protocol, "operation" => ev.operation,
-        "outcome" => outcome, "code" => code)
-    .increment(1);
+    let series = operation_series(ev.protocol, ev.operation, outcome, code);
+    series.requests.increment(1);
     if let Some(t) = ev.started {
-        histogram!(REQUEST_DURATION, "protocol" => ev.protocol, "operation" => ev.operation,
-            "outcome" => outcome)
-        .record(t.elapsed().as_secs_f64());
+        series.duration.record(t.elapsed().as_secs_f64());
     }
     match code {
         "unauthenticated" | "invalid_signature" | "access_denied" => {
@@ -278,14 +387,11 @@ pub(crate) fn operation(ev: &AuditEvent, per_key: bool) {
         counter!(SCHEDULED_JOBS, "operation" => ev.operation, "outcome" => outcome).increment(1);
     }
     if let Some(ring) = &ev.key_ring {
-        let key = if per_key {
-            ev.key.clone().unwrap_or_default()
-        } else {
-            String::new()
+        let key = match (per_key, &ev.key) {
+            (true, Some(k)) => k.as_str(),
+            _ => "",
         };
-        counter!(KEY_OPERATIONS, "key_ring" => ring.clone(), "key" => key,
-            "operation" => ev.operation, "outcome" => outcome, "code" => code)
-        .increment(1);
+        key_series(ring, key, ev.operation, outcome, code).increment(1);
     }
 }
 
@@ -337,8 +443,17 @@ pub(crate) fn provider_breaker_opened(provider: &str) {
 
 /// Records one audit write.
 pub(crate) fn audit_write(took: Duration, ok: bool) {
-    histogram!(AUDIT_WRITE_DURATION).record(took.as_secs_f64());
-    counter!(AUDIT_WRITES, "outcome" => if ok { "ok" } else { "error" }).increment(1);
+    let make = || {
+        (
+            histogram!(AUDIT_WRITE_DURATION),
+            counter!(AUDIT_WRITES, "outcome" => "ok"),
+            counter!(AUDIT_WRITES, "outcome" => "error"),
+        )
+    };
+    let (duration, ok_count, error_count) =
+        with_handles(|c| c.audit.get_or_insert_with(make).clone()).unwrap_or_else(make);
+    duration.record(took.as_secs_f64());
+    if ok { ok_count } else { error_count }.increment(1);
 }
 
 /// The store's inventory as gauges. Remembers the label sets it has set, so a state whose

@@ -57,6 +57,8 @@ pub struct KeyService {
     pub(crate) providers: std::collections::BTreeMap<String, Arc<crate::failover::Guarded>>,
     /// Providers key set decryption tries first on this node, unless a request says.
     pub(crate) key_set_prefer: Vec<String>,
+    /// SigV4 signing keys already derived, by access key and scope.
+    pub(crate) sigv4_keys: crate::access_keys::SigningKeys,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -121,6 +123,7 @@ impl KeyService {
             inventory_gauges: crate::metrics::InventoryGauges::default(),
             providers: Default::default(),
             key_set_prefer: Vec::new(),
+            sigv4_keys: Default::default(),
         }
     }
 
@@ -585,22 +588,27 @@ impl KeyService {
                 principal: who.principal.clone(),
             }));
         };
+        let engine = self
+            .policy
+            .read()
+            .map(|e| e.clone())
+            .map_err(|_| Error::Internal("policy lock poisoned".into()))?;
+        // Facts no policy names are left out: they cannot change the decision.
         let req = RequestAttrs {
             protocol: ctx.protocol.as_str().into(),
             now: self.clock.now().0,
             source_ip: ctx
                 .client_addr
                 .as_deref()
+                .filter(|_| engine.reads_source_ip())
                 .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
                 .map(|a| a.ip().to_string()),
-            encryption_context: ec.map(|c| c.pairs().clone()).unwrap_or_default(),
+            encryption_context: ec
+                .filter(|_| engine.reads_encryption_context())
+                .map(|c| c.pairs().clone())
+                .unwrap_or_default(),
             alias: ev.alias.clone(),
         };
-        let engine = self
-            .policy
-            .read()
-            .map(|e| e.clone())
-            .map_err(|_| Error::Internal("policy lock poisoned".into()))?;
         let d = engine
             .authorize(attrs, action, resource, &req)
             .map_err(|e| Error::Internal(e.to_string()))?;

@@ -383,8 +383,52 @@ impl DecisionKey {
 struct DecisionCache {
     reads: Reads,
     /// By the hash of their inputs; each entry keeps its inputs, compared on every hit.
-    map: std::sync::Mutex<std::collections::HashMap<u64, (DecisionKey, Decision)>>,
+    map:
+        std::sync::Mutex<std::collections::HashMap<u64, (DecisionKey, Decision), BuildPassThrough>>,
     hasher: std::collections::hash_map::RandomState,
+}
+
+/// The map's keys are already keyed hashes: hashing them again would only cost time.
+#[derive(Debug, Default, Clone, Copy)]
+struct BuildPassThrough;
+
+#[derive(Debug, Default)]
+struct PassThrough(u64);
+
+impl std::hash::BuildHasher for BuildPassThrough {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the key is a u64); anything else still hashes, slowly.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Whether `text` names `context` other than to read one attribute of it (`context.x`,
+/// `context has x`, `context["x"]`).
+fn uses_whole_context(text: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices("context").any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let rest = &text[at + "context".len()..];
+        let after = rest.trim_start();
+        let whole_word = !before.is_some_and(word) && !rest.starts_with(word);
+        whole_word
+            && !(after.starts_with('.') || after.starts_with('[') || after.starts_with("has "))
+    })
 }
 
 /// Most decisions an engine remembers.
@@ -393,13 +437,15 @@ const DECISION_CACHE_ENTRIES: usize = 16_384;
 impl DecisionCache {
     fn new(policies: &PolicySet) -> Self {
         let text: String = policies.policies().map(|p| p.to_string()).collect();
+        // A policy that uses `context` as a whole value (`context == {…}`) reads every fact.
+        let all = uses_whole_context(&text);
         Self {
             reads: Reads {
-                now: text.contains("now"),
-                protocol: text.contains("protocol"),
-                source_ip: text.contains("source_ip"),
-                encryption_context: text.contains("encryption_context"),
-                alias: text.contains("alias"),
+                now: all || text.contains("now"),
+                protocol: all || text.contains("protocol"),
+                source_ip: all || text.contains("source_ip"),
+                encryption_context: all || text.contains("encryption_context"),
+                alias: all || text.contains("alias"),
             },
             map: Default::default(),
             hasher: Default::default(),
@@ -532,6 +578,18 @@ impl PolicyEngine {
             name: name.into(),
             diagnostics: diagnostics_of(text, result.validation_errors()),
         })
+    }
+
+    /// Whether any policy names the request's `source_ip`. When none does, the caller may
+    /// leave it out of [`RequestAttrs`]: a fact no policy names cannot change a decision.
+    pub fn reads_source_ip(&self) -> bool {
+        self.decisions.reads.source_ip
+    }
+
+    /// Whether any policy names the request's `encryption_context` (see
+    /// [`PolicyEngine::reads_source_ip`]).
+    pub fn reads_encryption_context(&self) -> bool {
+        self.decisions.reads.encryption_context
     }
 
     /// Decides whether `principal` may do `action` on `resource`.

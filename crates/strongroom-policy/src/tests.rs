@@ -513,3 +513,39 @@ when { context.now < 1798761600 };"#,
     assert!(!e.authorize(&p, "encrypt", &key(&[]), &r).unwrap().allowed);
     assert!(e.decisions.map.lock().unwrap().is_empty());
 }
+
+/// The facts a caller may leave out are those no policy names; a policy that uses the
+/// whole `context` names them all.
+#[test]
+fn facts_no_policy_names_are_known() {
+    let plain = engine_with(&[(
+        "users",
+        r#"@id("users")
+permit (principal, action == Strongroom::Action::"encrypt", resource)
+when { context has protocol && context.protocol == "native" };"#,
+    )]);
+    assert!(!plain.reads_source_ip() && !plain.reads_encryption_context());
+    let vpn = engine_with(&[(
+        "vpn",
+        include_str!("../../../docs/policies/examples/office-hours-from-vpn.cedar"),
+    )]);
+    assert!(vpn.reads_source_ip());
+    let tenant = engine_with(&[(
+        "payments-tenant",
+        include_str!("../../../docs/policies/examples/payments-tenant.cedar"),
+    )]);
+    assert!(tenant.reads_encryption_context());
+
+    assert!(!super::uses_whole_context(
+        r#"when { context.now < 1 && context has alias && context["protocol"] == "aws" }"#
+    ));
+    assert!(!super::uses_whole_context(
+        "when { context.encryption_context has tenant }"
+    ));
+    assert!(super::uses_whole_context(
+        r#"when { context == {"now": 1} }"#
+    ));
+    assert!(super::uses_whole_context(
+        "when { principal.x.contains(context) }"
+    ));
+}

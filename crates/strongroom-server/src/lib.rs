@@ -23,7 +23,6 @@ use std::time::Duration;
 const DRIFT_INTERVAL: Duration = Duration::from_secs(300);
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -123,23 +122,31 @@ async fn audit_rejections(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let token = bearer_token(req.headers());
-    let client_addr = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
-    let what = format!("{} {}", req.method(), req.uri().path());
+    // Only what is cheap to keep is kept here (handles, not strings): almost every request
+    // is audited by `KeyService` itself, and this one's event is then never made.
+    let authorization = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .cloned();
+    let client_addr = req.extensions().get::<ClientAddr>().cloned();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
     let req_cert = req.extensions().get::<ClientCert>().map(|c| c.0);
-    let public = is_public(req.method(), req.uri().path());
     let resp = next.run(req).await;
     let Some(u) = resp.extensions().get::<native::Unaudited>().copied() else {
         return resp;
     };
+    let public = is_public(&method, uri.path());
+    let what = format!("{} {}", method, uri.path());
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(v) = authorization {
+        headers.insert(axum::http::header::AUTHORIZATION, v);
+    }
     let ctx = strongroom_core::RequestContext {
         request_id: request_id::current(),
-        token,
+        token: bearer_token(&headers),
         protocol: strongroom_core::Protocol::Native,
-        client_addr,
+        client_addr: client_addr.map(|a| a.to_string()),
         client_cert: req_cert,
         sigv4: None,
         socket_principal: None,
@@ -148,6 +155,24 @@ async fn audit_rejections(
     match svc.audit_rejected(&ctx, what, u.code, !public).await {
         Ok(()) => resp,
         Err(e) => native::ApiError::Core(e).into_response(),
+    }
+}
+
+/// The client's address (`ip:port`), formatted once per connection and attached to every
+/// request on it, for audit events.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientAddr(Arc<str>);
+
+impl ClientAddr {
+    /// The address of the connection `extensions` came on, if it is known.
+    pub(crate) fn of(extensions: &axum::http::Extensions) -> Option<String> {
+        extensions.get::<ClientAddr>().map(|a| a.to_string())
+    }
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -166,8 +191,9 @@ fn with_connection_info(
     Error = std::convert::Infallible,
     Future: Send,
 > + Clone {
+    let client_addr = ClientAddr(Arc::from(addr.to_string()));
     app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+        req.extensions_mut().insert(client_addr.clone());
         if let Some(c) = cert {
             req.extensions_mut().insert(ClientCert(c));
         }

@@ -12,10 +12,9 @@ mod policy;
 mod sigv4;
 mod wire;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -66,10 +65,7 @@ pub(crate) type AwsState = (Arc<KeyService>, Arc<AwsOptions>);
 /// `rejected-request`.
 pub(crate) async fn handle(State((svc, opts)): State<AwsState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let client_addr = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
+    let client_addr = crate::ClientAddr::of(&parts.extensions);
     let mut ctx = RequestContext {
         request_id: crate::request_id::current(),
         token: None,

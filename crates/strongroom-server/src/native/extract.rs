@@ -2,11 +2,10 @@
 //! JSON bodies, query strings, and the request context (token, request id, client address).
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
-use std::net::SocketAddr;
 use strongroom_core::{Protocol, RequestContext};
 
 use super::error::ApiError;
@@ -138,10 +137,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let token = crate::bearer_token(&parts.headers);
-        let client_addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.to_string());
+        let client_addr = crate::ClientAddr::of(&parts.extensions);
         Ok(Ctx(RequestContext {
             request_id: request_id::current(),
             token,

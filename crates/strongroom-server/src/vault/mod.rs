@@ -10,11 +10,10 @@
 mod ops;
 mod params;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -291,10 +290,7 @@ struct Parsed {
 
 async fn parse_request(req: Request) -> Result<Parsed, (RequestContext, String, VaultError)> {
     let (parts, body) = req.into_parts();
-    let client_addr = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
+    let client_addr = crate::ClientAddr::of(&parts.extensions);
     let header = |n: &str| {
         parts
             .headers
