@@ -172,11 +172,12 @@ def rss_kib(pid):
     return None
 
 
-def strongroom(data_dir=None, extra=()):
-    """A release server (dev mode, or on `data_dir`); returns it, its URL, the time from spawn
-    to ready in ms, and the root token it printed on a first start (else None)."""
+def strongroom(data_dir=None, extra=(), wrap=()):
+    """A release server (dev mode, or on `data_dir`), run under `wrap` (a command prefix such
+    as valgrind's) if given; returns it, its URL, the time from spawn to ready in ms, and the
+    root token it printed on a first start (else None)."""
     port = free_port()
-    args = [str(REL / "strongroom"), "serve", "--listen", f"127.0.0.1:{port}", "--rate-limit", "crypto=0,read=0,write=0,keygen=0", *extra]
+    args = [*wrap, str(REL / "strongroom"), "serve", "--listen", f"127.0.0.1:{port}", "--rate-limit", "crypto=0,read=0,write=0,keygen=0", *extra]
     env = {"STRONGROOM_LOG": "warn", "STRONGROOM_DEV_AWS_ACCESS_KEY_ID": AKID, "STRONGROOM_DEV_AWS_SECRET_ACCESS_KEY": SECRET, "STRONGROOM_DEV_ROOT_TOKEN": TOKEN}
     if data_dir is None:
         args.append("--dev")
@@ -185,10 +186,27 @@ def strongroom(data_dir=None, extra=()):
     t0 = time.perf_counter()
     p = Proc(args, env, wait_line="strongroom listening on ")
     base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/v1/sys/ready")
+    wait_http(base + "/v1/sys/ready", timeout=120 if wrap else 60)
     ready_ms = (time.perf_counter() - t0) * 1000
     token = next((l.split()[-1] for l in p.lines if l.startswith("Root token: ")), None)
     return p, base, ready_ms, token
+
+
+def workload_principal(base):
+    """Makes the benchmark's keys (ring `bench`: `aes`, `ec`, `mac`) and its workload
+    principal; returns the principal's token and access key pair."""
+    call(base, "POST", "/v1/keyrings", {"name": "bench"})
+    call(base, "POST", "/v1/keyrings/bench/keys", {"name": "aes"})
+    # The other keys `strongroom bench` uses, made here: the workload may not make keys.
+    call(base, "POST", "/v1/keyrings/bench/keys", {"name": "ec", "algorithm": "ecdsa-p256-sha256"})
+    call(base, "POST", "/v1/keyrings/bench/keys", {"name": "mac", "purpose": "mac"})
+    # A workload principal with the shipped key-user role, as an application would be:
+    # every request is authorised by the Cedar policies (root's requests skip them). Its
+    # crypto quota is off (the default is 1000/s per principal): a high-volume service's would be.
+    call(base, "POST", "/v1/principals", {"name": "bench-app", "kind": "workload", "roles": ["key-user"], "rate_limits": {"crypto": 0}})
+    app_token = call(base, "POST", "/v1/principals/bench-app/tokens", {"ttl": "24h"})["token"]
+    app_key = call(base, "POST", "/v1/principals/bench-app/access-keys", {})
+    return app_token, app_key
 
 
 def main():
@@ -207,17 +225,7 @@ def main():
 
     srv, base, _, _ = strongroom()
     try:
-        call(base, "POST", "/v1/keyrings", {"name": "bench"})
-        call(base, "POST", "/v1/keyrings/bench/keys", {"name": "aes"})
-        # The other keys `strongroom bench` uses, made here: the workload may not make keys.
-        call(base, "POST", "/v1/keyrings/bench/keys", {"name": "ec", "algorithm": "ecdsa-p256-sha256"})
-        call(base, "POST", "/v1/keyrings/bench/keys", {"name": "mac", "purpose": "mac"})
-        # A workload principal with the shipped key-user role, as an application would be:
-        # every request is authorised by the Cedar policies (root's requests skip them). Its
-        # crypto quota is off (the default is 1000/s per principal): a high-volume service's would be.
-        call(base, "POST", "/v1/principals", {"name": "bench-app", "kind": "workload", "roles": ["key-user"], "rate_limits": {"crypto": 0}})
-        app_token = call(base, "POST", "/v1/principals/bench-app/tokens", {"ttl": "24h"})["token"]
-        app_key = call(base, "POST", "/v1/principals/bench-app/access-keys", {})
+        app_token, app_key = workload_principal(base)
         auth = [("Authorization", "Bearer " + app_token), ("Content-Type", "application/json")]
         enc = json.dumps({"key": "bench/aes", "plaintext": PT_256})
         m["health"] = wrk(base + "/v1/sys/health")
