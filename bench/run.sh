@@ -12,12 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v wrk >/dev/null; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk
-fi
+source bench/need.sh
+need wrk wrk
 command -v openssl >/dev/null || { echo "openssl (the CLI) is needed for the openssl speed baseline" >&2; exit 1; }
 
 source scripts/python-venv.sh
