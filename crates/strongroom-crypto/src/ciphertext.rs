@@ -204,8 +204,12 @@ pub fn encrypt(
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let salt = rand::array::<SALT_LEN>()?;
-    let nonce = rand::array::<NONCE_LEN>()?;
+    // One draw for both (each draw from the DRBG has a fixed cost of its own).
+    let fresh = rand::array::<{ SALT_LEN + NONCE_LEN }>()?;
+    let mut salt = [0u8; SALT_LEN];
+    let mut nonce = [0u8; NONCE_LEN];
+    salt.copy_from_slice(&fresh[..SALT_LEN]);
+    nonce.copy_from_slice(&fresh[SALT_LEN..]);
     encrypt_with(suite, key, key_id, version, context, plaintext, salt, nonce)
 }
 
@@ -367,6 +371,12 @@ mod tests {
         let a = encrypt(Suite::Aes256GcmHkdf, &key(), id(), 1, &ctx(), b"x").unwrap();
         let b = encrypt(Suite::Aes256GcmHkdf, &key(), id(), 1, &ctx(), b"x").unwrap();
         assert_ne!(a, b);
+        // Salt and nonce both fresh, and not the same bytes (they come from one draw).
+        let (ha, hb) = (parse_header(&a).unwrap(), parse_header(&b).unwrap());
+        assert_ne!(ha.salt, hb.salt);
+        assert_ne!(ha.nonce, hb.nonce);
+        assert_ne!(ha.salt[..NONCE_LEN], ha.nonce[..]);
+        assert_ne!(ha.salt[SALT_LEN - NONCE_LEN..], ha.nonce[..]);
     }
 
     #[test]
