@@ -406,12 +406,11 @@ impl KeyService {
             ));
         }
         let scope = SigningScope {
-            access_key_id: rec.id.clone(),
-            date: req.scope_date.clone(),
-            region: req.region.clone(),
-            service: req.service.clone(),
+            date: &req.scope_date,
+            region: &req.region,
+            service: &req.service,
         };
-        let signing_key = match self.sigv4_keys.get(&scope, &rec.sealed_secret) {
+        let signing_key = match self.sigv4_keys.get(&rec.id, scope, &rec.sealed_secret) {
             Some(k) => k,
             None => {
                 let secret = self
@@ -430,7 +429,8 @@ impl KeyService {
                     &req.region,
                     &req.service,
                 ));
-                self.sigv4_keys.put(scope, &rec.sealed_secret, k.clone());
+                self.sigv4_keys
+                    .put(&rec.id, scope, &rec.sealed_secret, k.clone());
                 k
             }
         };
@@ -446,41 +446,77 @@ impl KeyService {
     }
 }
 
-/// The credential scope a signing key is for, and whose key it is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct SigningScope {
-    access_key_id: String,
-    date: String,
-    region: String,
-    service: String,
+/// The credential scope a signing key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SigningScope<'a> {
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
 }
 
-/// Most signing keys kept; past it, all are forgotten and derived again as needed.
+/// Most access keys whose signing key is kept; past it, all are forgotten and derived again
+/// as needed.
 const SIGNING_KEYS_KEPT: usize = 4096;
 
 /// SigV4 signing keys already derived, so a request's signature costs one HMAC rather than
-/// five (and no unsealing). An entry is used only with the sealed secret it was derived from:
-/// a key whose secret changed under the same id (a restore, say) is derived again. A key
-/// removed or disabled never gets this far: its record is checked first, on every request.
+/// five (and no unsealing): one per access key, for the scope it last signed with (a server
+/// accepts one region and service, so the scope changes once a day). An entry is used only
+/// with that scope and the sealed secret it was derived from: a key whose secret changed
+/// under the same id (a restore, say) is derived again. A key removed or disabled never gets
+/// this far: its record is checked first, on every request.
 #[derive(Debug, Default)]
-pub(crate) struct SigningKeys(std::sync::Mutex<HashMap<SigningScope, KeptSigningKey>>);
+pub(crate) struct SigningKeys(std::sync::Mutex<HashMap<String, KeptSigningKey>>);
 
-/// A kept signing key and the sealed secret it was derived from.
-type KeptSigningKey = (Vec<u8>, Arc<sigv4::SigningKey>);
+/// A kept signing key with its scope (date, region, service) and the sealed secret it was
+/// derived from.
+#[derive(Debug)]
+pub(crate) struct KeptSigningKey {
+    scope: (String, String, String),
+    sealed_secret: Vec<u8>,
+    key: Arc<sigv4::SigningKey>,
+}
 
 impl SigningKeys {
-    fn get(&self, scope: &SigningScope, sealed_secret: &[u8]) -> Option<Arc<sigv4::SigningKey>> {
+    fn get(
+        &self,
+        access_key_id: &str,
+        scope: SigningScope<'_>,
+        sealed_secret: &[u8],
+    ) -> Option<Arc<sigv4::SigningKey>> {
         let m = self.0.lock().ok()?;
-        let (sealed, key) = m.get(scope)?;
-        (sealed.as_slice() == sealed_secret).then(|| key.clone())
+        let kept = m.get(access_key_id)?;
+        let (date, region, service) = &kept.scope;
+        (scope.date == date
+            && scope.region == region
+            && scope.service == service
+            && kept.sealed_secret == sealed_secret)
+            .then(|| kept.key.clone())
     }
 
-    fn put(&self, scope: SigningScope, sealed_secret: &[u8], key: Arc<sigv4::SigningKey>) {
+    fn put(
+        &self,
+        access_key_id: &str,
+        scope: SigningScope<'_>,
+        sealed_secret: &[u8],
+        key: Arc<sigv4::SigningKey>,
+    ) {
         if let Ok(mut m) = self.0.lock() {
-            if m.len() >= SIGNING_KEYS_KEPT {
+            if m.len() >= SIGNING_KEYS_KEPT && !m.contains_key(access_key_id) {
                 m.clear();
             }
-            m.insert(scope, (sealed_secret.to_vec(), key));
+            let scope = (
+                scope.date.to_string(),
+                scope.region.to_string(),
+                scope.service.to_string(),
+            );
+            m.insert(
+                access_key_id.to_string(),
+                KeptSigningKey {
+                    scope,
+                    sealed_secret: sealed_secret.to_vec(),
+                    key,
+                },
+            );
         }
     }
 }
@@ -492,11 +528,10 @@ mod tests {
         use super::{SigningKeys, SigningScope, sigv4::SigningKey};
         use std::sync::Arc;
         let keys = SigningKeys::default();
-        let scope = |date: &str| SigningScope {
-            access_key_id: "SRAKTEST".into(),
-            date: date.into(),
-            region: "us-east-1".into(),
-            service: "kms".into(),
+        let scope = |date| SigningScope {
+            date,
+            region: "us-east-1",
+            service: "kms",
         };
         let k = Arc::new(SigningKey::derive(
             b"secret",
@@ -504,13 +539,30 @@ mod tests {
             "us-east-1",
             "kms",
         ));
-        keys.put(scope("20261202"), b"sealed-1", k.clone());
-        let got = keys.get(&scope("20261202"), b"sealed-1").unwrap();
+        keys.put("SRAKTEST", scope("20261202"), b"sealed-1", k.clone());
+        let got = keys
+            .get("SRAKTEST", scope("20261202"), b"sealed-1")
+            .unwrap();
         assert_eq!(got.sign(b"sts"), k.sign(b"sts"));
-        assert!(keys.get(&scope("20261203"), b"sealed-1").is_none());
-        assert!(keys.get(&scope("20261202"), b"sealed-2").is_none());
+        assert!(
+            keys.get("SRAKTEST", scope("20261203"), b"sealed-1")
+                .is_none()
+        );
+        assert!(
+            keys.get("SRAKTEST", scope("20261202"), b"sealed-2")
+                .is_none()
+        );
+        assert!(
+            keys.get("SRAKOTHER", scope("20261202"), b"sealed-1")
+                .is_none()
+        );
         for n in 0..super::SIGNING_KEYS_KEPT + 1 {
-            keys.put(scope(&format!("d{n}")), b"sealed-1", k.clone());
+            keys.put(
+                &format!("SRAK{n}"),
+                scope("20261202"),
+                b"sealed-1",
+                k.clone(),
+            );
         }
         assert!(keys.0.lock().unwrap().len() <= super::SIGNING_KEYS_KEPT);
     }

@@ -90,9 +90,16 @@ pub fn router(
 pub(crate) fn bearer_token(
     headers: &axum::http::HeaderMap,
 ) -> Option<strongroom_core::BearerToken> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    bearer_token_of(headers.get(axum::http::header::AUTHORIZATION)?)
+}
+
+/// The token of an `Authorization` header value `Bearer …`, if it has a non-empty one.
+fn bearer_token_of(
+    authorization: &axum::http::HeaderValue,
+) -> Option<strongroom_core::BearerToken> {
+    authorization
+        .to_str()
+        .ok()
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_string())
@@ -138,15 +145,11 @@ async fn audit_rejections(
     };
     let public = is_public(&method, uri.path());
     let what = format!("{} {}", method, uri.path());
-    let mut headers = axum::http::HeaderMap::new();
-    if let Some(v) = authorization {
-        headers.insert(axum::http::header::AUTHORIZATION, v);
-    }
     let ctx = strongroom_core::RequestContext {
         request_id: request_id::current(),
-        token: bearer_token(&headers),
+        token: authorization.as_ref().and_then(bearer_token_of),
         protocol: strongroom_core::Protocol::Native,
-        client_addr: client_addr.map(|a| a.to_string()),
+        client_addr: client_addr.map(|a| a.0.to_string()),
         client_cert: req_cert,
         sigv4: None,
         socket_principal: None,
@@ -166,13 +169,7 @@ pub(crate) struct ClientAddr(Arc<str>);
 impl ClientAddr {
     /// The address of the connection `extensions` came on, if it is known.
     pub(crate) fn of(extensions: &axum::http::Extensions) -> Option<String> {
-        extensions.get::<ClientAddr>().map(|a| a.to_string())
-    }
-}
-
-impl std::fmt::Display for ClientAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        extensions.get::<ClientAddr>().map(|a| a.0.to_string())
     }
 }
 
