@@ -1,6 +1,8 @@
 //! The audit log v1 line format: sequence numbers, hash links and signed checkpoints.
 //! Specification: `docs/formats/audit-log-v1.md`.
 
+use std::io::Write as _;
+
 use base64::Engine;
 use serde::Serialize;
 use strongroom_crypto::hash::sha256;
@@ -59,31 +61,46 @@ pub fn event_line(seq: u64, prev: &[u8; 32], event: &AuditEvent) -> Vec<u8> {
 /// An event's fields as a JSON object, serialised once by whoever records it (so the one
 /// writer thread only links lines).
 pub fn event_body(event: &AuditEvent) -> Vec<u8> {
-    // Invariant: an event serialises to a JSON object without fallible parts.
-    serde_json::to_vec(event).unwrap_or_default()
+    let mut out = Vec::new();
+    event_body_into(&mut out, event);
+    out
+}
+
+/// Appends [`event_body`] to `out`. A compact JSON body holds no line break.
+pub fn event_body_into(out: &mut Vec<u8>, event: &AuditEvent) {
+    // Invariant: an event serialises to a JSON object without fallible parts; writing to a
+    // Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, event);
 }
 
 /// The event line of a body from [`event_body`]: the same bytes as serialising the line
 /// with the body's fields flattened in — `{"schema":…,"seq":…,"prev":…,` then the body's
 /// fields.
 pub fn event_line_of(seq: u64, prev: &[u8; 32], body: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(body.len() + 128);
+    push_event_line(&mut line, seq, prev, body);
+    line
+}
+
+/// Appends [`event_line_of`] to `out` (without a line break).
+pub fn push_event_line(out: &mut Vec<u8>, seq: u64, prev: &[u8; 32], body: &[u8]) {
     let fields = body
         .strip_prefix(b"{")
         .filter(|f| f.len() > 1)
         .unwrap_or(b"}");
-    let mut line = Vec::with_capacity(body.len() + 128);
-    line.extend_from_slice(b"{\"schema\":\"");
-    line.extend_from_slice(EVENT_SCHEMA.as_bytes());
-    line.extend_from_slice(b"\",\"seq\":");
-    line.extend_from_slice(seq.to_string().as_bytes());
-    line.extend_from_slice(b",\"prev\":\"");
-    line.extend_from_slice(hex(prev).as_bytes());
-    line.push(b'"');
+    out.reserve(body.len() + 128);
+    out.extend_from_slice(b"{\"schema\":\"");
+    out.extend_from_slice(EVENT_SCHEMA.as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{seq}");
+    out.extend_from_slice(b",\"prev\":\"");
+    strongroom_crypto::hash::hex_bytes_into(out, prev);
+    out.push(b'"');
     if fields != b"}" {
-        line.push(b',');
+        out.push(b',');
     }
-    line.extend_from_slice(fields);
-    line
+    out.extend_from_slice(fields);
 }
 
 /// The bytes a checkpoint signature covers.

@@ -1,24 +1,27 @@
 //! The hash-chained, group-committed audit log writer.
 //!
-//! One writer thread owns the file. Callers hand it events and wait; it takes every event
-//! queued at that moment, assigns sequence numbers and hash links, adds a signed checkpoint
-//! when one is due, writes the batch with one `write` and makes it durable with one
-//! `fdatasync`, then answers everyone. So the cost of a durable audit write is shared by all
-//! requests in flight (group commit), and no response leaves before its event is on disk.
+//! One writer thread owns the file. Callers serialise their event, append it to the open
+//! batch (one buffer under a lock: no allocation, no message per event) and wait for that
+//! batch. The writer takes the whole batch at once, assigns sequence numbers and hash links,
+//! adds a signed checkpoint when one is due, writes it with one `write` and makes it durable
+//! with one `fdatasync`, then wakes everyone waiting on it. So the cost of a durable audit
+//! write is shared by all requests in flight (group commit), and no response leaves before
+//! its event is on disk. The writer is only woken when it is waiting: under load it finds
+//! the next batch ready when its `fdatasync` returns.
 //!
 //! After a failed write the writer knows nothing about the file's tail, so it marks itself
 //! unhealthy and, on the next event, re-reads the tail (exactly as at start) before writing
 //! again: when the disk recovers, auditing resumes without a restart.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use crate::chain::{self, Signer, genesis, line_hash};
 use crate::{AuditError, AuditEvent, AuditSink};
@@ -33,7 +36,8 @@ pub struct SinkOptions {
     /// How long `append` waits for the disk before failing the operation (a blocked disk
     /// must not hang requests forever).
     pub write_timeout: Duration,
-    /// Most events per batch.
+    /// Most events waiting for the writer; an append beyond it fails at once ("backed up")
+    /// rather than queueing without bound behind a slow disk.
     pub max_batch: usize,
 }
 
@@ -43,23 +47,77 @@ impl Default for SinkOptions {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
-            max_batch: 1024,
+            max_batch: 4096,
         }
     }
 }
 
-type Reply = oneshot::Sender<Result<(), String>>;
+/// The outcome of one batch, for everyone whose event is in it.
+#[derive(Default)]
+struct Batch {
+    result: OnceLock<Result<(), String>>,
+    done: Notify,
+}
 
-enum Msg {
-    /// An event's body, serialised by the caller ([`chain::event_body`]).
-    Event(Vec<u8>, Reply),
-    Close(Reply),
+impl Batch {
+    fn finish(&self, res: Result<(), String>) {
+        let _ = self.result.set(res);
+        self.done.notify_waiters();
+    }
+
+    async fn wait(&self) -> Result<(), String> {
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a finish between the two is not missed.
+            notified.as_mut().enable();
+            if let Some(r) = self.result.get() {
+                return r.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+/// What callers have handed the writer and it has not taken yet.
+struct Open {
+    /// Event bodies ([`chain::event_body`]), each followed by a line break.
+    bodies: Vec<u8>,
+    events: usize,
+    /// The batch those events go out in.
+    batch: Arc<Batch>,
+    /// A caller asked for a checkpoint (`close`).
+    checkpoint: bool,
+    /// The sink was dropped: write what is open with a final checkpoint and stop.
+    stop: bool,
+    /// The writer has exited (or panicked): nothing more will be written.
+    gone: bool,
+    /// The writer is asleep on `Queue::wake`: the next caller must wake it.
+    writer_waiting: bool,
+}
+
+/// The hand-off between callers and the writer thread.
+struct Queue {
+    open: Mutex<Open>,
+    wake: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Open> {
+        // A panic while holding the lock leaves only plain data behind; carry on with it.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+thread_local! {
+    /// Where a caller serialises its event before copying it into the open batch.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The audit log: a file of hash-chained JSON lines with signed checkpoints.
-#[derive(Debug)]
 pub struct ChainedFileSink {
-    tx: SyncSender<Msg>,
+    queue: Arc<Queue>,
+    max_pending: usize,
     healthy: Arc<AtomicBool>,
     durable: Arc<std::sync::atomic::AtomicU64>,
     path: PathBuf,
@@ -155,6 +213,8 @@ fn open_file(path: &Path) -> Result<File, String> {
 }
 
 struct Writer {
+    /// The batch being written, kept between batches.
+    out: Vec<u8>,
     path: PathBuf,
     file: Option<File>,
     tail: Tail,
@@ -179,10 +239,24 @@ impl Writer {
     }
 
     fn push_line(&mut self, buf: &mut Vec<u8>, line: Vec<u8>, is_checkpoint: bool) {
-        self.tail.prev = line_hash(&line);
-        self.tail.next_seq += 1;
         buf.extend_from_slice(&line);
         buf.push(b'\n');
+        self.linked(line_hash(&line), is_checkpoint);
+    }
+
+    /// Links the next event line, built straight into `buf`.
+    fn push_event(&mut self, buf: &mut Vec<u8>, body: &[u8]) {
+        let start = buf.len();
+        chain::push_event_line(buf, self.tail.next_seq, &self.tail.prev, body);
+        let hash = line_hash(&buf[start..]);
+        buf.push(b'\n');
+        self.linked(hash, false);
+    }
+
+    /// Moves the chain past a line with `hash`.
+    fn linked(&mut self, hash: [u8; 32], is_checkpoint: bool) {
+        self.tail.prev = hash;
+        self.tail.next_seq += 1;
         if is_checkpoint {
             self.tail.unsigned = 0;
             self.first_unsigned_at = None;
@@ -210,8 +284,9 @@ impl Writer {
                     .is_some_and(|t| t.elapsed() >= self.opts.checkpoint_interval))
     }
 
-    /// Writes a batch; on failure restores the in-memory chain and marks the writer unhealthy.
-    fn commit(&mut self, events: &[Vec<u8>], force_checkpoint: bool) -> Result<(), String> {
+    /// Writes a batch (`bodies`: event bodies, each followed by a line break); on failure
+    /// restores the in-memory chain and marks the writer unhealthy.
+    fn commit(&mut self, bodies: &[u8], force_checkpoint: bool) -> Result<(), String> {
         self.ensure_open()
             .inspect_err(|_| self.healthy.store(false, Ordering::SeqCst))?;
         let saved = (
@@ -220,10 +295,11 @@ impl Writer {
             self.tail.unsigned,
             self.first_unsigned_at,
         );
-        let mut buf = Vec::with_capacity(events.len() * 512);
-        for e in events {
-            let line = chain::event_line_of(self.tail.next_seq, &self.tail.prev, e);
-            self.push_line(&mut buf, line, false);
+        let mut buf = std::mem::take(&mut self.out);
+        buf.clear();
+        buf.reserve(bodies.len() + bodies.len() / 4);
+        for body in bodies.split(|b| *b == b'\n').filter(|b| !b.is_empty()) {
+            self.push_event(&mut buf, body);
             if self.tail.unsigned >= self.opts.checkpoint_every {
                 self.push_checkpoint(&mut buf);
             }
@@ -232,6 +308,7 @@ impl Writer {
             self.push_checkpoint(&mut buf);
         }
         if buf.is_empty() {
+            self.out = buf;
             return Ok(());
         }
         let res = match self.file.as_mut() {
@@ -241,6 +318,10 @@ impl Writer {
                 .map_err(|e| e.to_string()),
             None => Err("audit log is not open".to_string()),
         };
+        // Kept for the next batch, unless one was unusually large.
+        if buf.capacity() <= KEEP_BUFFER {
+            self.out = buf;
+        }
         match res {
             Ok(()) => {
                 self.healthy.store(true, Ordering::SeqCst);
@@ -261,50 +342,64 @@ impl Writer {
         }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+    fn run(mut self, queue: &Queue) {
+        let mut taken = Vec::new();
         loop {
-            let first = match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => {
+            let mut open = queue.lock();
+            while open.events == 0 && !open.checkpoint && !open.stop {
+                open.writer_waiting = true;
+                let (guard, waited) = queue
+                    .wake
+                    .wait_timeout(open, CHECKPOINT_POLL)
+                    .unwrap_or_else(|e| e.into_inner());
+                open = guard;
+                open.writer_waiting = false;
+                if waited.timed_out() && open.events == 0 && !open.checkpoint && !open.stop {
+                    drop(open);
                     if self.checkpoint_due() && self.healthy.load(Ordering::SeqCst) {
                         let _ = self.commit(&[], false);
                     }
-                    continue;
+                    open = queue.lock();
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.commit(&[], true);
-                    return;
-                }
-            };
-            let mut events = Vec::new();
-            let mut replies = Vec::new();
-            let mut close: Option<Reply> = None;
-            let mut next = Some(first);
-            while let Some(m) = next {
-                match m {
-                    Msg::Event(e, r) => {
-                        events.push(e);
-                        replies.push(r);
-                    }
-                    Msg::Close(r) => {
-                        close = Some(r);
-                        break;
-                    }
-                }
-                next = if events.len() < self.opts.max_batch {
-                    rx.try_recv().ok()
-                } else {
-                    None
-                };
             }
-            let res = self.commit(&events, close.is_some());
-            for r in replies {
-                let _ = r.send(res.clone());
+            taken.clear();
+            std::mem::swap(&mut taken, &mut open.bodies);
+            open.events = 0;
+            let batch = std::mem::take(&mut open.batch);
+            let checkpoint = std::mem::take(&mut open.checkpoint);
+            let stop = open.stop;
+            drop(open);
+            let res = self.commit(&taken, checkpoint || stop);
+            batch.finish(res);
+            if stop {
+                return;
             }
-            if let Some(r) = close {
-                let _ = r.send(res);
+            if taken.capacity() > KEEP_BUFFER {
+                taken = Vec::new();
             }
         }
+    }
+}
+
+/// How often an idle writer checks whether a checkpoint is due.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(500);
+
+/// Buffers up to this size are reused from batch to batch.
+const KEEP_BUFFER: usize = 4 << 20;
+
+/// Marks the queue as without a writer when the writer thread ends, however it ends, and
+/// fails the batch then open: its callers learn at once instead of at their timeout.
+struct WriterGone(Arc<Queue>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        let mut open = self.0.lock();
+        open.gone = true;
+        open.events = 0;
+        open.bodies.clear();
+        let batch = std::mem::take(&mut open.batch);
+        drop(open);
+        batch.finish(Err("the audit writer has stopped".into()));
     }
 }
 
@@ -320,8 +415,20 @@ impl ChainedFileSink {
         let tail = resume(&mut file, path).map_err(err)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let durable = Arc::new(std::sync::atomic::AtomicU64::new(tail.next_seq - 1));
-        let (tx, rx) = mpsc::sync_channel(4096);
+        let queue = Arc::new(Queue {
+            open: Mutex::new(Open {
+                bodies: Vec::new(),
+                events: 0,
+                batch: Arc::default(),
+                checkpoint: false,
+                stop: false,
+                gone: false,
+                writer_waiting: false,
+            }),
+            wake: Condvar::new(),
+        });
         let writer = Writer {
+            out: Vec::new(),
             path: path.to_path_buf(),
             file: Some(file),
             first_unsigned_at: (tail.unsigned > 0).then(Instant::now),
@@ -333,10 +440,14 @@ impl ChainedFileSink {
         };
         std::thread::Builder::new()
             .name("strongroom-audit".into())
-            .spawn(move || writer.run(rx))
+            .spawn({
+                let gone = WriterGone(queue.clone());
+                move || writer.run(&gone.0)
+            })
             .map_err(|e| err(format!("cannot start the audit writer: {e}")))?;
         Ok(Self {
-            tx,
+            queue,
+            max_pending: opts.max_batch.max(1),
             healthy,
             durable,
             path: path.to_path_buf(),
@@ -356,16 +467,28 @@ impl ChainedFileSink {
         }
     }
 
-    async fn send(&self, msg: impl FnOnce(Reply) -> Msg) -> Result<(), AuditError> {
-        let (rtx, rrx) = oneshot::channel();
-        self.tx.try_send(msg(rtx)).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => self.error("the audit writer is backed up"),
-            mpsc::TrySendError::Disconnected(_) => self.error("the audit writer has stopped"),
-        })?;
-        match tokio::time::timeout(self.write_timeout, rrx).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(self.error(e)),
-            Ok(Err(_)) => Err(self.error("the audit writer has stopped")),
+    /// Lets `add` record what the caller brings in the open batch; returns that batch.
+    fn enqueue(&self, add: impl FnOnce(&mut Open)) -> Result<Arc<Batch>, AuditError> {
+        let mut open = self.queue.lock();
+        if open.gone {
+            return Err(self.error("the audit writer has stopped"));
+        }
+        if open.events >= self.max_pending {
+            return Err(self.error("the audit writer is backed up"));
+        }
+        add(&mut open);
+        if open.writer_waiting {
+            open.writer_waiting = false;
+            self.queue.wake.notify_one();
+        }
+        Ok(open.batch.clone())
+    }
+
+    /// Waits until `batch` is durable (or failed), at most the write timeout.
+    async fn wait(&self, batch: Arc<Batch>) -> Result<(), AuditError> {
+        match tokio::time::timeout(self.write_timeout, batch.wait()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.error(e)),
             Err(_) => {
                 self.healthy.store(false, Ordering::SeqCst);
                 Err(self.error(format!(
@@ -377,11 +500,39 @@ impl ChainedFileSink {
     }
 }
 
+impl std::fmt::Debug for ChainedFileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainedFileSink")
+            .field("path", &self.path)
+            .field("healthy", &self.healthy.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ChainedFileSink {
+    fn drop(&mut self) {
+        // The writer writes what is open, with a final checkpoint, and exits.
+        let mut open = self.queue.lock();
+        open.stop = true;
+        drop(open);
+        self.queue.wake.notify_one();
+    }
+}
+
 #[async_trait::async_trait]
 impl AuditSink for ChainedFileSink {
     async fn append(&self, event: &AuditEvent) -> Result<(), AuditError> {
-        let body = chain::event_body(event);
-        self.send(|r| Msg::Event(body, r)).await
+        // Serialised outside the lock, into this thread's scratch buffer, then copied in.
+        let batch = SCRATCH.with_borrow_mut(|body| {
+            body.clear();
+            chain::event_body_into(body, event);
+            self.enqueue(|open| {
+                open.bodies.extend_from_slice(body);
+                open.bodies.push(b'\n');
+                open.events += 1;
+            })
+        })?;
+        self.wait(batch).await
     }
 
     fn is_healthy(&self) -> bool {
@@ -393,6 +544,7 @@ impl AuditSink for ChainedFileSink {
     }
 
     async fn close(&self) -> Result<(), AuditError> {
-        self.send(Msg::Close).await
+        let batch = self.enqueue(|open| open.checkpoint = true)?;
+        self.wait(batch).await
     }
 }

@@ -126,11 +126,26 @@ mod tests {
 /// Lower-case hex of `b` (digests, fingerprints, ids): one place, without a `format!` per byte.
 pub fn hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);
+    hex_into(&mut s, b);
+    s
+}
+
+/// Appends the lower-case hex of `b` to `s`.
+pub fn hex_into(s: &mut String, b: &[u8]) {
+    s.reserve(b.len() * 2);
     for x in b {
         s.push(char::from(HEX_DIGITS[usize::from(x >> 4)]));
         s.push(char::from(HEX_DIGITS[usize::from(x & 0x0f)]));
     }
-    s
+}
+
+/// Appends the lower-case hex of `b` to a byte buffer (lines being built).
+pub fn hex_bytes_into(out: &mut Vec<u8>, b: &[u8]) {
+    out.reserve(b.len() * 2);
+    for x in b {
+        out.push(HEX_DIGITS[usize::from(x >> 4)]);
+        out.push(HEX_DIGITS[usize::from(x & 0x0f)]);
+    }
 }
 
 /// Lower-case hex digits, by value (for [`hex`] and key ids).
@@ -142,5 +157,11 @@ mod hex_tests {
     fn hex_is_lower_case_two_digits_a_byte() {
         assert_eq!(super::hex(&[]), "");
         assert_eq!(super::hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        let mut s = String::from("x_");
+        super::hex_into(&mut s, &[0xab, 0x01]);
+        assert_eq!(s, "x_ab01");
+        let mut v = b"y".to_vec();
+        super::hex_bytes_into(&mut v, &[0xff, 0x10]);
+        assert_eq!(v, b"yff10");
     }
 }

@@ -271,6 +271,72 @@ async fn a_failed_write_refuses_and_reports() {
     assert!(!sink.is_healthy());
 }
 
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_failed_writes_the_log_resumes_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.log");
+    let (s, pk) = signer();
+    // A "full disk": the log's path leads to /dev/full, which fails every write.
+    std::os::unix::fs::symlink("/dev/full", &p).unwrap();
+    let sink = Arc::new(ChainedFileSink::open(&p, s, opts(1000)).unwrap());
+    let failing: Vec<_> = (0..8)
+        .map(|i| {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.append(&event(i)).await })
+        })
+        .collect();
+    for t in failing {
+        let err = t.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("audit.log"), "{err}");
+    }
+    assert!(!sink.is_healthy());
+    // Space again: the same sink reopens the path and writes on.
+    let real = dir.path().join("real.log");
+    let back = dir.path().join("back");
+    std::os::unix::fs::symlink(&real, &back).unwrap();
+    std::fs::rename(&back, &p).unwrap();
+    for i in 20..23 {
+        sink.append(&event(i)).await.unwrap();
+    }
+    sink.close().await.unwrap();
+    assert!(sink.is_healthy());
+    let r = verify(&std::fs::read(&real).unwrap(), Some(&pk), None);
+    assert!(r.is_intact(), "{:?}", r.findings);
+    assert_eq!(
+        r.events, 3,
+        "only the events that were acknowledged are in the log"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_sink_signs_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.log");
+    let (s, pk) = signer();
+    let sink = ChainedFileSink::open(&p, s, opts(1000)).unwrap();
+    for i in 0..3 {
+        sink.append(&event(i)).await.unwrap();
+    }
+    drop(sink);
+    // The writer finishes on its own thread: wait for its final checkpoint.
+    let mut tries = 0;
+    while !std::fs::read_to_string(&p)
+        .unwrap()
+        .contains("checkpoint.v1")
+    {
+        tries += 1;
+        assert!(
+            tries < 500,
+            "no final checkpoint after the sink was dropped"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = verify(&std::fs::read(&p).unwrap(), Some(&pk), None);
+    assert!(r.is_intact(), "{:?}", r.findings);
+    assert_eq!(r.events, 3);
+}
+
 #[tokio::test]
 async fn a_log_whose_last_line_was_edited_refuses_to_open() {
     let dir = tempfile::tempdir().unwrap();
