@@ -7,13 +7,33 @@ use std::str::FromStr;
 
 use strongroom_crypto::{Algorithm, KeyId, Purpose};
 
+thread_local! {
+    /// The second [`Timestamp::to_rfc3339`] last formatted on this thread, and its text.
+    static LAST_RFC3339: std::cell::RefCell<(Option<i64>, String)> =
+        const { std::cell::RefCell::new((None, String::new())) };
+}
+
 /// Seconds since the Unix epoch, UTC. Strongroom keeps times to the second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
-    /// RFC 3339 text in UTC, e.g. `2026-11-22T18:00:00Z`.
+    /// RFC 3339 text in UTC, e.g. `2026-11-22T18:00:00Z`. Every request stamps its audit
+    /// event with the current second: the last text made on this thread is reused.
     pub fn to_rfc3339(self) -> String {
+        LAST_RFC3339
+            .try_with(|last| {
+                let mut last = last.borrow_mut();
+                if last.0 != Some(self.0) {
+                    last.1 = self.format_rfc3339();
+                    last.0 = Some(self.0);
+                }
+                last.1.clone()
+            })
+            .unwrap_or_else(|_| self.format_rfc3339())
+    }
+
+    fn format_rfc3339(self) -> String {
         time::OffsetDateTime::from_unix_timestamp(self.0)
             .ok()
             .and_then(|t| {
@@ -658,5 +678,12 @@ mod tests {
         let t = Timestamp(1_800_000_000);
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
         assert_eq!(t.to_rfc3339(), "2027-01-15T08:00:00Z");
+        // The reused text follows the time asked for, back and forth.
+        assert_eq!(
+            Timestamp(1_800_000_001).to_rfc3339(),
+            "2027-01-15T08:00:01Z"
+        );
+        assert_eq!(t.to_rfc3339(), "2027-01-15T08:00:00Z");
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00Z");
     }
 }
