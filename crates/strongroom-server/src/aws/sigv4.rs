@@ -49,7 +49,10 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
         if unreserved || (keep_slash && b == b'/') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(UPPER_HEX[usize::from(b >> 4)]));
+            out.push(char::from(UPPER_HEX[usize::from(b & 0x0f)]));
         }
     }
     out
@@ -113,12 +116,29 @@ fn canonical_query(uri: &Uri) -> String {
 /// A header's canonical value: every value it was sent with, trimmed, inner runs of spaces
 /// collapsed, joined with commas.
 fn canonical_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut values = Vec::new();
+    let mut out = String::new();
+    push_canonical_value(&mut out, headers, name)?;
+    Some(out)
+}
+
+/// Appends [`canonical_value`] to `out`; `None` (with `out` partly written) when the header
+/// is absent or not text.
+fn push_canonical_value(out: &mut String, headers: &HeaderMap, name: &str) -> Option<()> {
+    let mut values = 0;
     for v in headers.get_all(name) {
         let v = v.to_str().ok()?;
-        values.push(v.split_whitespace().collect::<Vec<_>>().join(" "));
+        if values > 0 {
+            out.push(',');
+        }
+        values += 1;
+        for (i, word) in v.split_whitespace().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
     }
-    (!values.is_empty()).then(|| values.join(","))
+    (values > 0).then_some(())
 }
 
 /// `20150830T123600Z` → seconds since the epoch.
@@ -251,25 +271,31 @@ pub(crate) fn read(
         .ok_or_else(|| SigError::Incomplete("X-Amz-Date is missing".into()))?;
     let signed_at = parse_amz_date(&amz_date)
         .ok_or_else(|| SigError::Incomplete("X-Amz-Date must be YYYYMMDDTHHMMSSZ".into()))?;
-    let mut canonical_headers = String::new();
+    // Built in one buffer: method, URI, query, headers, signed header names, body hash.
+    let mut canonical_request = String::with_capacity(512);
+    canonical_request.push_str(method.as_str());
+    canonical_request.push('\n');
+    canonical_request.push_str(&canonical_uri(uri));
+    canonical_request.push('\n');
+    canonical_request.push_str(&canonical_query(uri));
+    canonical_request.push('\n');
     for h in &a.signed_headers {
-        let v = canonical_value(headers, h).ok_or_else(|| {
+        canonical_request.push_str(h);
+        canonical_request.push(':');
+        push_canonical_value(&mut canonical_request, headers, h).ok_or_else(|| {
             SigError::Incomplete(format!("the signed header {h} is not in the request"))
         })?;
-        canonical_headers.push_str(h);
-        canonical_headers.push(':');
-        canonical_headers.push_str(&v);
-        canonical_headers.push('\n');
+        canonical_request.push('\n');
     }
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        method.as_str(),
-        canonical_uri(uri),
-        canonical_query(uri),
-        canonical_headers,
-        a.signed_headers.join(";"),
-        hex_sha256(body)
-    );
+    canonical_request.push('\n');
+    for (i, h) in a.signed_headers.iter().enumerate() {
+        if i > 0 {
+            canonical_request.push(';');
+        }
+        canonical_request.push_str(h);
+    }
+    canonical_request.push('\n');
+    strongroom_crypto::hash::hex_into(&mut canonical_request, &hash::sha256(body));
     let scope = format!("{}/{}/{}/aws4_request", a.date, a.region, a.service);
     let string_to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
