@@ -92,8 +92,10 @@ struct Open {
     stop: bool,
     /// The writer has exited (or panicked): nothing more will be written.
     gone: bool,
-    /// The writer is asleep on `Queue::wake`: the next caller must wake it.
+    /// The writer is asleep on `Queue::wake`: the caller that brings the open batch to
+    /// `wake_at` events must wake it.
     writer_waiting: bool,
+    wake_at: usize,
 }
 
 /// The hand-off between callers and the writer thread.
@@ -344,6 +346,7 @@ impl Writer {
 
     fn run(mut self, queue: &Queue) {
         let mut taken = Vec::new();
+        let mut busy = false;
         loop {
             let mut open = queue.lock();
             while open.events == 0 && !open.checkpoint && !open.stop {
@@ -362,6 +365,21 @@ impl Writer {
                     open = queue.lock();
                 }
             }
+            // Under load (the last batch held more than one event), let a small batch fill
+            // a little before paying a sync for it: each `fdatasync` costs the same CPU and
+            // device round trips however few events it carries. A lone caller never waits.
+            if busy && open.events < LINGER_FULL && !open.checkpoint && !open.stop {
+                open.writer_waiting = true;
+                open.wake_at = LINGER_FULL;
+                let (guard, _) = queue
+                    .wake
+                    .wait_timeout(open, LINGER)
+                    .unwrap_or_else(|e| e.into_inner());
+                open = guard;
+                open.writer_waiting = false;
+                open.wake_at = 1;
+            }
+            busy = open.events > 1;
             taken.clear();
             std::mem::swap(&mut taken, &mut open.bodies);
             open.events = 0;
@@ -380,6 +398,12 @@ impl Writer {
         }
     }
 }
+
+/// How long the writer lets a small batch fill under load, and the size that ends the wait
+/// early. Measured on this project's 2-core machine: Encrypt throughput at 64 connections
+/// +12 to +18 % with 100–200 µs, p99 no worse (`docs/performance.md`).
+const LINGER: Duration = Duration::from_micros(150);
+const LINGER_FULL: usize = 16;
 
 /// How often an idle writer checks whether a checkpoint is due.
 const CHECKPOINT_POLL: Duration = Duration::from_millis(500);
@@ -424,6 +448,7 @@ impl ChainedFileSink {
                 stop: false,
                 gone: false,
                 writer_waiting: false,
+                wake_at: 1,
             }),
             wake: Condvar::new(),
         });
@@ -477,7 +502,7 @@ impl ChainedFileSink {
             return Err(self.error("the audit writer is backed up"));
         }
         add(&mut open);
-        if open.writer_waiting {
+        if open.writer_waiting && (open.events >= open.wake_at || open.checkpoint) {
             open.writer_waiting = false;
             self.queue.wake.notify_one();
         }
