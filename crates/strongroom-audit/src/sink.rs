@@ -109,6 +109,26 @@ impl Queue {
         // A panic while holding the lock leaves only plain data behind; carry on with it.
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The writer sleeps until a caller brings the open batch to `wake_at` events (or asks
+    /// for a checkpoint, or the sink is dropped), at most `timeout`; returns whether it
+    /// timed out.
+    fn sleep<'a>(
+        &self,
+        mut open: MutexGuard<'a, Open>,
+        wake_at: usize,
+        timeout: Duration,
+    ) -> (MutexGuard<'a, Open>, bool) {
+        open.writer_waiting = true;
+        open.wake_at = wake_at;
+        let (mut open, waited) = self
+            .wake
+            .wait_timeout(open, timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        open.writer_waiting = false;
+        open.wake_at = 1;
+        (open, waited.timed_out())
+    }
 }
 
 thread_local! {
@@ -350,14 +370,9 @@ impl Writer {
         loop {
             let mut open = queue.lock();
             while open.events == 0 && !open.checkpoint && !open.stop {
-                open.writer_waiting = true;
-                let (guard, waited) = queue
-                    .wake
-                    .wait_timeout(open, CHECKPOINT_POLL)
-                    .unwrap_or_else(|e| e.into_inner());
-                open = guard;
-                open.writer_waiting = false;
-                if waited.timed_out() && open.events == 0 && !open.checkpoint && !open.stop {
+                let timed_out;
+                (open, timed_out) = queue.sleep(open, 1, CHECKPOINT_POLL);
+                if timed_out && open.events == 0 && !open.checkpoint && !open.stop {
                     drop(open);
                     if self.checkpoint_due() && self.healthy.load(Ordering::SeqCst) {
                         let _ = self.commit(&[], false);
@@ -369,15 +384,7 @@ impl Writer {
             // a little before paying a sync for it: each `fdatasync` costs the same CPU and
             // device round trips however few events it carries. A lone caller never waits.
             if busy && open.events < LINGER_FULL && !open.checkpoint && !open.stop {
-                open.writer_waiting = true;
-                open.wake_at = LINGER_FULL;
-                let (guard, _) = queue
-                    .wake
-                    .wait_timeout(open, LINGER)
-                    .unwrap_or_else(|e| e.into_inner());
-                open = guard;
-                open.writer_waiting = false;
-                open.wake_at = 1;
+                (open, _) = queue.sleep(open, LINGER_FULL, LINGER);
             }
             busy = open.events > 1;
             taken.clear();
