@@ -69,8 +69,12 @@ pub fn event_body(event: &AuditEvent) -> Vec<u8> {
 /// Appends [`event_body`] to `out`. A compact JSON body holds no line break.
 pub fn event_body_into(out: &mut Vec<u8>, event: &AuditEvent) {
     // Invariant: an event serialises to a JSON object without fallible parts; writing to a
-    // Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, event);
+    // Vec cannot fail. Were it to fail, the event is still recorded, as an empty object.
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, event).is_err() {
+        out.truncate(start);
+        out.extend_from_slice(b"{}");
+    }
 }
 
 /// The event line of a body from [`event_body`]: the same bytes as serialising the line

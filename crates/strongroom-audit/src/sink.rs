@@ -382,20 +382,23 @@ impl Writer {
             }
             // Under load (the last batch held more than one event), let a small batch fill
             // a little before paying a sync for it: each `fdatasync` costs the same CPU and
-            // device round trips however few events it carries. A lone caller never waits.
-            if busy && open.events < LINGER_FULL && !open.checkpoint && !open.stop {
-                (open, _) = queue.sleep(open, LINGER_FULL, LINGER);
+            // device round trips however few events it carries. One client making one
+            // request at a time never causes this (its batches hold one event).
+            let full = LINGER_FULL.min(self.opts.max_batch.max(1));
+            if busy && open.events < full && !open.checkpoint && !open.stop {
+                (open, _) = queue.sleep(open, full, LINGER);
             }
             busy = open.events > 1;
             taken.clear();
             std::mem::swap(&mut taken, &mut open.bodies);
             open.events = 0;
-            let batch = std::mem::take(&mut open.batch);
+            // Failed with "stopped" if the commit panics, rather than left to time out.
+            let batch = InFlight(std::mem::take(&mut open.batch));
             let checkpoint = std::mem::take(&mut open.checkpoint);
             let stop = open.stop;
             drop(open);
             let res = self.commit(&taken, checkpoint || stop);
-            batch.finish(res);
+            batch.0.finish(res);
             if stop {
                 return;
             }
@@ -415,15 +418,31 @@ const LINGER_FULL: usize = 16;
 /// How often an idle writer checks whether a checkpoint is due.
 const CHECKPOINT_POLL: Duration = Duration::from_millis(500);
 
+/// A caller's scratch buffer is kept up to this size between events.
+const KEEP_SCRATCH: usize = 64 << 10;
+
 /// Buffers up to this size are reused from batch to batch.
 const KEEP_BUFFER: usize = 4 << 20;
 
+/// The batch being written: if the writer unwinds before finishing it, its callers are
+/// told the writer stopped.
+struct InFlight(Arc<Batch>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.result.get().is_none() {
+            self.0.finish(Err("the audit writer has stopped".into()));
+        }
+    }
+}
+
 /// Marks the queue as without a writer when the writer thread ends, however it ends, and
 /// fails the batch then open: its callers learn at once instead of at their timeout.
-struct WriterGone(Arc<Queue>);
+struct WriterGone(Arc<Queue>, Arc<AtomicBool>);
 
 impl Drop for WriterGone {
     fn drop(&mut self) {
+        self.1.store(false, Ordering::SeqCst);
         let mut open = self.0.lock();
         open.gone = true;
         open.events = 0;
@@ -473,7 +492,7 @@ impl ChainedFileSink {
         std::thread::Builder::new()
             .name("strongroom-audit".into())
             .spawn({
-                let gone = WriterGone(queue.clone());
+                let gone = WriterGone(queue.clone(), healthy.clone());
                 move || writer.run(&gone.0)
             })
             .map_err(|e| err(format!("cannot start the audit writer: {e}")))?;
@@ -557,6 +576,9 @@ impl AuditSink for ChainedFileSink {
         // Serialised outside the lock, into this thread's scratch buffer, then copied in.
         let batch = SCRATCH.with_borrow_mut(|body| {
             body.clear();
+            if body.capacity() > KEEP_SCRATCH {
+                body.shrink_to(KEEP_SCRATCH);
+            }
             chain::event_body_into(body, event);
             self.enqueue(|open| {
                 open.bodies.extend_from_slice(body);
