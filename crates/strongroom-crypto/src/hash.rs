@@ -133,19 +133,23 @@ pub fn hex(b: &[u8]) -> String {
 /// Appends the lower-case hex of `b` to `s`.
 pub fn hex_into(s: &mut String, b: &[u8]) {
     s.reserve(b.len() * 2);
-    for x in b {
-        s.push(char::from(HEX_DIGITS[usize::from(x >> 4)]));
-        s.push(char::from(HEX_DIGITS[usize::from(x & 0x0f)]));
-    }
+    s.extend(hex_digits(b).map(char::from));
 }
 
 /// Appends the lower-case hex of `b` to a byte buffer (lines being built).
 pub fn hex_bytes_into(out: &mut Vec<u8>, b: &[u8]) {
     out.reserve(b.len() * 2);
-    for x in b {
-        out.push(HEX_DIGITS[usize::from(x >> 4)]);
-        out.push(HEX_DIGITS[usize::from(x & 0x0f)]);
-    }
+    out.extend(hex_digits(b));
+}
+
+/// The lower-case hex digits of `b`, two a byte, high nibble first.
+fn hex_digits(b: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    b.iter().flat_map(|x| {
+        [
+            HEX_DIGITS[usize::from(x >> 4)],
+            HEX_DIGITS[usize::from(x & 0x0f)],
+        ]
+    })
 }
 
 /// Lower-case hex digits, by value (for [`hex`] and key ids).
