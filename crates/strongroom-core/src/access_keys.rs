@@ -442,7 +442,8 @@ impl KeyService {
                     .into(),
             ));
         }
-        self.caller(&rec.principal, rec.id, "sigv4", ev).await
+        self.caller(&rec.principal, rec.id.clone(), "sigv4", ev)
+            .await
     }
 }
 

@@ -1,6 +1,8 @@
 //! Cryptographic operations: encrypt, decrypt, data keys, re-encrypt, asymmetric decrypt,
 //! public keys, sign/verify, MAC, random.
 
+use std::sync::Arc;
+
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::keys::{self, SignInput};
 use strongroom_crypto::{
@@ -101,10 +103,10 @@ impl KeyService {
         action: &'static str,
         ct: &[u8],
         context: &EncryptionContext,
-        expected: Option<&KeyRecord>,
+        expected: Option<&Arc<KeyRecord>>,
         op: Operation,
         ev: &mut AuditEvent,
-    ) -> Result<(KeyRecord, VersionRecord, Plaintext)> {
+    ) -> Result<(Arc<KeyRecord>, Arc<VersionRecord>, Plaintext)> {
         check_len("ciphertext", ct.len(), MAX_CIPHERTEXT)?;
         let header = ciphertext::parse_header(ct)?;
         let key = match expected {
@@ -135,7 +137,7 @@ impl KeyService {
         context: &EncryptionContext,
         op: Operation,
         ev: &mut AuditEvent,
-    ) -> Result<(VersionRecord, Plaintext)> {
+    ) -> Result<(Arc<VersionRecord>, Plaintext)> {
         // A ciphertext is only ever made with its key's suite: another is a forgery.
         let suite = if key.external.is_some() {
             Some(ciphertext::Suite::External)
@@ -188,7 +190,7 @@ impl KeyService {
         context: &EncryptionContext,
         ct: &[u8],
         ev: &mut AuditEvent,
-    ) -> Result<(VersionRecord, Plaintext)> {
+    ) -> Result<(Arc<VersionRecord>, Plaintext)> {
         check_len("ciphertext", ct.len(), MAX_CIPHERTEXT)?;
         let header = ciphertext::parse_header(ct)?;
         if header.key_id != key.id {
@@ -264,7 +266,7 @@ impl KeyService {
                 )
                 .await?;
             Ok(DecryptOutput {
-                key: KeyIdentity::from(&key),
+                key: KeyIdentity::from(&*key),
                 version: v.version,
                 plaintext,
             })
@@ -304,7 +306,7 @@ impl KeyService {
                     .await?;
                 return Ok(GenerateDataKeyOutput {
                     wrapped: EncryptOutput {
-                        key: KeyIdentity::from(&key),
+                        key: KeyIdentity::from(&*key),
                         version: v.version,
                         ciphertext,
                     },
@@ -417,7 +419,7 @@ impl KeyService {
                 )
                 .await?;
             Ok(ReEncryptOutput {
-                source_key: KeyIdentity::from(&src),
+                source_key: KeyIdentity::from(&*src),
                 source_version: src_v.version,
                 output,
             })
@@ -449,7 +451,7 @@ impl KeyService {
             let plaintext =
                 tokio::task::block_in_place(|| keys::rsa_oaep_decrypt(k.algorithm, &m, ct))?;
             Ok(DecryptOutput {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 version: v.version,
                 plaintext,
             })
@@ -484,7 +486,7 @@ impl KeyService {
             // Exposed to encrypt it.
             let ciphertext = keys::rsa_oaep_encrypt(der, plaintext.expose_secret())?;
             Ok(EncryptOutput {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 version: v.version,
                 ciphertext,
             })
@@ -592,7 +594,7 @@ impl KeyService {
                 (Some(d), _) => d.clone(),
             };
             Ok(PublicKeyOutput {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 version: n,
                 algorithm: k.algorithm,
                 der,
@@ -646,7 +648,7 @@ impl KeyService {
                     .ok_or_else(|| Error::Internal("signing version without public key".into()))?;
                 let signature = self.external_sign(&k, spki, alg, input, &mut ev).await?;
                 return Ok(SignOutput {
-                    key: KeyIdentity::from(&k),
+                    key: KeyIdentity::from(&*k),
                     version: v.version,
                     algorithm: alg,
                     signature,
@@ -664,7 +666,7 @@ impl KeyService {
                 SignData::Digest(d) => keys::sign(alg, &m, SignInput::Digest(d))?,
             };
             Ok(SignOutput {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 version: v.version,
                 algorithm: alg,
                 signature,
@@ -711,7 +713,7 @@ impl KeyService {
                 SignData::Digest(d) => keys::verify(alg, der, SignInput::Digest(d), signature)?,
             };
             Ok(VerifyOutput {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 version: v.version,
                 valid,
             })
@@ -746,7 +748,7 @@ impl KeyService {
             // Exposed to MAC it.
             let mac = keys::mac(k.algorithm, &m, message.expose_secret())?;
             Ok(MacOutput {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 version: v.version,
                 mac,
             })
@@ -782,7 +784,7 @@ impl KeyService {
             // Exposed to recompute the MAC, compared in constant time inside aws-lc.
             let valid = keys::mac_verify(k.algorithm, &m, message.expose_secret(), mac)?;
             Ok(VerifyOutput {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 version: v.version,
                 valid,
             })
@@ -815,7 +817,7 @@ impl KeyService {
             let m = self.material(&k, &v)?;
             let secret = keys::derive_shared_secret(k.algorithm, &m, peer_public_key)?;
             Ok(SharedSecretOutput {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 version: v.version,
                 secret,
             })
@@ -869,7 +871,7 @@ impl KeyService {
                 ));
             }
             Ok(ExportOutput {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 algorithm: k.algorithm,
                 versions,
             })

@@ -6,6 +6,8 @@
 //! under the caller's context plus `strongroom:key-id = <key id>` so the header's key id is
 //! bound to the provider's answer.
 
+use std::sync::Arc;
+
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::{Algorithm, EncryptionContext, Plaintext, Purpose, ciphertext};
 use strongroom_providers::{ProviderError, ProviderKey, ProviderVersion, SOFTWARE};
@@ -245,7 +247,7 @@ impl KeyService {
                 rotation_schedule: schedule.map_err(text),
                 versions: versions.map_err(text),
                 drift,
-                key: k,
+                key: Arc::unwrap_or_clone(k),
             })
         }
         .await;

@@ -302,6 +302,7 @@ impl KeyService {
                 .store
                 .principal(name)
                 .await?
+                .map(Arc::unwrap_or_clone)
                 .ok_or_else(|| Error::not_found("principal", name.to_string()))?;
             if let Some(r) = update.roles {
                 validate_roles(&r)?;
@@ -353,6 +354,7 @@ impl KeyService {
             self.store
                 .principal(name)
                 .await?
+                .map(Arc::unwrap_or_clone)
                 .ok_or_else(|| Error::not_found("principal", name.to_string()))
         }
         .await;
@@ -549,9 +551,9 @@ impl KeyService {
                 .ok_or_else(|| Error::not_found("principal", t.principal.to_string()))?;
             let attrs = PrincipalAttrs {
                 name: p.name.to_string(),
-                kind: p.kind,
-                roles: p.roles,
-                labels: p.labels,
+                kind: p.kind.clone(),
+                roles: p.roles.clone(),
+                labels: p.labels.clone(),
             };
             let resource = match &t.resource {
                 TestResource::System => ResourceAttrs::System,

@@ -3,6 +3,8 @@
 //! GetParametersForImport / ImportKeyMaterial / DeleteImportedKeyMaterial). Guide:
 //! `docs/aws-compatibility.md`, "Importing key material".
 
+use std::sync::Arc;
+
 use base64::Engine;
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::import::{self as unwrap, ImportWrapping};
@@ -116,7 +118,7 @@ impl KeyService {
             self.audit_before_commit(&mut ev).await?;
             self.store.insert_import_token(&rec).await?;
             Ok(ImportParameters {
-                key: KeyIdentity::from(&k),
+                key: KeyIdentity::from(&*k),
                 public_key,
                 token,
                 expires_at,
@@ -243,7 +245,7 @@ impl KeyService {
                 primary_version: Some(1),
                 version_count: 1,
                 material_expires_at: expires_at,
-                ..k.clone()
+                ..KeyRecord::clone(&k)
             };
             ev.version = Some(1);
             let done = self.write_key(&mut ev, &k, next, &[v1]).await?;
@@ -280,7 +282,7 @@ impl KeyService {
             require_imported(&k, Operation::DeleteImportedKeyMaterial)?;
             require_live(&k, Operation::DeleteImportedKeyMaterial)?;
             if k.state == KeyState::PendingImport {
-                return Ok(k);
+                return Ok(Arc::unwrap_or_clone(k));
             }
             self.wipe_imported_material(&mut ev, &k).await
         }
@@ -298,7 +300,7 @@ impl KeyService {
         let v1 = self.version_record(k, 1).await?;
         let wiped = VersionRecord {
             sealed_material: None,
-            ..v1
+            ..Arc::unwrap_or_clone(v1)
         };
         let next = KeyRecord {
             state: KeyState::PendingImport,

@@ -773,6 +773,7 @@ impl SoftwareProvider {
         let mut scratch = scratch_event(svc);
         svc.resolve(&r, &mut scratch)
             .await
+            .map(Arc::unwrap_or_clone)
             .map_err(|e| software_error(key, e))
     }
 }

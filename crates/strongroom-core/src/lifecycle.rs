@@ -1,5 +1,7 @@
 //! Management operations: key rings, keys, versions, aliases, and the scheduled jobs.
 
+use std::sync::Arc;
+
 use strongroom_audit::AuditEvent;
 use strongroom_crypto::{KeyId, Purpose};
 use strongroom_store::{
@@ -211,7 +213,7 @@ impl KeyService {
                 primary_version: None,
                 rotation_period_secs: None,
                 next_rotation_time: None,
-                ..k.clone()
+                ..KeyRecord::clone(&k)
             };
             match self.write_key(ev, &k, next, &wiped).await {
                 Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
@@ -319,6 +321,7 @@ impl KeyService {
             self.store
                 .key_ring(name)
                 .await?
+                .map(Arc::unwrap_or_clone)
                 .ok_or_else(|| Error::not_found("key ring", name.to_string()))
         }
         .await;
@@ -542,6 +545,7 @@ impl KeyService {
             let who = self.authenticate(ctx, &mut ev).await?;
             self.resolve_checked(&who, ctx, &mut ev, "get-key", key, None)
                 .await
+                .map(Arc::unwrap_or_clone)
         }
         .await;
         self.finish(ev, res).await
@@ -869,11 +873,11 @@ impl KeyService {
                 let v = self.version_record(&k, version).await?;
                 crate::service::require_version_enabled(&k, &v, Operation::SetPrimaryVersion)?;
                 if k.primary_version == Some(version) {
-                    return Ok(k);
+                    return Ok(Arc::unwrap_or_clone(k));
                 }
                 let next = KeyRecord {
                     primary_version: Some(version),
-                    ..k.clone()
+                    ..KeyRecord::clone(&k)
                 };
                 match self.write_key(&mut ev, &k, next, &[]).await {
                     Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
@@ -924,7 +928,7 @@ impl KeyService {
             match self.write_key(ev, &k, next, std::slice::from_ref(&v)).await {
                 Err(Error::Conflict(_)) if retry && attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
-                    k = self.reread(&k).await?;
+                    k = Arc::unwrap_or_clone(self.reread(&k).await?);
                 }
                 r => return r.map(|k2| (k2, info)),
             }
@@ -937,12 +941,14 @@ impl KeyService {
     async fn modify_key(
         &self,
         ev: &mut AuditEvent,
-        mut k: KeyRecord,
+        mut k: Arc<KeyRecord>,
         f: impl Fn(&KeyRecord) -> Result<Option<KeyRecord>>,
     ) -> Result<KeyRecord> {
         let mut attempt = 0;
         loop {
-            let Some(next) = f(&k)? else { return Ok(k) };
+            let Some(next) = f(&k)? else {
+                return Ok(Arc::unwrap_or_clone(k));
+            };
             match self.write_key(ev, &k, next, &[]).await {
                 Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
@@ -953,7 +959,7 @@ impl KeyService {
         }
     }
 
-    async fn reread(&self, k: &KeyRecord) -> Result<KeyRecord> {
+    async fn reread(&self, k: &KeyRecord) -> Result<Arc<KeyRecord>> {
         self.store
             .key_by_id(k.id)
             .await?
@@ -1008,7 +1014,7 @@ impl KeyService {
                 .resolve_checked(&who, ctx, &mut ev, "get-version", key, None)
                 .await?;
             let v = self.version_record(&k, version).await?;
-            Ok((k, VersionInfo::from(&v)))
+            Ok((Arc::unwrap_or_clone(k), VersionInfo::from(&*v)))
         }
         .await;
         self.finish(ev, res).await
@@ -1041,7 +1047,7 @@ impl KeyService {
                 items: p.items.iter().map(VersionInfo::from).collect(),
                 next: p.next,
             };
-            Ok((k, page))
+            Ok((Arc::unwrap_or_clone(k), page))
         }
         .await;
         self.finish(ev, res).await
@@ -1067,8 +1073,8 @@ impl KeyService {
                 operation: op.as_str(),
                 requirement: na.requirement,
             })?;
-            if next == v {
-                return Ok(VersionInfo::from(&v));
+            if next == *v {
+                return Ok(VersionInfo::from(&*v));
             }
             match self
                 .write_key(ev, &k, k.clone(), std::slice::from_ref(&next))
@@ -1076,7 +1082,7 @@ impl KeyService {
             {
                 Err(Error::Conflict(_)) if attempt < MAX_CONFLICT_RETRIES => {
                     attempt += 1;
-                    k = self.reread(&k).await?;
+                    k = Arc::unwrap_or_clone(self.reread(&k).await?);
                 }
                 Err(e) => return Err(e),
                 Ok(_) => {
@@ -1178,7 +1184,7 @@ impl KeyService {
         .await
     }
 
-    async fn alias_info(&self, a: AliasRecord) -> Result<AliasInfo> {
+    async fn alias_info(&self, a: &AliasRecord) -> Result<AliasInfo> {
         let k = self.store.key_by_id(a.key_id).await?.ok_or_else(|| {
             Error::Internal(format!(
                 "alias {} points to missing key {}",
@@ -1186,8 +1192,8 @@ impl KeyService {
             ))
         })?;
         Ok(AliasInfo {
-            name: a.name,
-            key: KeyIdentity::from(&k),
+            name: a.name.clone(),
+            key: KeyIdentity::from(&*k),
             created_at: a.created_at,
             updated_at: a.updated_at,
         })
@@ -1277,7 +1283,7 @@ impl KeyService {
                 .alias(name)
                 .await?
                 .ok_or_else(|| Error::not_found("alias", name.to_string()))?;
-            self.alias_info(stored).await
+            self.alias_info(&stored).await
         }
         .await;
         self.finish(ev, res).await
@@ -1325,7 +1331,7 @@ impl KeyService {
                 self.check_key(&who, ctx, &mut ev, "get-alias", &k, None)
                     .await?;
             }
-            let info = self.alias_info(a).await?;
+            let info = self.alias_info(&a).await?;
             ev.key_id = Some(info.key.id.to_string());
             Ok(info)
         }
@@ -1357,7 +1363,7 @@ impl KeyService {
             let p = self.store.list_aliases(key_id, page).await?;
             let mut items = Vec::with_capacity(p.items.len());
             for a in p.items {
-                items.push(self.alias_info(a).await?);
+                items.push(self.alias_info(&a).await?);
             }
             Ok(Page {
                 items,
@@ -1431,7 +1437,7 @@ impl KeyService {
                     // A disabled key is not rotated; its schedule moves on (as AWS does).
                     let next = KeyRecord {
                         next_rotation_time: Some(now.plus_secs(period)),
-                        ..k.clone()
+                        ..KeyRecord::clone(&k)
                     };
                     self.write_key(&mut ev, &k, next, &[]).await?;
                     return Ok(false);

@@ -453,7 +453,8 @@ impl KeyService {
         if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|t| t <= now) {
             return Err(Error::Unauthenticated);
         }
-        self.caller(&rec.principal, rec.id, "token", ev).await
+        self.caller(&rec.principal, rec.id.clone(), "token", ev)
+            .await
     }
 
     /// The caller acting as `principal` (root or an enabled principal), after its credential
@@ -476,7 +477,7 @@ impl KeyService {
                 .principal(&name)
                 .await?
                 .ok_or(Error::Unauthenticated)?;
-            Some(self.enabled_principal_attrs(p, ev)?)
+            Some(self.enabled_principal_attrs(&p, ev)?)
         };
         ev.principal = Some(principal.to_string());
         ev.token_id = Some(credential_id.clone());
@@ -493,7 +494,7 @@ impl KeyService {
     /// What policies see of an enabled principal, once its quota allows the request.
     fn enabled_principal_attrs(
         &self,
-        p: strongroom_store::PrincipalRecord,
+        p: &strongroom_store::PrincipalRecord,
         ev: &mut AuditEvent,
     ) -> Result<PrincipalAttrs> {
         if p.disabled_at.is_some() {
@@ -507,9 +508,9 @@ impl KeyService {
         )?;
         Ok(PrincipalAttrs {
             name: p.name.to_string(),
-            kind: p.kind,
-            roles: p.roles,
-            labels: p.labels,
+            kind: p.kind.clone(),
+            roles: p.roles.clone(),
+            labels: p.labels.clone(),
         })
     }
 
@@ -525,7 +526,7 @@ impl KeyService {
             .ok_or(Error::Unauthenticated)?;
         let credential_id = format!("cert:{}", &hex[..16]);
         let name = p.name.to_string();
-        let attrs = self.enabled_principal_attrs(p, ev)?;
+        let attrs = self.enabled_principal_attrs(&p, ev)?;
         ev.token_id = Some(credential_id.clone());
         ev.auth_method = Some("mtls");
         Ok(Caller {
@@ -635,7 +636,7 @@ impl KeyService {
             .store
             .key_ring(&k.ring)
             .await?
-            .map(|r| r.labels)
+            .map(|r| r.labels.clone())
             .unwrap_or_default();
         Ok(ResourceAttrs::Key(KeyAttrs {
             ring: k.ring.to_string(),
@@ -656,7 +657,7 @@ impl KeyService {
             .store
             .key_ring(name)
             .await?
-            .map(|r| r.labels)
+            .map(|r| r.labels.clone())
             .unwrap_or_default();
         Ok(ResourceAttrs::KeyRing {
             name: name.to_string(),
@@ -675,7 +676,7 @@ impl KeyService {
         action: &'static str,
         r: &KeyRef,
         ec: Option<&EncryptionContext>,
-    ) -> Result<KeyRecord> {
+    ) -> Result<Arc<KeyRecord>> {
         match self.resolve(r, ev).await {
             Ok(k) => {
                 self.permit_key(who, ctx, ev, action, &k, ec).await?;
@@ -735,7 +736,7 @@ impl KeyService {
     }
 
     /// Finds the key a reference names and records it in the audit event.
-    pub(crate) async fn resolve(&self, r: &KeyRef, ev: &mut AuditEvent) -> Result<KeyRecord> {
+    pub(crate) async fn resolve(&self, r: &KeyRef, ev: &mut AuditEvent) -> Result<Arc<KeyRecord>> {
         let key = match r {
             KeyRef::Path(ring, name) => self.store.key(ring, name).await?,
             KeyRef::Alias(a) => {
@@ -755,7 +756,11 @@ impl KeyService {
     }
 
     /// Loads a version record or fails with `NotFound`.
-    pub(crate) async fn version_record(&self, key: &KeyRecord, n: u32) -> Result<VersionRecord> {
+    pub(crate) async fn version_record(
+        &self,
+        key: &KeyRecord,
+        n: u32,
+    ) -> Result<Arc<VersionRecord>> {
         if n == 0 {
             return Err(Error::invalid("version", "versions are numbered from 1"));
         }
@@ -801,7 +806,7 @@ impl KeyService {
         requested: Option<u32>,
         op: Operation,
         ev: &mut AuditEvent,
-    ) -> Result<VersionRecord> {
+    ) -> Result<Arc<VersionRecord>> {
         self.require_usable(key, op)?;
         let n = match requested.or(key.primary_version) {
             Some(n) => n,

@@ -8,6 +8,7 @@
 //! or revocation on one node takes to reach the others. A time to live of zero turns the
 //! cache off.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
@@ -24,13 +25,22 @@ use crate::{AliasWrite, Result, Store, snapshot};
 /// Entries per lookup kind before that map is emptied and refilled.
 const CAP: usize = 10_000;
 
+/// A cached answer: records are shared (`Arc`), so a hit costs a reference count, not a
+/// copy of the record.
 struct Entry<V> {
     at: Instant,
     generation: u64,
-    value: Option<V>,
+    value: Option<Arc<V>>,
 }
 
 type Map<K, V> = Mutex<HashMap<K, Entry<V>>>;
+
+/// Keys by ring, then name: a lookup borrows both names instead of building a pair.
+#[derive(Default)]
+struct ByPath {
+    rings: HashMap<RingName, HashMap<KeyName, Entry<KeyRecord>>>,
+    len: usize,
+}
 
 /// A [`Store`] that caches the hot lookups of another.
 pub struct CachedStore {
@@ -39,7 +49,7 @@ pub struct CachedStore {
     /// Moves on every write; an entry is valid only while it equals the entry's.
     generation: AtomicU64,
     tokens: Map<[u8; 32], TokenRecord>,
-    keys: Map<(RingName, KeyName), KeyRecord>,
+    keys: Mutex<ByPath>,
     keys_by_id: Map<KeyId, KeyRecord>,
     versions: Map<(KeyId, u32), VersionRecord>,
     principals: Map<PrincipalName, PrincipalRecord>,
@@ -74,43 +84,59 @@ impl CachedStore {
         }
     }
 
-    async fn cached<K: Eq + Hash, V: Clone>(
+    /// The entry's answer if it is still valid.
+    fn fresh<V>(&self, e: &Entry<V>, generation: u64) -> Option<Option<Arc<V>>> {
+        (e.generation == generation && e.at.elapsed() < self.ttl).then(|| e.value.clone())
+    }
+
+    /// Whether an answer fetched at `generation` may be kept (no write started or finished
+    /// meanwhile: it may predate that write).
+    fn keepable<V>(&self, value: &Option<Arc<V>>, cache_absent: bool, generation: u64) -> bool {
+        (value.is_some() || cache_absent) && self.generation.load(Ordering::SeqCst) == generation
+    }
+
+    /// Answers from `map`, or runs `fetch` (only on a miss) and keeps its answer under
+    /// `owned()`.
+    async fn cached<K, Q, V, F>(
         &self,
         map: &Map<K, V>,
-        key: K,
+        key: &Q,
+        owned: impl FnOnce() -> K,
         cache_absent: bool,
-        fetch: impl Future<Output = Result<Option<V>>>,
-    ) -> Result<Option<V>> {
+        fetch: impl FnOnce() -> F,
+    ) -> Result<Option<Arc<V>>>
+    where
+        K: Eq + Hash + Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+        F: Future<Output = Result<Option<Arc<V>>>>,
+    {
         if self.ttl.is_zero() {
-            return fetch.await;
+            return fetch().await;
         }
         let generation = self.generation.load(Ordering::SeqCst);
         if let Ok(m) = map.lock()
-            && let Some(e) = m.get(&key)
-            && e.generation == generation
-            && e.at.elapsed() < self.ttl
+            && let Some(hit) = m.get(key).and_then(|e| self.fresh(e, generation))
         {
-            return Ok(e.value.clone());
+            return Ok(hit);
         }
-        let value = fetch.await?;
-        // Kept only if no write started or finished meanwhile (it may predate that write).
-        if (value.is_some() || cache_absent)
-            && self.generation.load(Ordering::SeqCst) == generation
+        let value = fetch().await?;
+        if self.keepable(&value, cache_absent, generation)
             && let Ok(mut m) = map.lock()
         {
             if m.len() >= CAP {
                 m.clear();
             }
-            m.insert(
-                key,
-                Entry {
-                    at: Instant::now(),
-                    generation,
-                    value: value.clone(),
-                },
-            );
+            m.insert(owned(), self.entry(&value, generation));
         }
         Ok(value)
+    }
+
+    fn entry<V>(&self, value: &Option<Arc<V>>, generation: u64) -> Entry<V> {
+        Entry {
+            at: Instant::now(),
+            generation,
+            value: value.clone(),
+        }
     }
 
     /// Runs a write; every cached entry is invalid from before it starts until after.
@@ -140,9 +166,15 @@ impl Store for CachedStore {
         self.write(self.inner.create_key_ring(ring)).await
     }
 
-    async fn key_ring(&self, name: &RingName) -> Result<Option<KeyRingRecord>> {
-        self.cached(&self.rings, name.clone(), true, self.inner.key_ring(name))
-            .await
+    async fn key_ring(&self, name: &RingName) -> Result<Option<Arc<KeyRingRecord>>> {
+        self.cached(
+            &self.rings,
+            name,
+            || name.clone(),
+            true,
+            || self.inner.key_ring(name),
+        )
+        .await
     }
 
     async fn list_key_rings(&self, page: &PageRequest) -> Result<Page<KeyRingRecord>> {
@@ -153,19 +185,44 @@ impl Store for CachedStore {
         self.write(self.inner.create_key(key, versions)).await
     }
 
-    async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<KeyRecord>> {
-        self.cached(
-            &self.keys,
-            (ring.clone(), name.clone()),
-            true,
-            self.inner.key(ring, name),
-        )
-        .await
+    async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<Arc<KeyRecord>>> {
+        if self.ttl.is_zero() {
+            return self.inner.key(ring, name).await;
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Ok(m) = self.keys.lock()
+            && let Some(hit) = m
+                .rings
+                .get(ring)
+                .and_then(|names| names.get(name))
+                .and_then(|e| self.fresh(e, generation))
+        {
+            return Ok(hit);
+        }
+        let value = self.inner.key(ring, name).await?;
+        if self.keepable(&value, true, generation)
+            && let Ok(mut m) = self.keys.lock()
+        {
+            if m.len >= CAP {
+                *m = ByPath::default();
+            }
+            let e = self.entry(&value, generation);
+            let names = m.rings.entry(ring.clone()).or_default();
+            let added = names.insert(name.clone(), e).is_none();
+            m.len += usize::from(added);
+        }
+        Ok(value)
     }
 
-    async fn key_by_id(&self, id: KeyId) -> Result<Option<KeyRecord>> {
-        self.cached(&self.keys_by_id, id, true, self.inner.key_by_id(id))
-            .await
+    async fn key_by_id(&self, id: KeyId) -> Result<Option<Arc<KeyRecord>>> {
+        self.cached(
+            &self.keys_by_id,
+            &id,
+            || id,
+            true,
+            || self.inner.key_by_id(id),
+        )
+        .await
     }
 
     async fn list_keys(&self, ring: &RingName, page: &PageRequest) -> Result<Page<KeyRecord>> {
@@ -186,12 +243,13 @@ impl Store for CachedStore {
             .await
     }
 
-    async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<VersionRecord>> {
+    async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<Arc<VersionRecord>>> {
         self.cached(
             &self.versions,
-            (key_id, version),
+            &(key_id, version),
+            || (key_id, version),
             true,
-            self.inner.version(key_id, version),
+            || self.inner.version(key_id, version),
         )
         .await
     }
@@ -240,9 +298,15 @@ impl Store for CachedStore {
         self.write(self.inner.put_alias(alias, mode)).await
     }
 
-    async fn alias(&self, name: &AliasName) -> Result<Option<AliasRecord>> {
-        self.cached(&self.aliases, name.clone(), true, self.inner.alias(name))
-            .await
+    async fn alias(&self, name: &AliasName) -> Result<Option<Arc<AliasRecord>>> {
+        self.cached(
+            &self.aliases,
+            name,
+            || name.clone(),
+            true,
+            || self.inner.alias(name),
+        )
+        .await
     }
 
     async fn delete_alias(&self, name: &AliasName) -> Result<()> {
@@ -261,9 +325,15 @@ impl Store for CachedStore {
         self.write(self.inner.insert_token(token)).await
     }
 
-    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
-        self.cached(&self.tokens, *hash, false, self.inner.token_by_hash(hash))
-            .await
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Arc<TokenRecord>>> {
+        self.cached(
+            &self.tokens,
+            hash,
+            || *hash,
+            false,
+            || self.inner.token_by_hash(hash),
+        )
+        .await
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
@@ -282,12 +352,13 @@ impl Store for CachedStore {
         self.write(self.inner.put_principal(p, mode)).await
     }
 
-    async fn principal(&self, name: &PrincipalName) -> Result<Option<PrincipalRecord>> {
+    async fn principal(&self, name: &PrincipalName) -> Result<Option<Arc<PrincipalRecord>>> {
         self.cached(
             &self.principals,
-            name.clone(),
+            name,
+            || name.clone(),
             true,
-            self.inner.principal(name),
+            || self.inner.principal(name),
         )
         .await
     }
@@ -370,12 +441,13 @@ impl Store for CachedStore {
         self.write(self.inner.insert_access_key(key)).await
     }
 
-    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+    async fn access_key(&self, id: &str) -> Result<Option<Arc<AccessKeyRecord>>> {
         self.cached(
             &self.access_keys,
-            id.to_string(),
+            id,
+            || id.to_string(),
             false,
-            self.inner.access_key(id),
+            || self.inner.access_key(id),
         )
         .await
     }

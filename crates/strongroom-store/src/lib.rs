@@ -15,6 +15,8 @@ mod postgres;
 pub mod snapshot;
 mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use strongroom_crypto::KeyId;
 
@@ -69,16 +71,16 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a key ring.
     async fn create_key_ring(&self, ring: &KeyRingRecord) -> Result<()>;
     /// Reads a key ring.
-    async fn key_ring(&self, name: &RingName) -> Result<Option<KeyRingRecord>>;
+    async fn key_ring(&self, name: &RingName) -> Result<Option<Arc<KeyRingRecord>>>;
     /// Lists key rings by name.
     async fn list_key_rings(&self, page: &PageRequest) -> Result<Page<KeyRingRecord>>;
 
     /// Creates a key and its first versions in one transaction. The ring must exist.
     async fn create_key(&self, key: &KeyRecord, versions: &[VersionRecord]) -> Result<()>;
     /// Reads a key by ring and name.
-    async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<KeyRecord>>;
+    async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<Arc<KeyRecord>>>;
     /// Reads a key by id.
-    async fn key_by_id(&self, id: KeyId) -> Result<Option<KeyRecord>>;
+    async fn key_by_id(&self, id: KeyId) -> Result<Option<Arc<KeyRecord>>>;
     /// Lists a ring's keys by name.
     async fn list_keys(&self, ring: &RingName, page: &PageRequest) -> Result<Page<KeyRecord>>;
     /// Lists every key of every ring, by id; the page cursor is the last key id (as text).
@@ -94,7 +96,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// Reads one version.
-    async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<VersionRecord>>;
+    async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<Arc<VersionRecord>>>;
     /// Lists a key's versions by number.
     async fn list_versions(&self, key_id: KeyId, page: &PageRequest)
     -> Result<Page<VersionRecord>>;
@@ -123,7 +125,7 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or re-points an alias. The key must exist.
     async fn put_alias(&self, alias: &AliasRecord, mode: AliasWrite) -> Result<()>;
     /// Reads an alias.
-    async fn alias(&self, name: &AliasName) -> Result<Option<AliasRecord>>;
+    async fn alias(&self, name: &AliasName) -> Result<Option<Arc<AliasRecord>>>;
     /// Deletes an alias.
     async fn delete_alias(&self, name: &AliasName) -> Result<()>;
     /// Lists aliases by name, optionally only those of one key.
@@ -136,7 +138,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new token.
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
     /// Finds a token by the hash of its secret.
-    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Arc<TokenRecord>>>;
     /// Finds a token by id.
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>>;
     /// Marks a token revoked (idempotent: the first revocation time is kept).
@@ -147,7 +149,7 @@ pub trait Store: Send + Sync + 'static {
     /// Creates (`AliasWrite::Create`) or replaces (`Update`) a principal.
     async fn put_principal(&self, p: &PrincipalRecord, mode: AliasWrite) -> Result<()>;
     /// Reads a principal.
-    async fn principal(&self, name: &PrincipalName) -> Result<Option<PrincipalRecord>>;
+    async fn principal(&self, name: &PrincipalName) -> Result<Option<Arc<PrincipalRecord>>>;
     /// The principal a client certificate fingerprint (lower-case hex SHA-256) belongs to.
     async fn principal_by_cert(&self, fingerprint: &str) -> Result<Option<PrincipalRecord>>;
     /// Lists principals by name.
@@ -204,7 +206,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new access key.
     async fn insert_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
     /// Reads an access key by id.
-    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>>;
+    async fn access_key(&self, id: &str) -> Result<Option<Arc<AccessKeyRecord>>>;
     /// A principal's access keys (revoked ones included), by id.
     async fn access_keys_of(&self, principal: &str) -> Result<Vec<AccessKeyRecord>>;
     /// Marks an access key revoked (idempotent: the first time is kept).

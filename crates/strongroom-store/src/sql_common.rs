@@ -470,7 +470,7 @@ impl Store for ThisStore {
         tx.commit().await.map_err(|e| self.err(e, "key ring"))
     }
 
-    async fn key_ring(&self, name: &RingName) -> Result<Option<KeyRingRecord>> {
+    async fn key_ring(&self, name: &RingName) -> Result<Option<Arc<KeyRingRecord>>> {
         self.check()?;
         sqlx::query("SELECT * FROM key_rings WHERE name = $1")
             .bind(name.as_str())
@@ -478,7 +478,7 @@ impl Store for ThisStore {
             .await
             .map_err(|e| self.err(e, "key ring"))?
             .as_ref()
-            .map(ring_of)
+            .map(|r| ring_of(r).map(Arc::new))
             .transpose()
     }
 
@@ -547,7 +547,7 @@ impl Store for ThisStore {
         tx.commit().await.map_err(|e| self.err(e, "key"))
     }
 
-    async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<KeyRecord>> {
+    async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<Arc<KeyRecord>>> {
         self.check()?;
         sqlx::query("SELECT * FROM keys WHERE ring = $1 AND name = $2")
             .bind(ring.as_str())
@@ -556,11 +556,11 @@ impl Store for ThisStore {
             .await
             .map_err(|e| self.err(e, "key"))?
             .as_ref()
-            .map(key_of)
+            .map(|r| key_of(r).map(Arc::new))
             .transpose()
     }
 
-    async fn key_by_id(&self, id: KeyId) -> Result<Option<KeyRecord>> {
+    async fn key_by_id(&self, id: KeyId) -> Result<Option<Arc<KeyRecord>>> {
         self.check()?;
         sqlx::query("SELECT * FROM keys WHERE id = $1")
             .bind(id.as_bytes().as_slice())
@@ -568,7 +568,7 @@ impl Store for ThisStore {
             .await
             .map_err(|e| self.err(e, "key"))?
             .as_ref()
-            .map(key_of)
+            .map(|r| key_of(r).map(Arc::new))
             .transpose()
     }
 
@@ -673,7 +673,7 @@ impl Store for ThisStore {
         Ok(())
     }
 
-    async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<VersionRecord>> {
+    async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<Arc<VersionRecord>>> {
         self.check()?;
         sqlx::query("SELECT * FROM key_versions WHERE key_id = $1 AND version = $2")
             .bind(key_id.as_bytes().as_slice())
@@ -682,7 +682,7 @@ impl Store for ThisStore {
             .await
             .map_err(|e| self.err(e, "key version"))?
             .as_ref()
-            .map(version_of)
+            .map(|r| version_of(r).map(Arc::new))
             .transpose()
     }
 
@@ -1003,7 +1003,7 @@ impl Store for ThisStore {
         tx.commit().await.map_err(|e| self.err(e, "alias"))
     }
 
-    async fn alias(&self, name: &AliasName) -> Result<Option<AliasRecord>> {
+    async fn alias(&self, name: &AliasName) -> Result<Option<Arc<AliasRecord>>> {
         self.check()?;
         sqlx::query("SELECT * FROM aliases WHERE name = $1")
             .bind(name.as_str())
@@ -1011,7 +1011,7 @@ impl Store for ThisStore {
             .await
             .map_err(|e| self.err(e, "alias"))?
             .as_ref()
-            .map(alias_of)
+            .map(|r| alias_of(r).map(Arc::new))
             .transpose()
     }
 
@@ -1077,7 +1077,7 @@ impl Store for ThisStore {
         tx.commit().await.map_err(|e| self.err(e, "token"))
     }
 
-    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Arc<TokenRecord>>> {
         self.check()?;
         sqlx::query("SELECT * FROM tokens WHERE hash = $1")
             .bind(hash.as_slice())
@@ -1085,7 +1085,7 @@ impl Store for ThisStore {
             .await
             .map_err(|e| self.err(e, "token"))?
             .as_ref()
-            .map(token_of)
+            .map(|r| token_of(r).map(Arc::new))
             .transpose()
     }
 
@@ -1175,7 +1175,7 @@ impl Store for ThisStore {
         tx.commit().await.map_err(|e| self.err(e, "principal"))
     }
 
-    async fn principal(&self, name: &PrincipalName) -> Result<Option<PrincipalRecord>> {
+    async fn principal(&self, name: &PrincipalName) -> Result<Option<Arc<PrincipalRecord>>> {
         self.check()?;
         sqlx::query("SELECT * FROM principals WHERE name = $1")
             .bind(name.as_str())
@@ -1183,7 +1183,7 @@ impl Store for ThisStore {
             .await
             .map_err(|e| self.err(e, "principal"))?
             .as_ref()
-            .map(principal_of)
+            .map(|r| principal_of(r).map(Arc::new))
             .transpose()
     }
 
@@ -1363,7 +1363,7 @@ impl Store for ThisStore {
         tx.commit().await.map_err(|e| self.err(e, "access key"))
     }
 
-    async fn access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+    async fn access_key(&self, id: &str) -> Result<Option<Arc<AccessKeyRecord>>> {
         self.check()?;
         sqlx::query("SELECT * FROM access_keys WHERE id = $1")
             .bind(id)
@@ -1371,7 +1371,7 @@ impl Store for ThisStore {
             .await
             .map_err(|e| self.err(e, "access key"))?
             .as_ref()
-            .map(access_key_of)
+            .map(|r| access_key_of(r).map(Arc::new))
             .transpose()
     }
 

@@ -39,7 +39,7 @@ async fn sealed_material(kms: &Kms, key: &KeyRecord, version: u32) -> Option<Vec
         .unwrap()
         .unwrap();
     store.close().await;
-    v.sealed_material
+    v.sealed_material.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

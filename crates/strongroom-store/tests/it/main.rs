@@ -7,6 +7,8 @@ mod pg;
 mod snapshot;
 mod suite;
 
+use std::sync::Arc;
+
 use strongroom_store::{SqliteOptions, SqliteStore};
 
 async fn sqlite(dir: &tempfile::TempDir) -> SqliteStore {
@@ -113,10 +115,13 @@ async fn data_survives_reopen() {
     store.close().await;
     drop(store);
     let store = sqlite(&dir).await;
-    assert_eq!(store.key_by_id(key.id).await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        store.key_by_id(key.id).await.unwrap(),
+        Some(Arc::new(key.clone()))
+    );
     assert_eq!(
         store.version(key.id, 1).await.unwrap(),
-        Some(versions[0].clone())
+        Some(Arc::new(versions[0].clone()))
     );
 }
 
@@ -218,7 +223,7 @@ async fn postgres_nodes_racing_on_a_key_cannot_both_win() {
         let next = |who: &str| KeyRecord {
             description: format!("{who} {round}"),
             revision: cur.revision + 1,
-            ..cur.clone()
+            ..(*cur).clone()
         };
         let (na, nb) = (next("a"), next("b"));
         let (ra, rb) = tokio::join!(

@@ -1,6 +1,7 @@
 //! Backend-independent store tests. Each takes `&dyn Store` on an empty database.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use strongroom_crypto::{Algorithm, KeyId, Purpose};
 use strongroom_store::*;
@@ -98,12 +99,15 @@ pub(crate) async fn keys_and_versions(s: &dyn Store) {
     s.create_key(&key, &versions).await.unwrap();
     assert_eq!(
         s.key(&key.ring, &key.name).await.unwrap(),
-        Some(key.clone())
+        Some(Arc::new(key.clone()))
     );
-    assert_eq!(s.key_by_id(key.id).await.unwrap(), Some(key.clone()));
+    assert_eq!(
+        s.key_by_id(key.id).await.unwrap(),
+        Some(Arc::new(key.clone()))
+    );
     assert_eq!(
         s.version(key.id, 2).await.unwrap(),
-        Some(versions[1].clone())
+        Some(Arc::new(versions[1].clone()))
     );
     assert!(s.version(key.id, 3).await.unwrap().is_none());
 
@@ -131,9 +135,12 @@ pub(crate) async fn keys_and_versions(s: &dyn Store) {
     s.update_key(key.revision, &k, &[v1.clone(), v3.clone()])
         .await
         .unwrap();
-    assert_eq!(s.key_by_id(key.id).await.unwrap(), Some(k.clone()));
-    assert_eq!(s.version(key.id, 1).await.unwrap(), Some(v1));
-    assert_eq!(s.version(key.id, 3).await.unwrap(), Some(v3));
+    assert_eq!(
+        s.key_by_id(key.id).await.unwrap(),
+        Some(Arc::new(k.clone()))
+    );
+    assert_eq!(s.version(key.id, 1).await.unwrap(), Some(Arc::new(v1)));
+    assert_eq!(s.version(key.id, 3).await.unwrap(), Some(Arc::new(v3)));
     let page = s
         .list_versions(key.id, &PageRequest::default())
         .await
@@ -259,7 +266,7 @@ pub(crate) async fn key_deletion(s: &dyn Store) {
     };
     s.update_key(k.revision, &scheduled, &[]).await.unwrap();
     let back = s.key_by_id(k.id).await.unwrap().unwrap();
-    assert_eq!(back, scheduled);
+    assert_eq!(*back, scheduled);
     assert!(
         s.keys_due_for_deletion(Timestamp(4999), 10)
             .await
@@ -299,7 +306,7 @@ pub(crate) async fn material_expiry(s: &dyn Store) {
     let (mut never, nv) = sample_key("r", "never", 1);
     never.origin = KeyOrigin::Imported;
     s.create_key(&never, &nv).await.unwrap();
-    assert_eq!(s.key_by_id(k.id).await.unwrap().unwrap(), k);
+    assert_eq!(*s.key_by_id(k.id).await.unwrap().unwrap(), k);
     let due = |t| async move {
         s.keys_due_for_material_expiry(Timestamp(t), 10)
             .await
@@ -336,7 +343,7 @@ pub(crate) async fn material_expiry(s: &dyn Store) {
     s.update_key(scheduled.revision, &cleared, &[])
         .await
         .unwrap();
-    assert_eq!(s.key_by_id(k.id).await.unwrap().unwrap(), cleared);
+    assert_eq!(*s.key_by_id(k.id).await.unwrap().unwrap(), cleared);
     assert!(due(i64::MAX).await.is_empty());
 }
 
@@ -520,7 +527,10 @@ pub(crate) async fn tokens(s: &dyn Store) {
         ),
         "hashes are unique"
     );
-    assert_eq!(s.token_by_hash(&[7; 32]).await.unwrap(), Some(t.clone()));
+    assert_eq!(
+        s.token_by_hash(&[7; 32]).await.unwrap(),
+        Some(Arc::new(t.clone()))
+    );
     assert!(s.token_by_hash(&[8; 32]).await.unwrap().is_none());
     s.revoke_token("tok1", Timestamp(50)).await.unwrap();
     s.revoke_token("tok1", Timestamp(60)).await.unwrap();
@@ -580,7 +590,7 @@ pub(crate) async fn principals(s: &dyn Store) {
         ..p.clone()
     };
     s.put_principal(&changed, AliasWrite::Update).await.unwrap();
-    assert_eq!(s.principal(&p.name).await.unwrap(), Some(changed));
+    assert_eq!(s.principal(&p.name).await.unwrap(), Some(Arc::new(changed)));
     assert_eq!(
         s.list_principals(&PageRequest::default())
             .await
@@ -770,7 +780,7 @@ pub(crate) async fn access_keys(s: &dyn Store) {
     s.insert_access_key(&session).await.unwrap();
     assert_eq!(
         s.access_key(&session.id).await.unwrap(),
-        Some(session.clone())
+        Some(Arc::new(session.clone()))
     );
     s.revoke_access_key(&session.id, Timestamp(2))
         .await
@@ -779,7 +789,10 @@ pub(crate) async fn access_keys(s: &dyn Store) {
         s.insert_access_key(&k).await,
         Err(StoreError::AlreadyExists(_))
     ));
-    assert_eq!(s.access_key(&k.id).await.unwrap(), Some(k.clone()));
+    assert_eq!(
+        s.access_key(&k.id).await.unwrap(),
+        Some(Arc::new(k.clone()))
+    );
     assert_eq!(s.access_keys_of("svc").await.unwrap().len(), 2);
     assert_eq!(s.access_keys_of("svc").await.unwrap()[0], k.clone());
     assert!(s.access_keys_of("other").await.unwrap().is_empty());
@@ -854,7 +867,7 @@ pub(crate) async fn import_tokens(s: &dyn Store) {
         ..k
     };
     s.create_key(&k, &v).await.unwrap();
-    assert_eq!(s.key_by_id(k.id).await.unwrap().unwrap(), k);
+    assert_eq!(*s.key_by_id(k.id).await.unwrap().unwrap(), k);
     let t = ImportTokenRecord {
         id: "imp_1".into(),
         key_id: k.id,
@@ -989,8 +1002,8 @@ pub(crate) async fn external_keys(s: &dyn Store) {
     versions[0].sealed_material = None;
     s.create_key(&key, &versions).await.unwrap();
     let got = s.key_by_id(key.id).await.unwrap().unwrap();
-    assert_eq!(got, key);
-    assert_eq!(got.external.unwrap().provider, "aws");
+    assert_eq!(*got, key);
+    assert_eq!(got.external.as_ref().unwrap().provider, "aws");
     let v = s.version(key.id, 1).await.unwrap().unwrap();
     assert!(v.sealed_material.is_none());
     // An update keeps the binding.
