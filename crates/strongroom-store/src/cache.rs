@@ -35,11 +35,49 @@ struct Entry<V> {
 
 type Map<K, V> = Mutex<HashMap<K, Entry<V>>>;
 
+/// Where one lookup kind keeps its entries, found by a borrowed query `Q`.
+trait Slots<Q: ?Sized, V> {
+    fn slot(&self, q: &Q) -> Option<&Entry<V>>;
+    /// Keeps `e` for `q`, emptying the slots first when [`CAP`] are held.
+    fn keep(&mut self, q: &Q, e: Entry<V>);
+}
+
+impl<K, Q, V> Slots<Q, V> for HashMap<K, Entry<V>>
+where
+    K: Eq + Hash + Borrow<Q>,
+    Q: Eq + Hash + ToOwned<Owned = K> + ?Sized,
+{
+    fn slot(&self, q: &Q) -> Option<&Entry<V>> {
+        self.get(q)
+    }
+
+    fn keep(&mut self, q: &Q, e: Entry<V>) {
+        if self.len() >= CAP {
+            self.clear();
+        }
+        self.insert(q.to_owned(), e);
+    }
+}
+
 /// Keys by ring, then name: a lookup borrows both names instead of building a pair.
 #[derive(Default)]
 struct ByPath {
     rings: HashMap<RingName, HashMap<KeyName, Entry<KeyRecord>>>,
     len: usize,
+}
+
+impl Slots<(&RingName, &KeyName), KeyRecord> for ByPath {
+    fn slot(&self, &(ring, name): &(&RingName, &KeyName)) -> Option<&Entry<KeyRecord>> {
+        self.rings.get(ring)?.get(name)
+    }
+
+    fn keep(&mut self, &(ring, name): &(&RingName, &KeyName), e: Entry<KeyRecord>) {
+        if self.len >= CAP {
+            *self = Self::default();
+        }
+        let names = self.rings.entry(ring.clone()).or_default();
+        self.len += usize::from(names.insert(name.clone(), e).is_none());
+    }
 }
 
 /// A [`Store`] that caches the hot lookups of another.
@@ -84,59 +122,44 @@ impl CachedStore {
         }
     }
 
-    /// The entry's answer if it is still valid.
-    fn fresh<V>(&self, e: &Entry<V>, generation: u64) -> Option<Option<Arc<V>>> {
-        (e.generation == generation && e.at.elapsed() < self.ttl).then(|| e.value.clone())
-    }
-
-    /// Whether an answer fetched at `generation` may be kept (no write started or finished
-    /// meanwhile: it may predate that write).
-    fn keepable<V>(&self, value: &Option<Arc<V>>, cache_absent: bool, generation: u64) -> bool {
-        (value.is_some() || cache_absent) && self.generation.load(Ordering::SeqCst) == generation
-    }
-
-    /// Answers from `map`, or runs `fetch` (only on a miss) and keeps its answer under
-    /// `owned()`.
-    async fn cached<K, Q, V, F>(
+    /// Answers from `slots`, or runs `fetch` (only on a miss) and keeps its answer if no
+    /// write started or finished meanwhile (it may predate that write).
+    async fn cached<Q, V, S, F>(
         &self,
-        map: &Map<K, V>,
-        key: &Q,
-        owned: impl FnOnce() -> K,
+        slots: &Mutex<S>,
+        q: &Q,
         cache_absent: bool,
         fetch: impl FnOnce() -> F,
     ) -> Result<Option<Arc<V>>>
     where
-        K: Eq + Hash + Borrow<Q>,
-        Q: Eq + Hash + ?Sized,
+        Q: ?Sized,
+        S: Slots<Q, V>,
         F: Future<Output = Result<Option<Arc<V>>>>,
     {
         if self.ttl.is_zero() {
             return fetch().await;
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Ok(m) = map.lock()
-            && let Some(hit) = m.get(key).and_then(|e| self.fresh(e, generation))
+        if let Ok(m) = slots.lock()
+            && let Some(e) = m.slot(q)
+            && e.generation == generation
+            && e.at.elapsed() < self.ttl
         {
-            return Ok(hit);
+            return Ok(e.value.clone());
         }
         let value = fetch().await?;
-        if self.keepable(&value, cache_absent, generation)
-            && let Ok(mut m) = map.lock()
+        if (value.is_some() || cache_absent)
+            && self.generation.load(Ordering::SeqCst) == generation
+            && let Ok(mut m) = slots.lock()
         {
-            if m.len() >= CAP {
-                m.clear();
-            }
-            m.insert(owned(), self.entry(&value, generation));
+            let e = Entry {
+                at: Instant::now(),
+                generation,
+                value: value.clone(),
+            };
+            m.keep(q, e);
         }
         Ok(value)
-    }
-
-    fn entry<V>(&self, value: &Option<Arc<V>>, generation: u64) -> Entry<V> {
-        Entry {
-            at: Instant::now(),
-            generation,
-            value: value.clone(),
-        }
     }
 
     /// Runs a write; every cached entry is invalid from before it starts until after.
@@ -167,14 +190,8 @@ impl Store for CachedStore {
     }
 
     async fn key_ring(&self, name: &RingName) -> Result<Option<Arc<KeyRingRecord>>> {
-        self.cached(
-            &self.rings,
-            name,
-            || name.clone(),
-            true,
-            || self.inner.key_ring(name),
-        )
-        .await
+        self.cached(&self.rings, name, true, || self.inner.key_ring(name))
+            .await
     }
 
     async fn list_key_rings(&self, page: &PageRequest) -> Result<Page<KeyRingRecord>> {
@@ -186,43 +203,15 @@ impl Store for CachedStore {
     }
 
     async fn key(&self, ring: &RingName, name: &KeyName) -> Result<Option<Arc<KeyRecord>>> {
-        if self.ttl.is_zero() {
-            return self.inner.key(ring, name).await;
-        }
-        let generation = self.generation.load(Ordering::SeqCst);
-        if let Ok(m) = self.keys.lock()
-            && let Some(hit) = m
-                .rings
-                .get(ring)
-                .and_then(|names| names.get(name))
-                .and_then(|e| self.fresh(e, generation))
-        {
-            return Ok(hit);
-        }
-        let value = self.inner.key(ring, name).await?;
-        if self.keepable(&value, true, generation)
-            && let Ok(mut m) = self.keys.lock()
-        {
-            if m.len >= CAP {
-                *m = ByPath::default();
-            }
-            let e = self.entry(&value, generation);
-            let names = m.rings.entry(ring.clone()).or_default();
-            let added = names.insert(name.clone(), e).is_none();
-            m.len += usize::from(added);
-        }
-        Ok(value)
+        self.cached(&self.keys, &(ring, name), true, || {
+            self.inner.key(ring, name)
+        })
+        .await
     }
 
     async fn key_by_id(&self, id: KeyId) -> Result<Option<Arc<KeyRecord>>> {
-        self.cached(
-            &self.keys_by_id,
-            &id,
-            || id,
-            true,
-            || self.inner.key_by_id(id),
-        )
-        .await
+        self.cached(&self.keys_by_id, &id, true, || self.inner.key_by_id(id))
+            .await
     }
 
     async fn list_keys(&self, ring: &RingName, page: &PageRequest) -> Result<Page<KeyRecord>> {
@@ -244,13 +233,9 @@ impl Store for CachedStore {
     }
 
     async fn version(&self, key_id: KeyId, version: u32) -> Result<Option<Arc<VersionRecord>>> {
-        self.cached(
-            &self.versions,
-            &(key_id, version),
-            || (key_id, version),
-            true,
-            || self.inner.version(key_id, version),
-        )
+        self.cached(&self.versions, &(key_id, version), true, || {
+            self.inner.version(key_id, version)
+        })
         .await
     }
 
@@ -299,14 +284,8 @@ impl Store for CachedStore {
     }
 
     async fn alias(&self, name: &AliasName) -> Result<Option<Arc<AliasRecord>>> {
-        self.cached(
-            &self.aliases,
-            name,
-            || name.clone(),
-            true,
-            || self.inner.alias(name),
-        )
-        .await
+        self.cached(&self.aliases, name, true, || self.inner.alias(name))
+            .await
     }
 
     async fn delete_alias(&self, name: &AliasName) -> Result<()> {
@@ -326,14 +305,8 @@ impl Store for CachedStore {
     }
 
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Arc<TokenRecord>>> {
-        self.cached(
-            &self.tokens,
-            hash,
-            || *hash,
-            false,
-            || self.inner.token_by_hash(hash),
-        )
-        .await
+        self.cached(&self.tokens, hash, false, || self.inner.token_by_hash(hash))
+            .await
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
@@ -353,14 +326,8 @@ impl Store for CachedStore {
     }
 
     async fn principal(&self, name: &PrincipalName) -> Result<Option<Arc<PrincipalRecord>>> {
-        self.cached(
-            &self.principals,
-            name,
-            || name.clone(),
-            true,
-            || self.inner.principal(name),
-        )
-        .await
+        self.cached(&self.principals, name, true, || self.inner.principal(name))
+            .await
     }
 
     async fn principal_by_cert(&self, fingerprint: &str) -> Result<Option<PrincipalRecord>> {
@@ -442,14 +409,8 @@ impl Store for CachedStore {
     }
 
     async fn access_key(&self, id: &str) -> Result<Option<Arc<AccessKeyRecord>>> {
-        self.cached(
-            &self.access_keys,
-            id,
-            || id.to_string(),
-            false,
-            || self.inner.access_key(id),
-        )
-        .await
+        self.cached(&self.access_keys, id, false, || self.inner.access_key(id))
+            .await
     }
 
     async fn access_keys_of(&self, principal: &str) -> Result<Vec<AccessKeyRecord>> {
@@ -502,5 +463,39 @@ impl Store for CachedStore {
 
     fn is_healthy(&self) -> bool {
         self.inner.is_healthy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry<KeyRecord> {
+        Entry {
+            at: Instant::now(),
+            generation: 0,
+            value: None,
+        }
+    }
+
+    #[test]
+    fn keys_by_path_count_distinct_names_and_empty_when_full() {
+        let mut m = ByPath::default();
+        let ring: RingName = "r".parse().unwrap();
+        let a: KeyName = "a".parse().unwrap();
+        m.keep(&(&ring, &a), entry());
+        m.keep(&(&ring, &a), entry());
+        assert_eq!(m.len, 1, "a replaced entry is not counted twice");
+        assert!(m.slot(&(&ring, &a)).is_some());
+        for i in 1..CAP {
+            let n: KeyName = format!("k{i}").parse().unwrap();
+            m.keep(&(&ring, &n), entry());
+        }
+        assert_eq!(m.len, CAP);
+        let last: KeyName = "last".parse().unwrap();
+        m.keep(&(&ring, &last), entry());
+        assert_eq!(m.len, 1, "a full map is emptied before the next entry");
+        assert!(m.slot(&(&ring, &a)).is_none());
+        assert!(m.slot(&(&ring, &last)).is_some());
     }
 }
