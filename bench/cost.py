@@ -1,6 +1,6 @@
 """CPU per request on the hardware: how much of the machine each request takes, and how many
-context switches, for the hello-world, the bare AES handler, Strongroom's health check and
-native Encrypt, measured in the same minute.
+context switches, for the hello-world, the bare AES handler (with and without one durable
+line per request), Strongroom's health check and native Encrypt, measured in the same minute.
 
 Instruction counts (bench/instructions.py) see only user space; this sees the kernel too
 (loopback TCP, wake-ups, `fdatasync`), which is where most of the difference between
@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -85,14 +86,15 @@ def main():
     if os.environ.get("BENCH_COMPARE"):
         binaries.append(os.environ["BENCH_COMPARE"])
     rows = []
-    hello = run.Proc([str(run.REL / "strongroom-bench-hello")], wait_line="listening on ")
-    url = hello.line.split()[-1]
+    hello, url, hello_dir = run.hello_server()
     try:
         rows.append(("hello", measure(hello.p.pid, url + "/")))
         aead = json.dumps({"plaintext": run.PT_256})
         rows.append(("hello_aead", measure(hello.p.pid, url + "/aead", "POST", aead, [("Content-Type", "application/json")])))
+        rows.append(("hello_aead_durable", measure(hello.p.pid, url + "/aead-durable", "POST", aead, [("Content-Type", "application/json")])))
     finally:
         hello.stop()
+        shutil.rmtree(hello_dir, ignore_errors=True)
     for rnd in range(int(os.environ.get("BENCH_ROUNDS", "1"))):
         for i, b in enumerate(binaries):
             label = "" if len(binaries) == 1 else (" (this build)" if i == 0 else " (compared)")
