@@ -499,10 +499,7 @@ impl Envelopes {
             .await?;
         let header = Header::new(&dk, envelope::DEFAULT_CHUNK_SIZE, context.clone(), wrapped)
             .map_err(envelope_error)?;
-        let mut out = Vec::with_capacity(plaintext.len() + 512);
-        envelope::encrypt(&dk, &header, &mut &plaintext[..], &mut out, |_| {})
-            .map_err(envelope_error)?;
-        Ok(out)
+        envelope::encrypt_to_vec(&dk, &header, plaintext).map_err(envelope_error)
     }
 
     /// Opens an envelope held in memory.

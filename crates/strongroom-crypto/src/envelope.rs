@@ -362,24 +362,78 @@ pub fn encrypt(
         let last = have <= size;
         let n = have.min(size);
         let carry = if last { None } else { Some(buf[size]) };
-        let tag = key
-            .seal_in_place_separate_tag(nonce(counter, last), Aad::from(&aad), &mut buf[..n])
-            .map_err(|_| crate::Error::Internal("aes-gcm seal"))?;
+        let tag = seal_chunk(&key, &aad, counter, last, &mut buf[..n])?;
         output.write_all(&buf[..n])?;
-        output.write_all(tag.as_ref())?;
+        output.write_all(&tag)?;
         total += n as u64;
         progress(total);
         let Some(c) = carry else {
             break;
         };
-        counter = counter
-            .checked_add(1)
-            .ok_or(EnvelopeError::Malformed("more than 2^32 chunks"))?;
+        counter = next_chunk(counter)?;
         buf[0] = c;
         have = 1 + read_full(input, &mut buf[1..size + 1])?;
     }
     output.flush()?;
     Ok(total)
+}
+
+/// [`encrypt`] of a plaintext held in memory: the same bytes, in a new buffer sized
+/// exactly, with each chunk sealed in place there, so the plaintext is copied once (the
+/// streaming form copies it into its chunk buffer and again to its writer).
+pub fn encrypt_to_vec(
+    data_key: &KeyMaterial,
+    header: &Header,
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    header.check_data_key(data_key)?;
+    let key = chunk_key(data_key, &header.salt)?;
+    let aad = hash::sha256(&header.fixed());
+    let head = header.encode()?;
+    let size = header.chunk_size as usize;
+    let chunks = plaintext.len().div_ceil(size).max(1);
+    let mut out = Vec::with_capacity(head.len() + plaintext.len() + chunks * TAG);
+    out.extend_from_slice(&head);
+    let mut rest = plaintext;
+    let mut counter: u32 = 0;
+    loop {
+        // As in `encrypt`: a plaintext of whole chunks ends with a full final chunk, and an
+        // empty one is a single empty final chunk.
+        let last = rest.len() <= size;
+        let (chunk, after) = rest.split_at(rest.len().min(size));
+        let start = out.len();
+        out.extend_from_slice(chunk);
+        let tag = seal_chunk(&key, &aad, counter, last, &mut out[start..])?;
+        out.extend_from_slice(&tag);
+        if last {
+            return Ok(out);
+        }
+        rest = after;
+        counter = next_chunk(counter)?;
+    }
+}
+
+/// Seals one chunk in place; returns its tag.
+fn seal_chunk(
+    key: &LessSafeKey,
+    aad: &[u8; 32],
+    counter: u32,
+    last: bool,
+    chunk: &mut [u8],
+) -> Result<[u8; TAG]> {
+    let tag = key
+        .seal_in_place_separate_tag(nonce(counter, last), Aad::from(aad), chunk)
+        .map_err(|_| crate::Error::Internal("aes-gcm seal"))?;
+    let mut out = [0u8; TAG];
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// The counter of the chunk after `counter`; a stream has at most 2^32 chunks.
+fn next_chunk(counter: u32) -> Result<u32> {
+    counter
+        .checked_add(1)
+        .ok_or(EnvelopeError::Malformed("more than 2^32 chunks"))
 }
 
 /// Opens the chunks that follow `header` in `input` and writes their plaintext to `output`,
@@ -432,9 +486,7 @@ pub fn decrypt(
         let Some(c) = carry else {
             break;
         };
-        counter = counter
-            .checked_add(1)
-            .ok_or(EnvelopeError::Malformed("more than 2^32 chunks"))?;
+        counter = next_chunk(counter)?;
         buf[0] = c;
         have = 1 + read_full(input, &mut buf[1..full + 1])?;
     }

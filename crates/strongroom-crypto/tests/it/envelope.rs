@@ -58,8 +58,23 @@ fn round_trips_at_every_chunk_boundary() {
                 "chunk {c}, {n} bytes"
             );
             assert_eq!(open(&dk, &bytes).unwrap(), pt, "chunk {c}, {n} bytes");
+            // The in-memory form writes the same bytes, into a buffer of exactly their size.
+            let in_memory = envelope::encrypt_to_vec(&dk, &h, &pt).unwrap();
+            assert_eq!(in_memory, bytes, "chunk {c}, {n} bytes");
+            assert_eq!(in_memory.capacity(), bytes.len(), "chunk {c}, {n} bytes");
         }
     }
+}
+
+#[test]
+fn the_in_memory_form_refuses_a_data_key_the_header_was_not_made_for() {
+    let dk = KeyMaterial::new(vec![7; 32]);
+    let h = Header::new(&dk, 16, ctx(), wrapped()).unwrap();
+    let other = KeyMaterial::new(vec![8; 32]);
+    assert!(matches!(
+        envelope::encrypt_to_vec(&other, &h, b"data"),
+        Err(EnvelopeError::WrongDataKey)
+    ));
 }
 
 #[test]
@@ -246,6 +261,9 @@ fn golden_envelopes_v1() {
         )
         .unwrap();
         assert_eq!(again, bytes, "{name}: the format changed");
+        let in_memory =
+            envelope::encrypt_to_vec(&dk, &golden_header(&dk, chunk), &pattern(n)).unwrap();
+        assert_eq!(in_memory, bytes, "{name}: the in-memory form differs");
     }
 }
 
