@@ -6,8 +6,9 @@
 //!   cryptography and encoding with no authentication, store, policy or audit;
 //! - `POST /aead-durable` (only when a LOG path is given): the same, and then one line of
 //!   about an audit event's size appended to LOG and made durable (`fdatasync`, one per
-//!   batch of waiting requests, by one writer thread) before the answer: fail-closed audit
-//!   in its plainest form (a plain group commit), with no chain, signature or policy.
+//!   batch of waiting requests, by one writer thread, with the audit writer's linger)
+//!   before the answer: fail-closed audit in its plainest form (a group commit), with no
+//!   chain, signature, policy or store.
 //!
 //! Usage: `strongroom-bench-hello [ADDR] [LOG]` (ADDR defaults to 127.0.0.1:0; LOG is
 //! created or truncated); prints `listening on http://…`.
@@ -17,6 +18,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use axum::Router;
@@ -55,6 +57,11 @@ struct Pending {
     waiters: Vec<tokio::sync::oneshot::Sender<bool>>,
 }
 
+/// How long the writer lets a batch fill under load, and the size that ends the wait: the
+/// values of Strongroom's audit writer (`crates/strongroom-audit/src/sink.rs`).
+const LINGER: Duration = Duration::from_micros(150);
+const LINGER_FULL: usize = 16;
+
 /// A group-committed append-only file: callers add a line and wait until a sync covers it.
 struct Log {
     pending: Mutex<Pending>,
@@ -72,12 +79,27 @@ impl Log {
         let writer = Arc::clone(&log);
         std::thread::spawn(move || {
             let mut taken = Pending::default();
+            let mut busy = false;
             loop {
                 {
                     let mut p = writer.pending.lock().unwrap_or_else(|e| e.into_inner());
                     while p.waiters.is_empty() {
                         p = writer.wake.wait(p).unwrap_or_else(|e| e.into_inner());
                     }
+                    // Under load, let a small batch fill as Strongroom's audit writer does
+                    // (worth about 5 % here): fewer syncs for the same events.
+                    let deadline = Instant::now() + LINGER;
+                    while busy && p.waiters.len() < LINGER_FULL {
+                        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                            break;
+                        };
+                        p = writer
+                            .wake
+                            .wait_timeout(p, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                    busy = p.waiters.len() > 1;
                     std::mem::swap(&mut taken.lines, &mut p.lines);
                     std::mem::swap(&mut taken.waiters, &mut p.waiters);
                 }
