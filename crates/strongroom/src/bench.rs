@@ -271,9 +271,10 @@ async fn run_op(
     }
     let aws = Arc::new(aws.cloned());
     let req = Arc::new(req);
-    let deadline = Instant::now() + dur;
+    let start = Instant::now();
+    let deadline = start + dur;
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    for client in 0..concurrency {
         let c = c.clone();
         let req = req.clone();
         let aws = aws.clone();
@@ -282,12 +283,18 @@ async fn run_op(
             Request::K8s(_) => Some(k8s_client(k8s_socket).await?),
             _ => None,
         };
-        // With a rate, each client sends on its own schedule (never two at once).
+        // With a rate, each client sends on its own schedule (never two at once), the
+        // clients' schedules spread evenly over one interval: started together, all of them
+        // would send at the same instants, a burst of `concurrency` requests per interval
+        // whose queueing the latencies would then measure.
         let gap = (rate > 0.0).then(|| Duration::from_secs_f64(concurrency as f64 / rate));
+        let first = gap.map_or(start, |g| {
+            start + g.mul_f64(client as f64 / concurrency as f64)
+        });
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
-            let mut next = Instant::now();
+            let mut next = first;
             while Instant::now() < deadline {
                 if let Some(g) = gap {
                     tokio::time::sleep_until(next.into()).await;

@@ -299,6 +299,41 @@ async fn bench_runs_and_reports_against_its_baseline() {
     assert_eq!(results[0]["throughput_vs_health"], 1.0);
 }
 
+/// `--rate` paces the clients: never more than the rate offered (each client on its own
+/// schedule, a client's first request at most one interval late), and close to it on an idle
+/// server.
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_rate_offers_the_rate_asked() {
+    let srv = TestServer::dev();
+    let (code, out, err) = cli(
+        &srv,
+        &[
+            "bench",
+            "--ops",
+            "health",
+            "--duration",
+            "2s",
+            "--concurrency",
+            "8",
+            "--rate",
+            "200",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let r = &v["results"][0];
+    assert_eq!(r["errors"], 0, "{r}");
+    let n = r["requests"].as_u64().unwrap();
+    // 200/s for 2 s, plus at most one request per client at the deadline.
+    assert!(n <= 400 + 8, "{n} requests: more than the rate asked");
+    assert!(n >= 200, "{n} requests: far below the rate asked");
+    let (code, _, err) = cli(&srv, &["bench", "--rate=-1", "--duration", "1s"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--rate"), "{err}");
+}
+
 /// The load generator drives the Kubernetes KMS plugin socket: the Rust client connects as
 /// the API server does, Status is healthy, and every call succeeds.
 #[tokio::test(flavor = "multi_thread")]
