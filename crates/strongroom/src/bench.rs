@@ -57,7 +57,9 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 256)]
     size: usize,
     /// Offer at most this many requests per second in total, spread evenly over the clients
-    /// (0 = as fast as they go). To read latency at a given load, e.g. half of the peak.
+    /// and in time (each client waits its turn; 0 = as fast as they go). To read latency at
+    /// a given load, e.g. half of the peak; use enough clients that each one's interval is
+    /// longer than a request takes, or the rate is not reached.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
 }
