@@ -13,7 +13,7 @@
 
 use std::io::{Read, Write};
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use aws_lc_rs::hkdf;
 
 use crate::{EncryptionContext, KeyMaterial, hash, rand};
@@ -348,9 +348,7 @@ pub fn encrypt(
     output: &mut impl Write,
     mut progress: impl FnMut(u64),
 ) -> Result<u64> {
-    header.check_data_key(data_key)?;
-    let key = chunk_key(data_key, &header.salt)?;
-    let aad = hash::sha256(&header.fixed());
+    let (key, aad) = chunk_keying(data_key, header)?;
     output.write_all(&header.encode()?)?;
     let size = header.chunk_size as usize;
     // One chunk plus one byte of look-ahead: the final chunk is known before it is sealed.
@@ -364,7 +362,7 @@ pub fn encrypt(
         let carry = if last { None } else { Some(buf[size]) };
         let tag = seal_chunk(&key, &aad, counter, last, &mut buf[..n])?;
         output.write_all(&buf[..n])?;
-        output.write_all(&tag)?;
+        output.write_all(tag.as_ref())?;
         total += n as u64;
         progress(total);
         let Some(c) = carry else {
@@ -386,9 +384,7 @@ pub fn encrypt_to_vec(
     header: &Header,
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    header.check_data_key(data_key)?;
-    let key = chunk_key(data_key, &header.salt)?;
-    let aad = hash::sha256(&header.fixed());
+    let (key, aad) = chunk_keying(data_key, header)?;
     let head = header.encode()?;
     let size = header.chunk_size as usize;
     let chunks = plaintext.len().div_ceil(size).max(1);
@@ -404,13 +400,23 @@ pub fn encrypt_to_vec(
         let start = out.len();
         out.extend_from_slice(chunk);
         let tag = seal_chunk(&key, &aad, counter, last, &mut out[start..])?;
-        out.extend_from_slice(&tag);
+        out.extend_from_slice(tag.as_ref());
         if last {
             return Ok(out);
         }
         rest = after;
         counter = next_chunk(counter)?;
     }
+}
+
+/// The key and associated data every chunk under `header` is sealed with, once `data_key`
+/// is checked against the header's commitment.
+fn chunk_keying(data_key: &KeyMaterial, header: &Header) -> Result<(LessSafeKey, [u8; 32])> {
+    header.check_data_key(data_key)?;
+    Ok((
+        chunk_key(data_key, &header.salt)?,
+        hash::sha256(&header.fixed()),
+    ))
 }
 
 /// Seals one chunk in place; returns its tag.
@@ -420,13 +426,10 @@ fn seal_chunk(
     counter: u32,
     last: bool,
     chunk: &mut [u8],
-) -> Result<[u8; TAG]> {
-    let tag = key
+) -> Result<Tag> {
+    Ok(key
         .seal_in_place_separate_tag(nonce(counter, last), Aad::from(aad), chunk)
-        .map_err(|_| crate::Error::Internal("aes-gcm seal"))?;
-    let mut out = [0u8; TAG];
-    out.copy_from_slice(tag.as_ref());
-    Ok(out)
+        .map_err(|_| crate::Error::Internal("aes-gcm seal"))?)
 }
 
 /// The counter of the chunk after `counter`; a stream has at most 2^32 chunks.
@@ -447,9 +450,7 @@ pub fn decrypt(
     output: &mut impl Write,
     mut progress: impl FnMut(u64),
 ) -> Result<u64> {
-    header.check_data_key(data_key)?;
-    let key = chunk_key(data_key, &header.salt)?;
-    let aad = hash::sha256(&header.fixed());
+    let (key, aad) = chunk_keying(data_key, header)?;
     let full = header.chunk_size as usize + TAG;
     let mut buf = vec![0u8; full + 1];
     let mut have = read_full(input, &mut buf[..full + 1])?;
