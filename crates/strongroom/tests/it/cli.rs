@@ -269,32 +269,44 @@ async fn missing_token_is_explained() {
     let _ = cli(&srv, &["keyring", "list"]);
 }
 
+/// Runs `strongroom bench` with `args` and JSON output; returns its results, each checked to
+/// have made requests and no errors.
+fn bench_results(srv: &TestServer, args: &[&str]) -> Vec<Value> {
+    let args: Vec<&str> = std::iter::once("bench")
+        .chain(args.iter().copied())
+        .chain(["-o", "json"])
+        .collect();
+    let (code, out, err) = cli(srv, &args);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let results = v["results"].as_array().unwrap().clone();
+    for r in &results {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+    }
+    results
+}
+
 /// The load generator runs end to end (a functional check; its numbers are not asserted).
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_runs_and_reports_against_its_baseline() {
     let srv = TestServer::dev();
-    let (code, out, err) = cli(
+    let results = bench_results(
         &srv,
         &[
-            "bench",
             "--ops",
             "lookup,encrypt,decrypt,data-key,sign,mac,transit-encrypt,transit-decrypt",
             "--duration",
             "1s",
             "--concurrency",
             "2",
-            "-o",
-            "json",
         ],
     );
-    assert_eq!(code, 0, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 9, "health is measured as the baseline: {v}");
-    for r in results {
-        assert_eq!(r["errors"], 0, "{r}");
-        assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
-    }
+    assert_eq!(
+        results.len(),
+        9,
+        "health is measured as the baseline: {results:?}"
+    );
     assert_eq!(results[0]["op"], "health");
     assert_eq!(results[0]["throughput_vs_health"], 1.0);
 }
@@ -305,10 +317,9 @@ async fn bench_runs_and_reports_against_its_baseline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_rate_offers_the_rate_asked() {
     let srv = TestServer::dev();
-    let (code, out, err) = cli(
+    let results = bench_results(
         &srv,
         &[
-            "bench",
             "--ops",
             "health",
             "--duration",
@@ -317,15 +328,9 @@ async fn bench_rate_offers_the_rate_asked() {
             "8",
             "--rate",
             "200",
-            "-o",
-            "json",
         ],
     );
-    assert_eq!(code, 0, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let r = &v["results"][0];
-    assert_eq!(r["errors"], 0, "{r}");
-    let n = r["requests"].as_u64().unwrap();
+    let n = results[0]["requests"].as_u64().unwrap();
     // 200/s for 2 s, plus at most one request per client at the deadline.
     assert!(n <= 400 + 8, "{n} requests: more than the rate asked");
     assert!(n >= 200, "{n} requests: far below the rate asked");
@@ -353,10 +358,9 @@ async fn bench_drives_the_kubernetes_plugin_socket() {
     )
     .server
     .expect("dev server starts");
-    let (code, out, err) = cli(
+    let results = bench_results(
         &srv,
         &[
-            "bench",
             "--ops",
             "k8s-status,k8s-encrypt,k8s-decrypt",
             "--k8s-kms-socket",
@@ -365,18 +369,9 @@ async fn bench_drives_the_kubernetes_plugin_socket() {
             "1s",
             "--concurrency",
             "2",
-            "-o",
-            "json",
         ],
     );
-    assert_eq!(code, 0, "{err}");
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 4, "{v}");
-    for r in results {
-        assert_eq!(r["errors"], 0, "{r}");
-        assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
-    }
+    assert_eq!(results.len(), 4, "{results:?}");
     // Without the socket, the k8s operations say what they need.
     let (code, _, err) = cli(&srv, &["bench", "--ops", "k8s-encrypt", "--duration", "1s"]);
     assert_ne!(code, 0);
