@@ -18,7 +18,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -86,15 +85,11 @@ def main():
     if os.environ.get("BENCH_COMPARE"):
         binaries.append(os.environ["BENCH_COMPARE"])
     rows = []
-    hello, url, hello_dir = run.hello_server()
-    try:
+    with run.hello_server() as (hello, url):
         rows.append(("hello", measure(hello.p.pid, url + "/")))
         aead = json.dumps({"plaintext": run.PT_256})
         rows.append(("hello_aead", measure(hello.p.pid, url + "/aead", "POST", aead, [("Content-Type", "application/json")])))
         rows.append(("hello_aead_durable", measure(hello.p.pid, url + "/aead-durable", "POST", aead, [("Content-Type", "application/json")])))
-    finally:
-        hello.stop()
-        shutil.rmtree(hello_dir, ignore_errors=True)
     for rnd in range(int(os.environ.get("BENCH_ROUNDS", "1"))):
         for i, b in enumerate(binaries):
             label = "" if len(binaries) == 1 else (" (this build)" if i == 0 else " (compared)")

@@ -19,6 +19,7 @@ server):
 Writes target/bench/report.md and report.json, and prints the table. Never a test.
 """
 
+import contextlib
 import datetime
 import json
 import os
@@ -193,13 +194,20 @@ def strongroom(data_dir=None, extra=(), wrap=()):
     return p, base, ready_ms, token
 
 
+@contextlib.contextmanager
 def hello_server():
-    """The baselines' server, its URL, and the directory of its durable log: made where
-    `strongroom serve --dev` keeps its audit log (the system's temporary directory), so both
-    sync to the same filesystem. The caller removes the directory."""
+    """The baselines' server, as (its process, its URL); stopped, and its durable log
+    removed, on leaving. The log is made where `strongroom serve --dev` keeps its audit log
+    (the system's temporary directory), so both sync to the same filesystem."""
     log_dir = tempfile.mkdtemp(prefix="strongroom-bench-hello-")
-    hello = Proc([str(REL / "strongroom-bench-hello"), "127.0.0.1:0", os.path.join(log_dir, "durable.log")], wait_line="listening on ")
-    return hello, hello.line.split()[-1], log_dir
+    try:
+        hello = Proc([str(REL / "strongroom-bench-hello"), "127.0.0.1:0", os.path.join(log_dir, "durable.log")], wait_line="listening on ")
+        try:
+            yield hello, hello.line.split()[-1]
+        finally:
+            hello.stop()
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def workload_principal(base):
@@ -224,16 +232,12 @@ def main():
     results = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": DURATION, "connections": CONNECTIONS, "threads": THREADS, "cores": os.cpu_count()}
     m = {}
 
-    hello, hello_url, hello_dir = hello_server()
-    try:
+    with hello_server() as (_, hello_url):
         m["hello"] = wrk(hello_url + "/")
         m["hello_c1"] = wrk(hello_url + "/", connections=1, threads=1)
         aead = json.dumps({"plaintext": PT_256})
         m["hello_aead"] = wrk(hello_url + "/aead", method="POST", body=aead, headers=[("Content-Type", "application/json")])
         m["hello_aead_durable"] = wrk(hello_url + "/aead-durable", method="POST", body=aead, headers=[("Content-Type", "application/json")])
-    finally:
-        hello.stop()
-        shutil.rmtree(hello_dir, ignore_errors=True)
 
     srv, base, _, _ = strongroom()
     try:
